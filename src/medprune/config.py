@@ -1,0 +1,297 @@
+"""The one typed configuration that describes a medprune run.
+
+A run is described by a YAML file loaded into :class:`RunConfig`. Unknown keys and bad
+values fail early with a :class:`~medprune.errors.ConfigError` that names the field::
+
+    cfg = load_config("examples/local.yaml")
+    cfg.prune.sparsity  # 0.5
+
+The config that produced a model is saved next to it (``medprune_config.json``), so a
+result always says how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medprune.errors import ConfigError
+
+_MODEL_URI = re.compile(r"^(gs://|vertex://|/|\.|~|[A-Za-z0-9_\-])")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    source: str = Field(
+        description="Where the dense model is: a local directory, gs://BUCKET/PATH, or "
+        "vertex://projects/P/locations/L/models/ID@VERSION_OR_ALIAS."
+    )
+    name: str = Field(
+        default="medprune-model",
+        pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$",
+        description="Name of the model in the registry (lower case, digits, - _ .).",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="Weights dtype for pruning and evaluation."
+    )
+    trust_remote_code: bool = Field(
+        default=False, description="Allow custom modelling code shipped with the model. Off by default."
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _source_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class CalibrationConfig(_Strict):
+    data: str | None = Field(default=None, description="JSONL of {text} used to calibrate pruning.")
+    num_samples: int = Field(default=64, ge=1, description="Number of calibration sequences.")
+    seq_len: int = Field(default=256, ge=8, description="Tokens per calibration sequence.")
+
+
+class PruneConfig(_Strict):
+    method: str = Field(default="magnitude", description="Pruning method name (see `medprune methods`).")
+    sparsity: float = Field(
+        default=0.5, description="Target fraction of zero weights in the pruned layers, in [0, 1)."
+    )
+    pattern: str = Field(
+        default="unstructured", description="'unstructured' or 'N:M' (for example '2:4')."
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["lm_head", "embed_tokens"],
+        description="Module-name substrings never pruned (embeddings and lm_head by default).",
+    )
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Method-specific options (for example SparseGPT blocksize)."
+    )
+
+    @field_validator("sparsity")
+    @classmethod
+    def _sparsity_range(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"must be in [0, 1), got {v}")
+        return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_form(cls, v: str) -> str:
+        if v == "unstructured":
+            return v
+        m = re.fullmatch(r"(\d+):(\d+)", v)
+        if not m:
+            raise ValueError(f"must be 'unstructured' or 'N:M' like '2:4', got {v!r}")
+        n, mm = int(m.group(1)), int(m.group(2))
+        if not 0 < n < mm:
+            raise ValueError(f"N:M needs 0 < N < M, got {v!r}")
+        return v
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        if self.pattern == "unstructured":
+            return None
+        n, m = self.pattern.split(":")
+        return int(n), int(m)
+
+
+class RecoverConfig(_Strict):
+    enabled: bool = Field(default=True, description="Run recovery fine-tuning after pruning.")
+    data: str | None = Field(default=None, description="JSONL of {text} (or {prompt, response}) to train on.")
+    steps: int = Field(default=20, ge=0, description="Optimizer steps.")
+    lr: float = Field(default=1e-5, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(default=4, ge=1, description="Sequences per step.")
+    seq_len: int = Field(default=128, ge=8, description="Tokens per training sequence.")
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+
+
+class EvaluateConfig(_Strict):
+    mcq: str | None = Field(default=None, description="JSONL of {question, options, answer, category}.")
+    perplexity: str | None = Field(default=None, description="JSONL of {text} for perplexity.")
+    batch_size: int = Field(default=8, ge=1, description="Sequences per forward pass.")
+    max_items: int | None = Field(default=None, ge=1, description="Use only the first N MCQ items.")
+    max_ppl_texts: int | None = Field(default=None, ge=1, description="Use only the first N texts.")
+    seq_len: int = Field(default=512, ge=8, description="Max tokens per sequence.")
+
+    @model_validator(mode="after")
+    def _something_to_evaluate(self) -> EvaluateConfig:
+        if self.mcq is None and self.perplexity is None:
+            raise ValueError("set at least one of evaluate.mcq or evaluate.perplexity")
+        return self
+
+
+class GateConfig(_Strict):
+    min_accuracy: float | None = Field(default=None, ge=0, le=1, description="Candidate accuracy floor.")
+    max_accuracy_drop: float | None = Field(
+        default=None, ge=0, le=1, description="Largest allowed (baseline - candidate) accuracy."
+    )
+    max_perplexity_ratio: float | None = Field(
+        default=None, gt=0, description="Largest allowed candidate / baseline perplexity."
+    )
+
+
+class LocalRegistryConfig(_Strict):
+    root: str = Field(default="registry", description="Directory of the local model registry.")
+
+
+class RegistryConfig(_Strict):
+    target: Literal["local", "vertex"] = Field(default="local")
+    local: LocalRegistryConfig = Field(default_factory=LocalRegistryConfig)
+    aliases: list[str] = Field(
+        default_factory=lambda: ["candidate"], description="Aliases moved to the new version."
+    )
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_names(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if not re.fullmatch(r"[a-z][a-z0-9\-_]{0,62}", a):
+                raise ValueError(f"alias {a!r} must be lower case letters, digits, - or _")
+        return v
+
+
+class ResourceConfig(_Strict):
+    cpu: str = Field(default="4", description="CPU limit for the task on Vertex, e.g. '8'.")
+    memory: str = Field(default="16G", description="Memory limit for the task on Vertex, e.g. '32G'.")
+    accelerator_type: str | None = Field(default=None, description="e.g. NVIDIA_L4; None for CPU.")
+    accelerator_count: int = Field(default=1, ge=1)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_form(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)?[KMGT]i?", v):
+            raise ValueError(f"must look like '16G' or '512Mi', got {v!r}")
+        return v
+
+
+def _default_resources() -> dict[str, ResourceConfig]:
+    return {
+        "load": ResourceConfig(cpu="4", memory="32G"),
+        "prune": ResourceConfig(cpu="8", memory="64G", accelerator_type="NVIDIA_L4"),
+        "recover": ResourceConfig(cpu="8", memory="64G", accelerator_type="NVIDIA_L4"),
+        "evaluate": ResourceConfig(cpu="8", memory="32G", accelerator_type="NVIDIA_L4"),
+        "gate": ResourceConfig(cpu="1", memory="4G"),
+        "register": ResourceConfig(cpu="2", memory="16G"),
+    }
+
+
+STAGES = ("load", "prune", "recover", "evaluate", "gate", "register")
+
+
+class PipelineConfig(_Strict):
+    base_image: str = Field(
+        default="python:3.11-slim",
+        description="Container image holding medprune and kfp; every component runs in it.",
+    )
+    resources: dict[str, ResourceConfig] = Field(default_factory=_default_resources)
+
+    @field_validator("resources")
+    @classmethod
+    def _known_stages(cls, v: dict[str, ResourceConfig]) -> dict[str, ResourceConfig]:
+        unknown = set(v) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {list(STAGES)}")
+        merged = _default_resources()
+        merged.update(v)
+        return merged
+
+
+class RunConfig(_Strict):
+    run_name: str = Field(default="medprune", pattern=r"^[a-z0-9][a-z0-9\-]{0,62}$")
+    output_dir: str = Field(default="runs", description="Runs are written to OUTPUT_DIR/RUN_ID.")
+    seed: int = Field(default=0, ge=0)
+    model: ModelConfig
+    prune: PruneConfig = Field(default_factory=PruneConfig)
+    recover: RecoverConfig = Field(default_factory=RecoverConfig)
+    evaluate: EvaluateConfig
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return parse_config(json.loads(text), origin="<json>")
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid config"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, origin: str = "<config>", base_dir: str | Path | None = None) -> RunConfig:
+    """Validate a mapping into a RunConfig; relative local paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+    if base_dir is not None:
+        _resolve_paths(cfg, Path(base_dir))
+    return cfg
+
+
+def _resolve_local(value: str | None, base: Path) -> str | None:
+    if value is None or "://" in value:
+        return value
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _resolve_paths(cfg: RunConfig, base: Path) -> None:
+    cfg.model.source = _resolve_local(cfg.model.source, base)  # type: ignore[assignment]
+    cfg.prune.calibration.data = _resolve_local(cfg.prune.calibration.data, base)
+    cfg.recover.data = _resolve_local(cfg.recover.data, base)
+    cfg.evaluate.mcq = _resolve_local(cfg.evaluate.mcq, base)
+    cfg.evaluate.perplexity = _resolve_local(cfg.evaluate.perplexity, base)
+    cfg.output_dir = _resolve_local(cfg.output_dir, base)  # type: ignore[assignment]
+    cfg.registry.local.root = _resolve_local(cfg.registry.local.root, base)  # type: ignore[assignment]
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate a YAML config. Relative paths in it resolve against the working
+    directory, so `medprune run-local examples/local.yaml` behaves like the README says.
+    ``overrides`` maps dotted keys (``prune.sparsity``) to values applied before validation."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{path}: config file is empty")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    return parse_config(data, origin=str(path), base_dir=Path.cwd())
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a mapping")
+    node[parts[-1]] = value

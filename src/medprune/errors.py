@@ -1,0 +1,35 @@
+"""Errors medprune raises for bad input. Each message names what is wrong and where."""
+
+from __future__ import annotations
+
+
+class MedpruneError(Exception):
+    """Base class: a problem the user can fix (bad config, data, model files, URI)."""
+
+
+class ConfigError(MedpruneError):
+    """The run configuration is invalid."""
+
+
+class DataError(MedpruneError):
+    """A data file is missing, empty or malformed."""
+
+
+class ModelLoadError(MedpruneError):
+    """A model cannot be loaded (missing, unsafe weight format, unsupported)."""
+
+
+class PruneError(MedpruneError):
+    """Pruning settings are impossible for this model."""
+
+
+class RecoveryError(MedpruneError):
+    """Recovery training failed a check (mask lost, corrupt checkpoint)."""
+
+
+class RegistryError(MedpruneError):
+    """The model registry cannot be written or read."""
+
+
+class UriError(MedpruneError):
+    """A gs:// or vertex:// URI is malformed."""
