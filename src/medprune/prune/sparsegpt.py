@@ -18,22 +18,25 @@ def inverse_hessian_cholesky(hessian: torch.Tensor, dampening: float) -> tuple[t
     """Upper Cholesky factor of ``(H + damp I)^-1`` and the mask of dead input features
     (never active in calibration; their weights are zeroed). ``damp = dampening * mean(diag H)``.
     Dampening is raised tenfold (at most 3 times) if ``H`` is not positive definite."""
-    h = hessian.double().clone()
+    h = hessian.float().clone()
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     damp = dampening * float(torch.diagonal(h).mean())
     eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     for _ in range(4):
         try:
-            chol = torch.linalg.cholesky(h + damp * eye)
-            hinv = torch.cholesky_inverse(chol)
-            return torch.linalg.cholesky(hinv, upper=True).float(), dead
+            # torch.cholesky_inverse is very slow on CPU; a plain inverse of the SPD matrix is not.
+            hinv, info = torch.linalg.inv_ex(h + damp * eye)
+            if int(info):
+                raise RuntimeError("singular")
+            hinv = (hinv + hinv.T) / 2
+            return torch.linalg.cholesky(hinv, upper=True), dead
         except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
             damp *= 10.0
     raise PruneError("sparsegpt: Hessian is not positive definite even with 1000x dampening")
 
 
-def _split_counts(total_cols: int, start: int, end: int, rows: int, sparsity: float) -> int:
+def _split_counts(start: int, end: int, rows: int, sparsity: float) -> int:
     """Weights to prune in columns [start, end) of a ``rows``-row matrix so that the counts of
     all blocks add up to exactly ``round(sparsity * rows * total_cols)``."""
     return int(round(sparsity * rows * end)) - int(round(sparsity * rows * start))
@@ -84,7 +87,7 @@ def sparsegpt_prune(
         if nm is None and sparsity > 0:
             scores = w1.pow(2) / d.pow(2).unsqueeze(0)
             for r0, r1 in bounds:
-                k = _split_counts(cols, i1, i2, r1 - r0, sparsity)
+                k = _split_counts(i1, i2, r1 - r0, sparsity)
                 if k:
                     order = torch.argsort(scores[r0:r1].reshape(-1), stable=True)[:k]
                     keep[r0:r1].view(-1)[order] = False

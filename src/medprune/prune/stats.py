@@ -61,21 +61,23 @@ def collect_input_stats(
     from medprune.prune.calibration import layer_output
 
     stats = LayerStats()
-    seen_inputs: dict[tuple, InputStats] = {}
-    batch_marker = [0]
+    # Tensors seen in the current batch are kept alive, so that an address or id is never
+    # reused by a later tensor of the same forward pass (which would merge unrelated groups).
+    seen_inputs: dict[int, tuple[InputStats, torch.Tensor]] = {}
 
     def make_hook(name: str):
         def hook(module, args):
             x = args[0]
             # Linears fed the very same tensor in the same batch share one statistics object.
-            key = (batch_marker[0], x.data_ptr(), tuple(x.shape), x.stride())
-            group = seen_inputs.get(key)
-            if group is None:
+            hit = seen_inputs.get(id(x))
+            if hit is not None:
+                group = hit[0]
+            else:
                 if name in stats.by_linear:
                     group = stats.by_linear[name]
                 else:
                     group = InputStats(members=[], features=x.shape[-1], hessian_wanted=hessian)
-                seen_inputs[key] = group
+                seen_inputs[id(x)] = (group, x)
                 group.add(x)
             if name not in stats.by_linear:
                 stats.by_linear[name] = group
@@ -87,9 +89,9 @@ def collect_input_stats(
     outputs = []
     try:
         for h, kw in zip(inputs.hidden, inputs.kwargs):
-            batch_marker[0] += 1
             seen_inputs.clear()
             outputs.append(layer_output(layer(h, **kw)))
+        seen_inputs.clear()
     finally:
         for handle in handles:
             handle.remove()
