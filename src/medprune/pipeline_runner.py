@@ -1,0 +1,90 @@
+"""Compile the pipeline for Vertex AI, or run it on this machine with kfp.local.
+
+This module is the one place outside ``components/`` and ``pipelines/`` that imports kfp.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from medprune.config import RunConfig
+from medprune.errors import MedpruneError
+from medprune.io.atomic import atomic_write_json
+from medprune.register.local import LocalRegistry
+from medprune.stages import SUMMARY_FILE
+
+
+def compile_pipeline(cfg: RunConfig, output: str | Path) -> Path:
+    """Write the Vertex-ready pipeline spec (YAML) for ``cfg`` to ``output``, atomically."""
+    from kfp import compiler
+
+    from medprune.pipelines.medprune_pipeline import build_pipeline
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    compiler.Compiler().compile(build_pipeline(cfg), package_path=str(tmp))
+    tmp.replace(output)
+    return output
+
+
+def new_run_id(cfg: RunConfig) -> str:
+    return f"{cfg.run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Checks that need no model: fail before any work is done."""
+    if cfg.registry.target == "local":
+        LocalRegistry(cfg.registry.local.root).check_writable()
+    for field, value in (
+        ("evaluate.mcq", cfg.evaluate.mcq),
+        ("evaluate.perplexity", cfg.evaluate.perplexity),
+        ("recover.data", cfg.recover.data if cfg.recover.enabled else None),
+        ("prune.calibration.data", cfg.prune.calibration.data),
+    ):
+        if value and "://" not in value and not Path(value).is_file():
+            raise MedpruneError(f"{field}: file {value} not found")
+
+
+def run_local(cfg: RunConfig, *, run_id: str | None = None) -> Path:
+    """Run the whole pipeline with ``kfp.local.SubprocessRunner`` and write
+    ``OUTPUT_DIR/RUN_ID/summary.json``; return its path.
+
+    Components run as subprocesses of this Python (``use_venv=False``), so medprune must be
+    installed in it. A failed stage raises :class:`MedpruneError` naming the stage.
+    """
+    from kfp import local
+
+    from medprune.pipelines.medprune_pipeline import build_pipeline
+
+    preflight(cfg)
+    run_id = run_id or new_run_id(cfg)
+    run_dir = Path(cfg.output_dir) / run_id
+    if run_dir.exists():
+        raise MedpruneError(f"run directory {run_dir} already exists")
+    run_dir.mkdir(parents=True)
+    pipeline_root = run_dir / "artifacts"
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+    )
+    pipeline = build_pipeline(cfg)
+    try:
+        pipeline(config_json=cfg.to_json())
+    except RuntimeError as exc:
+        raise MedpruneError(f"pipeline run {run_id} failed: {exc} (logs above; artifacts in {pipeline_root})") from None
+    # Exactly one of the two branches (register / not-promoted) wrote a summary artifact:
+    # PIPELINE_ROOT/<pipeline run>/<task>/summary/summary.json
+    found = sorted(pipeline_root.glob(f"*/*/summary/{SUMMARY_FILE}"))
+    if len(found) != 1:
+        raise MedpruneError(f"pipeline run {run_id} finished with {len(found)} summaries under {pipeline_root}")
+    summary = json.loads(found[0].read_text())
+    summary["run_dir"] = str(run_dir)
+    summary["artifacts"] = str(pipeline_root)
+    out = run_dir / SUMMARY_FILE
+    atomic_write_json(out, summary)
+    return out
+
