@@ -28,21 +28,21 @@ from pathlib import Path
 
 CACHE = Path(".cache/medprune")
 
-ROWS: list[dict] = [
+ROWS: list[dict] = [  # the rows the targets compare come first
     {"name": "dense", "tool": "none", "method": "dense"},
-    {"name": "magnitude 50%", "tool": "medprune", "method": "magnitude", "sparsity": 0.5},
     {"name": "wanda 50%", "tool": "medprune", "method": "wanda", "sparsity": 0.5},
-    {"name": "sparsegpt 50%", "tool": "medprune", "method": "sparsegpt", "sparsity": 0.5},
     {"name": "llmc wanda 50%", "tool": "llmcompressor", "method": "wanda", "sparsity": 0.5},
+    {"name": "sparsegpt 50%", "tool": "medprune", "method": "sparsegpt", "sparsity": 0.5},
     {"name": "llmc sparsegpt 50%", "tool": "llmcompressor", "method": "sparsegpt", "sparsity": 0.5},
-    {"name": "magnitude 2:4", "tool": "medprune", "method": "magnitude", "pattern": "2:4"},
+    {"name": "width -50% params", "tool": "medprune", "method": "width", "sparsity": 0.5},
     {"name": "wanda 2:4", "tool": "medprune", "method": "wanda", "pattern": "2:4"},
-    {"name": "sparsegpt 2:4", "tool": "medprune", "method": "sparsegpt", "pattern": "2:4"},
     {"name": "llmc wanda 2:4", "tool": "llmcompressor", "method": "wanda", "pattern": "2:4"},
+    {"name": "sparsegpt 2:4", "tool": "medprune", "method": "sparsegpt", "pattern": "2:4"},
     {"name": "llmc sparsegpt 2:4", "tool": "llmcompressor", "method": "sparsegpt", "pattern": "2:4"},
     {"name": "width -25% params", "tool": "medprune", "method": "width", "sparsity": 0.25},
-    {"name": "width -50% params", "tool": "medprune", "method": "width", "sparsity": 0.5},
     {"name": "depth -25% layers", "tool": "medprune", "method": "depth", "sparsity": 0.25},
+    {"name": "magnitude 50%", "tool": "medprune", "method": "magnitude", "sparsity": 0.5},
+    {"name": "magnitude 2:4", "tool": "medprune", "method": "magnitude", "pattern": "2:4"},
 ]
 
 COLUMNS = [
@@ -176,6 +176,16 @@ def run_row(row: dict, args) -> dict:
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Import everything first, so that the memory baseline holds the libraries, not the model.
+    import transformers  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+    import medprune.prune.engine  # noqa: F401
+
+    if row["tool"] == "llmcompressor":
+        import datasets  # noqa: F401
+        import llmcompressor  # noqa: F401
+        from llmcompressor.modifiers.pruning import SparseGPTModifier  # noqa: F401
     rss_before_load = _rss_kb()
     model, tokenizer = load_model(args.model, dtype="float32")
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -215,9 +225,18 @@ def run_row(row: dict, args) -> dict:
         out["size_on_disk_mb"] = model_size_on_disk(Path(tmp) / "m") / 2**20
     model.to(torch.float32)
     heldout = read_texts(args.heldout)[: args.ppl_texts]
-    out["perplexity"] = perplexity(model, tokenizer, heldout, args.eval_seq_len)
-    items = [r for _, r in read_jsonl(args.mcq)][: args.mcq_items]
-    out["mcq_accuracy"] = mcq_accuracy(model, tokenizer, items)
+    try:  # the project's evaluator (batched); the small scorers below otherwise
+        from medprune.evaluate.mcq import load_mcq, score_mcq
+        from medprune.evaluate.perplexity import perplexity as project_perplexity
+
+        out["perplexity"] = project_perplexity(model, tokenizer, heldout, max_length=args.eval_seq_len).perplexity
+        out["mcq_accuracy"] = score_mcq(model, tokenizer, load_mcq(args.mcq, args.mcq_items)).acc
+        out["evaluator"] = "medprune.evaluate"
+    except ImportError:
+        out["perplexity"] = perplexity(model, tokenizer, heldout, args.eval_seq_len)
+        items = [r for _, r in read_jsonl(args.mcq)][: args.mcq_items]
+        out["mcq_accuracy"] = mcq_accuracy(model, tokenizer, items)
+        out["evaluator"] = "benchmark"
     out["tokens_per_s"] = throughput(model, args.tput_batch, args.tput_seq_len)
     return out
 
@@ -337,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results.append(json.loads(Path(out_path).read_text()))
         os.unlink(out_path)
+        if args.json:  # partial results survive an interrupted run
+            from medprune.io.atomic import atomic_write_text
+
+            atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
         print(f"[{row['name']}] done in {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)
     dense = next((r for r in results if r["name"] == "dense" and "tokens_per_s" in r), None)
     for r in results:
