@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,18 @@ def test_same_seed_same_bytes_other_seed_other_items(tmp_path: Path) -> None:
     for name in OUTPUT_FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert a["files"][MCQ_FILE]["sha256"] != c["files"][MCQ_FILE]["sha256"]
+    # Another process with another string-hash seed (set iteration order) gives the same bytes.
+    code = (
+        "import sys, json; from medprune.data.clinical import build_clinical_data\n"
+        "m = build_clinical_data(sys.argv[1], seed=7, progress=lambda _: None, **json.loads(sys.argv[2]))\n"
+        "print(json.dumps(m['files']))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "e"), json.dumps(SMALL)],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == a["files"]
     assert a["files"][MCQ_FILE]["count"] == SMALL["n_mcq"]
     assert check_leakage(
         [tmp_path / "a" / MCQ_FULL_FILE], [tmp_path / "a" / CALIBRATION_FILE, tmp_path / "a" / RECOVERY_FILE]
