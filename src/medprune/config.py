@@ -262,6 +262,15 @@ class VertexConfig(_Strict):
         default=DEFAULT_SERVING_IMAGE,
         description="Serving container recorded with the registered model (a vLLM image by default).",
     )
+    serving_container_args: list[str] = Field(
+        default_factory=lambda: [
+            "python", "-m", "vllm.entrypoints.api_server", "--host=0.0.0.0", "--port=8080",
+            "--model={artifact_uri}",
+        ],
+        description="Serving container arguments; '{artifact_uri}' becomes the model's gs:// URI.",
+    )
+    serving_container_predict_route: str = Field(default="/generate", description="Predict route.")
+    serving_container_health_route: str = Field(default="/ping", description="Health route.")
     serving_container_ports: list[int] = Field(
         default_factory=lambda: [8080], description="Ports the serving container listens on."
     )

@@ -51,19 +51,26 @@ class GcsEmulator:
         return sorted(b.name for b in self.client().list_blobs(bucket, prefix=prefix or None))
 
 
-@pytest.fixture
-def gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
-    """An in-memory ``gcp-storage-emulator`` on a free 127.0.0.1 port, with
-    ``STORAGE_EMULATOR_HOST`` pointing at it for the duration of the test."""
+@pytest.fixture(scope="session")
+def _gcs_emulator_server() -> Iterator[tuple[Any, int]]:
     logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
     server = create_server("127.0.0.1", 0, in_memory=True)
     server.start()
     port = server._api._httpd.server_address[1]  # the emulator has no public accessor
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
     try:
-        yield GcsEmulator("127.0.0.1", port, server)
+        yield server, port
     finally:
         server.stop()
+
+
+@pytest.fixture
+def gcs_emulator(_gcs_emulator_server, monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    """An in-memory ``gcp-storage-emulator`` on a free 127.0.0.1 port (one per session,
+    emptied before each test), with ``STORAGE_EMULATOR_HOST`` pointing at it."""
+    server, port = _gcs_emulator_server
+    server.wipe()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    yield GcsEmulator("127.0.0.1", port, server)
 
 
 @pytest.fixture
@@ -76,3 +83,31 @@ def fake_vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
         yield fake
     finally:
         stop_fake_vertex(fake)
+
+
+@dataclass
+class VertexEnv:
+    """A project, region and bucket wired to the loopback fakes."""
+
+    project: str
+    location: str
+    bucket: str
+    gcs: GcsEmulator
+    vertex: FakeVertex
+
+    def vertex_section(self, **overrides: Any) -> dict[str, Any]:
+        """A ``vertex:`` config mapping for these fakes (project etc. come from the env)."""
+        return {"service_account": f"pipeline@{self.project}.iam.gserviceaccount.com", **overrides}
+
+
+@pytest.fixture
+def vertex_env(gcs_emulator: GcsEmulator, fake_vertex: FakeVertex,
+               monkeypatch: pytest.MonkeyPatch) -> VertexEnv:
+    """Both fakes plus GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_REGION / MEDPRUNE_BUCKET set and
+    the bucket created, so a config with ``vertex: {}`` works against loopback only."""
+    env = VertexEnv("medprune-test", "us-central1", "medprune-test-bucket", gcs_emulator, fake_vertex)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", env.project)
+    monkeypatch.setenv("GOOGLE_CLOUD_REGION", env.location)
+    monkeypatch.setenv("MEDPRUNE_BUCKET", env.bucket)
+    gcs_emulator.create_bucket(env.bucket)
+    return env

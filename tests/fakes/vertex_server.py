@@ -144,9 +144,11 @@ class FakeVertex:
     def _route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         if path.startswith("/kfp/") and method == "POST":
             return self._upload_template(path, body)
-        if not path.startswith("/v1/"):
+        # The SDK's REST operations client polls under /ui/ (its first URL binding).
+        prefix = next((pre for pre in ("/v1/", "/ui/") if path.startswith(pre)), None)
+        if prefix is None:
             raise _HttpError(404, f"unknown path {path}")
-        p = path[len("/v1/"):]
+        p = path[len(prefix):]
         routes = [
             ("POST", rf"^{_LOC}/models:upload$", self._upload_model),
             ("GET", rf"^{_LOC}/operations/(?P<op>[^/]+)$", self._get_operation),
@@ -392,7 +394,8 @@ def start_fake_vertex(operation_polls: int = 1) -> FakeVertex:
     handler = type("Handler", (_Handler,), {"fake": fake})
     fake.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     fake.port = fake.server.server_address[1]
-    threading.Thread(target=fake.server.serve_forever, daemon=True, name="fake-vertex").start()
+    threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True, name="fake-vertex").start()
     return fake
 
 

@@ -1,0 +1,58 @@
+"""One place that sets up the Vertex AI SDK from a :class:`~medprune.config.VertexConfig`.
+
+The SDK talks REST. An API endpoint override (``vertex.api_endpoint`` or
+``$MEDPRUNE_VERTEX_API_ENDPOINT``) points it elsewhere; an ``http://`` loopback endpoint
+(the tests' fake server) is used with anonymous credentials, anything else with the
+application default credentials.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from google.auth.credentials import AnonymousCredentials, Credentials
+
+from medprune.config import VertexConfig
+from medprune.errors import ConfigError
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _credentials_for(endpoint: str | None) -> Credentials | None:
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if parts.scheme == "http":
+        if parts.hostname not in _LOOPBACK:
+            raise ConfigError(
+                f"vertex.api_endpoint {endpoint!r}: plain http is only allowed on loopback "
+                "(127.0.0.1, localhost) for tests; use https"
+            )
+        return AnonymousCredentials()
+    return None
+
+
+def aiplatform_init(vcfg: VertexConfig) -> VertexConfig:
+    """Initialise ``google.cloud.aiplatform`` for this config; returns the resolved config
+    (project, location, bucket and endpoint filled from the environment where unset)."""
+    from google.cloud import aiplatform  # heavy import, only when talking to Vertex
+
+    v = vcfg.resolved()
+    aiplatform.init(
+        project=v.project,
+        location=v.location,
+        staging_bucket=v.staging_bucket,
+        credentials=_credentials_for(v.api_endpoint),
+        encryption_spec_key_name=v.encryption_spec_key_name,
+        service_account=v.service_account,
+        network=v.network,
+        api_endpoint=v.api_endpoint,
+        api_transport="rest",
+    )
+    return v
+
+
+def model_console_uri(location: str, resource_name: str) -> str:
+    """``https://LOCATION-aiplatform.googleapis.com/v1/RESOURCE_NAME``: the URI a
+    ``google.VertexModel`` artifact carries so the console links run and model."""
+    return f"https://{location}-aiplatform.googleapis.com/v1/{resource_name}"
