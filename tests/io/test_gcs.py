@@ -118,3 +118,12 @@ def test_bad_uris(tmp_path: Path, uri: str) -> None:
 def test_missing_local_dir(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="model directory not found"):
         upload_dir(tmp_path / "nope", "gs://medprune-test/x")
+
+
+def test_non_loopback_traffic_is_refused_in_tests() -> None:
+    import socket
+
+    with pytest.raises(OSError, match="loopback"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1, never reached
+    with pytest.raises(OSError, match="loopback"):
+        socket.getaddrinfo("storage.googleapis.com", 443)

@@ -144,16 +144,57 @@ def submit_pipeline(
     """
     v = aiplatform_init(_require_vertex(cfg))
     job = _pipeline_job(cfg, template_path, v, enable_caching, parameter_values, job_id)
+    experiment = experiment or v.experiment
     try:
-        job.submit(
-            service_account=v.service_account,
-            network=v.network,
-            experiment=experiment or v.experiment,
-        )
+        if experiment:
+            # The SDK's submit also associates the run with the experiment (metadata API).
+            job.submit(service_account=v.service_account, network=v.network, experiment=experiment)
+            name = job.resource_name
+        else:
+            name = _create_pipeline_job(job, v)
+    except (ConfigError, VertexError):
+        raise
     except Exception as exc:  # noqa: BLE001 - google.api_core errors carry the server message
         raise VertexError(f"submitting pipeline run {cfg.run_name!r} failed: {exc}") from exc
-    log.info("submitted %s", job.resource_name)
-    return job.resource_name
+    log.info("submitted %s", name)
+    return name
+
+
+def check_pipeline_root(pipeline_root: str) -> None:
+    """The pipeline-root bucket must exist (terraform creates it); medprune never creates
+    buckets on the fly."""
+    from google.api_core import exceptions as gexc
+
+    from medprune.io.gcs import storage_client
+    from medprune.io.uris import parse_gcs_uri
+
+    bucket, _ = parse_gcs_uri(pipeline_root)
+    try:
+        exists = storage_client().bucket(bucket).exists()
+    except gexc.GoogleAPICallError as exc:
+        raise VertexError(f"cannot check pipeline root bucket gs://{bucket}: {exc}") from exc
+    if not exists:
+        raise ConfigError(
+            f"pipeline root bucket gs://{bucket} does not exist (vertex.pipeline_root / "
+            "staging_bucket); create it with infra/ (terraform apply)"
+        )
+
+
+def _create_pipeline_job(job: Any, v: VertexConfig) -> str:
+    # PipelineJob.submit would also probe bucket ownership through Resource Manager (and
+    # create missing buckets); we check the bucket ourselves and send the same request.
+    check_pipeline_root(v.pipeline_root)
+    resource = job._gca_resource  # the public accessor refuses before creation
+    if v.service_account:
+        resource.service_account = v.service_account
+    if v.network:
+        resource.network = v.network
+    created = job.api_client.create_pipeline_job(
+        parent=f"projects/{v.project}/locations/{v.location}",
+        pipeline_job=resource,
+        pipeline_job_id=job.job_id,
+    )
+    return created.name
 
 
 def schedule_pipeline(
