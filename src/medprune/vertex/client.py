@@ -52,6 +52,23 @@ def aiplatform_init(vcfg: VertexConfig) -> VertexConfig:
     return v
 
 
+def aiplatform_init_for(project: str, location: str, api_endpoint: str | None = None) -> None:
+    """Initialise the SDK for one project and region only (reading a model by URI);
+    the endpoint defaults to ``$MEDPRUNE_VERTEX_API_ENDPOINT``."""
+    import os
+
+    from google.cloud import aiplatform
+
+    endpoint = api_endpoint or os.environ.get("MEDPRUNE_VERTEX_API_ENDPOINT") or None
+    aiplatform.init(
+        project=project,
+        location=location,
+        credentials=_credentials_for(endpoint),
+        api_endpoint=endpoint,
+        api_transport="rest",
+    )
+
+
 def model_console_uri(location: str, resource_name: str) -> str:
     """``https://LOCATION-aiplatform.googleapis.com/v1/RESOURCE_NAME``: the URI a
     ``google.VertexModel`` artifact carries so the console links run and model."""
