@@ -26,13 +26,13 @@ def test_local_dir_passthrough(tmp_path: Path) -> None:
 
 
 def test_local_missing_and_not_a_dir(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"nope: directory not found"):
+    with pytest.raises(ModelLoadError, match=r"nope: model directory not found"):
         resolve_model_source(str(tmp_path / "nope"), tmp_path)
     f = tmp_path / "f.bin"
     f.write_bytes(b"x")
     with pytest.raises(ModelLoadError, match="not a directory"):
         resolve_model_source(str(f), tmp_path)
-    with pytest.raises(ModelLoadError, match="unsupported scheme"):
+    with pytest.raises(UriError, match="unsupported scheme"):
         resolve_model_source("s3://bucket/model", tmp_path)
 
 

@@ -15,9 +15,10 @@ import logging
 import os
 from pathlib import Path
 
-from medprune.errors import ModelLoadError, StorageError
+from medprune.errors import ModelLoadError, StorageError, UriError
 from medprune.io.gcs import download_dir
 from medprune.io.uris import parse_gcs_uri, parse_vertex_model_uri
+from medprune.load.model import check_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +70,24 @@ def resolve_model_source(source: str, workdir: str | Path, *, api_endpoint: str 
 
     Local paths are returned as they are (they must be existing directories); ``gs://``
     prefixes are downloaded; ``vertex://`` URIs are looked up in the Model Registry and
-    their artifact directory downloaded. Raises ModelLoadError or UriError with the source.
+    their artifact directory downloaded. The directory must hold config.json and
+    safetensors weights. Raises ModelLoadError or UriError naming the source.
     """
     workdir = Path(workdir)
     if source.startswith("gs://"):
         parse_gcs_uri(source)
-        return _download(source, _cache_dir(workdir, source), source)
+        return check_model_dir(_download(source, _cache_dir(workdir, source), source))
     if source.startswith("vertex://"):
         gs_uri = vertex_artifact_uri(source, api_endpoint)
         log.info("%s resolves to %s", source, gs_uri)
-        return _download(gs_uri, _cache_dir(workdir, source), f"{source} ({gs_uri})")
+        return check_model_dir(_download(gs_uri, _cache_dir(workdir, source), f"{source} ({gs_uri})"))
     if "://" in source:
-        raise ModelLoadError(
-            f"model source {source!r}: unsupported scheme; use a local directory, gs:// or vertex://"
+        raise UriError(
+            f"model.source {source!r}: unsupported scheme; use a local path, gs:// or vertex://"
         )
     path = Path(os.path.expanduser(source))
     if not path.exists():
-        raise ModelLoadError(f"model source {path}: directory not found")
+        raise ModelLoadError(f"model.source {source}: model directory not found")
     if not path.is_dir():
-        raise ModelLoadError(f"model source {path}: not a directory (expected a saved model directory)")
-    return path
+        raise ModelLoadError(f"model.source {source}: not a directory (expected a saved model directory)")
+    return check_model_dir(path)

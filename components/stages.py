@@ -1,0 +1,116 @@
+"""kfp v2 lightweight components: one per pipeline stage, each a thin wrapper over
+:mod:`medprune.stages`. Component bodies import medprune at run time, from the base image."""
+
+# No "from __future__ import annotations" here: kfp reads the real annotation objects.
+
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
+
+# Default image; the pipeline sets each task's image from pipeline.base_image at compile time.
+BASE_IMAGE = "python:3.11-slim"
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def load_component(config_json: str, model: Output[Model], metrics: Output[Metrics]):
+    """Load the dense model from model.source and save it as safetensors."""
+    from medprune.config import RunConfig
+    from medprune.stages import stage_load
+
+    info = stage_load(RunConfig.from_json(config_json), model.path)
+    model.metadata.update({k: v for k, v in info.items() if isinstance(v, (str, int, float))})
+    metrics.log_metric("params", info["params"])
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def prune_component(config_json: str, dense_model: Input[Model], pruned_model: Output[Model], metrics: Output[Metrics]) -> float:
+    """Prune the dense model; returns the achieved sparsity."""
+    from medprune.config import RunConfig
+    from medprune.stages import stage_prune
+
+    report = stage_prune(RunConfig.from_json(config_json), dense_model.path, pruned_model.path)
+    for key in ("sparsity", "total_params", "nonzero_params", "seconds"):
+        metrics.log_metric(key, report[key])
+    pruned_model.metadata.update(method=report["method"], sparsity=report["sparsity"])
+    return float(report["sparsity"])
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def recover_component(config_json: str, pruned_model: Input[Model], recovered_model: Output[Model], metrics: Output[Metrics]):
+    """Fine-tune the pruned model with its sparsity kept."""
+    from medprune.config import RunConfig
+    from medprune.stages import stage_recover
+
+    report = stage_recover(RunConfig.from_json(config_json), pruned_model.path, recovered_model.path)
+    for key, value in report.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, value)
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def evaluate_component(config_json: str, label: str, model: Input[Model], evaluation: Output[Artifact], metrics: Output[Metrics]):
+    """Evaluate one model (baseline or candidate) on the clinical data."""
+    from medprune.config import RunConfig
+    from medprune.evaluate.runner import flat_metrics
+    from medprune.stages import stage_evaluate
+
+    results = stage_evaluate(RunConfig.from_json(config_json), model.path, evaluation.path, label=label)
+    for key, value in flat_metrics(results, label).items():
+        metrics.log_metric(key, value)
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def gate_component(config_json: str, baseline: Input[Artifact], candidate: Input[Artifact], decision: Output[Artifact], metrics: Output[Metrics]) -> bool:
+    """Decide whether the candidate may be promoted; returns passed."""
+    from medprune.config import RunConfig
+    from medprune.stages import stage_gate
+
+    result = stage_gate(RunConfig.from_json(config_json), baseline.path, candidate.path, decision.path)
+    metrics.log_metric("gate_passed", float(result.passed))
+    for check in result.checks:
+        if check.value is not None:
+            metrics.log_metric(f"gate_{check.name}", check.value)
+    decision.metadata.update(passed=result.passed, reasons="; ".join(result.reasons))
+    return result.passed
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def register_component(
+    config_json: str,
+    run_id: str,
+    model: Input[Model],
+    decision: Input[Artifact],
+    baseline: Input[Artifact],
+    candidate: Input[Artifact],
+    summary: Output[Artifact],
+):
+    """Register the candidate in the configured registry (the gate passed)."""
+    from medprune.config import RunConfig
+    from medprune.stages import stage_register
+
+    result = stage_register(
+        RunConfig.from_json(config_json), run_id=run_id, model_dir=model.path, gate_dir=decision.path,
+        baseline_dir=baseline.path, candidate_dir=candidate.path, summary_dir=summary.path,
+    )
+    summary.metadata.update({"registered_version": result["registered"]["version"], "passed": True})
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def not_promoted_component(
+    config_json: str,
+    run_id: str,
+    model: Input[Model],
+    decision: Input[Artifact],
+    baseline: Input[Artifact],
+    candidate: Input[Artifact],
+    summary: Output[Artifact],
+):
+    """Record that the gate failed: nothing is promoted, and why."""
+    from medprune.config import RunConfig
+    from medprune.stages import stage_not_promoted
+
+    result = stage_not_promoted(
+        RunConfig.from_json(config_json), run_id=run_id, model_dir=model.path, gate_dir=decision.path,
+        baseline_dir=baseline.path, candidate_dir=candidate.path, summary_dir=summary.path,
+    )
+    summary.metadata.update({"passed": False, "reasons": "; ".join(result["gate"]["reasons"])})

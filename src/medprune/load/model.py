@@ -1,0 +1,121 @@
+"""Load and save Hugging Face causal LMs safely (safetensors only, no remote code by default)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medprune.errors import ModelLoadError
+from medprune.io.atomic import atomic_directory
+
+#: Families the pruning engine knows how to walk (config.model_type values).
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma", "gemma2", "phi3")
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """Check that ``model_dir`` holds a config and safetensors weights; refuse pickle weights."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"{model_dir}: model directory not found")
+    if not (model_dir / "config.json").is_file():
+        raise ModelLoadError(f"{model_dir}: no config.json; not a Hugging Face model directory")
+    safetensors = sorted(model_dir.glob("*.safetensors"))
+    if not safetensors:
+        pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if pickles:
+            raise ModelLoadError(
+                f"{model_dir}: only pickle weights found ({', '.join(pickles)}); medprune loads "
+                "safetensors only, because pickle files can run arbitrary code. Convert them once in "
+                "a trusted environment: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, "
+                "safe_serialization=True)"
+            )
+        raise ModelLoadError(f"{model_dir}: no *.safetensors weight files")
+    return model_dir
+
+
+def read_model_config(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: unreadable config ({exc})") from None
+
+
+def load_model(
+    model_dir: str | Path,
+    *,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    device: str | torch.device = "cpu",
+):
+    """Load ``(model, tokenizer)`` from a local directory of safetensors weights.
+
+    The model is returned in eval mode. ``trust_remote_code`` stays off unless the user asks.
+    """
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = check_model_dir(model_dir)
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"dtype {dtype!r} not supported; use one of {sorted(DTYPES)}")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir,
+            dtype=DTYPES[dtype],
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        raise ModelLoadError(f"{model_dir}: cannot load model: {exc}") from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{model_dir}: cannot load tokenizer: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def save_model(
+    model,
+    tokenizer,
+    out_dir: str | Path,
+    *,
+    extra_files: dict[str, Any] | None = None,
+) -> Path:
+    """Save a model and tokenizer as safetensors into ``out_dir`` atomically.
+
+    ``extra_files`` maps file names to JSON-serialisable objects written beside the weights
+    (for example ``medprune_config.json``). ``out_dir`` may exist only if it is empty (kfp
+    creates artifact directories up front).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            raise ModelLoadError(f"{out_dir}: output directory is not empty")
+        out_dir.rmdir()
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for name, obj in (extra_files or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def model_size_on_disk(model_dir: str | Path) -> int:
+    """Bytes of the weight files in ``model_dir``."""
+    return sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))

@@ -1,0 +1,195 @@
+"""The pipeline's stages as plain functions: one call per kfp component.
+
+Each stage reads its inputs from directories, does its work with the library, and writes
+its outputs into directories it is given (kfp artifact paths on Vertex, local folders in
+tests). Nothing here imports kfp, so the same code runs in tests, locally and on Vertex.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from medprune.config import RunConfig
+from medprune.errors import MedpruneError
+from medprune.evaluate.runner import RESULTS_FILE, evaluate_model, flat_metrics
+from medprune.gate.decision import GateDecision, decide
+from medprune.io.atomic import atomic_write_json
+from medprune.io.jsonl import read_texts
+from medprune.load.model import DTYPES, load_model, save_model
+from medprune.load.resolve import resolve_model_source
+from medprune.prune.apply import sparsity_report
+from medprune.prune.engine import prune_model
+from medprune.recover.train import recover_model
+from medprune.register.local import LocalRegistry
+
+CONFIG_FILE = "medprune_config.json"
+LINEAGE_FILE = "medprune_lineage.json"
+GATE_FILE = "gate.json"
+SUMMARY_FILE = "summary.json"
+
+Progress = Callable[[str], None]
+
+
+def _lineage(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / LINEAGE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save(model, tokenizer, out_dir: str | Path, cfg: RunConfig, lineage: dict) -> None:
+    save_model(
+        model,
+        tokenizer,
+        out_dir,
+        extra_files={CONFIG_FILE: json.loads(cfg.to_json()), LINEAGE_FILE: lineage},
+    )
+
+
+def stage_load(cfg: RunConfig, out_dir: str | Path, *, progress: Progress = print) -> dict:
+    """Resolve ``model.source``, load it safely and save it as the pipeline's dense model."""
+    with tempfile.TemporaryDirectory(prefix="medprune-load-") as work:
+        src = resolve_model_source(cfg.model.source, work)
+        progress(f"loading {src}")
+        model, tokenizer = load_model(src, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        params = sum(p.numel() for p in model.parameters())
+        info = {
+            "source": cfg.model.source,
+            "model_type": model.config.model_type,
+            "architecture": type(model).__name__,
+            "params": params,
+            "dtype": cfg.model.dtype,
+        }
+        _save(model, tokenizer, out_dir, cfg, {"source": info})
+    progress(f"loaded {info['architecture']} with {params:,} parameters")
+    return info
+
+
+def stage_prune(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, progress: Progress = print) -> dict:
+    """Prune the dense model per ``cfg.prune`` and save the pruned model."""
+    model, tokenizer = load_model(model_dir, dtype=cfg.model.dtype)
+    t0 = time.perf_counter()
+    report = prune_model(model, cfg.prune, progress=progress)
+    report["seconds"] = time.perf_counter() - t0
+    report.update(method=cfg.prune.method, target_sparsity=cfg.prune.sparsity, pattern=cfg.prune.pattern)
+    lineage = _lineage(model_dir)
+    lineage["prune"] = report
+    _save(model, tokenizer, out_dir, cfg, lineage)
+    progress(f"pruned with {cfg.prune.method}: sparsity {report['sparsity']:.4f} over {len(report['layers'])} layers")
+    return report
+
+
+def stage_recover(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, progress: Progress = print) -> dict:
+    """Fine-tune the pruned model to win back accuracy; pruned weights stay zero."""
+    if not cfg.recover.enabled or cfg.recover.steps == 0:
+        progress("recovery disabled: passing the pruned model through")
+        shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
+        return {"enabled": False}
+    if not cfg.recover.data:
+        raise MedpruneError("recover.data: set a JSONL of {text} to fine-tune on, or recover.enabled: false")
+    texts = read_texts(cfg.recover.data)
+    model, tokenizer = load_model(model_dir, dtype="float32")
+    before = sparsity_report(model, cfg.prune.exclude)
+    report = recover_model(model, tokenizer, texts, cfg.recover, exclude=cfg.prune.exclude, seed=cfg.seed, progress=progress)
+    after = sparsity_report(model, cfg.prune.exclude)
+    report.update(enabled=True, sparsity_before=before["sparsity"], sparsity_after=after["sparsity"])
+    model.to(dtype=DTYPES[cfg.model.dtype])  # trained in float32, saved in the run's dtype
+    lineage = _lineage(model_dir)
+    lineage["recover"] = report
+    _save(model, tokenizer, out_dir, cfg, lineage)
+    return report
+
+
+def stage_evaluate(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, label: str, progress: Progress = print) -> dict:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return evaluate_model(model_dir, cfg.evaluate, out_dir, label=label, dtype=cfg.model.dtype, progress=progress)
+
+
+def _read_results(eval_dir: str | Path) -> dict:
+    path = Path(eval_dir) / RESULTS_FILE
+    if not path.is_file():
+        return {"complete": False}
+    return json.loads(path.read_text())
+
+
+def stage_gate(cfg: RunConfig, baseline_dir: str | Path, candidate_dir: str | Path, out_dir: str | Path) -> GateDecision:
+    decision = decide(_read_results(baseline_dir), _read_results(candidate_dir), cfg.gate)
+    atomic_write_json(Path(out_dir) / GATE_FILE, decision.to_dict())
+    return decision
+
+
+def build_summary(
+    cfg: RunConfig,
+    *,
+    run_id: str,
+    model_dir: str | Path,
+    gate_dir: str | Path,
+    baseline_dir: str | Path,
+    candidate_dir: str | Path,
+    registered: dict | None,
+) -> dict:
+    gate = json.loads((Path(gate_dir) / GATE_FILE).read_text())
+    lineage = _lineage(model_dir)
+    prune = lineage.get("prune", {})
+    baseline, candidate = _read_results(baseline_dir), _read_results(candidate_dir)
+    return {
+        "run_id": run_id,
+        "run_name": cfg.run_name,
+        "model": cfg.model.name,
+        "source": cfg.model.source,
+        "gate": gate,
+        "registered": registered,
+        "sparsity": prune.get("sparsity"),
+        "prune": {k: v for k, v in prune.items() if k != "layers"},
+        "recover": {k: v for k, v in lineage.get("recover", {}).items() if k != "losses"},
+        "metrics": {"baseline": flat_metrics(baseline, "baseline"), "candidate": flat_metrics(candidate, "candidate")},
+        "evaluation": {"baseline": baseline, "candidate": candidate},
+    }
+
+
+def stage_register(
+    cfg: RunConfig,
+    *,
+    run_id: str,
+    model_dir: str | Path,
+    gate_dir: str | Path,
+    baseline_dir: str | Path,
+    candidate_dir: str | Path,
+    summary_dir: str | Path,
+    progress: Progress = print,
+) -> dict:
+    """Register the candidate if (and only if) the gate passed; write ``summary.json``."""
+    gate = GateDecision.from_dict(json.loads((Path(gate_dir) / GATE_FILE).read_text()))
+    if not gate.passed:
+        raise MedpruneError("refusing to register: the gate did not pass: " + "; ".join(gate.reasons))
+    summary = build_summary(cfg, run_id=run_id, model_dir=model_dir, gate_dir=gate_dir, baseline_dir=baseline_dir, candidate_dir=candidate_dir, registered=None)
+    metadata = {k: summary[k] for k in ("run_id", "source", "gate", "sparsity", "prune", "recover", "metrics")}
+    metadata["config"] = json.loads(cfg.to_json())
+    registry = LocalRegistry(cfg.registry.local.root)
+    version = registry.register(cfg.model.name, model_dir, metadata, aliases=cfg.registry.aliases)
+    summary["registered"] = version.to_dict()
+    atomic_write_json(Path(summary_dir) / SUMMARY_FILE, summary)
+    progress(f"registered {version.model} version {version.version} at {version.path} (aliases {version.aliases})")
+    return summary
+
+
+def stage_not_promoted(
+    cfg: RunConfig,
+    *,
+    run_id: str,
+    model_dir: str | Path,
+    gate_dir: str | Path,
+    baseline_dir: str | Path,
+    candidate_dir: str | Path,
+    summary_dir: str | Path,
+    progress: Progress = print,
+) -> dict:
+    """Record that the gate failed and nothing was promoted, with the reasons."""
+    summary = build_summary(cfg, run_id=run_id, model_dir=model_dir, gate_dir=gate_dir, baseline_dir=baseline_dir, candidate_dir=candidate_dir, registered=None)
+    atomic_write_json(Path(summary_dir) / SUMMARY_FILE, summary)
+    progress("gate FAILED, nothing promoted: " + "; ".join(summary["gate"]["reasons"]))
+    return summary
