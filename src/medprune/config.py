@@ -343,8 +343,13 @@ class VertexConfig(_Strict):
         """
         env = os.environ if environ is None else environ
         data = self.model_dump()
-        data["project"] = self.project or env.get("GOOGLE_CLOUD_PROJECT") or None
-        data["location"] = self.location or env.get("GOOGLE_CLOUD_REGION") or None
+        # CLOUD_ML_*: what Vertex AI sets inside its jobs, so a task finds its own project.
+        data["project"] = (
+            self.project or env.get("GOOGLE_CLOUD_PROJECT") or env.get("CLOUD_ML_PROJECT_ID") or None
+        )
+        data["location"] = (
+            self.location or env.get("GOOGLE_CLOUD_REGION") or env.get("CLOUD_ML_REGION") or None
+        )
         if not self.staging_bucket and env.get("MEDPRUNE_BUCKET"):
             bucket = env["MEDPRUNE_BUCKET"]
             data["staging_bucket"] = bucket if bucket.startswith("gs://") else f"gs://{bucket}"

@@ -65,7 +65,11 @@ def test_submit_sends_everything_from_config(vertex_env, template) -> None:
     rc = job["runtimeConfig"]
     assert rc["gcsOutputDirectory"] == "gs://medprune-test-bucket/pipeline_root"
     params = rc["parameterValues"]
-    assert parse_config(__import__("json").loads(params["config_json"])) == cfg
+    sent = parse_config(__import__("json").loads(params["config_json"]))
+    # the run's config is the submitted one with project, region and bucket resolved
+    assert sent.model_copy(update={"vertex": cfg.vertex}) == cfg
+    assert (sent.vertex.project, sent.vertex.location) == ("medprune-test", "us-central1")
+    assert sent.vertex.staging_bucket == "gs://medprune-test-bucket"
     assert params["project"] == "medprune-test" and params["location"] == "us-central1"
     # caching off for this run, whatever the config said: every task spec says so
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
@@ -162,7 +166,7 @@ def test_parameters_only_those_declared(template) -> None:
 
 
 def test_missing_project_names_env_var(monkeypatch, template) -> None:
-    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "MEDPRUNE_BUCKET"):
+    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "MEDPRUNE_BUCKET", "CLOUD_ML_PROJECT_ID", "CLOUD_ML_REGION"):
         monkeypatch.delenv(var, raising=False)
     cfg = make_cfg({"location": "us-central1"})
     with pytest.raises(ConfigError, match=r"vertex.project \(or \$GOOGLE_CLOUD_PROJECT\).*MEDPRUNE_BUCKET"):

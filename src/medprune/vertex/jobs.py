@@ -92,7 +92,10 @@ def pipeline_parameters(
     ``project`` and ``location``. ``overrides`` are added last and must be declared too."""
     declared = _template_inputs(template_path)
     v = cfg.vertex.resolved() if cfg.vertex else None
-    known: dict[str, Any] = {"config_json": cfg.to_json()}
+    # The run gets the config with project, region and bucket resolved now, at submit
+    # time, so the tasks on Vertex AI need no environment of their own.
+    run_cfg = cfg.model_copy(update={"vertex": v}) if v is not None else cfg
+    known: dict[str, Any] = {"config_json": run_cfg.to_json()}
     if v is not None:
         known.update(project=v.project, location=v.location)
     values = {k: val for k, val in known.items() if k in declared}
