@@ -33,7 +33,7 @@ def test_passing_gate_registers_into_vertex(tmp_path, tiny_model_dir, vertex_env
     reg = summary["registered"]
     assert reg["target"] == "vertex" and reg["version_id"] == "1"
     assert reg["uri"] == f"https://us-central1-aiplatform.googleapis.com/v1/{reg['resource_name']}@1"
-    assert sorted(reg["aliases"]) == ["candidate", "production"]
+    assert sorted(reg["aliases"]) == ["candidate", "default", "production"]  # first version: default
 
     fake = vertex_env.vertex
     (upload,) = fake.find("POST", r"models:upload$")
