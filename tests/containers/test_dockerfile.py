@@ -4,10 +4,10 @@ and a Cloud Build config that builds and pushes both images."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from dockerfile_parse import DockerfileParser
 
@@ -72,7 +72,7 @@ def test_runs_as_non_root(parsed, target) -> None:
     assert users, f"{target}: no USER instruction (would run as root)"
     assert users[-1] not in ("root", "0") and not users[-1].startswith("0:")
     runs = " ".join(i["value"] for i in _stages(parsed)[target]["instructions"] if i["instruction"] == "RUN")
-    assert f"useradd" in runs and users[-1] in runs  # the user is created in the image
+    assert "useradd" in runs and users[-1] in runs  # the user is created in the image
 
 
 @pytest.mark.parametrize("target", ["cpu", "gpu"])

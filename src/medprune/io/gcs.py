@@ -138,8 +138,8 @@ def _delete_quietly(bucket: storage.Bucket, names: list[str]) -> None:
     for name in names:
         try:
             bucket.blob(name).delete()
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not delete gs://%s/%s during cleanup: %s", bucket.name, name, exc)
 
 
 def list_objects(gs_uri: str, *, client: storage.Client | None = None) -> list[storage.Blob]:

@@ -179,7 +179,7 @@ def register_vertex(
             encryption_spec_key_name=v.encryption_spec_key_name,
             sync=True,
         )
-    except Exception as exc:  # noqa: BLE001 - api_core errors carry the server's message
+    except Exception as exc:
         try:
             delete_prefix(artifact_uri)
         except Exception:  # noqa: BLE001 - the registration error is what matters

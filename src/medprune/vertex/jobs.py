@@ -157,7 +157,7 @@ def submit_pipeline(
             name = _create_pipeline_job(job, v)
     except (ConfigError, VertexError):
         raise
-    except Exception as exc:  # noqa: BLE001 - google.api_core errors carry the server message
+    except Exception as exc:
         raise VertexError(f"submitting pipeline run {cfg.run_name!r} failed: {exc}") from exc
     log.info("submitted %s", name)
     return name
@@ -235,7 +235,7 @@ def schedule_pipeline(
             service_account=v.service_account,
             network=v.network,
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise VertexError(f"creating schedule {cron!r} for {cfg.run_name!r} failed: {exc}") from exc
     log.info("created schedule %s", schedule.resource_name)
     return schedule.resource_name
@@ -268,7 +268,7 @@ def upload_template(
     client = RegistryClient(host=host, auth=auth)
     try:
         package, version = client.upload_pipeline(file_name=str(template_path), tags=tags or None)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise VertexError(f"uploading {template_path} to {host} failed: {exc}") from exc
     log.info("uploaded template %s version %s (tags %s)", package, version, tags)
     return package, version
