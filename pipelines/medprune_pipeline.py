@@ -12,6 +12,7 @@ from medprune.components.stages import (
     prune_component,
     recover_component,
     register_component,
+    register_vertex_component,
 )
 from medprune.config import ResourceConfig, RunConfig
 
@@ -79,8 +80,10 @@ def build_pipeline(cfg: RunConfig):
             baseline=baseline.outputs["evaluation"],
             candidate=candidate.outputs["evaluation"],
         )
+        # The vertex target also outputs a google.VertexModel artifact for the console.
+        register = register_vertex_component if cfg.registry.target == "vertex" else register_component
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
-            _configure(register_component(**common), cfg, "register", "register")
+            _configure(register(**common), cfg, "register", "register")
         with dsl.Else(name="gate-failed"):
             _configure(not_promoted_component(**common), cfg, "gate", "not-promoted")
 

@@ -34,6 +34,12 @@ def test_passing_gate_registers_into_vertex(tmp_path, tiny_model_dir, vertex_env
     assert reg["uri"] == f"https://us-central1-aiplatform.googleapis.com/v1/{reg['resource_name']}@1"
     assert sorted(reg["aliases"]) == ["candidate", "default", "production"]  # first version: default
 
+    # the register task output a google.VertexModel artifact naming the version
+    (out_file,) = Path(summary["artifacts"]).glob("*/register-vertex-component/executor_output.json")
+    (vertex_model,) = json.loads(out_file.read_text())["artifacts"]["vertex_model"]["artifacts"]
+    assert vertex_model["uri"] == reg["uri"]
+    assert vertex_model["metadata"]["resourceName"] == f"{reg['resource_name']}@1"
+
     fake = vertex_env.vertex
     (upload,) = fake.find("POST", r"models:upload$")
     model = upload.json["model"]
@@ -65,3 +71,13 @@ def test_failed_gate_sends_nothing_to_vertex(tmp_path, tiny_model_dir, vertex_en
                        candidate_dir=tmp_path, summary_dir=tmp_path / "summary")
     assert vertex_env.vertex.requests == []
     assert vertex_env.gcs.objects(vertex_env.bucket) == []
+
+
+def test_vertex_target_compiles_with_vertex_model_output(tmp_path, tiny_model_dir, vertex_env):
+    cfg = _vertex_config(tmp_path, tiny_model_dir, vertex_env, min_accuracy=0.0)
+    out = tmp_path / "pipeline.yaml"
+    assert main(["compile", str(cfg), "-o", str(out)]) == 0
+    spec = yaml.safe_load(out.read_text())
+    outputs = spec["components"]["comp-register-vertex-component"]["outputDefinitions"]["artifacts"]
+    assert outputs["vertex_model"]["artifactType"]["schemaTitle"] == "google.VertexModel"
+    assert "comp-register-component" not in spec["components"]  # the local registry is not used
