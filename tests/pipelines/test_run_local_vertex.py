@@ -56,6 +56,18 @@ def test_passing_gate_registers_into_vertex(tmp_path, tiny_model_dir, vertex_env
     assert abs(sparsity_report(loaded)["sparsity"] - 0.5) < 1e-6
 
 
+@pytest.mark.slow
+def test_failed_gate_pipeline_sends_nothing_to_vertex(tmp_path, tiny_model_dir, vertex_env, capsys):
+    cfg = _vertex_config(tmp_path, tiny_model_dir, vertex_env, min_accuracy=0.99)
+    assert main(["run-local", str(cfg), "--run-id", "v2", "--fail-on-gate"]) == 3
+    out = capsys.readouterr().out
+    summary_path = [ln for ln in out.splitlines() if ln.startswith("summary: ")][-1].removeprefix("summary: ")
+    summary = json.loads(Path(summary_path).read_text())
+    assert summary["gate"]["passed"] is False and summary["registered"] is None
+    assert vertex_env.vertex.requests == []  # not one request to Vertex AI
+    assert vertex_env.gcs.objects(vertex_env.bucket) == []  # and nothing uploaded
+
+
 def test_failed_gate_sends_nothing_to_vertex(tmp_path, tiny_model_dir, vertex_env):
     """The register stage refuses a failed gate before any request (the pipeline's
     not-promoted branch never reaches it; this guards the stage itself)."""
