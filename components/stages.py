@@ -107,10 +107,19 @@ def register_vertex_component(
     candidate: Input[Artifact],
     summary: Output[Artifact],
     vertex_model: Output[VertexModel],
+    job_resource_name: str = "",
+    pipeline_root: str = "",
 ):
     """Register the candidate in the Vertex AI Model Registry (the gate passed)."""
+    import os
+
     from medprune.config import RunConfig
     from medprune.stages import stage_register
+    from medprune.vertex.client import environment_from_run
+
+    # Project, region and bucket not in the config come from this run (kfp placeholders).
+    for key, value in environment_from_run(job_resource_name, pipeline_root).items():
+        os.environ.setdefault(key, value)
 
     result = stage_register(
         RunConfig.from_json(config_json), run_id=run_id, model_dir=model.path, gate_dir=decision.path,

@@ -81,9 +81,16 @@ def build_pipeline(cfg: RunConfig):
             candidate=candidate.outputs["evaluation"],
         )
         # The vertex target also outputs a google.VertexModel artifact for the console.
-        register = register_vertex_component if cfg.registry.target == "vertex" else register_component
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
-            _configure(register(**common), cfg, "register", "register")
+            if cfg.registry.target == "vertex":
+                register = register_vertex_component(
+                    **common,
+                    job_resource_name=dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
+                    pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+                )
+            else:
+                register = register_component(**common)
+            _configure(register, cfg, "register", "register")
         with dsl.Else(name="gate-failed"):
             _configure(not_promoted_component(**common), cfg, "gate", "not-promoted")
 

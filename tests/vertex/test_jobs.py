@@ -179,3 +179,13 @@ def test_missing_pipeline_root_bucket_is_clear(vertex_env, template) -> None:
         submit_pipeline(cfg, template)
     assert not vertex_env.vertex.find("POST", r"pipelineJobs$")
     assert not vertex_env.gcs.client().bucket("no-such-root-bucket").exists()  # not created
+
+
+def test_environment_from_run_placeholders() -> None:
+    from medprune.vertex.client import environment_from_run
+
+    env = environment_from_run("projects/prj-1/locations/europe-west4/pipelineJobs/medprune-123",
+                               "gs://medprune-prod-bucket/pipeline_root/123")
+    assert env == {"GOOGLE_CLOUD_PROJECT": "prj-1", "GOOGLE_CLOUD_REGION": "europe-west4",
+                   "MEDPRUNE_BUCKET": "medprune-prod-bucket"}
+    assert environment_from_run("medprune-2026-01-01", "/tmp/local/root") == {}

@@ -8,6 +8,7 @@ application default credentials.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from google.auth.credentials import AnonymousCredentials, Credentials
@@ -73,3 +74,22 @@ def model_console_uri(location: str, resource_name: str) -> str:
     """``https://LOCATION-aiplatform.googleapis.com/v1/RESOURCE_NAME``: the URI a
     ``google.VertexModel`` artifact carries so the console links run and model."""
     return f"https://{location}-aiplatform.googleapis.com/v1/{resource_name}"
+
+
+_JOB_RESOURCE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/pipelineJobs/[^/]+$")
+
+
+def environment_from_run(job_resource_name: str, pipeline_root: str) -> dict[str, str]:
+    """Project, region and bucket of the running pipeline, from the values of kfp's
+    ``PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER`` and ``PIPELINE_ROOT_PLACEHOLDER``:
+    ``{"GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "MEDPRUNE_BUCKET"}`` where they can be
+    read (a local run yields none). The compiled template thus names no environment."""
+    env: dict[str, str] = {}
+    m = _JOB_RESOURCE.match(job_resource_name or "")
+    if m:
+        env["GOOGLE_CLOUD_PROJECT"], env["GOOGLE_CLOUD_REGION"] = m.group(1), m.group(2)
+    if (pipeline_root or "").startswith("gs://"):
+        bucket = pipeline_root[len("gs://"):].split("/", 1)[0]
+        if bucket:
+            env["MEDPRUNE_BUCKET"] = bucket
+    return env
