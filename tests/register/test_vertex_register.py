@@ -175,3 +175,10 @@ def test_labels_are_valid_vertex_labels() -> None:
     assert labels["base-model"] == "meta-llama-3-1-8b-instruct-v2"
     for k, v in labels.items():
         assert len(v) <= 63 and all(c.islower() or c.isdigit() or c in "-_" for c in v), (k, v)
+
+
+def test_alias_vertex_cannot_hold_is_refused_before_any_request(vertex_env, tiny_model_dir) -> None:
+    cfg = make_cfg(vertex_env.vertex_section(), aliases=["release_candidate"])
+    with pytest.raises(ConfigError, match=r"release_candidate.*no '_'"):
+        register_vertex(tiny_model_dir, cfg=cfg, metadata=METRICS, gate_passed=True)
+    assert vertex_env.vertex.requests == []

@@ -34,6 +34,8 @@ from medprune.vertex.client import aiplatform_init, model_console_uri
 
 log = logging.getLogger(__name__)
 
+_VERTEX_ALIAS = re.compile(r"[a-z][a-zA-Z0-9\-]{0,126}[a-z0-9]")
+
 
 def label_value(value: Any) -> str:
     """A Vertex label value: lower case letters, digits, '-' and '_', at most 63 chars."""
@@ -146,6 +148,14 @@ def register_vertex(
     if not (model_dir / "config.json").is_file():
         raise RegistryError(f"{model_dir}: not a saved model directory (no config.json)")
 
+    aliases = list(dict.fromkeys([*cfg.registry.aliases, *([cfg.vertex.promotion_alias] if cfg.vertex.promotion_alias else [])]))
+    bad = [a for a in aliases if not _VERTEX_ALIAS.fullmatch(a)]
+    if bad:
+        raise ConfigError(
+            f"registry.aliases {bad}: Vertex AI aliases are 2-128 characters of lower case "
+            "letters, digits and '-', starting with a letter (no '_')"
+        )
+
     v = aiplatform_init(cfg.vertex)
     from google.cloud import aiplatform
 
@@ -154,7 +164,6 @@ def register_vertex(
     artifact_uri = "gs://" + "/".join(
         p for p in (bucket, prefix, "models", cfg.model.name, _version_tag(metadata)) if p
     )
-    aliases = list(dict.fromkeys([*cfg.registry.aliases, *([v.promotion_alias] if v.promotion_alias else [])]))
     labels = model_labels(cfg, metadata, gate_passed)
 
     try:
