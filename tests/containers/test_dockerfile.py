@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from dockerfile_parse import DockerfileParser
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "containers" / "Dockerfile"
