@@ -83,11 +83,10 @@ def build_pipeline(cfg: RunConfig):
         # The vertex target also outputs a google.VertexModel artifact for the console.
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
             if cfg.registry.target == "vertex":
-                register = register_vertex_component(
-                    **common,
-                    job_resource_name=dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
-                    pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
-                )
+                # The pipeline root names the bucket at run time (kfp.local has no
+                # placeholder for the job's resource name, so the project and region come
+                # from the config resolved at submit time, or CLOUD_ML_* on Vertex AI).
+                register = register_vertex_component(**common, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER)
             else:
                 register = register_component(**common)
             _configure(register, cfg, "register", "register")

@@ -93,10 +93,9 @@ def test_vertex_target_compiles_with_vertex_model_output(tmp_path, tiny_model_di
     outputs = spec["components"]["comp-register-vertex-component"]["outputDefinitions"]["artifacts"]
     assert outputs["vertex_model"]["artifactType"]["schemaTitle"] == "google.VertexModel"
     assert "comp-register-component" not in spec["components"]  # the local registry is not used
-    # project, region and bucket reach the task as run-time placeholders, not compiled values
+    # the bucket reaches the task as a run-time placeholder, not a compiled value
     (task,) = [t for t in _all_tasks(spec) if t["componentRef"]["name"] == "comp-register-vertex-component"]
     params = task["inputs"]["parameters"]
-    assert params["job_resource_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_resource_name}}"
     assert params["pipeline_root"]["runtimeValue"]["constant"] == "{{$.pipeline_root}}"
 
 
