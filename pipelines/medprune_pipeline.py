@@ -12,6 +12,7 @@ from medprune.components.stages import (
     prune_component,
     recover_component,
     register_component,
+    register_vertex_component,
 )
 from medprune.config import ResourceConfig, RunConfig
 
@@ -79,8 +80,16 @@ def build_pipeline(cfg: RunConfig):
             baseline=baseline.outputs["evaluation"],
             candidate=candidate.outputs["evaluation"],
         )
+        # The vertex target also outputs a google.VertexModel artifact for the console.
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
-            _configure(register_component(**common), cfg, "register", "register")
+            if cfg.registry.target == "vertex":
+                # The pipeline root names the bucket at run time (kfp.local has no
+                # placeholder for the job's resource name, so the project and region come
+                # from the config resolved at submit time, or CLOUD_ML_* on Vertex AI).
+                register = register_vertex_component(**common, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER)
+            else:
+                register = register_component(**common)
+            _configure(register, cfg, "register", "register")
         with dsl.Else(name="gate-failed"):
             _configure(not_promoted_component(**common), cfg, "gate", "not-promoted")
 

@@ -169,6 +169,21 @@ def stage_register(
     summary = build_summary(cfg, run_id=run_id, model_dir=model_dir, gate_dir=gate_dir, baseline_dir=baseline_dir, candidate_dir=candidate_dir, registered=None)
     metadata = {k: summary[k] for k in ("run_id", "source", "gate", "sparsity", "prune", "recover", "metrics")}
     metadata["config"] = json.loads(cfg.to_json())
+    if cfg.registry.target == "vertex":
+        from medprune.register.vertex import register_vertex
+
+        metrics = {**summary["metrics"]["baseline"], **summary["metrics"]["candidate"]}
+        registered = register_vertex(
+            model_dir, cfg=cfg, metadata={"run_id": run_id, "metrics": metrics}, gate_passed=gate.passed
+        )
+        # model / version / path: the keys the local registry reports, so summaries read alike
+        summary["registered"] = {
+            "target": "vertex", "model": cfg.model.name, "version": registered["version_id"],
+            "path": registered["uri"], **registered,
+        }
+        atomic_write_json(Path(summary_dir) / SUMMARY_FILE, summary)
+        progress(f"registered {registered['versioned_name']} (aliases {registered['aliases']})")
+        return summary
     registry = LocalRegistry(cfg.registry.local.root)
     version = registry.register(cfg.model.name, model_dir, metadata, aliases=cfg.registry.aliases)
     summary["registered"] = version.to_dict()
