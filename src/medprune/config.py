@@ -220,6 +220,14 @@ class RecoverConfig(_Strict):
         default="auto", description="'auto' is bf16 on a GPU and float32 on CPU."
     )
     log_every: int = Field(default=10, ge=1, description="Report loss and tokens/s every N steps.")
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Stop training after this many minutes (checked after each step); None: no limit."
+    )
+    budget_clock: Literal["wall", "cpu"] = Field(
+        default="wall",
+        description="What max_minutes counts: wall-clock time, or CPU time of this process "
+        "(steady on a shared machine; on 2 cores, 10 CPU minutes is about 5 wall minutes).",
+    )
     custom_job: CustomJobConfig = Field(default_factory=CustomJobConfig)
 
     @model_validator(mode="after")

@@ -251,11 +251,17 @@ def recover_model(
     )
     device = accelerator.device
     t0 = time.perf_counter()
+    clock = time.process_time if cfg.budget_clock == "cpu" else time.perf_counter
+    c0 = clock()
     tokens_seen = 0
     steps_this_run = 0
     k = cfg.grad_accum
     while state["step"] < cfg.steps and not state["stopped_early"]:
         if stop_after is not None and steps_this_run >= stop_after:
+            break
+        if cfg.max_minutes is not None and clock() - c0 >= cfg.max_minutes * 60:
+            say(f"time budget of {cfg.max_minutes} minutes reached at step {state['step']}")
+            state["budget_reached"] = True
             break
         step = state["step"]
         for group in optimizer.param_groups:
@@ -359,7 +365,8 @@ def recover_model(
         "tokens_per_second": tokens_seen / seconds if seconds > 0 else 0.0,
         "num_processes": world,
         "mixed_precision": accelerator.mixed_precision,
-        "complete": state["step"] >= cfg.steps or state["stopped_early"],
+        "budget_reached": bool(state.get("budget_reached")),
+        "complete": state["step"] >= cfg.steps or state["stopped_early"] or bool(state.get("budget_reached")),
     }
     if accelerator.is_main_process:
         final_state = state_dict if state_dict is not None else unwrapped.state_dict()
