@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 from conftest import byte_tokenizer
-from helpers import write_instruction_jsonl, write_text_jsonl
+from recover_helpers import write_instruction_jsonl, write_text_jsonl, one_thread  # noqa: F401 (autouse fixture)
 
 from medprune.errors import DataError
 from medprune.recover.data import (

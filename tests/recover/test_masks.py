@@ -1,7 +1,7 @@
 import pytest
 import torch
 from conftest import byte_tokenizer, tiny_llama
-from helpers import clinical_texts, pruned_tiny
+from recover_helpers import clinical_texts, pruned_tiny, one_thread  # noqa: F401 (autouse fixture)
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
@@ -33,7 +33,10 @@ def test_full_training_keeps_exact_zeros_and_nm(pattern):
     zeros = _zeros(model)
     before = {n: m.weight.detach().clone() for n, m in prunable_linears(model, EXCLUDE).items()}
     # Weight decay and a large lr would move every weight if the masks did not hold.
-    cfg = RecoverConfig(steps=4, lr=5e-2, weight_decay=0.1, batch_size=2, seq_len=32, log_every=100)
+    cfg = RecoverConfig(
+        steps=4, lr=5e-2, weight_decay=0.1, batch_size=2, seq_len=32, log_every=100,
+        gradient_checkpointing=pattern == "2:4", grad_accum=2 if pattern == "2:4" else 1,
+    )
     result = recover_model(model, byte_tokenizer(), _examples(), cfg, nm=(2, 4) if pattern == "2:4" else None)
     moved = 0
     for name, m in prunable_linears(result.model, EXCLUDE).items():

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from conftest import byte_tokenizer, tiny_llama
-from helpers import clinical_texts, pruned_tiny
+from recover_helpers import clinical_texts, pruned_tiny, one_thread  # noqa: F401 (autouse fixture)
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 SENTENCES = [
     "Patient presents with chest pain radiating to the left arm; troponin is elevated.",
     "Start metformin 500 mg twice daily and recheck HbA1c in three months.",
@@ -50,3 +53,12 @@ def pruned_tiny(seed: int = 0, pattern: str = "unstructured", sparsity: float = 
         keep = nm_mask(scores, *cfg.nm) if cfg.nm else unstructured_mask(scores, sparsity)
         apply_mask(linear, keep)
     return model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster (and fairer on a shared CI machine) on one intra-op thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
