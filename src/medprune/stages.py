@@ -163,7 +163,10 @@ def stage_recover(
     if not result.is_main_process:
         return report
     model = result.model
-    if result.state_dict is not None:  # FSDP: the gathered full weights
+    if result.state_dict is not None:  # FSDP: a plain model holding the gathered full weights
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_config(result.model.config)
         model.load_state_dict(result.state_dict)
     after = sparsity_report(model, cfg.prune.exclude)
     report.update(enabled=True, sparsity_before=before["sparsity"], sparsity_after=after["sparsity"], checkpoint_dir=str(ckpt_dir))

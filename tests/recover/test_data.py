@@ -94,3 +94,26 @@ def test_split_eval_is_disjoint_and_seeded():
     rows = {tuple(r) for r in train.input_ids.tolist()}
     assert len(ev) == 5 and not any(tuple(r) in rows for r in ev.input_ids.tolist())
     assert not torch.equal(split_eval(ex, 0.25, seed=2)[1].input_ids, ev.input_ids)
+
+
+@pytest.fixture
+def gcs_emulator(monkeypatch):
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="clinical")
+    server.start()
+    host, port = server._api._httpd.server_address  # port 0: the OS picked a free one
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{host}:{port}")
+    yield
+    server.stop()
+
+
+def test_gs_data_is_downloaded_when_no_fuse_mount(gcs_emulator, tmp_path):
+    from google.cloud import storage
+
+    text = "".join(json.dumps({"text": f"note {i}: chest pain and dyspnea, troponin raised"}) + "\n" for i in range(8))
+    storage.Client().bucket("clinical").blob("data/recovery.jsonl").upload_from_string(text)
+    ex = load_examples(byte_tokenizer(), "gs://clinical/data/recovery.jsonl", seq_len=32)
+    assert ex.fmt == "text" and len(ex) == (8 * len(json.loads(text.splitlines()[0])["text"]) + 8) // 32
+    with pytest.raises(DataError, match="gs://clinical/data/missing.jsonl: data file not found"):
+        load_examples(byte_tokenizer(), "gs://clinical/data/missing.jsonl", seq_len=32)

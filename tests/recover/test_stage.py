@@ -79,3 +79,16 @@ def test_module_entry_point(dirs, capsys):
     (dirs / "bad.json").write_text(bad.to_json())
     rc = recover_main(["--config-json", f"@{dirs / 'bad.json'}", "--model-dir", str(dirs / "pruned"), "--out-dir", str(dirs / "m2")])
     assert rc == 2 and "missing.jsonl: data file not found" in capsys.readouterr().err
+
+
+def test_custom_job_step_runs_in_process_outside_vertex(dirs):
+    from medprune.recover.custom_job import run_recover_step
+
+    cfg = _cfg(dirs, data=str(dirs / "t.jsonl"), steps=1, custom_job={"enabled": True})
+    report = run_recover_step(
+        cfg.to_json(), "[]", "{{$.pipeline_job_resource_name}}",
+        model_dir=str(dirs / "pruned"), teacher_dir=str(dirs / "dense"), out_dir=str(dirs / "cj"),
+        progress=lambda m: None,
+    )
+    assert report["steps"] == 1 and report["distill"] is True
+    assert (dirs / "cj" / "model.safetensors").is_file()
