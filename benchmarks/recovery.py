@@ -70,12 +70,12 @@ def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path
         return {**row, "skipped": f"method {method!r} not available"}
     pcfg_fields = {"method": method, "sparsity": sparsity, "pattern": pattern}
     if "calibration" in PruneConfig.model_fields:
-        pcfg_fields["calibration"] = {"data": args.recovery_data, "num_samples": args.calib_samples, "seq_len": 256}
+        pcfg_fields["calibration"] = {"data": args.recovery_data, "num_samples": args.calib_samples, "seq_len": args.seq_len}
     pcfg = PruneConfig(**pcfg_fields)
     model, tok = load_model(dense_dir, dtype="float32")
     t0 = time.perf_counter()
     try:
-        model = _prune(model, tok, pcfg, read_texts(args.recovery_data)[: args.calib_samples * 4])
+        model = _prune(model, tok, pcfg, read_texts(args.recovery_data))
     except PruneError as exc:
         return {**row, "skipped": str(exc)}
     prune_s = time.perf_counter() - t0
@@ -204,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="medprune-bench-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        dense_results = evaluate_model(dense_dir, _eval_cfg(args), work / "eval-dense", label="dense", progress=say)
+        cached = work / "eval-dense" / "results.json"
+        if args.work and cached.is_file():  # the dense model does not change between runs
+            dense_results = json.loads(cached.read_text())
+        else:
+            dense_results = evaluate_model(dense_dir, _eval_cfg(args), work / "eval-dense", label="dense", progress=say)
         dense = _metrics(dense_results)
         dense["params"] = dense_results.get("efficiency", {}).get("total_params")
         rows = []
