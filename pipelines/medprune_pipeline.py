@@ -35,6 +35,17 @@ def _configure(task: dsl.PipelineTask, cfg: RunConfig, stage: str, display_name:
     return task
 
 
+def _pipeline_job_resource_name() -> str:
+    """Vertex fills this placeholder with projects/P/locations/L/pipelineJobs/ID, which tells
+    the recover launcher where to submit its custom job. kfp.local cannot resolve it, so a
+    pipeline built for the local runner passes "local" (the launcher then runs in process)."""
+    from kfp.local import config as local_config
+
+    if local_config.LocalExecutionConfig.instance is not None:
+        return "local"
+    return dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER
+
+
 def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model) -> dsl.PipelineTask:
     """The recover step: in the pipeline's own task, or (``recover.custom_job.enabled``) a
     small launcher task that runs it as a Vertex custom job with the configured worker pools."""
@@ -47,7 +58,7 @@ def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model) -> d
     task = recover_custom_job_component(
         config_json=config_json,
         worker_pools_json=json.dumps(pools),
-        pipeline_job_resource_name=dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
+        pipeline_job_resource_name=_pipeline_job_resource_name(),
         pruned_model=pruned_model,
         teacher_model=teacher_model,
     )
