@@ -52,7 +52,7 @@ def gap_recovered(dense: float, pruned: float, recovered: float) -> float | None
 
 
 def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path, say) -> dict:
-    from medprune.config import EvaluateConfig, PruneConfig, RunConfig
+    from medprune.config import PruneConfig, RunConfig
     from medprune.errors import PruneError
     from medprune.evaluate.runner import evaluate_model
     from medprune.io.jsonl import read_texts
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from medprune.evaluate.runner import evaluate_model
-    from medprune.load.model import check_model_dir
     from medprune.io.atomic import atomic_write_json
+    from medprune.load.model import check_model_dir
 
     torch.manual_seed(args.seed)
     for path in (args.recovery_data, args.heldout, args.mcq):

@@ -5,7 +5,6 @@
 import json
 
 from kfp import dsl
-
 from medprune.components.stages import (
     evaluate_component,
     gate_component,
@@ -16,6 +15,7 @@ from medprune.components.stages import (
     recover_custom_job_component,
     register_component,
 )
+
 from medprune.config import ResourceConfig, RunConfig
 
 PIPELINE_NAME = "medprune"

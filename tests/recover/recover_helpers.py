@@ -48,7 +48,7 @@ def pruned_tiny(seed: int = 0, pattern: str = "unstructured", sparsity: float = 
 
     model = tiny_llama(seed)
     cfg = PruneConfig(sparsity=sparsity, pattern=pattern)
-    for _, linear in prunable_linears(model.model.layers, cfg.exclude).items():
+    for linear in prunable_linears(model.model.layers, cfg.exclude).values():
         scores = linear.weight.detach().abs()
         keep = nm_mask(scores, *cfg.nm) if cfg.nm else unstructured_mask(scores, sparsity)
         apply_mask(linear, keep)

@@ -74,7 +74,6 @@ def test_custom_job_validators_name_the_field(tmp_path):
 
 def _compile(cfg, path):
     from kfp import compiler
-
     from medprune.pipelines.medprune_pipeline import build_pipeline
 
     compiler.Compiler().compile(build_pipeline(cfg), package_path=str(path))
@@ -90,7 +89,7 @@ def test_compiled_pipeline_shows_worker_pools(tmp_path, monkeypatch):
 
     monkeypatch.setattr(local_config.LocalExecutionConfig, "instance", None)  # compiling for Vertex
     spec = _compile(_cfg(tmp_path), tmp_path / "p.yaml")
-    (name, task), = _recover_tasks(spec).items()
+    (_name, task), = _recover_tasks(spec).items()
     params = task["inputs"]["parameters"]
     pools = json.loads(params["worker_pools_json"]["runtimeValue"]["constant"])
     assert pools[0]["machine_spec"]["machine_type"] == "a3-highgpu-8g"
@@ -108,6 +107,6 @@ def test_compiled_pipeline_shows_worker_pools(tmp_path, monkeypatch):
 def test_compiled_pipeline_without_custom_job_passes_teacher(tmp_path):
     cfg = _cfg(tmp_path, {"enabled": False})
     spec = _compile(cfg, tmp_path / "p.yaml")
-    (name, task), = _recover_tasks(spec).items()
+    (_name, task), = _recover_tasks(spec).items()
     assert "worker_pools_json" not in task["inputs"].get("parameters", {})
     assert task["inputs"]["artifacts"]["teacher_model"]["taskOutputArtifact"] == {"outputArtifactKey": "model", "producerTask": "load-component"}

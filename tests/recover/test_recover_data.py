@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 from conftest import byte_tokenizer
-from recover_helpers import write_instruction_jsonl, write_text_jsonl, one_thread  # noqa: F401 (autouse fixture)
+from recover_helpers import one_thread, write_instruction_jsonl, write_text_jsonl  # noqa: F401 (autouse fixture)
 
 from medprune.errors import DataError
 from medprune.recover.data import (
@@ -89,7 +89,7 @@ def test_split_eval_is_disjoint_and_seeded():
     ids = torch.arange(20 * 8).reshape(20, 8)  # every row distinct
     ex = TrainExamples(ids, ids.clone(), torch.ones_like(ids), "mem", "text")
     train, ev = split_eval(ex, 0.25, seed=1)
-    train2, ev2 = split_eval(ex, 0.25, seed=1)
+    _train2, ev2 = split_eval(ex, 0.25, seed=1)
     assert len(train) + len(ev) == len(ex) and torch.equal(ev.input_ids, ev2.input_ids)
     rows = {tuple(r) for r in train.input_ids.tolist()}
     assert len(ev) == 5 and not any(tuple(r) in rows for r in ev.input_ids.tolist())

@@ -1,10 +1,10 @@
-import json
+import itertools
 import math
 
 import pytest
 import torch
 from conftest import byte_tokenizer, tiny_llama
-from recover_helpers import clinical_texts, pruned_tiny, one_thread  # noqa: F401 (autouse fixture)
+from recover_helpers import clinical_texts, one_thread, pruned_tiny  # noqa: F401 (autouse fixture)
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
@@ -18,7 +18,7 @@ def _examples(seq_len=32):
     return pack_text(byte_tokenizer(), "mem", list(enumerate(({"text": t} for t in clinical_texts()), 1)), seq_len)
 
 
-CKPT_CFG = dict(steps=6, lr=1e-2, weight_decay=0.01, batch_size=2, grad_accum=2, seq_len=32, checkpoint_every=2, log_every=100)
+CKPT_CFG = {"steps": 6, "lr": 1e-2, "weight_decay": 0.01, "batch_size": 2, "grad_accum": 2, "seq_len": 32, "checkpoint_every": 2, "log_every": 100}
 
 
 def _run(tmp, **kw):
@@ -30,7 +30,7 @@ def test_lr_schedule_warmup_then_decay():
     cfg = RecoverConfig(steps=10, lr=1.0, warmup_steps=2, schedule="cosine")
     lrs = [lr_at(s, cfg) for s in range(10)]
     assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0) and lrs[2] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.05
+    assert all(a >= b for a, b in itertools.pairwise(lrs[1:])) and lrs[-1] < 0.05
     lin = RecoverConfig(steps=4, lr=1.0, schedule="linear")
     assert [lr_at(s, lin) for s in range(4)] == pytest.approx([1.0, 0.75, 0.5, 0.25])
 

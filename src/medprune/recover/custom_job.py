@@ -129,19 +129,19 @@ def submit_and_wait(
         location=location,
         labels={"medprune-stage": "recover"},
     )
-    run_kwargs: dict[str, Any] = dict(
-        service_account=job_cfg.service_account,
-        timeout=int(job_cfg.timeout_hours * 3600),
-        restart_job_on_worker_restart=True,  # a preempted worker restarts and resumes
-        sync=True,
-    )
+    run_kwargs: dict[str, Any] = {
+        "service_account": job_cfg.service_account,
+        "timeout": int(job_cfg.timeout_hours * 3600),
+        "restart_job_on_worker_restart": True,  # a preempted worker restarts and resumes
+        "sync": True,
+    }
     if job_cfg.spot:
         from google.cloud.aiplatform_v1.types import custom_job as custom_job_types
 
         run_kwargs["scheduling_strategy"] = custom_job_types.Scheduling.Strategy.SPOT
     try:
         job.run(**run_kwargs)
-    except Exception as exc:  # noqa: BLE001 - the SDK raises RuntimeError or API errors
+    except Exception as exc:
         raise RecoveryError(f"recover custom job {display_name} failed: {exc}") from exc
     return job.resource_name
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,7 +220,7 @@ def recover_model(
                 )
             try:
                 accelerator.load_state(str(latest))
-            except Exception as exc:  # noqa: BLE001 - any failure to load is a corrupt checkpoint
+            except Exception as exc:
                 raise RecoveryError(f"checkpoint {latest} cannot be loaded: {exc}") from exc
             state = saved
             resumed_from = str(latest)
