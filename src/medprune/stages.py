@@ -92,6 +92,16 @@ def recover_checkpoint_dir(cfg: RunConfig, out_dir: str | Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.checkpoints"
 
 
+def _is_structured(method_name: str) -> bool:
+    """Structured methods (width, depth) make the model smaller; it then trains normally."""
+    from medprune.prune.methods import get_method
+
+    try:
+        return getattr(get_method(method_name), "kind", "mask") in ("width", "depth")
+    except MedpruneError:
+        return False
+
+
 def _remove_checkpoints(ckpt_dir: Path) -> None:
     from medprune.recover.checkpoint import list_checkpoints
 
@@ -145,6 +155,7 @@ def stage_recover(
         teacher, _ = load_model(teacher_dir, dtype=teacher_dtype)
     before = sparsity_report(model, cfg.prune.exclude)
     ckpt_dir = recover_checkpoint_dir(cfg, out_dir)
+    structured = _is_structured(cfg.prune.method)
     result = recover_model(
         model,
         tokenizer,
@@ -157,6 +168,7 @@ def stage_recover(
         seed=cfg.seed,
         checkpoint_dir=ckpt_dir,
         reference_dir=model_dir,
+        keep_masks=not structured,
         progress=progress,
     )
     report = result.report

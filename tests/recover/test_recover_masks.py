@@ -95,3 +95,12 @@ def test_reference_check_fails_on_broken_nm(tmp_path):
     save_model(dense_like, byte_tokenizer(), tmp_path / "ref")
     with pytest.raises(RecoveryError, match="break the 2:4 pattern"):
         verify_against_reference(dense_like.state_dict(), tmp_path / "ref", EXCLUDE, nm=(2, 4))
+
+
+def test_structured_models_train_every_weight():
+    model = pruned_tiny()
+    zeros = _zeros(model)
+    cfg = RecoverConfig(steps=2, lr=5e-2, batch_size=2, seq_len=32, log_every=100)
+    result = recover_model(model, byte_tokenizer(), _examples(), cfg, keep_masks=False)
+    revived = sum(int((m.weight.detach()[zeros[n]] != 0).sum()) for n, m in prunable_linears(result.model, EXCLUDE).items())
+    assert revived > 0 and result.report["masked_layers"] == 0

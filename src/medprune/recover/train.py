@@ -149,6 +149,7 @@ def recover_model(
     checkpoint_dir: str | Path | None = None,
     reference_dir: str | Path | None = None,
     stop_after: int | None = None,
+    keep_masks: bool = True,
     progress: Progress | None = None,
     accelerator=None,
 ) -> RecoveryResult:
@@ -160,6 +161,8 @@ def recover_model(
     :class:`RecoveryError`). ``reference_dir`` is the pruned model's folder: after training
     every weight that was zero there is checked to be zero still (and the N:M pattern, with
     ``nm``). ``stop_after`` ends the loop after that many steps (as a preemption would).
+    ``keep_masks=False`` trains every weight (structured pruning: the model is smaller, and
+    any zeros it has are not a pruning mask).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -172,7 +175,7 @@ def recover_model(
     world, rank = accelerator.num_processes, accelerator.process_index
     use_teacher = teacher is not None and cfg.distill.enabled
 
-    base_masks = capture_masks(model, exclude)  # whole weights, before any wrapping
+    base_masks = capture_masks(model, exclude) if keep_masks else {}  # whole weights, before wrapping
     if cfg.mode == "lora":
         model = _apply_lora(model, cfg)
     if cfg.gradient_checkpointing:
@@ -186,7 +189,7 @@ def recover_model(
         torch.optim.AdamW(params, lr=lr_at(0, cfg), weight_decay=cfg.weight_decay)
     )
     # Full fine-tuning moves base weights: hold their masks (on this process's shard).
-    masks = capture_masks(model, exclude) if cfg.mode == "full" else {}
+    masks = capture_masks(model, exclude) if cfg.mode == "full" and keep_masks else {}
     if use_teacher:
         teacher.requires_grad_(False)
         teacher.eval()
@@ -370,7 +373,7 @@ def recover_model(
     }
     if accelerator.is_main_process:
         final_state = state_dict if state_dict is not None else unwrapped.state_dict()
-        if reference_dir is not None:
+        if reference_dir is not None and keep_masks:
             report.update(verify_against_reference(final_state, reference_dir, list(exclude), nm))
         else:
             _verify_in_memory(unwrapped, base_masks, nm)
