@@ -147,7 +147,7 @@ def _fmt(v, pct=False):
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = "| row | sparsity (pruned -> recovered) | ppl dense / pruned / recovered | ppl gap recovered | acc dense / pruned / recovered | acc gap recovered | steps (min) |"
+    head = "| row | sparsity (pruned -> recovered) | ppl dense / pruned / recovered | ppl gap recovered | acc dense / pruned / recovered | acc gap recovered | steps (wall min) |"
     lines = [head, "|" + "---|" * 7]
     for r in rows:
         if r.get("skipped"):
