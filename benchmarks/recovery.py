@@ -164,7 +164,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(CACHE / "models/smollm2-135m"), help="Dense model directory (safetensors).")
+    p.add_argument("--model", default=str(CACHE / "models/smollm2-135m-instruct"), help="Dense model directory (safetensors).")
     p.add_argument("--recovery-data", default=str(CACHE / "data/recovery.jsonl"))
     p.add_argument("--heldout", default=str(CACHE / "data/heldout.jsonl"))
     p.add_argument("--mcq", default=str(CACHE / "data/mcq.jsonl"))
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     for path in (args.recovery_data, args.heldout, args.mcq):
         if not Path(path).is_file():
-            print(f"error: {path} not found (run `medprune fetch-default` or pass the path)", file=sys.stderr)
+            print(f"error: {path} not found (run `medprune fetch-default` and `medprune build-data`, or pass the path)", file=sys.stderr)
             return 2
     dense_dir = check_model_dir(args.model)
 
