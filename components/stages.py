@@ -38,12 +38,43 @@ def prune_component(config_json: str, dense_model: Input[Model], pruned_model: O
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def recover_component(config_json: str, pruned_model: Input[Model], recovered_model: Output[Model], metrics: Output[Metrics]):
-    """Fine-tune the pruned model with its sparsity kept."""
+def recover_component(
+    config_json: str,
+    pruned_model: Input[Model],
+    teacher_model: Input[Model],
+    recovered_model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Fine-tune the pruned model with its sparsity kept, distilling from the dense teacher."""
     from medprune.config import RunConfig
     from medprune.stages import stage_recover
 
-    report = stage_recover(RunConfig.from_json(config_json), pruned_model.path, recovered_model.path)
+    report = stage_recover(
+        RunConfig.from_json(config_json), pruned_model.path, recovered_model.path, teacher_dir=teacher_model.path
+    )
+    for key, value in report.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, value)
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def recover_custom_job_component(
+    config_json: str,
+    worker_pools_json: str,
+    pipeline_job_resource_name: str,
+    pruned_model: Input[Model],
+    teacher_model: Input[Model],
+    recovered_model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Run recovery as a Vertex AI custom job with its own worker pools (in process when
+    not on Vertex)."""
+    from medprune.recover.custom_job import run_recover_step
+
+    report = run_recover_step(
+        config_json, worker_pools_json, pipeline_job_resource_name,
+        model_dir=pruned_model.path, teacher_dir=teacher_model.path, out_dir=recovered_model.path,
+    )
     for key, value in report.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(key, value)
