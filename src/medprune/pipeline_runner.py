@@ -13,6 +13,9 @@ from pathlib import Path
 from medprune.config import RunConfig
 from medprune.errors import MedpruneError
 from medprune.io.atomic import atomic_write_json
+from medprune.evaluate.mcq import load_mcq
+from medprune.io.jsonl import read_texts
+from medprune.load.model import check_model_dir
 from medprune.register.local import LocalRegistry
 from medprune.stages import SUMMARY_FILE
 
@@ -25,7 +28,7 @@ def compile_pipeline(cfg: RunConfig, output: str | Path) -> Path:
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
+    tmp = output.with_name(f".{output.stem}.tmp.yaml")
     compiler.Compiler().compile(build_pipeline(cfg), package_path=str(tmp))
     tmp.replace(output)
     return output
@@ -36,17 +39,24 @@ def new_run_id(cfg: RunConfig) -> str:
 
 
 def preflight(cfg: RunConfig) -> None:
-    """Checks that need no model: fail before any work is done."""
+    """Cheap checks of everything local a run will read or write, so bad input fails with a
+    clear message before any stage starts (and before anything is registered)."""
     if cfg.registry.target == "local":
         LocalRegistry(cfg.registry.local.root).check_writable()
-    for field, value in (
-        ("evaluate.mcq", cfg.evaluate.mcq),
-        ("evaluate.perplexity", cfg.evaluate.perplexity),
-        ("recover.data", cfg.recover.data if cfg.recover.enabled else None),
-        ("prune.calibration.data", cfg.prune.calibration.data),
-    ):
-        if value and "://" not in value and not Path(value).is_file():
-            raise MedpruneError(f"{field}: file {value} not found")
+    if "://" not in cfg.model.source:
+        try:
+            check_model_dir(cfg.model.source)
+        except MedpruneError as exc:
+            raise MedpruneError(f"model.source: {exc}") from None
+    local = lambda v: v is not None and "://" not in v  # noqa: E731
+    if local(cfg.evaluate.mcq):
+        load_mcq(cfg.evaluate.mcq, cfg.evaluate.max_items)
+    if local(cfg.evaluate.perplexity):
+        read_texts(cfg.evaluate.perplexity)
+    if cfg.recover.enabled and local(cfg.recover.data):
+        read_texts(cfg.recover.data)
+    if local(cfg.prune.calibration.data):
+        read_texts(cfg.prune.calibration.data)
 
 
 def run_local(cfg: RunConfig, *, run_id: str | None = None) -> Path:

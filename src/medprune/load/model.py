@@ -63,6 +63,7 @@ def load_model(
 
     The model is returned in eval mode. ``trust_remote_code`` stays off unless the user asks.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = check_model_dir(model_dir)
@@ -75,7 +76,7 @@ def load_model(
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
         )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(f"{model_dir}: cannot load model: {exc}") from exc
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)

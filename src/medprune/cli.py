@@ -1,0 +1,170 @@
+"""The ``medprune`` command line. Parsing stays here; every command calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medprune.errors import MedpruneError
+
+DEFAULT_CACHE = Path(os.environ.get("MEDPRUNE_CACHE", ".cache/medprune"))
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MedpruneError(f"--set {pair!r}: expected KEY=VALUE, e.g. prune.sparsity=0.3")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _load(args: argparse.Namespace):
+    from medprune.config import load_config
+
+    return load_config(args.config, overrides=_overrides(args.set))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(f"{args.config}: valid (model {cfg.model.name}, method {cfg.prune.method}, sparsity {cfg.prune.sparsity})")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from medprune.pipeline_runner import compile_pipeline
+
+    cfg = _load(args)
+    if args.image:
+        cfg.pipeline.base_image = args.image
+    out = compile_pipeline(cfg, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_run_local(args: argparse.Namespace) -> int:
+    from medprune.pipeline_runner import run_local
+    from medprune.summary import format_summary
+
+    cfg = _load(args)
+    summary_path = run_local(cfg, run_id=args.run_id)
+    summary = json.loads(summary_path.read_text())
+    print(format_summary(summary))
+    print(f"summary: {summary_path}")
+    return 0 if summary["gate"]["passed"] or not args.fail_on_gate else 3
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from medprune.prune.methods import METHODS
+
+    for name, method in sorted(METHODS.items()):
+        calib = "calibration" if method.needs_calibration else "no calibration"
+        print(f"{name:12s} {calib:15s} {method.description}")
+    return 0
+
+
+def cmd_fetch_default(args: argparse.Namespace) -> int:
+    from medprune.data.default_model import fetch_default_model
+
+    path = fetch_default_model(Path(args.cache) / "models", force=args.force)
+    print(f"default model: {path}")
+    return 0
+
+
+def cmd_build_data(args: argparse.Namespace) -> int:
+    from medprune.data.clinical import build_clinical_data
+
+    manifest = build_clinical_data(Path(args.cache) / "data", seed=args.seed, n_mcq=args.n_mcq)
+    for name, info in sorted(manifest["files"].items()):
+        print(f"{name:20s} {info['count']:6d} records  sha256 {info['sha256'][:12]}")
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from medprune.register.local import LocalRegistry
+
+    registry = LocalRegistry(args.root)
+    if args.action == "list":
+        aliases = registry.aliases(args.model)
+        for version in registry.versions(args.model):
+            meta = registry.metadata(args.model, version)
+            names = ",".join(a for a, v in sorted(aliases.items()) if v == version)
+            acc = meta.get("metrics", {}).get("candidate", {}).get("candidate_accuracy")
+            acc_s = f"{acc:.3f}" if acc is not None else "-"
+            print(f"{args.model} v{version}  sparsity={meta.get('sparsity')}  accuracy={acc_s}  aliases=[{names}]  run={meta.get('run_id')}")
+    else:  # promote
+        registry.set_alias(args.model, args.alias, args.version)
+        print(f"{args.model}: alias {args.alias} -> version {args.version}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medprune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("config", help="run config YAML (see examples/local.yaml)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. prune.sparsity=0.3")
+        return p
+
+    p = with_config(sub.add_parser("validate", help="check a config file"))
+    p.set_defaults(func=cmd_validate)
+
+    p = with_config(sub.add_parser("compile", help="compile the pipeline for Vertex AI"))
+    p.add_argument("-o", "--output", default="pipeline.yaml", help="output YAML path")
+    p.add_argument("--image", help="container image for every component (overrides pipeline.base_image)")
+    p.set_defaults(func=cmd_compile)
+
+    p = with_config(sub.add_parser("run-local", help="run the whole pipeline on this machine (kfp.local)"))
+    p.add_argument("--run-id", help="run directory name (default RUN_NAME-TIMESTAMP)")
+    p.add_argument("--fail-on-gate", action="store_true", help="exit 3 when the gate fails")
+    p.set_defaults(func=cmd_run_local)
+
+    p = sub.add_parser("methods", help="list pruning methods")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("fetch-default", help="convert the bundled SmolLM2-135M-Instruct into a safetensors model")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
+    p.set_defaults(func=cmd_fetch_default)
+
+    p = sub.add_parser("build-data", help="build the clinical evaluation/calibration/recovery data offline")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-mcq", type=int, default=300, help="multiple-choice items in mcq.jsonl")
+    p.set_defaults(func=cmd_build_data)
+
+    p = sub.add_parser("registry", help="inspect or promote versions in a local registry")
+    p.add_argument("action", choices=["list", "promote"])
+    p.add_argument("model")
+    p.add_argument("--root", default="registry", help="registry root (default %(default)s)")
+    p.add_argument("--version", type=int, help="version to promote")
+    p.add_argument("--alias", default="production", help="alias to move (default %(default)s)")
+    p.set_defaults(func=cmd_registry)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "action", None) == "promote" and args.version is None:
+        parser.error("registry promote needs --version")
+    try:
+        return args.func(args)
+    except MedpruneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

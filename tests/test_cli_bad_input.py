@@ -1,0 +1,76 @@
+"""Bad input fails fast with a clear message, a non-zero exit, and nothing registered."""
+
+import pytest
+
+from medprune.cli import main
+
+from conftest import write_run_config
+
+
+def _fails(capsys, argv, match):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert match in err, err
+    return err
+
+
+def _nothing_registered(tmp_path):
+    assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").iterdir())
+
+
+def test_missing_model_dir(tmp_path, capsys):
+    cfg = write_run_config(tmp_path, tmp_path / "no-such-model")
+    _fails(capsys, ["run-local", str(cfg)], "model.source")
+    _nothing_registered(tmp_path)
+
+
+def test_bin_only_weights(tmp_path, tiny_model_dir, capsys):
+    for f in tiny_model_dir.glob("*.safetensors"):
+        f.rename(f.with_suffix(".bin"))
+    cfg = write_run_config(tmp_path, tiny_model_dir)
+    _fails(capsys, ["run-local", str(cfg)], "safetensors only")
+    _nothing_registered(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["1.0", "-0.2"])
+def test_sparsity_out_of_range(tmp_path, tiny_model_dir, capsys, value):
+    cfg = write_run_config(tmp_path, tiny_model_dir)
+    _fails(capsys, ["validate", str(cfg), "--set", f"prune.sparsity={value}"], "prune.sparsity")
+    _fails(capsys, ["run-local", str(cfg), "--set", f"prune.sparsity={value}"], "prune.sparsity")
+    _nothing_registered(tmp_path)
+
+
+def test_empty_jsonl(tmp_path, tiny_model_dir, capsys):
+    cfg = write_run_config(tmp_path, tiny_model_dir)
+    (tmp_path / "data" / "mcq.jsonl").write_text("")
+    _fails(capsys, ["run-local", str(cfg)], "mcq.jsonl: file is empty")
+    _nothing_registered(tmp_path)
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path, tiny_model_dir, capsys):
+    cfg = write_run_config(tmp_path, tiny_model_dir)
+    text = tmp_path / "data" / "text.jsonl"
+    text.write_text(text.read_text() + '{"text": "unterminated\n')
+    lineno = len(text.read_text().splitlines())
+    _fails(capsys, ["run-local", str(cfg)], f"text.jsonl:{lineno}: invalid JSON")
+    _nothing_registered(tmp_path)
+
+
+def test_unwritable_registry(tmp_path, tiny_model_dir, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the registry's parent should be")
+    cfg = write_run_config(tmp_path, tiny_model_dir, registry={"local": {"root": str(blocker / "registry")}})
+    _fails(capsys, ["run-local", str(cfg)], "not a directory")
+    assert blocker.is_file()
+
+
+def test_validate_ok(tmp_path, tiny_model_dir, capsys):
+    cfg = write_run_config(tmp_path, tiny_model_dir)
+    assert main(["validate", str(cfg)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_unknown_key(tmp_path, tiny_model_dir, capsys):
+    cfg = write_run_config(tmp_path, tiny_model_dir, prune={"methd": "wanda"})
+    _fails(capsys, ["validate", str(cfg)], "prune.methd: unknown key")
