@@ -102,7 +102,6 @@ def run_local(cfg: RunConfig, *, run_id: str | None = None) -> Path:
             copied = run_dir / f"report.{suffix}"
             shutil.copyfile(reports[0], copied)
             summary["report" if suffix == "html" else "report_md"] = str(copied)
-            print(f"report ({suffix}): {copied}")
     out = run_dir / SUMMARY_FILE
     atomic_write_json(out, summary)
     return out

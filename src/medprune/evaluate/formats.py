@@ -85,7 +85,11 @@ def _answer_index(where: _Where, field: str, answer: Any, options: Sequence[str]
         raise where.error(field, f"must be an option index, letter or option text, got {answer!r}")
     if isinstance(answer, int):
         index = answer
-    elif isinstance(answer, str) and len(answer.strip()) == 1 and answer.strip().upper() in LETTERS:
+    elif (
+        isinstance(answer, str)
+        and len(answer.strip()) == 1
+        and answer.strip().upper() in LETTERS[: len(options)]
+    ):
         index = LETTERS.index(answer.strip().upper())
     elif isinstance(answer, str) and answer.strip() in [o.strip() for o in options]:
         index = [o.strip() for o in options].index(answer.strip())
@@ -106,7 +110,10 @@ def _options_list(where: _Where, field: str, options: Any) -> tuple[str, ...]:
 
 
 def _prompt(question: str) -> str:
-    """The context every option continues (lm-evaluation-harness's MedQA/MMLU style)."""
+    """The context every option continues (lm-evaluation-harness's MedQA/MMLU style); a
+    question that already ends in ``Answer:`` is its own prompt."""
+    if question.rstrip().endswith("Answer:"):
+        return question.rstrip()
     return f"Question: {question}\nAnswer:"
 
 

@@ -92,13 +92,14 @@ def generate_greedy(
     max_new_tokens: int = 64,
     batch_size: int = 8,
     max_length: int = 2048,
-) -> list[str]:
-    """Greedy continuations of ``prompts`` (left padded batches, stop at EOS)."""
+) -> list[tuple[str, int]]:
+    """Greedy continuations of ``prompts`` (left padded batches, stop at EOS), each with the
+    number of tokens generated (EOS and padding not counted)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [list(tokenizer(p)["input_ids"])[-(max_length - max_new_tokens) :] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    outputs = [""] * len(prompts)
+    outputs: list[tuple[str, int]] = [("", 0)] * len(prompts)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in batch)
@@ -116,8 +117,11 @@ def generate_greedy(
             pad_token_id=pad,
             eos_token_id=tokenizer.eos_token_id,
         )
+        stop = {t for t in (tokenizer.eos_token_id, pad) if t is not None}
         for row, i in enumerate(batch):
-            outputs[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+            new = out[row, width:].tolist()
+            n = next((k for k, t in enumerate(new) if t in stop), len(new))
+            outputs[i] = (tokenizer.decode(new[:n], skip_special_tokens=True), n)
     return outputs
 
 
@@ -139,12 +143,12 @@ def score_generation(
     )
     predictions = []
     per_cat: dict[str, list[tuple[float, bool]]] = {}
-    for item, output in zip(items, outputs):
+    for item, (output, n_new) in zip(items, outputs):
         rl = rouge_l(output, item.reference)
         em = normalize_answer(output) == normalize_answer(item.reference)
         per_cat.setdefault(item.category, []).append((rl, em))
         predictions.append(
-            {"id": item.id, "category": item.category, "reference": item.reference, "prediction": output, "rouge_l": rl, "exact_match": em}
+            {"id": item.id, "category": item.category, "reference": item.reference, "prediction": output, "new_tokens": n_new, "rouge_l": rl, "exact_match": em}
         )
     if progress:
         progress(len(items), len(items))

@@ -5,7 +5,7 @@ longer than the window is covered by windows of ``max_length`` tokens that start
 ``stride`` tokens apart; each window scores only the tokens the previous one did not, so
 every token is scored exactly once, with up to ``max_length - stride`` tokens of context
 (the Hugging Face "perplexity of fixed-length models" recipe). ``stride == max_length``
-gives disjoint windows.
+gives windows that overlap by one token, the least that scores every token.
 
 Besides perplexity (per token, which depends on the tokenizer) we report bits per byte of
 UTF-8 text, which does not, so models with different tokenizers compare.
@@ -50,7 +50,9 @@ def sliding_windows(n_tokens: int, max_length: int, stride: int) -> list[tuple[i
             prev_end = end
         if end >= n_tokens:
             return windows
-        begin += stride
+        # the next window starts at least one token before the first one it scores, so that
+        # token has something to predict it from (stride = max_length: overlap of one)
+        begin = min(begin + stride, prev_end - 1)
 
 
 @torch.inference_mode()

@@ -123,7 +123,8 @@ def _paired(
 def _non_inferiority(cfg: NonInferiorityConfig, paired) -> tuple[GateCheck, PairedInterval | None]:
     metric = f"lower bound of {cfg.confidence:.0%} CI for candidate - baseline {cfg.metric}"
     if isinstance(paired, str):
-        return _check("non_inferiority", metric, None, -cfg.margin, ">", {"why": paired}), None
+        return GateCheck("non_inferiority", metric, None, -cfg.margin, ">", False,
+                         f"non-inferiority cannot be shown: {paired}", {"why": paired}), None
     ids, base, cand = paired
     if cfg.method == "bootstrap":
         ci = paired_bootstrap_ci(base, cand, confidence=cfg.confidence, n_resamples=cfg.n_resamples, seed=cfg.seed)
@@ -149,7 +150,8 @@ def _non_inferiority(cfg: NonInferiorityConfig, paired) -> tuple[GateCheck, Pair
 def _critical(ids: list[str], paired) -> GateCheck:
     metric = "critical items the baseline got right and the candidate got wrong"
     if isinstance(paired, str):
-        return _check("critical_items", metric, None, 0, "<=", {"why": paired})
+        return GateCheck("critical_items", metric, None, 0, "<=", False,
+                         f"critical items cannot be checked: {paired}", {"why": paired})
     all_ids, base, cand = paired
     by_id = {i: (b, c) for i, b, c in zip(all_ids, base, cand)}
     missing = [i for i in ids if i not in by_id]
