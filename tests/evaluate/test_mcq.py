@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import TINY_VOCAB, byte_tokenizer, tiny_llama
+
 from medprune.evaluate.formats import MCQItem
 from medprune.evaluate.mcq import encode_pair, loglikelihoods, option_loglikelihoods, score_mcq
 

@@ -7,10 +7,16 @@ import math
 
 import pytest
 import torch
-
 from conftest import byte_tokenizer, tiny_llama
+
 from medprune.errors import DataError
-from medprune.evaluate.generation import GenerationItem, load_generation, normalize_answer, rouge_l, score_generation
+from medprune.evaluate.generation import (
+    GenerationItem,
+    load_generation,
+    normalize_answer,
+    rouge_l,
+    score_generation,
+)
 from medprune.evaluate.perplexity import perplexity, sliding_windows
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medprune.gate.stats import clopper_pearson, mcnemar_exact_ci, mcnemar_exact_p, paired_bootstrap_ci
+from medprune.gate.stats import (
+    clopper_pearson,
+    mcnemar_exact_ci,
+    mcnemar_exact_p,
+    paired_bootstrap_ci,
+)
 
 
 def _simulate(rng, n, p_base, p_flip_down, p_flip_up):

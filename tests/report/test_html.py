@@ -50,7 +50,7 @@ def test_report_renders_gate_table_and_images(tmp_path, passed):
     md = paths["md"].read_text()
     assert paths["html"].name == "report.html" and paths["md"].name == "report.md"
     # the gate table has one row per check, with outcomes
-    table = re.search(r'<table class="gate-table">(.*?)</table>', html, re.S).group(1)
+    table = re.search(r'<table class="gate-table">(.*?)</table>', html, re.DOTALL).group(1)
     assert table.count("<tr>") == len(gate.checks) + 1
     for c in gate.checks:
         assert f"<td>{c.name}</td>" in table
@@ -68,7 +68,7 @@ def test_report_renders_gate_table_and_images(tmp_path, passed):
     if not passed:
         assert "Why it failed" in html and "q3" in html and "critical" in html
         # worst category first: dosing lost 10 items
-        cat_table = re.search(r'<table class="category-table">(.*?)</table>', html, re.S).group(1)
+        cat_table = re.search(r'<table class="category-table">(.*?)</table>', html, re.DOTALL).group(1)
         assert cat_table.index("dosing") < cat_table.index("contraindications")
         assert "**FAIL**" in md
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import write_run_config
+
 from medprune.cli import main
 
 pytestmark = pytest.mark.slow

@@ -23,9 +23,9 @@ import torch
 
 from medprune.config import EvaluateConfig
 from medprune.evaluate.efficiency import efficiency_report
-from medprune.evaluate.metrics import category_key, flat_metrics, metric_values
 from medprune.evaluate.generation import load_generation, score_generation
 from medprune.evaluate.mcq import load_mcq, score_mcq
+from medprune.evaluate.metrics import category_key, flat_metrics, metric_values
 from medprune.evaluate.perplexity import perplexity
 from medprune.io.atomic import atomic_write_json
 from medprune.io.jsonl import read_texts, write_jsonl

@@ -125,7 +125,7 @@ def _non_inferiority(cfg: NonInferiorityConfig, paired) -> tuple[GateCheck, Pair
     if isinstance(paired, str):
         return GateCheck("non_inferiority", metric, None, -cfg.margin, ">", False,
                          f"non-inferiority cannot be shown: {paired}", {"why": paired}), None
-    ids, base, cand = paired
+    _, base, cand = paired
     if cfg.method == "bootstrap":
         ci = paired_bootstrap_ci(base, cand, confidence=cfg.confidence, n_resamples=cfg.n_resamples, seed=cfg.seed)
     else:

@@ -45,9 +45,11 @@ def render_markdown(data: ReportData) -> str:
     out.append("")
     if data.interval:
         ci = data.interval
-        out += ["## Non-inferiority", "",
-                f"Difference {ci['difference']:+.3f}, {ci['confidence']:.0%} CI [{ci['lower']:+.3f}, {ci['upper']:+.3f}] "
-                f"({ci['method']}, n={ci['n']}); margin {ci['margin']:g}.", ""]
+        line = (
+            f"Difference {ci['difference']:+.3f}, {ci['confidence']:.0%} CI [{ci['lower']:+.3f}, {ci['upper']:+.3f}] "
+            f"({ci['method']}, n={ci['n']}); margin {ci['margin']:g}."
+        )
+        out += ["## Non-inferiority", "", line, ""]
         out += _img(confidence_interval(data), "confidence interval")
     out += ["## Baseline vs candidate", ""]
     out.append(_table(["metric", "baseline", "candidate", "change"],
