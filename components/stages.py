@@ -7,6 +7,8 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Input, Markdown, Metrics, Model, Output
 
+from medprune.components.artifact_types import VertexModel
+
 # Default image; the pipeline sets each task's image from pipeline.base_image at compile time.
 BASE_IMAGE = "python:3.11-slim"
 
@@ -36,12 +38,43 @@ def prune_component(config_json: str, dense_model: Input[Model], pruned_model: O
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def recover_component(config_json: str, pruned_model: Input[Model], recovered_model: Output[Model], metrics: Output[Metrics]):
-    """Fine-tune the pruned model with its sparsity kept."""
+def recover_component(
+    config_json: str,
+    pruned_model: Input[Model],
+    teacher_model: Input[Model],
+    recovered_model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Fine-tune the pruned model with its sparsity kept, distilling from the dense teacher."""
     from medprune.config import RunConfig
     from medprune.stages import stage_recover
 
-    report = stage_recover(RunConfig.from_json(config_json), pruned_model.path, recovered_model.path)
+    report = stage_recover(
+        RunConfig.from_json(config_json), pruned_model.path, recovered_model.path, teacher_dir=teacher_model.path
+    )
+    for key, value in report.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, value)
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def recover_custom_job_component(
+    config_json: str,
+    worker_pools_json: str,
+    pipeline_job_resource_name: str,
+    pruned_model: Input[Model],
+    teacher_model: Input[Model],
+    recovered_model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Run recovery as a Vertex AI custom job with its own worker pools (in process when
+    not on Vertex)."""
+    from medprune.recover.custom_job import run_recover_step
+
+    report = run_recover_step(
+        config_json, worker_pools_json, pipeline_job_resource_name,
+        model_dir=pruned_model.path, teacher_dir=teacher_model.path, out_dir=recovered_model.path,
+    )
     for key, value in report.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(key, value)
@@ -119,6 +152,41 @@ def register_component(
         baseline_dir=baseline.path, candidate_dir=candidate.path, summary_dir=summary.path,
     )
     summary.metadata.update({"registered_version": result["registered"]["version"], "passed": True})
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def register_vertex_component(
+    config_json: str,
+    run_id: str,
+    model: Input[Model],
+    decision: Input[Artifact],
+    baseline: Input[Artifact],
+    candidate: Input[Artifact],
+    summary: Output[Artifact],
+    vertex_model: Output[VertexModel],
+    job_resource_name: str = "",
+    pipeline_root: str = "",
+):
+    """Register the candidate in the Vertex AI Model Registry (the gate passed)."""
+    import os
+
+    from medprune.config import RunConfig
+    from medprune.stages import stage_register
+    from medprune.vertex.client import environment_from_run
+
+    # Project, region and bucket not in the config come from this run (kfp placeholders).
+    for key, value in environment_from_run(job_resource_name, pipeline_root).items():
+        os.environ.setdefault(key, value)
+
+    result = stage_register(
+        RunConfig.from_json(config_json), run_id=run_id, model_dir=model.path, gate_dir=decision.path,
+        baseline_dir=baseline.path, candidate_dir=candidate.path, summary_dir=summary.path,
+    )
+    registered = result["registered"]
+    vertex_model.uri = registered["uri"]
+    vertex_model.metadata.update(registered["vertex_model_metadata"])
+    summary.metadata.update({"registered_version": registered["version"], "passed": True,
+                             "resource_name": registered["versioned_name"]})
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

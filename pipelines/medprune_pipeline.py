@@ -2,8 +2,9 @@
 -> register if the gate passed, else record why nothing was promoted."""
 
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
-from kfp import dsl
+import json
 
+from kfp import dsl
 from medprune.components.stages import (
     evaluate_component,
     gate_component,
@@ -11,8 +12,11 @@ from medprune.components.stages import (
     not_promoted_component,
     prune_component,
     recover_component,
+    recover_custom_job_component,
     register_component,
+    register_vertex_component,
 )
+
 from medprune.config import ResourceConfig, RunConfig
 
 PIPELINE_NAME = "medprune"
@@ -32,6 +36,41 @@ def _configure(task: dsl.PipelineTask, cfg: RunConfig, stage: str, display_name:
     return task
 
 
+def _pipeline_job_resource_name() -> str:
+    """Vertex fills this placeholder with projects/P/locations/L/pipelineJobs/ID, which tells
+    the recover launcher where to submit its custom job. kfp.local cannot resolve it, so a
+    pipeline built for the local runner passes "local" (the launcher then runs in process)."""
+    from kfp.local import config as local_config
+
+    if local_config.LocalExecutionConfig.instance is not None:
+        return "local"
+    return dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER
+
+
+def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model) -> dsl.PipelineTask:
+    """The recover step: in the pipeline's own task, or (``recover.custom_job.enabled``) a
+    small launcher task that runs it as a Vertex custom job with the configured worker pools."""
+    if not cfg.recover.custom_job.enabled:
+        task = recover_component(config_json=config_json, pruned_model=pruned_model, teacher_model=teacher_model)
+        return _configure(task, cfg, "recover", "recover-finetune")
+    from medprune.recover.custom_job import worker_pool_template
+
+    pools = worker_pool_template(cfg.recover.custom_job, cfg.pipeline.base_image)
+    task = recover_custom_job_component(
+        config_json=config_json,
+        worker_pools_json=json.dumps(pools),
+        pipeline_job_resource_name=_pipeline_job_resource_name(),
+        pruned_model=pruned_model,
+        teacher_model=teacher_model,
+    )
+    # The launcher only waits; the GPUs belong to the custom job.
+    task.set_container_image(cfg.pipeline.base_image)
+    task.set_display_name("recover-finetune-custom-job")
+    task.set_cpu_limit("1")
+    task.set_memory_limit("4G")
+    return task
+
+
 def build_pipeline(cfg: RunConfig):
     """Return the pipeline function for ``cfg``. The config travels as the ``config_json``
     pipeline parameter (its default is ``cfg``), so a compiled template can be re-run with
@@ -43,12 +82,7 @@ def build_pipeline(cfg: RunConfig):
         prune = _configure(
             prune_component(config_json=config_json, dense_model=load.outputs["model"]), cfg, "prune", "prune"
         )
-        recover = _configure(
-            recover_component(config_json=config_json, pruned_model=prune.outputs["pruned_model"]),
-            cfg,
-            "recover",
-            "recover-finetune",
-        )
+        recover = _recover_task(cfg, config_json, prune.outputs["pruned_model"], load.outputs["model"])
         baseline = _configure(
             evaluate_component(config_json=config_json, label="baseline", model=load.outputs["model"]),
             cfg,
@@ -79,8 +113,16 @@ def build_pipeline(cfg: RunConfig):
             baseline=baseline.outputs["evaluation"],
             candidate=candidate.outputs["evaluation"],
         )
+        # The vertex target also outputs a google.VertexModel artifact for the console.
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
-            _configure(register_component(**common), cfg, "register", "register")
+            if cfg.registry.target == "vertex":
+                # The pipeline root names the bucket at run time (kfp.local has no
+                # placeholder for the job's resource name, so the project and region come
+                # from the config resolved at submit time, or CLOUD_ML_* on Vertex AI).
+                register = register_vertex_component(**common, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER)
+            else:
+                register = register_component(**common)
+            _configure(register, cfg, "register", "register")
         with dsl.Else(name="gate-failed"):
             _configure(not_promoted_component(**common), cfg, "gate", "not-promoted")
 

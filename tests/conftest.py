@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random models built from a config, saved as real HF directories."""
+"""Shared fixtures: tiny random models built from a config, saved as real HF directories;
+loopback GCP fakes (Cloud Storage emulator, fake Vertex AI) from tests/fakes/gcp_fixtures.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+pytest_plugins = ["tests.fakes.gcp_fixtures"]
 
 TINY_VOCAB = 260  # 256 byte symbols + <s>, </s>, <pad>, <unk>
 

@@ -107,6 +107,62 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _template_for(args: argparse.Namespace, cfg: Any, workdir: Path) -> Path:
+    """The compiled pipeline to run: --template, or compiled now (with --image) into workdir."""
+    if args.template:
+        return Path(args.template)
+    from medprune.pipeline_runner import compile_pipeline
+
+    if args.image:
+        cfg.pipeline.base_image = args.image
+    return compile_pipeline(cfg, workdir / "pipeline.yaml")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from medprune.vertex.jobs import submit_pipeline
+
+    cfg = _load(args)
+    with tempfile.TemporaryDirectory(prefix="medprune-submit-") as work:
+        template = _template_for(args, cfg, Path(work))
+        name = submit_pipeline(cfg, template, enable_caching=args.caching, job_id=args.job_id,
+                               experiment=args.experiment)
+    print(f"submitted: {name}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from medprune.vertex.jobs import schedule_pipeline
+
+    cfg = _load(args)
+    with tempfile.TemporaryDirectory(prefix="medprune-schedule-") as work:
+        template = _template_for(args, cfg, Path(work))
+        name = schedule_pipeline(
+            cfg, template, args.cron, max_concurrent_runs=args.max_concurrent_runs,
+            start_time=args.start_time, end_time=args.end_time, max_run_count=args.max_run_count,
+            enable_caching=args.caching,
+        )
+    print(f"schedule: {name}")
+    return 0
+
+
+def cmd_upload_template(args: argparse.Namespace) -> int:
+    from medprune.vertex.jobs import upload_template
+
+    host = args.host
+    if host is None and args.config:
+        cfg = _load(args)
+        host = cfg.vertex.template_repository if cfg.vertex else None
+    if not host:
+        raise MedpruneError("upload-template needs --host, or a config whose vertex.template_repository is set")
+    package, version = upload_template(args.template, host, args.tag)
+    print(f"uploaded: {package} {version} tags={','.join(args.tag) or '-'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, help="version to promote")
     p.add_argument("--alias", default="production", help="alias to move (default %(default)s)")
     p.set_defaults(func=cmd_registry)
+
+    def with_vertex_run(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--template", help="compiled pipeline YAML (default: compile CONFIG now)")
+        p.add_argument("--image", help="container image when compiling now (overrides pipeline.base_image)")
+        caching = p.add_mutually_exclusive_group()
+        caching.add_argument("--caching", dest="caching", action="store_true", default=None,
+                             help="turn step caching on for this run")
+        caching.add_argument("--no-caching", dest="caching", action="store_false",
+                             help="turn step caching off for this run")
+        return p
+
+    p = with_vertex_run(with_config(sub.add_parser("submit", help="submit one run to Vertex AI Pipelines")))
+    p.add_argument("--job-id", help="pipeline job ID (default: pipeline name + timestamp)")
+    p.add_argument("--experiment", help="Vertex AI Experiment (overrides vertex.experiment)")
+    p.set_defaults(func=cmd_submit)
+
+    p = with_vertex_run(with_config(sub.add_parser("schedule", help="create a Vertex AI schedule for the pipeline")))
+    p.add_argument("--cron", required=True, help='cron with time zone, e.g. "TZ=Europe/London 0 3 * * 1"')
+    p.add_argument("--max-concurrent-runs", type=int, default=1, help="runs allowed at once (default 1)")
+    p.add_argument("--start-time", help="first possible run, RFC 3339 (e.g. 2027-01-04T00:00:00Z)")
+    p.add_argument("--end-time", help="no runs after this time, RFC 3339")
+    p.add_argument("--max-run-count", type=int, help="stop after this many runs")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("upload-template", help="upload a compiled pipeline to an Artifact Registry KFP repository")
+    p.add_argument("template", help="compiled pipeline YAML")
+    p.add_argument("--host", help="https://LOCATION-kfp.pkg.dev/PROJECT/REPO (default: vertex.template_repository of --config)")
+    p.add_argument("--config", help="run config whose vertex.template_repository names the repository")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--tag", action="append", default=[], help="tag for this version (repeatable)")
+    p.set_defaults(func=cmd_upload_template)
     return parser
 
 

@@ -106,15 +106,137 @@ class PruneConfig(_Strict):
         return int(n), int(m)
 
 
+class LoraConfig(_Strict):
+    r: int = Field(default=16, ge=1, description="LoRA rank.")
+    alpha: float = Field(default=32.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA input, in [0, 1).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module-name suffixes that get LoRA adapters.",
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets_not_empty(cls, v: list[str]) -> list[str]:
+        if not v or any(not t.strip() for t in v):
+            raise ValueError("must list at least one non-empty module name")
+        return v
+
+
+class DistillConfig(_Strict):
+    enabled: bool = Field(
+        default=True, description="Distil from the dense model (the teacher) when one is given."
+    )
+    temperature: float = Field(default=2.0, gt=0, description="Softmax temperature of the KL term.")
+    kl_weight: float = Field(default=1.0, ge=0, description="Weight of KL(teacher || student) on the logits.")
+    ce_weight: float = Field(default=0.5, ge=0, description="Weight of cross-entropy on the data.")
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> DistillConfig:
+        if self.kl_weight == 0 and self.ce_weight == 0:
+            raise ValueError("kl_weight and ce_weight are both 0: nothing to train on")
+        return self
+
+
+class CustomJobConfig(_Strict):
+    enabled: bool = Field(
+        default=False,
+        description="Run recovery as its own Vertex AI custom job with the worker pools below "
+        "(the local runner always runs it in process).",
+    )
+    machine_type: str = Field(default="a2-highgpu-1g", description="Compute Engine machine type.")
+    accelerator_type: str | None = Field(
+        default="NVIDIA_TESLA_A100", description="Vertex accelerator type, e.g. NVIDIA_H100_80GB; None for CPU."
+    )
+    accelerator_count: int = Field(default=1, ge=0, description="Accelerators per replica.")
+    replica_count: int = Field(default=1, ge=1, description="Machines; more than 1 means multi-node.")
+    boot_disk_size_gb: int = Field(default=200, ge=100, description="Boot disk per replica (GB).")
+    spot: bool = Field(default=False, description="Use spot VMs (preemptible; recovery resumes).")
+    service_account: str | None = Field(default=None, description="Run-as service account of the job.")
+    launcher: Literal["accelerate", "python"] = Field(
+        default="accelerate",
+        description="'accelerate' runs `accelerate launch` with one process per accelerator and "
+        "node; 'python' runs a single process.",
+    )
+    fsdp: bool = Field(
+        default=False, description="Shard the model with FSDP2 (for models too large for one GPU); else DDP."
+    )
+    timeout_hours: float = Field(default=24.0, gt=0, description="Job timeout.")
+
+    @field_validator("machine_type")
+    @classmethod
+    def _machine_type_form(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9\-]+", v):
+            raise ValueError(f"must look like 'a2-highgpu-8g', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _accelerator_pair(self) -> CustomJobConfig:
+        if self.accelerator_type and self.accelerator_count == 0:
+            raise ValueError("accelerator_count must be >= 1 when accelerator_type is set")
+        return self
+
+
 class RecoverConfig(_Strict):
     enabled: bool = Field(default=True, description="Run recovery fine-tuning after pruning.")
-    data: str | None = Field(default=None, description="JSONL of {text} (or {prompt, response}) to train on.")
+    data: str | None = Field(default=None, description="JSONL of {text} (or {prompt, response}) to train on; local or gs://.")
     steps: int = Field(default=20, ge=0, description="Optimizer steps.")
     lr: float = Field(default=1e-5, gt=0, description="Peak learning rate.")
-    batch_size: int = Field(default=4, ge=1, description="Sequences per step.")
+    batch_size: int = Field(default=4, ge=1, description="Sequences per micro-batch per device.")
     seq_len: int = Field(default=128, ge=8, description="Tokens per training sequence.")
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
+    mode: Literal["full", "lora"] = Field(
+        default="full", description="'full' fine-tunes every weight; 'lora' trains adapters and merges them through the masks."
+    )
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    grad_accum: int = Field(default=1, ge=1, description="Micro-batches per optimizer step.")
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations to save memory.")
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps of the learning rate.")
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        default="cosine", description="Learning-rate decay after warm-up."
+    )
+    eval_every: int = Field(default=0, ge=0, description="Evaluate loss every N steps (0: never).")
+    eval_data: str | None = Field(default=None, description="JSONL for evaluation loss (same format as data).")
+    eval_fraction: float = Field(
+        default=0.0, ge=0, lt=1, description="Hold out this share of the training examples for evaluation when eval_data is unset."
+    )
+    early_stopping_patience: int = Field(
+        default=0, ge=0, description="Stop after this many evaluations without improvement (0: never)."
+    )
+    checkpoint_every: int = Field(default=0, ge=0, description="Save a resumable checkpoint every N steps (0: never).")
+    checkpoint_dir: str | None = Field(
+        default=None,
+        description="Durable checkpoint directory (local, /gcs/..., or gs://B/P read through the /gcs/ mount). "
+        "Default: a 'checkpoints' folder beside the output model.",
+    )
+    keep_checkpoints: int = Field(default=2, ge=1, description="Newest checkpoints kept; older ones are deleted.")
+    resume: bool = Field(default=True, description="Resume from the newest checkpoint in checkpoint_dir.")
+    data_format: Literal["auto", "text", "instruction"] = Field(
+        default="auto", description="'text' ({text}, packed), 'instruction' ({prompt, response}), or 'auto' (from the first record)."
+    )
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        default="auto", description="'auto' is bf16 on a GPU and float32 on CPU."
+    )
+    log_every: int = Field(default=10, ge=1, description="Report loss and tokens/s every N steps.")
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Stop training after this many minutes (checked after each step); None: no limit."
+    )
+    budget_clock: Literal["wall", "cpu"] = Field(
+        default="wall",
+        description="What max_minutes counts: wall-clock time, or CPU time of this process "
+        "(steady on a shared machine; on 2 cores, 10 CPU minutes is about 5 wall minutes).",
+    )
+    custom_job: CustomJobConfig = Field(default_factory=CustomJobConfig)
+
+    @model_validator(mode="after")
+    def _eval_settings(self) -> RecoverConfig:
+        if self.early_stopping_patience and not self.eval_every:
+            raise ValueError("early_stopping_patience needs eval_every > 0")
+        if self.eval_every and self.eval_data is None and self.eval_fraction == 0:
+            raise ValueError("eval_every needs recover.eval_data or recover.eval_fraction > 0")
+        return self
 
 
 class EvaluateConfig(_Strict):
@@ -341,6 +463,171 @@ class PipelineConfig(_Strict):
         return merged
 
 
+_GCS_BUCKET_URI = re.compile(r"^gs://[a-z0-9][a-z0-9_.\-]{1,220}[a-z0-9](/.*)?$")
+_LABEL = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_\-]{0,63}$")
+DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:latest"
+
+
+class VertexConfig(_Strict):
+    """Where and how medprune runs on Vertex AI and registers into its Model Registry.
+
+    ``project``, ``location`` and ``staging_bucket`` may be left out and come from the
+    environment (``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_REGION``, ``MEDPRUNE_BUCKET``);
+    see :meth:`resolved`.
+    """
+
+    project: str | None = Field(
+        default=None, description="GCP project id; defaults to $GOOGLE_CLOUD_PROJECT."
+    )
+    location: str | None = Field(
+        default=None, description="Vertex AI region, e.g. us-central1; defaults to $GOOGLE_CLOUD_REGION."
+    )
+    staging_bucket: str | None = Field(
+        default=None,
+        description="gs://BUCKET[/PREFIX] for model artifacts and pipeline runs; "
+        "defaults to gs://$MEDPRUNE_BUCKET.",
+    )
+    pipeline_root: str | None = Field(
+        default=None, description="gs:// root for pipeline run outputs; defaults to STAGING_BUCKET/pipeline_root."
+    )
+    service_account: str | None = Field(
+        default=None, description="Run-as service account email for pipeline runs and schedules."
+    )
+    network: str | None = Field(
+        default=None,
+        description="VPC network to peer pipeline runs with: projects/NUMBER/global/networks/NAME.",
+    )
+    encryption_spec_key_name: str | None = Field(
+        default=None,
+        description="CMEK key for runs and registered models: "
+        "projects/P/locations/L/keyRings/R/cryptoKeys/K.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels put on pipeline runs, schedules and models."
+    )
+    enable_caching: bool | None = Field(
+        default=None,
+        description="Step caching for runs: true, false, or null to follow the compiled pipeline.",
+    )
+    experiment: str | None = Field(
+        default=None, description="Vertex AI Experiment to associate submitted runs with."
+    )
+    serving_container_image_uri: str = Field(
+        default=DEFAULT_SERVING_IMAGE,
+        description="Serving container recorded with the registered model (a vLLM image by default).",
+    )
+    serving_container_args: list[str] = Field(
+        default_factory=lambda: [
+            "python", "-m", "vllm.entrypoints.api_server", "--host=0.0.0.0", "--port=8080",
+            "--model={artifact_uri}",
+        ],
+        description="Serving container arguments; '{artifact_uri}' becomes the model's gs:// URI.",
+    )
+    serving_container_predict_route: str = Field(default="/generate", description="Predict route.")
+    serving_container_health_route: str = Field(default="/ping", description="Health route.")
+    serving_container_ports: list[int] = Field(
+        default_factory=lambda: [8080], description="Ports the serving container listens on."
+    )
+    is_default_version: bool = Field(
+        default=False,
+        description="Make each newly registered version the model's default version.",
+    )
+    parent_model: str | None = Field(
+        default=None,
+        description="Model to add versions to (ID or projects/P/locations/L/models/ID). If unset, "
+        "a model with display name model.name is looked up and used, else a new model is created.",
+    )
+    promotion_alias: str | None = Field(
+        default=None,
+        description="Alias (e.g. 'production') moved to the new version when the gate passes.",
+    )
+    api_endpoint: str | None = Field(
+        default=None,
+        description="Override of the Vertex AI API endpoint (tests use http://127.0.0.1:PORT); "
+        "$MEDPRUNE_VERTEX_API_ENDPOINT also sets it.",
+    )
+    template_repository: str | None = Field(
+        default=None,
+        description="KFP Artifact Registry repository for pipeline templates: "
+        "https://LOCATION-kfp.pkg.dev/PROJECT/REPO.",
+    )
+    upload_workers: int = Field(default=8, ge=1, le=64, description="Parallel GCS uploads.")
+
+    @field_validator("staging_bucket", "pipeline_root")
+    @classmethod
+    def _gs_uri(cls, v: str | None) -> str | None:
+        if v is not None and not _GCS_BUCKET_URI.match(v):
+            raise ValueError(f"must be gs://BUCKET[/PREFIX], got {v!r}")
+        return v.rstrip("/") if v else v
+
+    @field_validator("labels")
+    @classmethod
+    def _label_form(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not _LABEL.match(key) or not _LABEL_VALUE.match(value):
+                raise ValueError(
+                    f"label {key}={value!r}: keys must match [a-z][a-z0-9_-]{{0,62}} and values "
+                    "[a-z0-9_-]{0,63}"
+                )
+        return v
+
+    @field_validator("promotion_alias")
+    @classmethod
+    def _alias_form(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z][a-z0-9\-]{0,126}[a-z0-9]", v):
+            raise ValueError(f"alias {v!r} must be lower case letters, digits or -")
+        return v
+
+    @field_validator("encryption_spec_key_name")
+    @classmethod
+    def _kms_key(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(
+            r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+", v
+        ):
+            raise ValueError(
+                f"must be projects/P/locations/L/keyRings/R/cryptoKeys/K, got {v!r}"
+            )
+        return v
+
+    def resolved(self, environ: dict[str, str] | None = None) -> VertexConfig:
+        """A copy with project, location, staging bucket, pipeline root and API endpoint
+        filled from the environment where the config leaves them out.
+
+        Raises ConfigError naming the field and the variable when one stays unset.
+        """
+        env = os.environ if environ is None else environ
+        data = self.model_dump()
+        # CLOUD_ML_*: what Vertex AI sets inside its jobs, so a task finds its own project.
+        data["project"] = (
+            self.project or env.get("GOOGLE_CLOUD_PROJECT") or env.get("CLOUD_ML_PROJECT_ID") or None
+        )
+        data["location"] = (
+            self.location or env.get("GOOGLE_CLOUD_REGION") or env.get("CLOUD_ML_REGION") or None
+        )
+        if not self.staging_bucket and env.get("MEDPRUNE_BUCKET"):
+            bucket = env["MEDPRUNE_BUCKET"]
+            data["staging_bucket"] = bucket if bucket.startswith("gs://") else f"gs://{bucket}"
+        data["api_endpoint"] = self.api_endpoint or env.get("MEDPRUNE_VERTEX_API_ENDPOINT") or None
+        missing = [
+            f"vertex.{field} (or ${var})"
+            for field, var in (
+                ("project", "GOOGLE_CLOUD_PROJECT"),
+                ("location", "GOOGLE_CLOUD_REGION"),
+                ("staging_bucket", "MEDPRUNE_BUCKET"),
+            )
+            if not data[field]
+        ]
+        if missing:
+            raise ConfigError("vertex config incomplete: set " + ", ".join(missing))
+        if not data["pipeline_root"]:
+            data["pipeline_root"] = data["staging_bucket"].rstrip("/") + "/pipeline_root"
+        try:
+            return VertexConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, "vertex (from environment)")) from None
+
+
 class RunConfig(_Strict):
     run_name: str = Field(default="medprune", pattern=r"^[a-z0-9][a-z0-9\-]{0,62}$")
     output_dir: str = Field(default="runs", description="Runs are written to OUTPUT_DIR/RUN_ID.")
@@ -352,6 +639,15 @@ class RunConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    vertex: VertexConfig | None = Field(
+        default=None, description="Vertex AI settings; required when registry.target is 'vertex'."
+    )
+
+    @model_validator(mode="after")
+    def _vertex_target_needs_vertex(self) -> RunConfig:
+        if self.registry.target == "vertex" and self.vertex is None:
+            raise ValueError("registry.target is 'vertex' but the 'vertex' section is missing")
+        return self
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -396,6 +692,8 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
     cfg.model.source = _resolve_local(cfg.model.source, base)  # type: ignore[assignment]
     cfg.prune.calibration.data = _resolve_local(cfg.prune.calibration.data, base)
     cfg.recover.data = _resolve_local(cfg.recover.data, base)
+    cfg.recover.eval_data = _resolve_local(cfg.recover.eval_data, base)
+    cfg.recover.checkpoint_dir = _resolve_local(cfg.recover.checkpoint_dir, base)
     cfg.evaluate.mcq = _resolve_local(cfg.evaluate.mcq, base)
     cfg.evaluate.perplexity = _resolve_local(cfg.evaluate.perplexity, base)
     cfg.evaluate.summarization = _resolve_local(cfg.evaluate.summarization, base)

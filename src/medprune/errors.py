@@ -33,3 +33,11 @@ class RegistryError(MedpruneError):
 
 class UriError(MedpruneError):
     """A gs:// or vertex:// URI is malformed."""
+
+
+class StorageError(MedpruneError):
+    """Objects in Cloud Storage are missing, or a transfer failed or did not verify."""
+
+
+class VertexError(MedpruneError):
+    """A Vertex AI request (register, submit, schedule) failed or was refused."""

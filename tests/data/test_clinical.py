@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,7 +134,11 @@ def test_check_leakage_finds_a_planted_definition(clinical_dir: Path, tmp_path: 
     )
     leaked = check_leakage([clinical_dir / MCQ_FILE], [planted])
     assert definition_item["id"] in leaked and long_term_item["id"] in leaked
-    assert len(leaked) <= 4  # a few shared phrases at most, not the whole set
+    # Boilerplate shared between definitions may flag a few other items, never most of them.
+    assert len(leaked) < len(items) // 10, leaked
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(json.dumps({"id": "c", "text": "Nothing to see here at all."}) + "\n")
+    assert check_leakage([clinical_dir / MCQ_FILE], [clean]) == []
 
 
 def test_check_leakage_names_the_bad_line(tmp_path: Path) -> None:
@@ -153,6 +158,18 @@ def test_same_seed_same_bytes_other_seed_other_items(tmp_path: Path) -> None:
     for name in OUTPUT_FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert a["files"][MCQ_FILE]["sha256"] != c["files"][MCQ_FILE]["sha256"]
+    # Another process with another string-hash seed (set iteration order) gives the same bytes.
+    code = (
+        "import sys, json; from medprune.data.clinical import build_clinical_data\n"
+        "m = build_clinical_data(sys.argv[1], seed=7, progress=lambda _: None, **json.loads(sys.argv[2]))\n"
+        "print(json.dumps(m['files']))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "e"), json.dumps(SMALL)],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == a["files"]
     assert a["files"][MCQ_FILE]["count"] == SMALL["n_mcq"]
     assert check_leakage(
         [tmp_path / "a" / MCQ_FULL_FILE], [tmp_path / "a" / CALIBRATION_FILE, tmp_path / "a" / RECOVERY_FILE]

@@ -24,6 +24,7 @@ The file formats are documented in ``docs/data-formats.md``.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -624,7 +625,10 @@ def _existing_manifest(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
     return manifest
 
 
-def _load_sources(hpo_obo: str | Path | None, include_icd: bool) -> _Ontologies:
+@functools.lru_cache(maxsize=2)
+def _load_sources(hpo_obo: str | None, include_icd: bool, _hpo_sha256: str) -> _Ontologies:
+    """Parsed ontologies; cached per process (keyed by the HPO file's sha256) because
+    parsing ICD-10-CM takes a few seconds and nothing here mutates the result."""
     onto = _Ontologies()
     onto.hpo_terms, onto.sources["hpo"] = load_hpo(hpo_obo)
     onto.hpo_branch, onto.hpo_ancestors = _hpo_hierarchy(onto.hpo_terms)
@@ -676,7 +680,9 @@ def build_clinical_data(
         progress(f"clinical data already built: {out_dir}")
         return existing
 
-    onto = _load_sources(hpo_obo, include_icd)
+    onto = _load_sources(
+        str(hpo_obo) if hpo_obo is not None else None, include_icd, sources["hpo"]["sha256"]
+    )
     rng = random.Random(seed)
     askable = [tid for tid in sorted(onto.hpo_branch) if _hpo_askable(onto, tid)]
     if not askable:

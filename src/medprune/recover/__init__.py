@@ -1,0 +1,2 @@
+"""Recovery fine-tuning after pruning: distillation from the dense model, full or LoRA,
+with the pruning masks held, resumable checkpoints, and an optional Vertex custom job."""

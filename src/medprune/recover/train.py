@@ -1,78 +1,391 @@
-"""Recovery fine-tuning that keeps the pruning: pruned weights stay exactly zero."""
+"""Recovery fine-tuning that keeps the pruning: pruned weights stay exactly zero.
+
+One loop for one CPU, one GPU or many (``accelerate launch`` / ``torchrun`` with DDP or
+FSDP2): :mod:`accelerate` places the model, wraps it, reduces gradients and saves state.
+The loss is distillation from the dense teacher (KL on logits plus optional cross-entropy)
+or, without a teacher, plain language-model loss. Full fine-tuning masks gradients and
+weights; LoRA trains adapters on the frozen sparse base and merges them through the masks::
+
+    result = recover_model(model, tokenizer, examples, cfg.recover, teacher=dense,
+                           checkpoint_dir="ckpts", seed=0)
+    result.model  # plain HF model, pruned weights still zero
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from medprune.config import RecoverConfig
-from medprune.errors import DataError
-from medprune.recover.masks import capture_masks, mask_gradients, reapply_masks, verify_masks
+from medprune.errors import RecoveryError
+from medprune.recover import checkpoint as ckpt
+from medprune.recover.data import TrainExamples, batch_indices
+from medprune.recover.distill import lm_loss, recovery_loss
+from medprune.recover.masks import (
+    capture_masks,
+    mask_gradients,
+    merge_lora_through_masks,
+    nm_violations,
+    reapply_masks,
+    verify_against_reference,
+    verify_masks,
+)
+
+Progress = Callable[[str], None]
 
 
-def pack_texts(tokenizer, texts: Sequence[str], seq_len: int) -> torch.Tensor:
-    """Concatenate tokenized texts (separated by EOS) and cut into ``seq_len`` blocks."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    stream: list[int] = []
-    for t in texts:
-        stream.extend(tokenizer(t, add_special_tokens=False)["input_ids"] + eos)
-    n_blocks = len(stream) // seq_len
-    if n_blocks == 0:
-        raise DataError(f"recovery data has {len(stream)} tokens, fewer than one block of recover.seq_len={seq_len}")
-    return torch.tensor(stream[: n_blocks * seq_len]).reshape(n_blocks, seq_len)
+def lr_at(step: int, cfg: RecoverConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up to ``cfg.lr``,
+    then cosine or linear decay to zero at ``cfg.steps``, or constant."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    if cfg.schedule == "linear":
+        return cfg.lr * (1.0 - progress)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """'auto' -> 'bf16' on a GPU that supports it, else 'no' (float32 on CPU)."""
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+@dataclass
+class RecoveryResult:
+    """The trained model (unwrapped; LoRA merged), its full state dict on the main process
+    when the model is sharded (FSDP) else ``None``, and the training report."""
+
+    model: torch.nn.Module
+    report: dict
+    state_dict: dict | None = None
+    is_main_process: bool = True
+    accelerator: object = field(default=None, repr=False)
+
+
+def _fingerprint(cfg: RecoverConfig, n_train: int, seed: int, world: int) -> dict:
+    # What must match for a checkpoint to continue this run exactly.
+    return {
+        "mode": cfg.mode,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "seq_len": cfg.seq_len,
+        "seed": seed,
+        "train_sequences": n_train,
+        "num_processes": world,
+    }
+
+
+def _apply_lora(model, cfg: RecoverConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as exc:
+        raise RecoveryError(f"recover.lora.target_modules {cfg.lora.target_modules}: {exc}") from None
+
+
+def _is_fsdp(accelerator) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+@torch.no_grad()
+def evaluate_loss(model, examples: TrainExamples, batch_size: int, accelerator) -> float:
+    """Mean next-token cross-entropy of ``model`` on ``examples`` (split over processes)."""
+    was_training = model.training
+    model.eval()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+    for start in range(rank * batch_size, len(examples), batch_size * world):
+        idx = torch.arange(start, min(start + batch_size, len(examples)))
+        ids = examples.input_ids[idx].to(accelerator.device)
+        labels = examples.labels[idx].to(accelerator.device)
+        mask = examples.attention_mask[idx].to(accelerator.device)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        n = int((labels[:, 1:] != -100).sum())
+        if n:
+            total[0] += float(lm_loss(logits, labels)) * n
+            total[1] += n
+    total = accelerator.reduce(total, reduction="sum")
+    if was_training:
+        model.train()
+    return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
 def recover_model(
     model,
     tokenizer,
-    texts: Sequence[str],
+    train: TrainExamples,
     cfg: RecoverConfig,
     *,
+    teacher=None,
+    eval_examples: TrainExamples | None = None,
     exclude: Sequence[str] = ("lm_head", "embed_tokens"),
+    nm: tuple[int, int] | None = None,
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
-) -> dict:
-    """Fine-tune ``model`` in place on ``texts`` with the masks of its pruned layers held.
+    checkpoint_dir: str | Path | None = None,
+    reference_dir: str | Path | None = None,
+    stop_after: int | None = None,
+    keep_masks: bool = True,
+    progress: Progress | None = None,
+    accelerator=None,
+) -> RecoveryResult:
+    """Fine-tune ``model`` on ``train`` with the masks of its pruned layers held.
 
-    Returns a report with the loss curve and the verified sparsity.
+    ``teacher`` (the dense model) turns on distillation when ``cfg.distill.enabled``.
+    ``checkpoint_dir`` receives a checkpoint every ``cfg.checkpoint_every`` steps and, with
+    ``cfg.resume``, training continues from the newest one there (a corrupt one raises
+    :class:`RecoveryError`). ``reference_dir`` is the pruned model's folder: after training
+    every weight that was zero there is checked to be zero still (and the N:M pattern, with
+    ``nm``). ``stop_after`` ends the loop after that many steps (as a preemption would).
+    ``keep_masks=False`` trains every weight (structured pruning: the model is smaller, and
+    any zeros it has are not a pruning mask).
     """
-    torch.manual_seed(seed)
-    blocks = pack_texts(tokenizer, texts, cfg.seq_len)
-    masks = capture_masks(model, exclude)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / max(cfg.steps, 1)))
-    )
-    device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(blocks), generator=gen)
-    losses = []
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    if accelerator is None:
+        accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
+    say = progress if (progress and accelerator.is_main_process) else (lambda _msg: None)
+    set_seed(seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    use_teacher = teacher is not None and cfg.distill.enabled
+
+    base_masks = capture_masks(model, exclude) if keep_masks else {}  # whole weights, before wrapping
+    if cfg.mode == "lora":
+        model = _apply_lora(model, cfg)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "config"):
+            model.config.use_cache = False
     model.train()
-    t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        positions = (torch.arange(cfg.batch_size) + step * cfg.batch_size) % len(order)
-        batch = blocks[order[positions]].to(device)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        mask_gradients(model, masks)
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        reapply_masks(model, masks)
-        losses.append(float(loss))
-        if progress:
-            progress(f"recover step {step + 1}/{cfg.steps} loss {losses[-1]:.4f}")
-    model.eval()
-    verify_masks(model, masks)
-    return {
-        "steps": cfg.steps,
-        "losses": losses,
-        "masked_layers": len(masks),
-        "train_blocks": len(blocks),
-        "seconds": time.perf_counter() - t0,
+    model = accelerator.prepare_model(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = accelerator.prepare_optimizer(
+        torch.optim.AdamW(params, lr=lr_at(0, cfg), weight_decay=cfg.weight_decay)
+    )
+    # Full fine-tuning moves base weights: hold their masks (on this process's shard).
+    masks = capture_masks(model, exclude) if cfg.mode == "full" and keep_masks else {}
+    if use_teacher:
+        teacher.requires_grad_(False)
+        teacher.eval()
+        teacher = accelerator.prepare_model(teacher, evaluation_mode=True)
+
+    state = {
+        "step": 0,
+        "samples": 0,
+        "losses": [],
+        "evals": [],
+        "best_eval": None,
+        "bad_evals": 0,
+        "stopped_early": False,
+        "fingerprint": _fingerprint(cfg, len(train), seed, world),
     }
+    resumed_from = None
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(ckpt.durable_dir(str(checkpoint_dir)))
+        if accelerator.is_main_process:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.clear_partials(checkpoint_dir)
+        accelerator.wait_for_everyone()
+        latest = ckpt.latest_checkpoint(checkpoint_dir) if cfg.resume else None
+        if latest is not None:
+            saved = ckpt.verify_checkpoint(latest)
+            if saved.get("fingerprint") != state["fingerprint"]:
+                raise RecoveryError(
+                    f"checkpoint {latest} was made with different settings {saved.get('fingerprint')}, "
+                    f"this run has {state['fingerprint']}; use another recover.checkpoint_dir or "
+                    "recover.resume: false"
+                )
+            try:
+                accelerator.load_state(str(latest))
+            except Exception as exc:
+                raise RecoveryError(f"checkpoint {latest} cannot be loaded: {exc}") from exc
+            state = saved
+            resumed_from = str(latest)
+            say(f"resumed from {latest} at step {state['step']}/{cfg.steps}")
+
+    if state["step"] == 0 and not state["losses"]:
+        say(
+            f"recovery: {cfg.mode} fine-tuning, {'distillation' if use_teacher else 'language-model loss'}, "
+            f"{len(train)} sequences of {train.input_ids.shape[1]} tokens, {cfg.steps} steps, "
+            f"{len(masks) or len(base_masks)} masked layers, {world} process(es)"
+        )
+
+    def save_checkpoint(step: int) -> None:
+        partial = ckpt.partial_dir(checkpoint_dir, step)
+        if accelerator.is_main_process:
+            partial.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(partial), safe_serialization=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            ckpt.write_manifest(partial, state)
+            final = ckpt.finish_checkpoint(checkpoint_dir, step, cfg.keep_checkpoints)
+            say(f"checkpoint {final}")
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(
+        total=cfg.steps, initial=state["step"], desc="recover", disable=not accelerator.is_main_process
+    )
+    device = accelerator.device
+    t0 = time.perf_counter()
+    clock = time.process_time if cfg.budget_clock == "cpu" else time.perf_counter
+    c0 = clock()
+    tokens_seen = 0
+    steps_this_run = 0
+    k = cfg.grad_accum
+    while state["step"] < cfg.steps and not state["stopped_early"]:
+        if stop_after is not None and steps_this_run >= stop_after:
+            break
+        if cfg.max_minutes is not None and clock() - c0 >= cfg.max_minutes * 60:
+            say(f"time budget of {cfg.max_minutes} minutes reached at step {state['step']}")
+            state["budget_reached"] = True
+            break
+        step = state["step"]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        parts_sum: dict[str, float] = {}
+        loss_sum = 0.0
+        for micro in range(k):
+            start = ((step * k + micro) * world + rank) * cfg.batch_size
+            idx = batch_indices(len(train), cfg.batch_size, seed, start)
+            ids = train.input_ids[idx].to(device)
+            labels = train.labels[idx].to(device)
+            attn = train.attention_mask[idx].to(device)
+            sync = micro == k - 1
+            ctx = accelerator.no_sync(model) if not sync else nullcontext()
+            with ctx:
+                logits = model(input_ids=ids, attention_mask=attn).logits
+                teacher_logits = None
+                if use_teacher:
+                    with torch.no_grad():
+                        teacher_logits = teacher(input_ids=ids, attention_mask=attn).logits
+                loss, parts = recovery_loss(
+                    logits,
+                    labels,
+                    teacher_logits,
+                    temperature=cfg.distill.temperature,
+                    kl_weight=cfg.distill.kl_weight,
+                    ce_weight=cfg.distill.ce_weight,
+                )
+                accelerator.backward(loss / k)
+            loss_sum += float(loss.detach())
+            for name, v in parts.items():
+                parts_sum[name] = parts_sum.get(name, 0.0) + v
+            tokens_seen += int(attn.sum()) * world
+        if masks:
+            mask_gradients(model, masks)
+        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if masks:
+            reapply_masks(model, masks)
+        step_loss = float(accelerator.reduce(torch.tensor(loss_sum / k, device=device), reduction="mean"))
+        state["losses"].append(step_loss)
+        state["step"] = step + 1
+        state["samples"] = (step + 1) * k * world * cfg.batch_size
+        steps_this_run += 1
+        elapsed = time.perf_counter() - t0
+        tok_s = tokens_seen / elapsed if elapsed > 0 else 0.0
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:.0f}")
+        if state["step"] % cfg.log_every == 0 or state["step"] == cfg.steps:
+            detail = " ".join(f"{n} {v / k:.4f}" for n, v in parts_sum.items())
+            say(f"recover step {state['step']}/{cfg.steps} loss {step_loss:.4f} ({detail}) lr {lr_at(step, cfg):.2e} {tok_s:.0f} tok/s")
+        if cfg.eval_every and eval_examples is not None and state["step"] % cfg.eval_every == 0:
+            ev = evaluate_loss(model, eval_examples, cfg.batch_size, accelerator)
+            state["evals"].append({"step": state["step"], "loss": ev})
+            if state["best_eval"] is None or ev < state["best_eval"]:
+                state["best_eval"], state["bad_evals"] = ev, 0
+            else:
+                state["bad_evals"] += 1
+            say(f"recover step {state['step']} eval loss {ev:.4f} (best {state['best_eval']:.4f})")
+            if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
+                state["stopped_early"] = True
+                say(f"early stop at step {state['step']}: no better eval loss in {state['bad_evals']} evaluations")
+        if (
+            checkpoint_dir is not None
+            and cfg.checkpoint_every
+            and state["step"] % cfg.checkpoint_every == 0
+            and state["step"] < cfg.steps
+            and not state["stopped_early"]
+        ):
+            save_checkpoint(state["step"])
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    accelerator.wait_for_everyone()
+    model.eval()
+    if masks:
+        verify_masks(model, masks)  # on this process's shard, before anything is gathered
+    fsdp = _is_fsdp(accelerator)
+    if cfg.mode == "lora" and fsdp:
+        raise RecoveryError("recover.mode 'lora' under FSDP is not supported; use DDP or mode 'full'")
+    unwrapped = accelerator.unwrap_model(model)
+    if cfg.mode == "lora":
+        unwrapped = merge_lora_through_masks(unwrapped, base_masks)
+    state_dict = accelerator.get_state_dict(model) if fsdp else None
+    report = {
+        "mode": cfg.mode,
+        "distill": use_teacher,
+        "steps": state["step"],
+        "steps_this_run": steps_this_run,
+        "losses": state["losses"],
+        "final_loss": state["losses"][-1] if state["losses"] else None,
+        "evals": state["evals"],
+        "best_eval_loss": state["best_eval"],
+        "stopped_early": state["stopped_early"],
+        "resumed_from": resumed_from,
+        "masked_layers": len(base_masks),
+        "train_sequences": len(train),
+        "train_format": train.fmt,
+        "seconds": seconds,
+        "tokens_per_second": tokens_seen / seconds if seconds > 0 else 0.0,
+        "num_processes": world,
+        "mixed_precision": accelerator.mixed_precision,
+        "budget_reached": bool(state.get("budget_reached")),
+        "complete": state["step"] >= cfg.steps or state["stopped_early"] or bool(state.get("budget_reached")),
+    }
+    if accelerator.is_main_process:
+        final_state = state_dict if state_dict is not None else unwrapped.state_dict()
+        if reference_dir is not None and keep_masks:
+            report.update(verify_against_reference(final_state, reference_dir, list(exclude), nm))
+        else:
+            _verify_in_memory(unwrapped, base_masks, nm)
+    return RecoveryResult(unwrapped, report, state_dict, accelerator.is_main_process, accelerator)
+
+
+def _verify_in_memory(model, masks: dict[str, torch.Tensor], nm: tuple[int, int] | None) -> None:
+    verify_masks(model, masks)
+    if nm is None:
+        return
+    modules = dict(model.named_modules())
+    for name in masks:
+        bad = nm_violations(modules[name].weight, *nm)
+        if bad:
+            raise RecoveryError(f"{name}: {bad} groups break the {nm[0]}:{nm[1]} pattern after recovery")

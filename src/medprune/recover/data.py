@@ -1,0 +1,208 @@
+"""Recovery training data: plain clinical text (packed) or instructions (loss on the response).
+
+Both forms become :class:`TrainExamples`: fixed-length ``input_ids`` with ``labels`` that are
+``-100`` where no loss is taken (prompt tokens, padding)::
+
+    records = read_records("recovery.jsonl")          # [(line, record), ...]
+    examples = build_examples(tokenizer, "recovery.jsonl", records, seq_len=256)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medprune.errors import DataError
+from medprune.io.jsonl import read_jsonl
+
+IGNORE_INDEX = -100
+GCS_FUSE_ROOT = "/gcs"
+
+
+def gcs_fuse_path(uri: str, root: str = GCS_FUSE_ROOT) -> str:
+    """``gs://BUCKET/PATH`` -> ``/gcs/BUCKET/PATH`` (the Cloud Storage FUSE mount on Vertex);
+    other paths are returned unchanged."""
+    if not uri.startswith("gs://"):
+        return uri
+    rest = uri[len("gs://") :]
+    if not rest or rest.startswith("/"):
+        raise DataError(f"{uri}: malformed gs:// URI; expected gs://BUCKET/PATH")
+    return f"{root.rstrip('/')}/{rest}"
+
+
+def localize(uri: str, workdir: str | Path | None = None) -> Path:
+    """A local path for a data file: local paths as they are; ``gs://`` through the FUSE mount
+    when it exists, else downloaded with google-cloud-storage into ``workdir``."""
+    if "://" in uri and not uri.startswith("gs://"):
+        raise DataError(f"{uri}: unsupported scheme; use a local path or gs://BUCKET/PATH")
+    if not uri.startswith("gs://"):
+        return Path(uri)
+    fused = Path(gcs_fuse_path(uri))
+    if fused.is_file():
+        return fused
+    from google.cloud import storage
+
+    bucket, _, blob_name = uri[len("gs://") :].partition("/")
+    if not blob_name:
+        raise DataError(f"{uri}: malformed gs:// URI; expected gs://BUCKET/PATH")
+    dest_dir = Path(workdir or tempfile.mkdtemp(prefix="medprune-data-"))
+    dest = dest_dir / Path(blob_name).name
+    blob = storage.Client().bucket(bucket).blob(blob_name)
+    if not blob.exists():
+        raise DataError(f"{uri}: data file not found")
+    blob.download_to_filename(str(dest))
+    return dest
+
+
+@dataclass
+class TrainExamples:
+    """Fixed-length training sequences: ``input_ids``, ``labels`` and ``attention_mask``,
+    each ``[n, seq_len]``."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor
+    source: str
+    fmt: str
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def subset(self, index: torch.Tensor) -> TrainExamples:
+        return TrainExamples(
+            self.input_ids[index], self.labels[index], self.attention_mask[index], self.source, self.fmt
+        )
+
+    @property
+    def loss_tokens(self) -> int:
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def detect_format(path: str | Path, records: list[tuple[int, dict[str, Any]]], wanted: str) -> str:
+    """'text' or 'instruction'; with ``wanted='auto'`` decided by the first record's keys."""
+    if wanted != "auto":
+        return wanted
+    lineno, first = records[0]
+    if "prompt" in first and "response" in first:
+        return "instruction"
+    if "text" in first:
+        return "text"
+    raise DataError(
+        f"{path}:{lineno}: cannot tell the data format: expected a 'text' field (plain text) or "
+        f"'prompt' and 'response' fields (instructions), got keys {sorted(first)}"
+    )
+
+
+def _string_field(path: str | Path, lineno: int, record: dict[str, Any], field: str) -> str:
+    if field not in record:
+        raise DataError(f"{path}:{lineno}: missing field '{field}'")
+    value = record[field]
+    if not isinstance(value, str):
+        raise DataError(f"{path}:{lineno}: field '{field}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{path}:{lineno}: field '{field}' is empty")
+    return value
+
+
+def pack_text(tokenizer, path: str | Path, records, seq_len: int) -> TrainExamples:
+    """Concatenate the texts (EOS between them) and cut the stream into ``seq_len`` blocks."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    stream: list[int] = []
+    for lineno, record in records:
+        text = _string_field(path, lineno, record, "text")
+        stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"] + eos)
+    n_blocks = len(stream) // seq_len
+    if n_blocks == 0:
+        raise DataError(
+            f"{path}: {len(stream)} tokens in all, fewer than one block of recover.seq_len={seq_len}"
+        )
+    ids = torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).reshape(n_blocks, seq_len)
+    return TrainExamples(ids, ids.clone(), torch.ones_like(ids), str(path), "text")
+
+
+def encode_instructions(tokenizer, path: str | Path, records, seq_len: int) -> TrainExamples:
+    """One sequence per record: prompt then response (then EOS), right-padded; the loss is
+    taken on the response tokens only. Too-long records are cut at ``seq_len``; a record whose
+    prompt leaves no room for the response is an error naming its line."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "bos_token_id", None) is not None else []
+    ids_rows, label_rows, mask_rows = [], [], []
+    for lineno, record in records:
+        prompt = _string_field(path, lineno, record, "prompt")
+        response = _string_field(path, lineno, record, "response")
+        p_ids = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        r_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + eos
+        if len(p_ids) >= seq_len:
+            raise DataError(
+                f"{path}:{lineno}: prompt is {len(p_ids)} tokens, no room for the response within "
+                f"recover.seq_len={seq_len}"
+            )
+        ids = (p_ids + r_ids)[:seq_len]
+        labels = ([IGNORE_INDEX] * len(p_ids) + r_ids)[:seq_len]
+        n_pad = seq_len - len(ids)
+        ids_rows.append(ids + [pad] * n_pad)
+        label_rows.append(labels + [IGNORE_INDEX] * n_pad)
+        mask_rows.append([1] * len(ids) + [0] * n_pad)
+    return TrainExamples(
+        torch.tensor(ids_rows, dtype=torch.long),
+        torch.tensor(label_rows, dtype=torch.long),
+        torch.tensor(mask_rows, dtype=torch.long),
+        str(path),
+        "instruction",
+    )
+
+
+def load_examples(tokenizer, uri: str, seq_len: int, data_format: str = "auto") -> TrainExamples:
+    """Read a JSONL of text or instructions (local or gs://) into training examples.
+    Empty or malformed files raise :class:`DataError` naming the file and line."""
+    path = localize(uri)
+    records = read_jsonl(path)
+    fmt = detect_format(uri, records, data_format)
+    if fmt == "text":
+        return pack_text(tokenizer, uri, records, seq_len)
+    return encode_instructions(tokenizer, uri, records, seq_len)
+
+
+def split_eval(examples: TrainExamples, fraction: float, seed: int) -> tuple[TrainExamples, TrainExamples]:
+    """Hold out ``fraction`` of the examples (at least one, never all) for evaluation,
+    chosen by a seeded permutation."""
+    n = len(examples)
+    n_eval = max(1, round(n * fraction))
+    if n_eval >= n:
+        raise DataError(
+            f"{examples.source}: {n} training sequence(s) is too few to hold out "
+            f"recover.eval_fraction={fraction} for evaluation"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return examples.subset(order[n_eval:].sort().values), examples.subset(order[:n_eval].sort().values)
+
+
+def batch_indices(n_examples: int, batch_size: int, seed: int, start: int) -> torch.Tensor:
+    """Example indices for the micro-batch that begins at global sample ``start``.
+
+    Epoch ``e`` visits a permutation seeded by ``seed + e``, so the order depends only on the
+    sample counter: a resumed run sees exactly the data an uninterrupted one would.
+    """
+    out = []
+    for k in range(start, start + batch_size):
+        epoch, pos = divmod(k, n_examples)
+        perm = _epoch_permutation(n_examples, seed + epoch)
+        out.append(int(perm[pos]))
+    return torch.tensor(out, dtype=torch.long)
+
+
+_PERM_CACHE: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def _epoch_permutation(n: int, seed: int) -> torch.Tensor:
+    key = (n, seed)
+    if key not in _PERM_CACHE:
+        if len(_PERM_CACHE) > 8:
+            _PERM_CACHE.clear()
+        _PERM_CACHE[key] = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return _PERM_CACHE[key]

@@ -1,0 +1,1 @@
+"""Talking to Vertex AI: SDK setup, pipeline runs and schedules, template uploads."""

@@ -1,0 +1,95 @@
+"""One place that sets up the Vertex AI SDK from a :class:`~medprune.config.VertexConfig`.
+
+The SDK talks REST. An API endpoint override (``vertex.api_endpoint`` or
+``$MEDPRUNE_VERTEX_API_ENDPOINT``) points it elsewhere; an ``http://`` loopback endpoint
+(the tests' fake server) is used with anonymous credentials, anything else with the
+application default credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from google.auth.credentials import AnonymousCredentials, Credentials
+
+from medprune.config import VertexConfig
+from medprune.errors import ConfigError
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _credentials_for(endpoint: str | None) -> Credentials | None:
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if parts.scheme == "http":
+        if parts.hostname not in _LOOPBACK:
+            raise ConfigError(
+                f"vertex.api_endpoint {endpoint!r}: plain http is only allowed on loopback "
+                "(127.0.0.1, localhost) for tests; use https"
+            )
+        return AnonymousCredentials()
+    return None
+
+
+def aiplatform_init(vcfg: VertexConfig) -> VertexConfig:
+    """Initialise ``google.cloud.aiplatform`` for this config; returns the resolved config
+    (project, location, bucket and endpoint filled from the environment where unset)."""
+    from google.cloud import aiplatform  # heavy import, only when talking to Vertex
+
+    v = vcfg.resolved()
+    aiplatform.init(
+        project=v.project,
+        location=v.location,
+        staging_bucket=v.staging_bucket,
+        credentials=_credentials_for(v.api_endpoint),
+        encryption_spec_key_name=v.encryption_spec_key_name,
+        service_account=v.service_account,
+        network=v.network,
+        api_endpoint=v.api_endpoint,
+        api_transport="rest",
+    )
+    return v
+
+
+def aiplatform_init_for(project: str, location: str, api_endpoint: str | None = None) -> None:
+    """Initialise the SDK for one project and region only (reading a model by URI);
+    the endpoint defaults to ``$MEDPRUNE_VERTEX_API_ENDPOINT``."""
+    import os
+
+    from google.cloud import aiplatform
+
+    endpoint = api_endpoint or os.environ.get("MEDPRUNE_VERTEX_API_ENDPOINT") or None
+    aiplatform.init(
+        project=project,
+        location=location,
+        credentials=_credentials_for(endpoint),
+        api_endpoint=endpoint,
+        api_transport="rest",
+    )
+
+
+def model_console_uri(location: str, resource_name: str) -> str:
+    """``https://LOCATION-aiplatform.googleapis.com/v1/RESOURCE_NAME``: the URI a
+    ``google.VertexModel`` artifact carries so the console links run and model."""
+    return f"https://{location}-aiplatform.googleapis.com/v1/{resource_name}"
+
+
+_JOB_RESOURCE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/pipelineJobs/[^/]+$")
+
+
+def environment_from_run(job_resource_name: str, pipeline_root: str) -> dict[str, str]:
+    """Project, region and bucket of the running pipeline, from the values of kfp's
+    ``PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER`` and ``PIPELINE_ROOT_PLACEHOLDER``:
+    ``{"GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "MEDPRUNE_BUCKET"}`` where they can be
+    read (a local run yields none). The compiled template thus names no environment."""
+    env: dict[str, str] = {}
+    m = _JOB_RESOURCE.match(job_resource_name or "")
+    if m:
+        env["GOOGLE_CLOUD_PROJECT"], env["GOOGLE_CLOUD_REGION"] = m.group(1), m.group(2)
+    if (pipeline_root or "").startswith("gs://"):
+        bucket = pipeline_root[len("gs://"):].split("/", 1)[0]
+        if bucket:
+            env["MEDPRUNE_BUCKET"] = bucket
+    return env

@@ -1,0 +1,1 @@
+"""Loopback fakes of Google Cloud services for tests (never shipped in the package)."""

@@ -1,0 +1,64 @@
+"""Small clinical-ish data and pruned tiny models for the recover tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SENTENCES = [
+    "Patient presents with chest pain radiating to the left arm; troponin is elevated.",
+    "Start metformin 500 mg twice daily and recheck HbA1c in three months.",
+    "Chest X-ray shows right lower lobe consolidation consistent with pneumonia.",
+    "Blood pressure 162/98 on two visits; begin lisinopril and lifestyle advice.",
+    "Sodium 128 mmol/L; evaluate for SIADH and review thiazide use.",
+    "Wheeze and prolonged expiration; give salbutamol via spacer and reassess.",
+    "Creatinine rose from 90 to 180 umol/L after contrast; hold nephrotoxic drugs.",
+    "New atrial fibrillation with rate 130; consider anticoagulation by CHA2DS2-VASc.",
+]
+
+
+def clinical_texts(n: int = 24) -> list[str]:
+    return [f"Note {i}: {SENTENCES[i % len(SENTENCES)]}" for i in range(n)]
+
+
+def write_text_jsonl(path: Path, n: int = 24) -> Path:
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in clinical_texts(n)))
+    return path
+
+
+def write_instruction_jsonl(path: Path, n: int = 12) -> Path:
+    rows = [
+        {"prompt": f"Q{i}: what is the next step? ", "response": SENTENCES[i % len(SENTENCES)]}
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def pruned_tiny(seed: int = 0, pattern: str = "unstructured", sparsity: float = 0.5):
+    """A tiny Llama pruned by magnitude (the engine in this build)."""
+    from conftest import tiny_llama
+
+    from medprune.config import PruneConfig
+    from medprune.prune.apply import apply_mask, prunable_linears
+    from medprune.prune.select import nm_mask, unstructured_mask
+
+    model = tiny_llama(seed)
+    cfg = PruneConfig(sparsity=sparsity, pattern=pattern)
+    for linear in prunable_linears(model.model.layers, cfg.exclude).values():
+        scores = linear.weight.detach().abs()
+        keep = nm_mask(scores, *cfg.nm) if cfg.nm else unstructured_mask(scores, sparsity)
+        apply_mask(linear, keep)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster (and fairer on a shared CI machine) on one intra-op thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

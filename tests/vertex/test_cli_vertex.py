@@ -1,0 +1,60 @@
+"""`medprune submit / schedule / upload-template` against the loopback fakes, with the
+real compiled medprune pipeline."""
+
+import json
+
+import pytest
+import yaml
+from conftest import write_run_config
+
+from medprune.cli import main
+
+
+@pytest.fixture
+def vertex_cfg(tmp_path, tiny_model_dir, vertex_env):
+    path = write_run_config(tmp_path, tiny_model_dir)
+    data = yaml.safe_load(path.read_text())
+    data["registry"] = {"target": "vertex"}
+    data["vertex"] = vertex_env.vertex_section(
+        labels={"env": "test"},
+        template_repository=f"{vertex_env.vertex.endpoint}/kfp/medprune-test/pipelines")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_submit_compiles_against_image_and_submits(vertex_cfg, vertex_env, capsys):
+    code = main(["submit", str(vertex_cfg), "--image", "europe-docker.pkg.dev/p/r/medprune-cpu:v9",
+                 "--no-caching", "--job-id", "cli-run-1"])
+    assert code == 0, capsys.readouterr().err
+    assert "pipelineJobs/cli-run-1" in capsys.readouterr().out
+    (req,) = vertex_env.vertex.find("POST", r"pipelineJobs$")
+    job = req.json
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"europe-docker.pkg.dev/p/r/medprune-cpu:v9"}
+    assert all(t["cachingOptions"].get("enableCache", False) is False
+               for t in job["pipelineSpec"]["root"]["dag"]["tasks"].values())
+    sent = json.loads(job["runtimeConfig"]["parameterValues"]["config_json"])
+    assert sent["vertex"]["project"] == "medprune-test"
+    assert job["labels"]["env"] == "test"
+
+
+def test_schedule_and_upload_template(vertex_cfg, vertex_env, tmp_path, capsys):
+    template = tmp_path / "pipeline.yaml"
+    assert main(["compile", str(vertex_cfg), "-o", str(template)]) == 0
+    assert main(["schedule", str(vertex_cfg), "--template", str(template),
+                 "--cron", "TZ=Europe/London 0 3 * * 1", "--max-concurrent-runs", "1",
+                 "--start-time", "2027-01-04T00:00:00Z"]) == 0
+    (req,) = vertex_env.vertex.find("POST", r"schedules$")
+    assert req.json["cron"] == "TZ=Europe/London 0 3 * * 1"
+    assert main(["upload-template", str(template), "--config", str(vertex_cfg), "--tag", "v1", "--tag", "latest"]) == 0
+    (t,) = vertex_env.vertex.templates
+    assert t["tags"] == ["v1", "latest"] and t["content"] == template.read_bytes()
+    assert "uploaded: " in capsys.readouterr().out
+
+
+def test_bad_cron_exits_2_with_message(vertex_cfg, vertex_env, tmp_path, capsys):
+    template = tmp_path / "pipeline.yaml"
+    assert main(["compile", str(vertex_cfg), "-o", str(template)]) == 0
+    assert main(["schedule", str(vertex_cfg), "--template", str(template), "--cron", "every monday"]) == 2
+    assert "expected 'TZ=Area/City" in capsys.readouterr().err
+    assert vertex_env.vertex.requests == []
