@@ -23,6 +23,7 @@ from medprune.io.atomic import atomic_write_json
 from medprune.load.model import DTYPES, load_model, save_model
 from medprune.load.resolve import resolve_model_source
 from medprune.prune.apply import sparsity_report
+from medprune.prune.calibration import load_calibration_texts
 from medprune.prune.engine import prune_model
 from medprune.register.local import LocalRegistry
 
@@ -71,9 +72,12 @@ def stage_prune(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, p
     """Prune the dense model per ``cfg.prune`` and save the pruned model."""
     model, tokenizer = load_model(model_dir, dtype=cfg.model.dtype)
     t0 = time.perf_counter()
-    report = prune_model(model, cfg.prune, progress=progress)
+    texts = None
+    if cfg.prune.calibration.data:
+        texts = load_calibration_texts(cfg.prune.calibration.data)
+    result = prune_model(model, tokenizer, cfg.prune, calib_texts=texts, progress=progress)
+    model, report = result.model, result.report
     report["seconds"] = time.perf_counter() - t0
-    report.update(method=cfg.prune.method, target_sparsity=cfg.prune.sparsity, pattern=cfg.prune.pattern)
     lineage = _lineage(model_dir)
     lineage["prune"] = report
     _save(model, tokenizer, out_dir, cfg, lineage)

@@ -41,13 +41,13 @@ def sparsity_report(model: nn.Module, exclude: list[str] | tuple[str, ...] = ("l
     layers = {}
     zeros = numel = 0
     for name, m in prunable_linears(model, exclude).items():
-        z = int((m.weight == 0).sum())
         n = m.weight.numel()
+        z = n - int(torch.count_nonzero(m.weight))  # count_nonzero allocates no int64 copy
         layers[name] = {"zeros": z, "numel": n, "sparsity": z / n}
         zeros += z
         numel += n
     total = sum(p.numel() for p in model.parameters())
-    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
     return {
         "layers": layers,
         "zeros": zeros,

@@ -1,60 +1,312 @@
-"""Prune a causal LM layer by layer according to a :class:`~medprune.config.PruneConfig`."""
+"""Prune a causal LM layer by layer according to a :class:`~medprune.config.PruneConfig`.
+
+::
+
+    result = prune_model(model, tokenizer, cfg.prune, calib_texts=texts, progress=print)
+    result.model.save_pretrained(out)      # a new, smaller model for width/depth
+    json.dump(result.report, fh)           # sparsity, per-layer stats, params, wall time
+
+Calibration runs one decoder layer at a time: the inputs of a layer are captured, that
+layer's statistics are computed, it is pruned, and it is run forward to make the next
+layer's inputs. Only that layer (and the calibration activations) visit ``device``.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from medprune.config import PruneConfig
 from medprune.errors import PruneError
-from medprune.load.model import SUPPORTED_MODEL_TYPES
-from medprune.prune.apply import apply_mask, prunable_linears, sparsity_report
-from medprune.prune.methods import get_method
+from medprune.prune.allocation import outlier_ratio, owl_sparsities
+from medprune.prune.apply import apply_mask, is_excluded, prunable_linears, sparsity_report
+from medprune.prune.arch import check_supported, head_layout, layer_parts
+from medprune.prune.calibration import (
+    LayerInputs,
+    calibration_token_ids,
+    capture_layer_inputs,
+    run_layer,
+)
+from medprune.prune.depth import block_influence, build_depth_model, depth_count, layers_to_drop
+from medprune.prune.methods import PruneMethod, get_method
 from medprune.prune.select import nm_mask, per_row_mask, unstructured_mask
+from medprune.prune.sparsegpt import sparsegpt_prune
+from medprune.prune.stats import LayerStats, collect_input_stats
+from medprune.prune.wanda import wanda_scores
+from medprune.prune.width import WidthPlan, build_width_model, plan_width
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of decoder blocks of a supported causal LM."""
-    model_type = getattr(model.config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise PruneError(
-            f"model type {model_type!r} is not supported for pruning; supported: {list(SUPPORTED_MODEL_TYPES)}"
-        )
-    try:
-        return model.model.layers
-    except AttributeError:
-        raise PruneError(f"{type(model).__name__} has no model.layers decoder stack") from None
+@dataclass
+class PruneResult:
+    """``model``: the pruned model (the same object for unstructured methods, a new smaller
+    one for ``width``/``depth``); ``report``: JSON-serialisable metrics."""
+
+    model: nn.Module
+    report: dict = field(default_factory=dict)
 
 
-def select_mask(scores: torch.Tensor, cfg: PruneConfig, row_wise: bool) -> torch.Tensor:
+def select_mask(scores: torch.Tensor, cfg: PruneConfig, row_wise: bool, sparsity: float) -> torch.Tensor:
     if cfg.nm is not None:
         return nm_mask(scores, *cfg.nm)
     if row_wise:
-        return per_row_mask(scores, cfg.sparsity)
-    return unstructured_mask(scores, cfg.sparsity)
+        return per_row_mask(scores, sparsity)
+    return unstructured_mask(scores, sparsity)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def check_prune_settings(model: nn.Module, cfg: PruneConfig, method: PruneMethod) -> None:
+    """Fail before any work on settings this model cannot take."""
+    check_supported(model)
+    layers = model.model.layers
+    if method.kind in ("mask", "update"):
+        linears = {
+            f"model.layers.{i}.{n}": lin
+            for i, layer in enumerate(layers)
+            for n, lin in prunable_linears(layer, cfg.exclude).items()
+        }
+        if not linears:
+            raise PruneError(f"prune.exclude={cfg.exclude} leaves no linear layer to prune")
+        if cfg.nm is not None:
+            n, m = cfg.nm
+            bad = sorted({lin.in_features for lin in linears.values() if lin.in_features % m})
+            if bad:
+                raise PruneError(
+                    f"prune.pattern={cfg.pattern!r} needs in_features divisible by M={m}; this "
+                    f"model has in_features {bad}"
+                )
+            if method.kind == "update" and cfg.sparsegpt.blocksize % m:
+                raise PruneError(
+                    f"prune.sparsegpt.blocksize={cfg.sparsegpt.blocksize} must be a multiple of "
+                    f"M={m} for prune.pattern={cfg.pattern!r}"
+                )
+    elif method.kind == "depth":
+        depth_count(len(layers), cfg.sparsity, cfg.structured.layers_to_remove)
 
 
 @torch.no_grad()
 def prune_model(
     model: nn.Module,
-    cfg: PruneConfig,
+    tokenizer=None,
+    cfg: PruneConfig | None = None,
     *,
+    calib_texts: list[str] | None = None,
+    device: str | torch.device | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict:
-    """Prune ``model`` in place and return its :func:`sparsity_report`.
+) -> PruneResult:
+    """Prune ``model`` as ``cfg`` says and return a :class:`PruneResult`.
 
-    Embeddings, ``lm_head`` and modules matching ``cfg.exclude`` are never pruned.
+    Unstructured/N:M methods (``magnitude``, ``wanda``, ``sparsegpt``) prune in place.
+    Structured methods (``width``, ``depth``) return a new, smaller model and release the
+    decoder layers of the input model. Calibrated methods need ``tokenizer`` and
+    ``calib_texts`` (see :func:`~medprune.prune.calibration.load_calibration_texts`).
+    Embeddings, ``lm_head`` and modules matching ``cfg.exclude`` are never sparsified.
+    Everything that can be checked is checked before any work starts.
     """
+    cfg = cfg or PruneConfig()
+    say = progress or (lambda _msg: None)
+    start = time.perf_counter()
     method = get_method(cfg.method)
-    if method.needs_calibration:
-        raise PruneError(f"prune.method {cfg.method!r} needs calibration data (prune.calibration.data)")
-    layers = decoder_layers(model)
+    check_prune_settings(model, cfg, method)
+    plan: WidthPlan | None = plan_width(model, cfg) if method.kind == "width" else None
+    needs_calibration = method.needs_calibration or cfg.allocation.kind == "owl"
+    token_ids = None
+    if needs_calibration:
+        if tokenizer is None or not calib_texts:
+            raise PruneError(
+                f"prune.method={cfg.method!r}"
+                + (" with prune.allocation.kind='owl'" if cfg.allocation.kind == "owl" else "")
+                + " needs calibration texts and a tokenizer (prune.calibration.data)"
+            )
+        cal = cfg.calibration
+        token_ids = calibration_token_ids(tokenizer, calib_texts, cal.num_samples, cal.seq_len)
+    total_before = sum(p.numel() for p in model.parameters())
+    dev = resolve_device(device)
+
+    extra: dict = {}
+    if method.kind in ("mask", "update"):
+        layer_sparsity = [cfg.sparsity] * len(model.model.layers)
+        if cfg.allocation.kind == "owl":
+            layer_sparsity = _owl_allocation(model, cfg, token_ids, dev, say)
+            extra["layer_sparsity"] = layer_sparsity
+        _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
+        result_model = model
+    elif method.kind == "width":
+        energy = _width_importance(model, cfg, token_ids, dev, say)
+        result_model, kept = build_width_model(model, plan, *energy)
+        extra["plan"] = plan.as_dict()
+        extra["kept"] = kept
+    else:
+        influence = _block_influence(model, cfg, token_ids, dev, say)
+        drop = cfg.structured.layers_to_remove
+        if drop is None:
+            drop = layers_to_drop(influence, depth_count(len(influence), cfg.sparsity, None))
+        result_model = build_depth_model(model, sorted(drop))
+        extra["block_influence"] = influence
+        extra["removed_layers"] = sorted(drop)
+    report = sparsity_report(result_model, cfg.exclude)
+    report.update(extra)
+    report.update(
+        method=cfg.method,
+        pattern=cfg.pattern,
+        target_sparsity=cfg.sparsity,
+        settings=cfg.model_dump(mode="json"),
+        params_before=total_before,
+        param_ratio=report["total_params"] / total_before,
+        calibration_tokens=int(token_ids.numel()) if token_ids is not None else 0,
+        device=str(dev),
+        wall_time_s=time.perf_counter() - start,
+    )
+    if method.kind in ("width", "depth"):
+        report["config"] = {
+            k: getattr(result_model.config, k, None)
+            for k in (
+                "num_hidden_layers",
+                "hidden_size",
+                "intermediate_size",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "head_dim",
+            )
+        }
+    say(f"pruned with {cfg.method}: {report['total_params']:,} params, sparsity {report['sparsity']:.4f}")
+    return PruneResult(model=result_model, report=report)
+
+
+def _layer_device(layer: nn.Module) -> torch.device:
+    return next(layer.parameters()).device
+
+
+def _layer_linears(layer: nn.Module, index: int, cfg: PruneConfig) -> dict[str, nn.Linear]:
+    return {
+        n: lin
+        for n, lin in layer.named_modules()
+        if isinstance(lin, nn.Linear) and not is_excluded(f"model.layers.{index}.{n}", cfg.exclude)
+    }
+
+
+def _layer_by_layer(model, cfg, token_ids, dev, say, visit, label: str) -> None:
+    """Run ``visit(index, layer, inputs) -> next hidden states`` over all layers, keeping only
+    the current layer on ``dev``."""
+    inputs = capture_layer_inputs(model, token_ids, cfg.calibration.batch_size, dev)
+    layers = model.model.layers
     for index, layer in enumerate(layers):
-        for name, linear in prunable_linears(layer, cfg.exclude).items():
-            scores = method.score(linear.weight, None)
-            apply_mask(linear, select_mask(scores, cfg, method.row_wise))
-        if progress:
-            progress(f"pruned layer {index + 1}/{len(layers)}")
-    return sparsity_report(model, cfg.exclude)
+        home = _layer_device(layer)
+        layer.to(dev)
+        hidden = visit(index, layer, inputs)
+        layer.to(home)
+        inputs = LayerInputs(hidden=hidden, kwargs=inputs.kwargs)
+        say(f"{label}: layer {index + 1}/{len(layers)}")
+
+
+def _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say) -> None:
+    layers = model.model.layers
+    if not method.needs_calibration:
+        for index, layer in enumerate(layers):
+            for name, linear in _layer_linears(layer, index, cfg).items():
+                scores = method.score(linear.weight, None)
+                apply_mask(linear, select_mask(scores, cfg, method.row_wise, layer_sparsity[index]))
+            say(f"{cfg.method}: layer {index + 1}/{len(layers)}")
+        return
+
+    def visit(index, layer, inputs):
+        linears = _layer_linears(layer, index, cfg)
+        stats, _ = collect_input_stats(layer, linears, inputs, hessian=method.needs_hessian)
+        sparsity = layer_sparsity[index]
+        if method.kind == "update":
+            _sparsegpt_layer(linears, stats, cfg, sparsity)
+        else:
+            for name, linear in linears.items():
+                scores = method.score(linear.weight, stats.by_linear[name])
+                apply_mask(linear, select_mask(scores, cfg, method.row_wise, sparsity))
+        return run_layer(layer, inputs)
+
+    _layer_by_layer(model, cfg, token_ids, dev, say, visit, cfg.method)
+
+
+def _sparsegpt_layer(linears: dict[str, nn.Linear], stats: LayerStats, cfg: PruneConfig, sparsity: float) -> None:
+    # Linears that share an input share the Hessian: stack their rows and prune them together.
+    for group in stats.groups:
+        members = [linears[n] for n in group.members]
+        stacked = torch.cat([m.weight.detach() for m in members], dim=0)
+        new = sparsegpt_prune(
+            stacked,
+            group.hessian,
+            sparsity=sparsity,
+            nm=cfg.nm,
+            blocksize=cfg.sparsegpt.blocksize,
+            dampening=cfg.sparsegpt.dampening,
+            row_segments=[m.out_features for m in members],
+        )
+        offset = 0
+        for m in members:
+            rows = m.out_features
+            m.weight.copy_(new[offset : offset + rows].to(m.weight.dtype))
+            offset += rows
+
+
+def _owl_allocation(model, cfg, token_ids, dev, say) -> list[float]:
+    """Per-layer sparsities from a dense layer-by-layer pass (OWL)."""
+    ratios: list[float] = []
+    a = cfg.allocation
+
+    def visit(index, layer, inputs):
+        linears = _layer_linears(layer, index, cfg)
+        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False)
+        scores = [wanda_scores(lin.weight, stats.by_linear[n].col_norm) for n, lin in linears.items()]
+        ratios.append(outlier_ratio(scores, a.owl_threshold))
+        return outputs
+
+    _layer_by_layer(model, cfg, token_ids, dev, say, visit, "owl statistics")
+    return owl_sparsities(ratios, cfg.sparsity, a.owl_lambda)
+
+
+def _width_importance(model, cfg, token_ids, dev, say):
+    """Per-layer head and MLP-channel energies and the hidden-channel energy summed over
+    layers, from a dense layer-by-layer pass."""
+    layout = head_layout(model.config)
+    head_energy: list[torch.Tensor] = []
+    channel_energy: list[torch.Tensor] = []
+    hidden = torch.zeros(model.config.hidden_size, dtype=torch.float64)
+
+    def visit(index, layer, inputs):
+        parts = layer_parts(layer)
+        names = {id(m): n for n, m in layer.named_modules()}
+        attn_in = parts.qkv or parts.q
+        mlp_in = parts.gate_up or parts.gate
+        linears = {names[id(m)]: m for m in (attn_in, parts.o, mlp_in, parts.down)}
+        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False)
+        o_sq = stats.by_linear[names[id(parts.o)]].sq_sum
+        head_energy.append(o_sq.reshape(layout.num_heads, layout.head_dim).sum(1).cpu())
+        channel_energy.append(stats.by_linear[names[id(parts.down)]].sq_sum.cpu())
+        for m in (attn_in, mlp_in):
+            hidden.add_(stats.by_linear[names[id(m)]].sq_sum.double().cpu())
+        return outputs
+
+    _layer_by_layer(model, cfg, token_ids, dev, say, visit, "width importance")
+    return head_energy, channel_energy, hidden
+
+
+def _block_influence(model, cfg, token_ids, dev, say) -> list[float]:
+    influence: list[float] = []
+
+    def visit(index, layer, inputs):
+        outputs = run_layer(layer, inputs)
+        total = count = 0
+        for h_in, h_out in zip(inputs.hidden, outputs):
+            s, n = block_influence(h_in, h_out)
+            total += s
+            count += n
+        influence.append(total / count)
+        return outputs
+
+    _layer_by_layer(model, cfg, token_ids, dev, say, visit, "block influence")
+    return influence

@@ -1,0 +1,102 @@
+"""Where the prunable parts of each supported decoder architecture are.
+
+Llama, Mistral, Qwen2 and Gemma use separate ``q/k/v_proj`` and ``gate/up_proj``; Phi-3
+fuses them into ``qkv_proj`` (rows: queries, keys, values) and ``gate_up_proj`` (rows: gate,
+up). :class:`LayerParts` hides the difference so that width pruning can slice either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from medprune.errors import PruneError
+from medprune.load.model import SUPPORTED_MODEL_TYPES
+
+
+def check_supported(model: nn.Module) -> str:
+    """Return ``config.model_type`` or raise naming the type and the supported ones."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise PruneError(
+            f"model type {model_type!r} is not supported for pruning; "
+            f"supported: {list(SUPPORTED_MODEL_TYPES)}"
+        )
+    if not isinstance(getattr(getattr(model, "model", None), "layers", None), nn.ModuleList):
+        raise PruneError(f"{type(model).__name__} has no model.layers decoder stack")
+    return model_type
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of decoder blocks of a supported causal LM."""
+    check_supported(model)
+    return model.model.layers
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+    @property
+    def group_size(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+
+def head_layout(config) -> HeadLayout:
+    heads = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return HeadLayout(heads, kv, head_dim)
+
+
+@dataclass
+class LayerParts:
+    """The linears of one decoder layer. Exactly one of ``qkv`` / ``(q, k, v)`` is set, and
+    one of ``gate_up`` / ``(gate, up)``."""
+
+    o: nn.Linear
+    down: nn.Linear
+    q: nn.Linear | None = None
+    k: nn.Linear | None = None
+    v: nn.Linear | None = None
+    qkv: nn.Linear | None = None
+    gate: nn.Linear | None = None
+    up: nn.Linear | None = None
+    gate_up: nn.Linear | None = None
+
+
+def layer_parts(layer: nn.Module) -> LayerParts:
+    attn = getattr(layer, "self_attn", None)
+    mlp = getattr(layer, "mlp", None)
+    if attn is None or mlp is None:
+        raise PruneError(f"decoder layer {type(layer).__name__} has no self_attn/mlp")
+    try:
+        if hasattr(attn, "qkv_proj"):
+            parts = LayerParts(o=attn.o_proj, down=mlp.down_proj, qkv=attn.qkv_proj)
+        else:
+            parts = LayerParts(
+                o=attn.o_proj, down=mlp.down_proj, q=attn.q_proj, k=attn.k_proj, v=attn.v_proj
+            )
+        if hasattr(mlp, "gate_up_proj"):
+            parts.gate_up = mlp.gate_up_proj
+        else:
+            parts.gate, parts.up = mlp.gate_proj, mlp.up_proj
+    except AttributeError as exc:
+        raise PruneError(f"decoder layer {type(layer).__name__}: unexpected layout ({exc})") from None
+    return parts
+
+
+def layer_norms(layer: nn.Module, hidden_size: int) -> dict[str, nn.Module]:
+    """Norm modules of a layer whose weight spans the hidden dimension (2 in Llama, 4 in
+    Gemma 2); q/k norms over ``head_dim`` are not included."""
+    return {
+        name: m
+        for name, m in layer.named_modules()
+        if not isinstance(m, nn.Linear)
+        and "norm" in type(m).__name__.lower()
+        and getattr(m, "weight", None) is not None
+        and tuple(m.weight.shape) == (hidden_size,)
+    }

@@ -1,0 +1,67 @@
+"""Structured depth pruning (ShortGPT, Men et al., 2024): remove whole decoder layers with
+the lowest block influence ``BI = 1 - cos(x_in, x_out)``, averaged over calibration tokens.
+A layer that barely changes its input can go."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medprune.errors import PruneError
+from medprune.prune.structure import fill_from, finish, skeleton
+
+
+def block_influence(hidden_in: torch.Tensor, hidden_out: torch.Tensor) -> tuple[float, int]:
+    """Sum over tokens of ``1 - cos(in, out)`` and the token count (to average later)."""
+    a = hidden_in.reshape(-1, hidden_in.shape[-1]).double()
+    b = hidden_out.reshape(-1, hidden_out.shape[-1]).double()
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    return float((1.0 - cos).sum()), a.shape[0]
+
+
+def layers_to_drop(influence: list[float], count: int) -> list[int]:
+    """Indices (ascending) of the ``count`` layers of lowest influence; ties by position."""
+    order = torch.argsort(torch.tensor(influence, dtype=torch.float64), stable=True)
+    return sorted(int(i) for i in order[:count])
+
+
+def depth_count(num_layers: int, sparsity: float, explicit: list[int] | None) -> int:
+    """How many layers to remove; raises naming the value if it is impossible."""
+    if explicit is not None:
+        bad = [i for i in explicit if i >= num_layers]
+        if bad:
+            raise PruneError(
+                f"prune.structured.layers_to_remove has indices {bad}; the model has layers "
+                f"0..{num_layers - 1}"
+            )
+        count = len(explicit)
+    else:
+        count = int(round(sparsity * num_layers))
+    if count >= num_layers:
+        raise PruneError(
+            f"depth pruning would remove all {num_layers} layers (prune.sparsity={sparsity}, "
+            f"layers_to_remove={explicit}); allowed: at most {num_layers - 1} layers"
+        )
+    return count
+
+
+@torch.no_grad()
+def build_depth_model(model: nn.Module, drop: list[int]) -> nn.Module:
+    """A new model without the decoder layers ``drop``; kept layers are shared, not copied."""
+    old_layers = model.model.layers
+    keep = [i for i in range(len(old_layers)) if i not in set(drop)]
+    updates = {"num_hidden_layers": len(keep)}
+    if getattr(model.config, "layer_types", None):
+        updates["layer_types"] = [model.config.layer_types[i] for i in keep]
+    new = skeleton(model, **updates)
+    for j, i in enumerate(keep):
+        state = old_layers[i].state_dict()
+        new.model.layers[j].load_state_dict(state, assign=True)
+        fill_from(new.model.layers[j], old_layers[i], f"layer {i}")
+        attn = new.model.layers[j].self_attn
+        if hasattr(attn, "layer_idx"):
+            attn.layer_idx = j
+    fill_from(new, model, "depth pruning")
+    for i in drop:
+        old_layers[i].to("meta")
+    return finish(new, model)

@@ -1,0 +1,109 @@
+"""SparseGPT (Frantar & Alistarh, 2023): prune columns left to right and let the remaining
+weights absorb the error, using the inverse Hessian ``H = X^T X`` of the layer input.
+
+Blocked like the reference: inside a block of ``blocksize`` columns the update is applied
+column by column, then the block's accumulated error updates all later columns in one
+matrix product. Masks are chosen per block (unstructured, with an exact total count) or
+per group of M columns (N:M), by ``w^2 / [H^-1]_jj^2``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from medprune.errors import PruneError
+
+
+def inverse_hessian_cholesky(hessian: torch.Tensor, dampening: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Upper Cholesky factor of ``(H + damp I)^-1`` and the mask of dead input features
+    (never active in calibration; their weights are zeroed). ``damp = dampening * mean(diag H)``.
+    Dampening is raised tenfold (at most 3 times) if ``H`` is not positive definite."""
+    h = hessian.float().clone()
+    dead = torch.diagonal(h) == 0
+    h[dead, dead] = 1.0
+    damp = dampening * float(torch.diagonal(h).mean())
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+    for _ in range(4):
+        try:
+            # torch.cholesky_inverse is very slow on CPU; a plain inverse of the SPD matrix is not.
+            hinv, info = torch.linalg.inv_ex(h + damp * eye)
+            if int(info):
+                raise RuntimeError("singular")
+            hinv = (hinv + hinv.T) / 2
+            return torch.linalg.cholesky(hinv, upper=True), dead
+        except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
+            damp *= 10.0
+    raise PruneError("sparsegpt: Hessian is not positive definite even with 1000x dampening")
+
+
+def _split_counts(start: int, end: int, rows: int, sparsity: float) -> int:
+    """Weights to prune in columns [start, end) of a ``rows``-row matrix so that the counts of
+    all blocks add up to exactly ``round(sparsity * rows * total_cols)``."""
+    return int(round(sparsity * rows * end)) - int(round(sparsity * rows * start))
+
+
+@torch.no_grad()
+def sparsegpt_prune(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    *,
+    sparsity: float,
+    nm: tuple[int, int] | None = None,
+    blocksize: int = 128,
+    dampening: float = 0.01,
+    row_segments: list[int] | None = None,
+) -> torch.Tensor:
+    """Return the pruned and error-corrected copy of ``weight`` (``[rows, cols]``, float32).
+
+    ``row_segments`` splits the rows into consecutive matrices that share this Hessian
+    (q, k and v stacked); each segment gets its own exact sparsity.
+    """
+    rows, cols = weight.shape
+    if hessian.shape != (cols, cols):
+        raise ValueError(f"hessian shape {tuple(hessian.shape)} != ({cols}, {cols})")
+    if nm is not None and blocksize % nm[1]:
+        raise PruneError(f"prune.sparsegpt.blocksize={blocksize} must be a multiple of M={nm[1]}")
+    segments = row_segments or [rows]
+    if sum(segments) != rows:
+        raise ValueError(f"row_segments {segments} do not add up to {rows} rows")
+    bounds = []
+    start = 0
+    for seg in segments:
+        bounds.append((start, start + seg))
+        start += seg
+
+    w = weight.detach().float().clone()
+    hinv, dead = inverse_hessian_cholesky(hessian.to(w.device), dampening)
+    w[:, dead] = 0.0
+
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        count = i2 - i1
+        w1 = w[:, i1:i2].clone()
+        err1 = torch.zeros_like(w1)
+        hinv1 = hinv[i1:i2, i1:i2]
+        d = torch.diagonal(hinv1)
+        keep = torch.ones_like(w1, dtype=torch.bool)
+        if nm is None and sparsity > 0:
+            scores = w1.pow(2) / d.pow(2).unsqueeze(0)
+            for r0, r1 in bounds:
+                k = _split_counts(i1, i2, r1 - r0, sparsity)
+                if k:
+                    order = torch.argsort(scores[r0:r1].reshape(-1), stable=True)[:k]
+                    keep[r0:r1].view(-1)[order] = False
+        for i in range(count):
+            if nm is not None and i % nm[1] == 0:
+                n, m = nm
+                scores = w1[:, i : i + m].pow(2) / d[i : i + m].pow(2).unsqueeze(0)
+                order = torch.argsort(scores, dim=1, stable=True)[:, : m - n]
+                keep[:, i : i + m].scatter_(1, order, False)
+            col = w1[:, i]
+            q = col * keep[:, i]
+            e = (col - q) / d[i]
+            w1[:, i:] -= e.unsqueeze(1) * hinv1[i, i:].unsqueeze(0)
+            w1[:, i] = q  # exact zeros where pruned
+            err1[:, i] = e
+        w[:, i1:i2] = w1
+        if i2 < cols:
+            w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+    return w

@@ -1,0 +1,98 @@
+"""Calibration statistics of the inputs of linear layers.
+
+Linears that read the same tensor (q/k/v, gate/up) form one :class:`InputStats`, so the
+SparseGPT Hessian ``X^T X`` is computed once per distinct input, not once per linear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from medprune.prune.calibration import LayerInputs
+
+
+@dataclass
+class InputStats:
+    """Running statistics of the input ``X`` (tokens x features) of some linears."""
+
+    members: list[str]
+    features: int
+    hessian_wanted: bool = False
+    tokens: int = 0
+    sq_sum: torch.Tensor | None = None  # sum over tokens of x_j^2, per feature
+    hessian: torch.Tensor | None = None  # sum over tokens of x x^T
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        sq = x.pow(2).sum(0)
+        self.sq_sum = sq if self.sq_sum is None else self.sq_sum + sq
+        if self.hessian_wanted:
+            xtx = x.T @ x
+            self.hessian = xtx if self.hessian is None else self.hessian + xtx
+        self.tokens += x.shape[0]
+
+    @property
+    def col_norm(self) -> torch.Tensor:
+        """L2 norm of each input feature over all calibration tokens (Wanda's ||X_j||)."""
+        return self.sq_sum.sqrt()
+
+
+@dataclass
+class LayerStats:
+    by_linear: dict[str, InputStats] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> list[InputStats]:
+        seen: dict[int, InputStats] = {}
+        for s in self.by_linear.values():
+            seen.setdefault(id(s), s)
+        return list(seen.values())
+
+
+@torch.no_grad()
+def collect_input_stats(
+    layer: nn.Module, linears: dict[str, nn.Linear], inputs: LayerInputs, *, hessian: bool
+) -> tuple[LayerStats, list[torch.Tensor]]:
+    """Run ``layer`` on ``inputs`` and gather input statistics of ``linears`` (names relative
+    to ``layer``). Returns the stats and the layer's outputs."""
+    from medprune.prune.calibration import layer_output
+
+    stats = LayerStats()
+    # Tensors seen in the current batch are kept alive, so that an address or id is never
+    # reused by a later tensor of the same forward pass (which would merge unrelated groups).
+    seen_inputs: dict[int, tuple[InputStats, torch.Tensor]] = {}
+
+    def make_hook(name: str):
+        def hook(module, args):
+            x = args[0]
+            # Linears fed the very same tensor in the same batch share one statistics object.
+            hit = seen_inputs.get(id(x))
+            if hit is not None:
+                group = hit[0]
+            else:
+                if name in stats.by_linear:
+                    group = stats.by_linear[name]
+                else:
+                    group = InputStats(members=[], features=x.shape[-1], hessian_wanted=hessian)
+                seen_inputs[id(x)] = (group, x)
+                group.add(x)
+            if name not in stats.by_linear:
+                stats.by_linear[name] = group
+                group.members.append(name)
+
+        return hook
+
+    handles = [lin.register_forward_pre_hook(make_hook(n)) for n, lin in linears.items()]
+    outputs = []
+    try:
+        for h, kw in zip(inputs.hidden, inputs.kwargs):
+            seen_inputs.clear()
+            outputs.append(layer_output(layer(h, **kw)))
+        seen_inputs.clear()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stats, outputs

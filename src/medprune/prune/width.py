@@ -1,0 +1,274 @@
+"""Structured width pruning (as in Minitron): remove attention heads, MLP channels and
+optionally hidden channels ranked by their activation energy on calibration data.
+
+The same number is removed in every layer (which ones may differ), so the result is a
+standard model with a smaller config. Heads are removed GQA-aware: either the same number
+of query heads in every key/value group (``query_heads``) or whole key/value groups
+(``kv_groups``), so the model stays a valid GQA model.
+
+Pure pieces: :func:`plan_width` (sizes), :func:`select_heads` / :func:`top_channels`
+(indices), :func:`build_width_model` (slicing into a new model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from medprune.config import PruneConfig
+from medprune.errors import PruneError
+from medprune.prune.arch import HeadLayout, head_layout, layer_norms, layer_parts
+from medprune.prune.structure import fill_from, finish, set_param, skeleton
+
+
+@dataclass(frozen=True)
+class WidthPlan:
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    hidden_size: int
+    head_mode: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _round_multiple(x: float, multiple: int, lo: int, hi: int) -> int:
+    value = int(round(x / multiple)) * multiple
+    return max(min(value, hi), min(lo, hi))
+
+
+def head_options(layout: HeadLayout, mode: str) -> list[tuple[int, int]]:
+    """Allowed ``(num_attention_heads, num_key_value_heads)`` after pruning, smallest first."""
+    g, kv = layout.group_size, layout.num_kv_heads
+    if mode == "query_heads":
+        return [(kv * q, kv) for q in range(1, g + 1)]
+    return [(k * g, k) for k in range(1, kv + 1)]
+
+
+def _count_params(model: nn.Module, updates: dict) -> int:
+    """Parameters of ``model`` with config ``updates``: counted on meta-device copies of one
+    and two layers (the count is affine in the number of layers)."""
+    layers = model.config.num_hidden_layers
+    counts = []
+    for n in (1, 2):
+        extra = {"num_hidden_layers": n}
+        if getattr(model.config, "layer_types", None):
+            extra["layer_types"] = list(model.config.layer_types[:n])
+        m = skeleton(model, **updates, **extra)
+        counts.append(sum(p.numel() for p in m.parameters()))
+    per_layer = counts[1] - counts[0]
+    return counts[0] + (layers - 1) * per_layer
+
+
+def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
+    """Kept sizes for ``cfg`` (explicit sizes, or ``cfg.sparsity`` = fraction of all
+    parameters to remove). Raises a :class:`PruneError` naming the value and what is allowed."""
+    s = cfg.structured
+    mc = model.config
+    layout = head_layout(mc)
+    hidden0, inter0 = mc.hidden_size, mc.intermediate_size
+    options = head_options(layout, s.head_mode)
+    model_type = mc.model_type
+    explicit = any(
+        v is not None
+        for v in (s.num_attention_heads, s.num_key_value_heads, s.intermediate_size, s.hidden_size)
+    )
+    if (s.prune_hidden or s.hidden_size is not None) and model_type.startswith("gemma"):
+        raise PruneError(
+            f"prune.structured.prune_hidden is not supported for {model_type!r}: its embedding "
+            "scale depends on hidden_size; prune heads and MLP channels only"
+        )
+
+    if explicit:
+        heads, kv = layout.num_heads, layout.num_kv_heads
+        if s.num_attention_heads is not None or s.num_key_value_heads is not None:
+            matches = [
+                o
+                for o in options
+                if (s.num_attention_heads is None or o[0] == s.num_attention_heads)
+                and (s.num_key_value_heads is None or o[1] == s.num_key_value_heads)
+            ]
+            if not matches:
+                allowed = ", ".join(f"{h} heads/{k} kv" for h, k in options)
+                raise PruneError(
+                    f"prune.structured: num_attention_heads={s.num_attention_heads}, "
+                    f"num_key_value_heads={s.num_key_value_heads} is not possible with "
+                    f"head_mode={s.head_mode!r} on {layout.num_heads} heads in "
+                    f"{layout.num_kv_heads} key/value groups; allowed: {allowed}"
+                )
+            heads, kv = matches[-1]
+        inter = s.intermediate_size if s.intermediate_size is not None else inter0
+        if not 1 <= inter <= inter0:
+            raise PruneError(
+                f"prune.structured.intermediate_size={inter} must be in [1, {inter0}]"
+            )
+        hidden = s.hidden_size if s.hidden_size is not None else hidden0
+        if not 1 <= hidden <= hidden0:
+            raise PruneError(f"prune.structured.hidden_size={hidden} must be in [1, {hidden0}]")
+        return WidthPlan(heads, kv, layout.head_dim, inter, hidden, s.head_mode)
+
+    if not (s.prune_attention or s.prune_mlp or s.prune_hidden):
+        raise PruneError("prune.structured: prune_attention, prune_mlp and prune_hidden are all off")
+    total0 = sum(p.numel() for p in model.parameters())
+    target = (1.0 - cfg.sparsity) * total0
+    mult = s.channel_multiple
+
+    def sizes(f: float) -> dict:
+        heads, kv = layout.num_heads, layout.num_kv_heads
+        if s.prune_attention:
+            heads, kv = min(options, key=lambda o: (abs(o[0] / layout.num_heads - f), -o[0]))
+        inter = _round_multiple(f * inter0, mult, mult, inter0) if s.prune_mlp else inter0
+        hidden = _round_multiple(f * hidden0, mult, mult, hidden0) if s.prune_hidden else hidden0
+        return dict(
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            head_dim=layout.head_dim,
+            intermediate_size=inter,
+            hidden_size=hidden,
+        )
+
+    lo, hi = 0.0, 1.0  # count(sizes(f)) grows with f
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        if _count_params(model, sizes(mid)) > target:
+            hi = mid
+        else:
+            lo = mid
+    best = sizes(hi)
+    if s.prune_mlp:
+        # Heads and hidden are coarse; fit the MLP size (the count is affine in it) to the target.
+        c1 = _count_params(model, {**best, "intermediate_size": mult})
+        c2 = _count_params(model, {**best, "intermediate_size": 2 * mult})
+        slope = (c2 - c1) / mult
+        inter = mult + (target - c1) / slope
+        best["intermediate_size"] = _round_multiple(inter, mult, mult, inter0)
+    reached = _count_params(model, best)
+    if abs(reached - target) > 0.05 * total0:
+        raise PruneError(
+            f"prune.sparsity={cfg.sparsity} (fraction of parameters to remove) cannot be reached "
+            f"with width pruning of this model (closest: {1 - reached / total0:.3f}); allowed "
+            "values remove at most the prunable heads/channels; set prune_hidden or explicit sizes"
+        )
+    return WidthPlan(
+        best["num_attention_heads"],
+        best["num_key_value_heads"],
+        layout.head_dim,
+        best["intermediate_size"],
+        best["hidden_size"],
+        s.head_mode,
+    )
+
+
+def top_channels(energy: torch.Tensor, keep: int) -> torch.Tensor:
+    """Indices (ascending) of the ``keep`` highest-energy channels; ties by position."""
+    order = torch.argsort(-energy.double(), stable=True)[:keep]
+    return torch.sort(order).values
+
+
+def select_heads(head_energy: torch.Tensor, layout: HeadLayout, plan: WidthPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(query heads kept, key/value heads kept)``, ascending. Query head ``j`` belongs to
+    key/value group ``j // group_size`` (the layout of ``repeat_kv``)."""
+    g, kv = layout.group_size, layout.num_kv_heads
+    grouped = head_energy.reshape(kv, g)
+    if plan.head_mode == "query_heads" or plan.num_key_value_heads == kv:
+        per_group = plan.num_attention_heads // plan.num_key_value_heads
+        kept_kv = torch.arange(kv) if plan.num_key_value_heads == kv else top_channels(grouped.sum(1), plan.num_key_value_heads)
+        q = [int(k) * g + top_channels(grouped[int(k)], per_group) for k in kept_kv]
+        return torch.cat(q), kept_kv
+    kept_kv = top_channels(grouped.sum(1), plan.num_key_value_heads)
+    q = torch.cat([torch.arange(int(k) * g, (int(k) + 1) * g) for k in kept_kv])
+    return q, kept_kv
+
+
+def _head_rows(heads: torch.Tensor, head_dim: int, offset: int = 0) -> torch.Tensor:
+    return (offset + heads.unsqueeze(1) * head_dim + torch.arange(head_dim)).reshape(-1)
+
+
+def _slice_linear(new: nn.Linear, old: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> None:
+    w = old.weight.detach()
+    if rows is not None:
+        w = w.index_select(0, rows)
+    if cols is not None:
+        w = w.index_select(1, cols)
+    set_param(new, "weight", w)
+    if old.bias is not None:
+        b = old.bias.detach()
+        set_param(new, "bias", b.index_select(0, rows) if rows is not None else b)
+
+
+@torch.no_grad()
+def build_width_model(
+    model: nn.Module,
+    plan: WidthPlan,
+    head_energy: list[torch.Tensor],
+    channel_energy: list[torch.Tensor],
+    hidden_energy: torch.Tensor | None,
+) -> tuple[nn.Module, dict]:
+    """Slice ``model`` to ``plan`` keeping the highest-energy heads/channels of each layer.
+
+    Returns the new model and the kept indices. The old model's decoder layers are released.
+    """
+    mc = model.config
+    layout = head_layout(mc)
+    d = layout.head_dim
+    hidden_idx = None
+    if plan.hidden_size != mc.hidden_size:
+        hidden_idx = top_channels(hidden_energy, plan.hidden_size)
+    new = skeleton(
+        model,
+        hidden_size=plan.hidden_size,
+        num_attention_heads=plan.num_attention_heads,
+        num_key_value_heads=plan.num_key_value_heads,
+        head_dim=d,
+        intermediate_size=plan.intermediate_size,
+    )
+    kept: dict[str, list] = {"heads": [], "kv_heads": [], "channels": []}
+    for i, (old_layer, new_layer) in enumerate(zip(model.model.layers, new.model.layers)):
+        qh, kvh = select_heads(head_energy[i], layout, plan)
+        ch = top_channels(channel_energy[i], plan.intermediate_size)
+        kept["heads"].append(qh.tolist())
+        kept["kv_heads"].append(kvh.tolist())
+        kept["channels"].append(ch.tolist())
+        op, np_ = layer_parts(old_layer), layer_parts(new_layer)
+        q_rows, kv_rows = _head_rows(qh, d), _head_rows(kvh, d)
+        if op.qkv is not None:
+            q_end = layout.num_heads * d
+            kv_span = layout.num_kv_heads * d
+            rows = torch.cat([q_rows, q_end + kv_rows, q_end + kv_span + kv_rows])
+            _slice_linear(np_.qkv, op.qkv, rows, hidden_idx)
+        else:
+            _slice_linear(np_.q, op.q, q_rows, hidden_idx)
+            _slice_linear(np_.k, op.k, kv_rows, hidden_idx)
+            _slice_linear(np_.v, op.v, kv_rows, hidden_idx)
+        _slice_linear(np_.o, op.o, hidden_idx, q_rows)
+        if op.gate_up is not None:
+            _slice_linear(np_.gate_up, op.gate_up, torch.cat([ch, mc.intermediate_size + ch]), hidden_idx)
+        else:
+            _slice_linear(np_.gate, op.gate, ch, hidden_idx)
+            _slice_linear(np_.up, op.up, ch, hidden_idx)
+        _slice_linear(np_.down, op.down, hidden_idx, ch)
+        if hidden_idx is not None:
+            new_norms = layer_norms(new_layer, plan.hidden_size)
+            for name, norm in layer_norms(old_layer, mc.hidden_size).items():
+                set_param(new_norms[name], "weight", norm.weight.detach().index_select(0, hidden_idx))
+        fill_from(new_layer, old_layer, f"layer {i}")
+        old_layer.to("meta")  # release the old layer's memory
+    if hidden_idx is not None:
+        emb = model.model.embed_tokens.weight.detach().index_select(1, hidden_idx)
+        set_param(new.model.embed_tokens, "weight", emb)
+        set_param(new.model.norm, "weight", model.model.norm.weight.detach().index_select(0, hidden_idx))
+        if not getattr(new.config, "tie_word_embeddings", False):
+            set_param(new.lm_head, "weight", model.lm_head.weight.detach().index_select(1, hidden_idx))
+            if model.lm_head.bias is not None:
+                set_param(new.lm_head, "bias", model.lm_head.bias.detach())
+    if getattr(new.config, "tie_word_embeddings", False):
+        new.lm_head.weight = new.model.embed_tokens.weight
+    fill_from(new, model, "width pruning")
+    if hidden_idx is not None:
+        kept["hidden"] = hidden_idx.tolist()
+    return finish(new, model), kept
+

@@ -1,0 +1,77 @@
+"""Tiny random models of every supported family, and calibration texts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+TINY = dict(
+    vocab_size=260,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    bos_token_id=256,
+    eos_token_id=257,
+    pad_token_id=258,
+)
+
+FAMILIES = ("llama", "mistral", "qwen2", "gemma", "phi3")
+
+
+def tiny_family(family: str, seed: int = 0, **overrides):
+    import transformers as tf
+
+    classes = {
+        "llama": (tf.LlamaConfig, tf.LlamaForCausalLM, {"tie_word_embeddings": False}),
+        "mistral": (tf.MistralConfig, tf.MistralForCausalLM, {}),
+        "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM, {}),
+        "gemma": (tf.GemmaConfig, tf.GemmaForCausalLM, {"head_dim": 16}),
+        "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM, {"head_dim": 16}),
+        "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, {}),
+    }
+    config_cls, model_cls, extra = classes[family]
+    cfg = {**TINY, **extra, **overrides}
+    torch.manual_seed(seed)
+    model = model_cls(config_cls(**cfg)).eval()
+    # Random init leaves biases at zero; make them matter (Qwen2 q/k/v biases).
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.bias is not None:
+                m.bias.normal_(0, 0.5)
+            if "norm" in type(m).__name__.lower() and getattr(m, "weight", None) is not None:
+                m.weight.add_(torch.rand_like(m.weight) * 0.5)
+    return model
+
+
+CLINICAL = [
+    "A 64-year-old man presented with chest pain radiating to the left arm; troponin was elevated "
+    "and the ECG showed ST elevation in the anterior leads. He was taken for PCI.",
+    "The patient, a 30-year-old woman with asthma, reported wheeze and shortness of breath after "
+    "a viral infection. Peak flow was 60% of predicted; she was given salbutamol and prednisolone.",
+    "Fever, dysuria and flank pain for three days. Urine culture grew E. coli. Started on "
+    "ceftriaxone, then switched to oral antibiotics once afebrile for 48 hours.",
+    "Known type 2 diabetes on metformin; HbA1c 8.9%. Counselled on diet, started a GLP-1 agonist, "
+    "and booked retinal screening and a foot examination.",
+]
+
+CALIB_TEXTS = CLINICAL * 6
+
+
+def small_prune_config(**kwargs):
+    """A PruneConfig with a calibration set small enough for tiny models."""
+    from medprune.config import PruneConfig
+
+    kwargs.setdefault("calibration", {"num_samples": 8, "seq_len": 64, "batch_size": 4})
+    return PruneConfig(**kwargs)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
