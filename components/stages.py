@@ -5,7 +5,7 @@
 
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Input, Markdown, Metrics, Model, Output
 
 from medprune.components.artifact_types import VertexModel
 
@@ -93,16 +93,42 @@ def evaluate_component(config_json: str, label: str, model: Input[Model], evalua
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def gate_component(config_json: str, baseline: Input[Artifact], candidate: Input[Artifact], decision: Output[Artifact], metrics: Output[Metrics]) -> bool:
-    """Decide whether the candidate may be promoted; returns passed."""
-    from medprune.config import RunConfig
-    from medprune.stages import stage_gate
+def gate_component(
+    config_json: str,
+    baseline: Input[Artifact],
+    candidate: Input[Artifact],
+    decision: Output[Artifact],
+    metrics: Output[Metrics],
+    report_html: Output[HTML],
+    report_md: Output[Markdown],
+    confusion: Output[ClassificationMetrics],
+) -> bool:
+    """Decide whether the candidate may be promoted and render the report; returns passed."""
+    import shutil
+    import tempfile
 
-    result = stage_gate(RunConfig.from_json(config_json), baseline.path, candidate.path, decision.path)
+    from medprune.config import RunConfig
+    from medprune.evaluate.runner import flat_metrics, read_results
+    from medprune.stages import stage_gate, stage_report
+
+    cfg = RunConfig.from_json(config_json)
+    result = stage_gate(cfg, baseline.path, candidate.path, decision.path)
+    for label, artifact in (("baseline", baseline), ("candidate", candidate)):
+        for key, value in flat_metrics(read_results(artifact.path), label).items():
+            metrics.log_metric(key, value)
     metrics.log_metric("gate_passed", float(result.passed))
     for check in result.checks:
         if check.value is not None:
             metrics.log_metric(f"gate_{check.name}", check.value)
+    if result.interval:
+        metrics.log_metric("gate_ci_lower", result.interval["lower"])
+        metrics.log_metric("gate_ci_upper", result.interval["upper"])
+    with tempfile.TemporaryDirectory() as tmp:
+        report = stage_report(cfg, gate_dir=decision.path, baseline_dir=baseline.path, candidate_dir=candidate.path, out_dir=tmp)
+        shutil.copyfile(report["html"], report_html.path)
+        shutil.copyfile(report["md"], report_md.path)
+    if report["confusion"]["labels"]:
+        confusion.log_confusion_matrix(report["confusion"]["labels"], report["confusion"]["matrix"])
     decision.metadata.update(passed=result.passed, reasons="; ".join(result.reasons))
     return result.passed
 

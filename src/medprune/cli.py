@@ -58,6 +58,8 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     summary = json.loads(summary_path.read_text())
     print(format_summary(summary))
     print(f"summary: {summary_path}")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
     return 0 if summary["gate"]["passed"] or not args.fail_on_gate else 3
 
 

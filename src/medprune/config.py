@@ -333,18 +333,97 @@ class RecoverConfig(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    mcq: str | None = Field(default=None, description="JSONL of {question, options, answer, category}.")
+    mcq: str | None = Field(
+        default=None,
+        description="JSONL of multiple-choice items: ours {question, options, answer, category}, "
+        "MedQA {question, options: {A: ..}, answer}, MedMCQA {opa..opd, cop} or PubMedQA "
+        "{context, question, final_decision}.",
+    )
+    mcq_format: Literal["auto", "medprune", "medqa", "medmcqa", "pubmedqa"] = Field(
+        default="auto", description="Format of the mcq file; 'auto' detects it from the first record."
+    )
+    medmcqa_cop_base: Literal[0, 1] = Field(
+        default=0, description="MedMCQA 'cop' numbering: 0 for 0-3 (Hugging Face copy), 1 for 1-4 (original)."
+    )
     perplexity: str | None = Field(default=None, description="JSONL of {text} for perplexity.")
-    batch_size: int = Field(default=8, ge=1, description="Sequences per forward pass.")
+    summarization: str | None = Field(
+        default=None, description="JSONL of {input, reference} pairs for greedy generation, scored by ROUGE-L and exact match."
+    )
+    batch_size: int = Field(default=8, ge=1, description="Items (MCQ questions, texts, prompts) per forward pass.")
     max_items: int | None = Field(default=None, ge=1, description="Use only the first N MCQ items.")
     max_ppl_texts: int | None = Field(default=None, ge=1, description="Use only the first N texts.")
-    seq_len: int = Field(default=512, ge=8, description="Max tokens per sequence.")
+    max_generation_items: int | None = Field(default=None, ge=1, description="Use only the first N generation items.")
+    seq_len: int = Field(default=512, ge=8, description="Max tokens per sequence (the perplexity window).")
+    ppl_stride: int | None = Field(
+        default=None, ge=1, description="Tokens between perplexity windows; default half of seq_len; seq_len = disjoint windows."
+    )
+    max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Token limit for greedy generation.")
+    latency_batch_size: int = Field(default=1, ge=1, description="Batch size of the latency measurement.")
+    latency_seq_len: int = Field(default=128, ge=1, description="Sequence length of the latency measurement.")
+    latency_repeats: int = Field(default=5, ge=1, description="Timed forward passes (after one warm-up) for latency p50/p95.")
+    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads while evaluating; default torch's choice.")
+
+    @field_validator("ppl_stride")
+    @classmethod
+    def _stride_in_window(cls, v: int | None, info) -> int | None:
+        seq_len = info.data.get("seq_len")
+        if v is not None and seq_len is not None and v > seq_len:
+            raise ValueError(f"must be <= evaluate.seq_len ({seq_len}), got {v}")
+        return v
 
     @model_validator(mode="after")
     def _something_to_evaluate(self) -> EvaluateConfig:
-        if self.mcq is None and self.perplexity is None:
-            raise ValueError("set at least one of evaluate.mcq or evaluate.perplexity")
+        if self.mcq is None and self.perplexity is None and self.summarization is None:
+            raise ValueError("set at least one of evaluate.mcq, evaluate.perplexity or evaluate.summarization")
         return self
+
+
+#: Metrics the gate knows, and whether higher is better. ``accuracy_<category>`` metrics
+#: exist too (see ``GateConfig.category_floors``).
+GATE_METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "accuracy_norm": True,
+    "rouge_l": True,
+    "exact_match": True,
+    "tokens_per_s": True,
+    "perplexity": False,
+    "bits_per_byte": False,
+    "latency_ms_p50": False,
+    "latency_ms_p95": False,
+    "size_bytes": False,
+    "nonzero_params": False,
+    "peak_memory_bytes": False,
+}
+
+
+def _check_metric_map(v: dict[str, float], field: str, *, direction: bool | None = None) -> dict[str, float]:
+    for name, value in v.items():
+        if name not in GATE_METRICS:
+            raise ValueError(f"{field}: unknown metric {name!r}; known metrics are {sorted(GATE_METRICS)}")
+        if direction is not None and GATE_METRICS[name] is not direction:
+            other = "max_increase" if direction else "max_drop"
+            raise ValueError(f"{field}: {name!r} is better when {'lower' if direction else 'higher'}; use gate.{other} for it")
+        if value < 0:
+            raise ValueError(f"{field}.{name}: must be >= 0, got {value}")
+    return v
+
+
+class NonInferiorityConfig(_Strict):
+    margin: float = Field(
+        gt=0, lt=1, description="Largest accuracy loss accepted as 'not worse' (0.05 = 5 points)."
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="Two-sided confidence level of the interval for (candidate - baseline) accuracy."
+    )
+    method: Literal["bootstrap", "mcnemar"] = Field(
+        default="bootstrap", description="Paired bootstrap (percentile) or exact McNemar (conditional Clopper-Pearson) interval."
+    )
+    n_resamples: int = Field(default=2000, ge=100, le=1_000_000, description="Bootstrap resamples.")
+    seed: int = Field(default=0, ge=0, description="Bootstrap random seed (results are reproducible).")
+    metric: Literal["acc", "acc_norm"] = Field(default="acc", description="Which per-item correctness to compare.")
+    min_items: int = Field(
+        default=30, ge=1, description="Fewer paired items than this fail the check: the interval would say little."
+    )
 
 
 class GateConfig(_Strict):
@@ -355,6 +434,60 @@ class GateConfig(_Strict):
     max_perplexity_ratio: float | None = Field(
         default=None, gt=0, description="Largest allowed candidate / baseline perplexity."
     )
+    floors: dict[str, float] = Field(
+        default_factory=dict, description="Candidate metric >= value, e.g. {accuracy: 0.6, rouge_l: 0.3}."
+    )
+    ceilings: dict[str, float] = Field(
+        default_factory=dict, description="Candidate metric <= value, e.g. {perplexity: 20, latency_ms_p95: 250}."
+    )
+    max_drop: dict[str, float] = Field(
+        default_factory=dict, description="Largest allowed (baseline - candidate) for higher-is-better metrics, e.g. {rouge_l: 0.02}."
+    )
+    max_increase: dict[str, float] = Field(
+        default_factory=dict, description="Largest allowed (candidate - baseline) for lower-is-better metrics, e.g. {perplexity: 1.5}."
+    )
+    category_floors: dict[str, float] = Field(
+        default_factory=dict, description="Candidate accuracy floor per MCQ category, e.g. {dosing: 0.8}; '*' applies to every category."
+    )
+    critical_items: list[str] = Field(
+        default_factory=list, description="MCQ item ids the candidate may not get wrong where the baseline got them right."
+    )
+    non_inferiority: NonInferiorityConfig | None = Field(
+        default=None, description="Paired non-inferiority test of candidate vs baseline accuracy."
+    )
+
+    @field_validator("floors", "ceilings")
+    @classmethod
+    def _known_metrics(cls, v: dict[str, float], info) -> dict[str, float]:
+        return _check_metric_map(v, f"gate.{info.field_name}")
+
+    @field_validator("max_drop")
+    @classmethod
+    def _drop_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_metric_map(v, "gate.max_drop", direction=True)
+
+    @field_validator("max_increase")
+    @classmethod
+    def _increase_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_metric_map(v, "gate.max_increase", direction=False)
+
+    @field_validator("category_floors")
+    @classmethod
+    def _category_range(cls, v: dict[str, float]) -> dict[str, float]:
+        for cat, value in v.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"gate.category_floors.{cat}: must be in [0, 1], got {value}")
+        return v
+
+    @field_validator("critical_items")
+    @classmethod
+    def _ids_unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({i for i in v if v.count(i) > 1})
+        if dup:
+            raise ValueError(f"gate.critical_items: duplicate ids {dup}")
+        if any(not i.strip() for i in v):
+            raise ValueError("gate.critical_items: ids must be non-empty")
+        return v
 
 
 class LocalRegistryConfig(_Strict):
@@ -656,6 +789,7 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
     cfg.recover.checkpoint_dir = _resolve_local(cfg.recover.checkpoint_dir, base)
     cfg.evaluate.mcq = _resolve_local(cfg.evaluate.mcq, base)
     cfg.evaluate.perplexity = _resolve_local(cfg.evaluate.perplexity, base)
+    cfg.evaluate.summarization = _resolve_local(cfg.evaluate.summarization, base)
     cfg.output_dir = _resolve_local(cfg.output_dir, base)  # type: ignore[assignment]
     cfg.registry.local.root = _resolve_local(cfg.registry.local.root, base)  # type: ignore[assignment]
 

@@ -6,6 +6,7 @@ This module is the one place outside ``components/`` and ``pipelines/`` that imp
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -94,6 +95,13 @@ def run_local(cfg: RunConfig, *, run_id: str | None = None) -> Path:
     summary = json.loads(found[0].read_text())
     summary["run_dir"] = str(run_dir)
     summary["artifacts"] = str(pipeline_root)
+    # The gate task's HTML/Markdown report artifacts: PIPELINE_ROOT/<run>/<task>/report_html
+    for name, suffix in (("report_html", "html"), ("report_md", "md")):
+        reports = sorted(p for p in pipeline_root.glob(f"*/*/{name}") if p.is_file())
+        if reports:
+            copied = run_dir / f"report.{suffix}"
+            shutil.copyfile(reports[0], copied)
+            summary["report" if suffix == "html" else "report_md"] = str(copied)
     out = run_dir / SUMMARY_FILE
     atomic_write_json(out, summary)
     return out

@@ -17,7 +17,7 @@ from typing import Any
 
 from medprune.config import RunConfig
 from medprune.errors import MedpruneError
-from medprune.evaluate.runner import RESULTS_FILE, evaluate_model, flat_metrics
+from medprune.evaluate.runner import evaluate_model, flat_metrics, read_predictions, read_results
 from medprune.gate.decision import GateDecision, decide
 from medprune.io.atomic import atomic_write_json
 from medprune.load.model import DTYPES, load_model, save_model
@@ -204,16 +204,55 @@ def stage_evaluate(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *
 
 
 def _read_results(eval_dir: str | Path) -> dict:
-    path = Path(eval_dir) / RESULTS_FILE
-    if not path.is_file():
-        return {"complete": False}
-    return json.loads(path.read_text())
+    return read_results(eval_dir)
 
 
 def stage_gate(cfg: RunConfig, baseline_dir: str | Path, candidate_dir: str | Path, out_dir: str | Path) -> GateDecision:
-    decision = decide(_read_results(baseline_dir), _read_results(candidate_dir), cfg.gate)
+    """Decide on promotion from both evaluation directories (results and per-item
+    predictions); write ``gate.json`` into ``out_dir``."""
+    decision = decide(
+        read_results(baseline_dir),
+        read_results(candidate_dir),
+        cfg.gate,
+        baseline_predictions=read_predictions(baseline_dir),
+        candidate_predictions=read_predictions(candidate_dir),
+    )
     atomic_write_json(Path(out_dir) / GATE_FILE, decision.to_dict())
     return decision
+
+
+def stage_report(
+    cfg: RunConfig,
+    *,
+    gate_dir: str | Path,
+    baseline_dir: str | Path,
+    candidate_dir: str | Path,
+    out_dir: str | Path,
+    run_id: str = "",
+    progress: Progress = print,
+) -> dict:
+    """Render the HTML and Markdown report of the gate into ``out_dir``; return
+    ``{"html": path, "md": path, "confusion": {"labels": [..], "matrix": [[..]]}}``."""
+    from medprune.report.data import confusion_matrix
+    from medprune.report.html import render_report
+
+    gate = json.loads((Path(gate_dir) / GATE_FILE).read_text())
+    candidate_predictions = read_predictions(candidate_dir)
+    run_info = {"run": run_id or cfg.run_name, "model": cfg.model.name, "source": cfg.model.source,
+                "method": cfg.prune.method, "sparsity": cfg.prune.sparsity, "pattern": cfg.prune.pattern}
+    paths = render_report(
+        out_dir,
+        gate=gate,
+        baseline=read_results(baseline_dir),
+        candidate=read_results(candidate_dir),
+        baseline_predictions=read_predictions(baseline_dir),
+        candidate_predictions=candidate_predictions,
+        critical_ids=cfg.gate.critical_items,
+        run_info=run_info,
+    )
+    labels, matrix = confusion_matrix(candidate_predictions or [])
+    progress(f"report: {paths['html']}")
+    return {"html": str(paths["html"]), "md": str(paths["md"]), "confusion": {"labels": labels, "matrix": matrix}}
 
 
 def build_summary(

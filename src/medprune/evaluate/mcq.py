@@ -1,32 +1,41 @@
 """Multiple-choice scoring by log-likelihood, the lm-evaluation-harness way.
 
-For each item, every option is scored as the continuation of the question: the summed
-log-probability of the option's tokens given the question (``acc``), and the same divided by
-the option's length in bytes (``acc_norm``). The prediction is the arg-max option.
+For each item every option is scored as the continuation of the item's context: the summed
+log-probability of the option's tokens given the context. ``acc`` takes the arg-max of
+that sum, ``acc_norm`` of the sum divided by the option's length in characters (both as in
+lm-evaluation-harness 0.4, whose numbers ours equal: see ``tests/evaluate/test_parity.py``).
+
+Speed: the options of one item share their context, so the context runs through the model
+once and its key/value cache is reused for every option; logits are projected to log-probs
+only where a continuation token is scored.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from medprune.errors import DataError
-from medprune.io.jsonl import read_jsonl, require_field
+from medprune.evaluate.formats import FORMATS, LETTERS, MCQItem, detect_format, load_mcq
 
+__all__ = [
+    "FORMATS",
+    "LETTERS",
+    "MCQItem",
+    "MCQResult",
+    "detect_format",
+    "encode_pair",
+    "load_mcq",
+    "loglikelihoods",
+    "option_loglikelihoods",
+    "score_mcq",
+]
 
-@dataclass(frozen=True)
-class MCQItem:
-    id: str
-    question: str
-    options: tuple[str, ...]
-    answer: int
-    category: str = "all"
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -38,67 +47,148 @@ class MCQResult:
     predictions: list[dict] = field(default_factory=list)
 
 
-def _parse_answer(path: Path, lineno: int, answer, options: Sequence[str]) -> int:
-    if isinstance(answer, bool):
-        raise DataError(f"{path}:{lineno}: field 'answer' must be an option index, letter or option text")
-    if isinstance(answer, int):
-        index = answer
-    elif isinstance(answer, str) and len(answer) == 1 and answer.upper() in "ABCDEFGHIJ":
-        index = ord(answer.upper()) - ord("A")
-    elif isinstance(answer, str) and answer in options:
-        index = list(options).index(answer)
-    else:
-        raise DataError(f"{path}:{lineno}: field 'answer' {answer!r} is not an index, letter or option text")
-    if not 0 <= index < len(options):
-        raise DataError(f"{path}:{lineno}: field 'answer' {answer!r} is out of range for {len(options)} options")
-    return index
+def _encode(tokenizer, text: str) -> list[int]:
+    # The tokenizer's own special-token behaviour (BOS or not), as lm-evaluation-harness's
+    # HFLM does when add_bos_token is not set; no second BOS if the text already has one.
+    bos = tokenizer.bos_token
+    add_special = not (bos and text.startswith(bos))
+    return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
 
 
-def load_mcq(path: str | Path, max_items: int | None = None) -> list[MCQItem]:
-    """Read ``{question, options, answer, category?, id?}`` items from JSONL.
-
-    ``answer`` may be an index, a letter (``"B"``) or the text of the right option.
-    """
-    path = Path(path)
-    items = []
-    seen: set[str] = set()
-    for lineno, rec in read_jsonl(path):
-        question = require_field(path, lineno, rec, "question", str)
-        options = require_field(path, lineno, rec, "options", list)
-        if len(options) < 2 or not all(isinstance(o, str) and o.strip() for o in options):
-            raise DataError(f"{path}:{lineno}: field 'options' must be a list of at least 2 non-empty strings")
-        answer = _parse_answer(path, lineno, rec.get("answer"), options) if "answer" in rec else None
-        if answer is None:
-            raise DataError(f"{path}:{lineno}: missing field 'answer'")
-        item_id = str(rec.get("id", f"{path.stem}-{lineno}"))
-        if item_id in seen:
-            raise DataError(f"{path}:{lineno}: duplicate id {item_id!r}")
-        seen.add(item_id)
-        category = rec.get("category", "all")
-        if not isinstance(category, str) or not category:
-            raise DataError(f"{path}:{lineno}: field 'category' must be a non-empty string")
-        items.append(MCQItem(item_id, question, tuple(options), answer, category))
-        if max_items is not None and len(items) >= max_items:
-            break
-    return items
-
-
-def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Token ids of context and continuation, split as lm-evaluation-harness does: encode the
-    whole string and the context, and take the continuation as the tail of the whole."""
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``context`` and ``continuation``, split as lm-evaluation-harness does:
+    trailing spaces of the context move to the continuation; the continuation is the tail of
+    the encoding of the whole string after as many tokens as the context alone has."""
+    if not context:
+        raise DataError("empty context: every option needs a question to continue")
     n_space = len(context) - len(context.rstrip())
-    if n_space:  # move trailing spaces of the context onto the continuation
+    if n_space:
         continuation = context[-n_space:] + continuation
         context = context[:-n_space]
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False):
-        whole = [tokenizer.bos_token_id] + whole
-        ctx = [tokenizer.bos_token_id] + ctx
-    return whole[: len(ctx)], whole[len(ctx) :]
+    whole = _encode(tokenizer, context + continuation)
+    ctx = _encode(tokenizer, context)
+    return ctx, whole[len(ctx) :]
 
 
-@torch.no_grad()
+def _pad_token(tokenizer) -> int:
+    for tok in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tok is not None:
+            return int(tok)
+    return 0
+
+
+@torch.inference_mode()
+def option_loglikelihoods(
+    model,
+    tokenizer,
+    contexts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 8,
+    max_length: int = 2048,
+    progress: Progress | None = None,
+) -> list[list[float]]:
+    """Summed log p(option | context) for every option of every context.
+
+    ``batch_size`` contexts run per forward pass (their options together in a second one).
+    Inputs longer than ``max_length`` tokens lose context tokens from the left.
+    """
+    if len(contexts) != len(options):
+        raise ValueError("contexts and options differ in length")
+    device = next(model.parameters()).device
+    pad = _pad_token(tokenizer)
+    groups: list[tuple[list[int], list[list[int]]]] = []
+    for context, opts in zip(contexts, options):
+        ctx: list[int] = []
+        conts: list[list[int]] = []
+        for opt in opts:
+            c, cont = encode_pair(tokenizer, context, opt)
+            if not cont:
+                raise DataError(f"option {opt!r} encodes to no tokens after context {context[:60]!r}")
+            if ctx and c != ctx:  # cannot happen: the context is encoded alone
+                raise AssertionError("options of one context encoded different contexts")
+            ctx = c
+            conts.append(cont)
+        longest = max(len(c) for c in conts)
+        if longest > max_length:
+            raise DataError(f"an option of context {context[:60]!r} is {longest} tokens, over max_length {max_length}")
+        # lm-evaluation-harness keeps the last max_length + 1 tokens of context + continuation
+        keep = max(1, max_length + 1 - longest)
+        groups.append((ctx[-keep:], conts))
+
+    # longest first: fewer pad tokens per batch, and running out of memory shows at once
+    order = sorted(range(len(groups)), key=lambda g: -(len(groups[g][0]) + max(map(len, groups[g][1]))))
+    results: list[list[float]] = [[] for _ in groups]
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        scores = _score_batch(model, [groups[g] for g in batch], pad, device)
+        for g, s in zip(batch, scores):
+            results[g] = s
+        if progress:
+            progress(min(start + batch_size, len(order)), len(order))
+    return results
+
+
+def _cache_of(out):
+    # transformers >= 5.2x names the key/value cache `cache`; earlier, `past_key_values`
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
+
+
+def _cache_kwarg(model) -> str:
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _score_batch(model, groups, pad: int, device) -> list[list[float]]:
+    # Pass 1: contexts, left padded, so that every context ends in the last column and its
+    # cache can be extended by the options.
+    width = max(len(ctx) for ctx, _ in groups)
+    ids = torch.full((len(groups), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(groups), width), dtype=torch.long)
+    for row, (ctx, _) in enumerate(groups):
+        ids[row, width - len(ctx) :] = torch.tensor(ctx)
+        mask[row, width - len(ctx) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # predicts each option's 1st token
+
+    rows = [(g, cont) for g, (_, conts) in enumerate(groups) for cont in conts]
+    lls = [float(first[g, cont[0]]) for g, cont in rows]
+    rest = max(len(cont) for _, cont in rows) - 1
+    if rest > 0:
+        # Pass 2: every option's tokens but the last, on a copy of its context's cache.
+        index = torch.tensor([g for g, _ in rows], device=device)
+        cache = _cache_of(out)
+        cache.reorder_cache(index)
+        opt_ids = torch.full((len(rows), rest), pad, dtype=torch.long)
+        opt_mask = torch.zeros((len(rows), rest), dtype=torch.long)
+        targets = torch.zeros((len(rows), rest), dtype=torch.long)
+        for r, (_, cont) in enumerate(rows):
+            n = len(cont) - 1
+            if n:
+                opt_ids[r, :n] = torch.tensor(cont[:-1])
+                opt_mask[r, :n] = 1
+                targets[r, :n] = torch.tensor(cont[1:])
+        opt_ids, opt_mask, targets = opt_ids.to(device), opt_mask.to(device), targets.to(device)
+        ctx_len = mask.sum(-1)[index]
+        pos2 = ctx_len[:, None] + torch.arange(rest, device=device)[None, :]
+        full_mask = torch.cat([mask[index], opt_mask], dim=1)
+        logits = model(
+            input_ids=opt_ids, attention_mask=full_mask, position_ids=pos2, use_cache=True, **{_cache_kwarg(model): cache}
+        ).logits
+        sel = opt_mask.bool()
+        picked = torch.log_softmax(logits[sel].float(), dim=-1).gather(-1, targets[sel][:, None])[:, 0]
+        per_row = torch.zeros(len(rows), dtype=torch.float64, device=device)
+        per_row.index_add_(0, sel.nonzero()[:, 0], picked.double())
+        for r, value in enumerate(per_row.tolist()):
+            lls[r] += value
+    scores: list[list[float]] = [[] for _ in groups]
+    for (g, _), ll in zip(rows, lls):
+        scores[g].append(ll)
+    return scores
+
+
 def loglikelihoods(
     model,
     tokenizer,
@@ -106,40 +196,26 @@ def loglikelihoods(
     *,
     batch_size: int = 8,
     max_length: int = 2048,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[float]:
-    """Summed log p(continuation | context) for each ``(context, continuation)`` request."""
-    device = next(model.parameters()).device
-    encoded = []
-    for context, continuation in requests:
-        ctx, cont = _encode_pair(tokenizer, context, continuation)
-        if not cont:
-            raise DataError(f"empty continuation for context {context[:60]!r}")
-        tokens = (ctx + cont)[-(max_length + 1) :]
-        encoded.append((tokens, len(cont)))
-    # longest first: fewer pad tokens per batch and out-of-memory shows up at once
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-    results = [0.0] * len(encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for start in range(0, len(order), batch_size):
-        batch = [order[i] for i in range(start, min(start + batch_size, len(order)))]
-        inputs = [encoded[i][0][:-1] for i in batch]
-        width = max(len(x) for x in inputs)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, x in enumerate(inputs):
-            ids[row, : len(x)] = torch.tensor(x)
-            attn[row, : len(x)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
-        logprobs = F.log_softmax(logits, dim=-1)
-        for row, i in enumerate(batch):
-            tokens, n_cont = encoded[i]
-            targets = torch.tensor(tokens[-n_cont:], device=device)
-            positions = torch.arange(len(tokens) - 1 - n_cont, len(tokens) - 1, device=device)
-            results[i] = float(logprobs[row, positions, targets].sum())
-        if progress:
-            progress(min(start + batch_size, len(order)), len(order))
-    return results
+    """Summed log p(continuation | context) for each ``(context, continuation)`` request
+    (requests with the same context share one pass over it)."""
+    by_context: dict[str, list[int]] = defaultdict(list)
+    for i, (context, _) in enumerate(requests):
+        by_context[context].append(i)
+    contexts = list(by_context)
+    options = [[requests[i][1] for i in by_context[c]] for c in contexts]
+    scored = option_loglikelihoods(model, tokenizer, contexts, options, batch_size=batch_size, max_length=max_length, progress=progress)
+    out = [0.0] * len(requests)
+    for c, lls in zip(contexts, scored):
+        for i, ll in zip(by_context[c], lls):
+            out[i] = ll
+    return out
+
+
+def _argmax(values: Sequence[float]) -> int:
+    """Index of the largest value; the first one on ties (like numpy.argmax)."""
+    return max(range(len(values)), key=lambda k: (values[k], -k))
 
 
 def score_mcq(
@@ -149,35 +225,41 @@ def score_mcq(
     *,
     batch_size: int = 8,
     max_length: int = 2048,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> MCQResult:
-    """Score every item; ``acc`` uses summed log-likelihood, ``acc_norm`` divides it by the
-    option's length in bytes."""
+    """Score every item. Each option is the continuation ``" " + option`` of the item's
+    context; ``acc`` uses the summed log-likelihood, ``acc_norm`` divides it by the option's
+    length in characters. Per-item predictions keep every log-likelihood."""
     if not items:
         raise DataError("no multiple-choice items to score")
-    requests = [(item.question, " " + opt) for item in items for opt in item.options]
-    lls = loglikelihoods(model, tokenizer, requests, batch_size=batch_size, max_length=max_length, progress=progress)
+    lls_all = option_loglikelihoods(
+        model,
+        tokenizer,
+        [item.context for item in items],
+        [[" " + opt for opt in item.options] for item in items],
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
+    )
     predictions = []
-    cursor = 0
     per_cat: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    for item in items:
-        ll = lls[cursor : cursor + len(item.options)]
-        cursor += len(item.options)
-        norm = [v / len((" " + o).encode("utf-8")) for v, o in zip(ll, item.options)]
-        pred = max(range(len(ll)), key=lambda k: (ll[k], -k))
-        pred_norm = max(range(len(norm)), key=lambda k: (norm[k], -k))
+    for item, lls in zip(items, lls_all):
+        norm = [ll / len(opt) for ll, opt in zip(lls, item.options)]
+        pred, pred_norm = _argmax(lls), _argmax(norm)
         correct, correct_norm = pred == item.answer, pred_norm == item.answer
         per_cat[item.category].append((correct, correct_norm))
         predictions.append(
             {
                 "id": item.id,
                 "category": item.category,
+                "question": item.question,
+                "options": list(item.options),
                 "answer": item.answer,
                 "pred": pred,
                 "pred_norm": pred_norm,
                 "correct": correct,
                 "correct_norm": correct_norm,
-                "loglikelihoods": ll,
+                "loglikelihoods": lls,
             }
         )
     n = len(items)
@@ -186,16 +268,8 @@ def score_mcq(
         acc_norm=sum(p["correct_norm"] for p in predictions) / n,
         n=n,
         per_category={
-            cat: {
-                "acc": sum(c for c, _ in v) / len(v),
-                "acc_norm": sum(c for _, c in v) / len(v),
-                "n": len(v),
-            }
+            cat: {"acc": sum(c for c, _ in v) / len(v), "acc_norm": sum(c for _, c in v) / len(v), "n": len(v)}
             for cat, v in sorted(per_cat.items())
         },
         predictions=predictions,
     )
-
-
-def is_finite(x: float) -> bool:
-    return math.isfinite(x)

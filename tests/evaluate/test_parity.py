@@ -1,0 +1,80 @@
+"""Parity with lm-evaluation-harness 0.4: same model, same items, same accuracy.
+
+Needs the optional ``parity`` extra (``pip install -e '.[parity]'``); skipped without it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medprune.evaluate.formats import load_mcq
+from medprune.evaluate.mcq import score_mcq
+from medprune.load.model import load_model
+
+pytestmark = pytest.mark.slow
+
+ITEMS = [
+    ("Which drug reverses opioid overdose?", ["naloxone", "atropine", "flumazenil", "glucagon"], 0, "toxicology"),
+    ("First-line treatment of anaphylaxis?", ["oral antihistamine", "intramuscular epinephrine", "steroids"], 1, "emergency"),
+    ("Peaked T waves suggest?", ["hypokalaemia", "hyperkalaemia", "hypocalcaemia", "hypernatraemia"], 1, "cardiology"),
+    ("Warfarin in pregnancy is?", ["safe", "contraindicated"], 1, "contraindications"),
+    ("Maximum daily paracetamol dose in adults?", ["4 g", "40 g", "400 mg", "1 kg"], 0, "dosing"),
+    ("Vitamin deficient in scurvy?", ["A", "B12", "C", "D", "K"], 2, "nutrition"),
+    ("Does smoking raise the risk of lung cancer? Answer yes, no or maybe.", ["yes", "no", "maybe"], 0, "pubmedqa"),
+    ("Antidote for paracetamol overdose?", ["N-acetylcysteine", "naloxone", "vitamin K"], 0, "toxicology"),
+    ("ACE inhibitors end in?", ["-pril", "-olol", "-statin", "-sartan"], 0, "pharmacology"),
+    ("A common cause of community-acquired pneumonia?", ["Streptococcus pneumoniae", "Clostridium difficile"], 0, "infection"),
+]
+
+
+def test_accuracy_equals_lm_evaluation_harness(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    ours_file = tmp_path / "items.jsonl"
+    ours_file.write_text("".join(
+        json.dumps({"id": f"p{i}", "question": q, "options": o, "answer": a, "category": c}) + "\n"
+        for i, (q, o, a, c) in enumerate(ITEMS)
+    ))
+    items = load_mcq(ours_file)
+    # the same items for lm-eval: our prompt as doc_to_text, options as choices
+    harness_file = tmp_path / "harness.jsonl"
+    harness_file.write_text("".join(
+        json.dumps({"prompt": it.context, "options": list(it.options), "answer": it.answer}) + "\n" for it in items
+    ))
+    task_dir = tmp_path / "tasks"
+    task_dir.mkdir()
+    (task_dir / "medprune_parity.yaml").write_text(
+        "task: medprune_parity\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {harness_file}\n"
+        "test_split: test\n"
+        "output_type: multiple_choice\n"
+        "doc_to_text: prompt\n"
+        "doc_to_choice: options\n"
+        "doc_to_target: answer\n"
+        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n"
+    )
+    harness = lm_eval.simple_evaluate(
+        model=HFLM(pretrained=str(tiny_model_dir), batch_size=4, device="cpu", dtype="float32"),
+        tasks=["medprune_parity"],
+        task_manager=TaskManager(include_path=str(task_dir)),
+        log_samples=True,
+    )
+    model, tokenizer = load_model(tiny_model_dir)
+    ours = score_mcq(model, tokenizer, items, batch_size=3)
+
+    metrics = harness["results"]["medprune_parity"]
+    assert ours.acc == pytest.approx(metrics["acc,none"])
+    assert ours.acc_norm == pytest.approx(metrics["acc_norm,none"])
+    samples = harness["samples"]["medprune_parity"]
+    assert len(samples) == len(ITEMS)
+    for sample in samples:
+        theirs = [float(r[0]) for r in sample["filtered_resps"]]
+        assert ours.predictions[sample["doc_id"]]["loglikelihoods"] == pytest.approx(theirs, abs=1e-4)

@@ -1,0 +1,87 @@
+"""The report renders for a passed and a failed gate, with the gate table and images."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from medprune.config import GateConfig
+from medprune.gate.decision import decide
+from medprune.report.data import confusion_matrix
+from medprune.report.html import render_report
+
+
+def _results(acc, latency, nonzero, ppl=10.0):
+    return {
+        "complete": True,
+        "settings": {"seq_len": 64},
+        "mcq": {"acc": acc, "acc_norm": acc, "n": 60, "per_category": {
+            "dosing": {"acc": acc, "acc_norm": acc, "n": 30}, "contraindications": {"acc": acc, "acc_norm": acc, "n": 30}}},
+        "perplexity": {"perplexity": ppl, "nll": 2.3, "tokens": 100, "texts": 3, "bits_per_byte": 1.2},
+        "efficiency": {"total_params": 10**6, "nonzero_params": nonzero, "size_bytes": 4 * 10**6,
+                       "latency_ms_p50": latency, "latency_ms_p95": latency * 1.2, "tokens_per_s": 1000 / latency},
+    }
+
+
+def _preds(correct, categories):
+    return [{"id": f"q{i}", "category": cat, "question": f"Question <{i}> about {cat}?", "options": ["yes", "no", "maybe"],
+             "answer": 0, "pred": 0 if c else 2, "correct": c, "correct_norm": c,
+             "loglikelihoods": [-1.0, -3.0, -2.0] if c else [-2.0, -3.0, -1.0]} for i, (c, cat) in enumerate(zip(correct, categories))]
+
+
+CATS = ["dosing"] * 30 + ["contraindications"] * 30
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_report_renders_gate_table_and_images(tmp_path, passed):
+    base_correct = [True] * 45 + [False] * 15
+    cand_correct = list(base_correct) if passed else [False] * 10 + base_correct[10:]  # 10 dosing regressions
+    bp, cp = _preds(base_correct, CATS), _preds(cand_correct, CATS)
+    base, cand = _results(0.75, 20.0, 10**6), _results(sum(cand_correct) / 60, 15.0, 5 * 10**5)
+    cfg = GateConfig(min_accuracy=0.6, critical_items=["q3"], non_inferiority={"margin": 0.05, "n_resamples": 500})
+    gate = decide(base, cand, cfg, baseline_predictions=bp, candidate_predictions=cp)
+    assert gate.passed is passed
+
+    paths = render_report(tmp_path, gate=gate.to_dict(), baseline=base, candidate=cand, baseline_predictions=bp,
+                          candidate_predictions=cp, critical_ids=cfg.critical_items, run_info={"run": "r1"})
+    html = paths["html"].read_text()
+    md = paths["md"].read_text()
+    assert paths["html"].name == "report.html" and paths["md"].name == "report.md"
+    # the gate table has one row per check, with outcomes
+    table = re.search(r'<table class="gate-table">(.*?)</table>', html, re.DOTALL).group(1)
+    assert table.count("<tr>") == len(gate.checks) + 1
+    for c in gate.checks:
+        assert f"<td>{c.name}</td>" in table
+    assert ("Gate PASSED" if passed else "Gate FAILED") in html
+    assert ("FAIL" in table) is (not passed)
+    # figures are embedded PNGs (category bars, accuracy vs size/latency, the interval); no external assets
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 3
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert not re.search(r'(src|href)="(http|//)', html)
+    # user text is escaped
+    assert "Question &lt;" in html or passed
+    assert "<table" in html and "Baseline vs candidate" in html and "Non-inferiority" in html
+    assert "| check | metric | value | threshold | outcome |" in md and "data:image/png;base64," in md
+    if not passed:
+        assert "Why it failed" in html and "q3" in html and "critical" in html
+        # worst category first: dosing lost 10 items
+        cat_table = re.search(r'<table class="category-table">(.*?)</table>', html, re.DOTALL).group(1)
+        assert cat_table.index("dosing") < cat_table.index("contraindications")
+        assert "**FAIL**" in md
+
+
+def test_report_without_predictions_or_interval_still_renders(tmp_path):
+    base, cand = _results(0.5, 10.0, 100), {"complete": False}
+    gate = decide(base, cand, GateConfig())
+    paths = render_report(tmp_path, gate=gate.to_dict(), baseline=base, candidate=cand)
+    html = paths["html"].read_text()
+    assert "Gate FAILED" in html and "candidate evaluation did not complete" in html
+
+
+def test_confusion_matrix_counts_answer_vs_prediction():
+    labels, m = confusion_matrix(_preds([True, False, False], ["a", "a", "b"]))
+    assert labels == ["A", "B", "C"]
+    assert m == [[1, 0, 2], [0, 0, 0], [0, 0, 0]]
