@@ -36,18 +36,14 @@ def _configure(task: dsl.PipelineTask, cfg: RunConfig, stage: str, display_name:
     return task
 
 
-def _pipeline_job_resource_name() -> str:
+def _pipeline_job_resource_name(local: bool):
     """Vertex fills this placeholder with projects/P/locations/L/pipelineJobs/ID, which tells
     the recover launcher where to submit its custom job. kfp.local cannot resolve it, so a
     pipeline built for the local runner passes "local" (the launcher then runs in process)."""
-    from kfp.local import config as local_config
-
-    if local_config.LocalExecutionConfig.instance is not None:
-        return "local"
-    return dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER
+    return "local" if local else dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER
 
 
-def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model) -> dsl.PipelineTask:
+def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model, local: bool) -> dsl.PipelineTask:
     """The recover step: in the pipeline's own task, or (``recover.custom_job.enabled``) a
     small launcher task that runs it as a Vertex custom job with the configured worker pools."""
     if not cfg.recover.custom_job.enabled:
@@ -59,7 +55,7 @@ def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model) -> d
     task = recover_custom_job_component(
         config_json=config_json,
         worker_pools_json=json.dumps(pools),
-        pipeline_job_resource_name=_pipeline_job_resource_name(),
+        pipeline_job_resource_name=_pipeline_job_resource_name(local),
         pruned_model=pruned_model,
         teacher_model=teacher_model,
     )
@@ -71,10 +67,11 @@ def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model) -> d
     return task
 
 
-def build_pipeline(cfg: RunConfig):
+def build_pipeline(cfg: RunConfig, *, local: bool = False):
     """Return the pipeline function for ``cfg``. The config travels as the ``config_json``
     pipeline parameter (its default is ``cfg``), so a compiled template can be re-run with
-    another config without recompiling."""
+    another config without recompiling. ``local`` builds it for kfp.local, which cannot
+    resolve Vertex-only placeholders."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Prune, recover, evaluate and gate a clinical LLM.")
     def medprune_pipeline(config_json: str = cfg.to_json()):
@@ -82,7 +79,7 @@ def build_pipeline(cfg: RunConfig):
         prune = _configure(
             prune_component(config_json=config_json, dense_model=load.outputs["model"]), cfg, "prune", "prune"
         )
-        recover = _recover_task(cfg, config_json, prune.outputs["pruned_model"], load.outputs["model"])
+        recover = _recover_task(cfg, config_json, prune.outputs["pruned_model"], load.outputs["model"], local)
         baseline = _configure(
             evaluate_component(config_json=config_json, label="baseline", model=load.outputs["model"]),
             cfg,

@@ -82,7 +82,7 @@ def run_local(cfg: RunConfig, *, run_id: str | None = None) -> Path:
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
     )
-    pipeline = build_pipeline(cfg)
+    pipeline = build_pipeline(cfg, local=True)
     try:
         pipeline(config_json=cfg.to_json())
     except RuntimeError as exc:

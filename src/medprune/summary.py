@@ -18,8 +18,8 @@ def _fmt(value, kind: str) -> str:
 
 
 ROWS = [
-    ("accuracy", "accuracy", "pct"),
-    ("accuracy (length-norm)", "accuracy_norm", "pct"),
+    ("accuracy (per category below)", "accuracy", "pct"),
+    ("accuracy (length-normalised)", "accuracy_norm", "pct"),
     ("perplexity", "perplexity", "float"),
     ("parameters", "total_params", "int"),
     ("non-zero parameters", "nonzero_params", "int"),
@@ -29,23 +29,36 @@ ROWS = [
 ]
 
 
+def _category_rows(summary: dict, width: int) -> list[str]:
+    """Per-category accuracy rows, by the categories' own names, with item counts."""
+    evaluation = summary.get("evaluation", {})
+    base = (evaluation.get("baseline", {}).get("mcq") or {}).get("per_category", {})
+    cand = (evaluation.get("candidate", {}).get("mcq") or {}).get("per_category", {})
+    rows = []
+    for cat in sorted(set(base) | set(cand)):
+        n = (base.get(cat) or cand.get(cat) or {}).get("n")
+        suffix = f" (n={n})" if n is not None else ""
+        name = cat if len(cat) + len(suffix) <= width - 4 else cat[: width - 7 - len(suffix)] + "..."
+        b, c = (base.get(cat) or {}).get("acc"), (cand.get(cat) or {}).get("acc")
+        rows.append(f"{'  ' + name + suffix:{width}s} {_fmt(b, 'pct'):>14s} {_fmt(c, 'pct'):>14s}")
+    return rows
+
+
 def format_summary(summary: dict) -> str:
     base = summary["metrics"]["baseline"]
     cand = summary["metrics"]["candidate"]
-    cats = sorted(
-        {k.removeprefix("baseline_accuracy_") for k in base if k.startswith("baseline_accuracy_") and k != "baseline_accuracy_norm"}
-    )
-    rows = [(label, key, kind) for label, key, kind in ROWS]
-    rows[1:1] = [(f"  accuracy: {c}", f"accuracy_{c}", "pct") for c in cats]
-    lines = [f"{'metric':34s} {'baseline':>14s} {'candidate':>14s}", "-" * 64]
-    for label, key, kind in rows:
+    width = 56
+    lines = [f"{'metric':{width}s} {'baseline':>14s} {'candidate':>14s}", "-" * (width + 30)]
+    for label, key, kind in ROWS:
         b, c = base.get(f"baseline_{key}"), cand.get(f"candidate_{key}")
         if b is None and c is None:
             continue
-        lines.append(f"{label:34s} {_fmt(b, kind):>14s} {_fmt(c, kind):>14s}")
+        lines.append(f"{label:{width}s} {_fmt(b, kind):>14s} {_fmt(c, kind):>14s}")
+        if key == "accuracy":
+            lines.extend(_category_rows(summary, width))
     sparsity = summary.get("sparsity")
     if sparsity is not None:
-        lines.append(f"{'sparsity of pruned layers':34s} {'':>14s} {_fmt(sparsity, 'pct'):>14s}")
+        lines.append(f"{'sparsity of pruned layers':{width}s} {'':>14s} {_fmt(sparsity, 'pct'):>14s}")
     gate = summary["gate"]
     lines.append("")
     lines.append(f"gate: {'PASSED' if gate['passed'] else 'FAILED'}")

@@ -84,10 +84,7 @@ def _recover_tasks(spec):
     return {n: t for n, t in spec["root"]["dag"]["tasks"].items() if n.startswith("recover")}
 
 
-def test_compiled_pipeline_shows_worker_pools(tmp_path, monkeypatch):
-    from kfp.local import config as local_config
-
-    monkeypatch.setattr(local_config.LocalExecutionConfig, "instance", None)  # compiling for Vertex
+def test_compiled_pipeline_shows_worker_pools(tmp_path):
     spec = _compile(_cfg(tmp_path), tmp_path / "p.yaml")
     (_name, task), = _recover_tasks(spec).items()
     params = task["inputs"]["parameters"]
