@@ -12,6 +12,20 @@ pytest_plugins = ["tests.fakes.gcp_fixtures"]
 
 TINY_VOCAB = 260  # 256 byte symbols + <s>, </s>, <pad>, <unk>
 
+#: Shape of every tiny test model (any family); ids match byte_tokenizer's specials.
+TINY_CONFIG = dict(
+    vocab_size=TINY_VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    bos_token_id=256,
+    eos_token_id=257,
+    pad_token_id=258,
+)
+
 
 def byte_tokenizer():
     """A real Hugging Face fast tokenizer over bytes (BPE without merges), built offline."""
@@ -33,20 +47,7 @@ def byte_tokenizer():
 def tiny_llama(seed: int = 0, **overrides):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = dict(
-        vocab_size=TINY_VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        bos_token_id=256,
-        eos_token_id=257,
-        pad_token_id=258,
-    )
-    cfg.update(overrides)
+    cfg = {**TINY_CONFIG, "tie_word_embeddings": False, **overrides}
     torch.manual_seed(seed)
     return LlamaForCausalLM(LlamaConfig(**cfg)).eval()
 

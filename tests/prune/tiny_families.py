@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-TINY = dict(
-    vocab_size=260,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=512,
-    bos_token_id=256,
-    eos_token_id=257,
-    pad_token_id=258,
-)
+from conftest import TINY_CONFIG
+
+TINY = TINY_CONFIG
 
 FAMILIES = ("llama", "mistral", "qwen2", "gemma", "phi3")
 
