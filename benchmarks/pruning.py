@@ -10,8 +10,11 @@ model (float32), prune, then measure held-out perplexity, MCQ accuracy (sum log-
 Both tools get the very same calibration token ids. llmcompressor rows need the optional
 ``bench`` extra (``pip install -e '.[bench]'``); without it they are reported as skipped.
 
-Peak memory: the process's peak RSS while pruning (VmHWM, reset after loading) minus its
-RSS before the model was loaded, divided by the dense model's size in memory.
+Peak memory: ``peak MB`` is the process's peak RSS while pruning (VmHWM, reset after
+loading). ``peak/model`` is the memory pruning needs as a multiple of the dense model's size
+in memory: (the dense model's bytes + the RSS growth above the loaded state) / the model's
+bytes. So 1.0 means pruning needed nothing beyond the model itself; the tokenizer (~100 MB
+for SmolLM2) and the code imported while loading do not count against pruning.
 """
 
 from __future__ import annotations
@@ -190,6 +193,7 @@ def run_row(row: dict, args) -> dict:
     model, tokenizer = load_model(args.model, dtype="float32")
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     ids = calibration_ids(tokenizer, args.calibration, args.num_samples, args.seq_len)
+    rss_loaded = _rss_kb()
     out: dict = {"name": row["name"], "tool": row["tool"], "method": row["method"]}
     out["settings"] = {k: v for k, v in row.items() if k not in ("name", "tool", "method")}
     out["settings"].update(num_samples=args.num_samples, seq_len=args.seq_len)
@@ -214,7 +218,10 @@ def run_row(row: dict, args) -> dict:
     out["prune_time_s"] = time.perf_counter() - t if row["tool"] != "none" else 0.0
     peak = _rss_kb("VmHWM")
     out["peak_rss_mb"] = peak / 1024
-    out["peak_over_model"] = (peak - rss_before_load) * 1024 / model_bytes if row["tool"] != "none" else None
+    out["rss_before_load_mb"] = rss_before_load / 1024
+    out["rss_loaded_mb"] = rss_loaded / 1024
+    out["model_mb"] = model_bytes / 2**20
+    out["peak_over_model"] = (model_bytes + (peak - rss_loaded) * 1024) / model_bytes if row["tool"] != "none" else None
     model.eval()
     rep = sparsity_report(model)
     out["params"] = rep["total_params"]

@@ -115,3 +115,31 @@ def test_owl_allocation_keeps_global_sparsity():
         zeros = sum(int((m.weight == 0).sum()) for m in prunable_linears(layer, ()).values())
         numel = sum(m.weight.numel() for m in prunable_linears(layer, ()).values())
         assert abs(zeros / numel - s) < 0.01, i
+
+
+def test_layer_outputs_in_place_equal_returned_outputs(tiny_model):
+    """Writing each batch's output over its input (to hold activations once) gives the very
+    outputs a fresh list would, and the statistics do not depend on the mode."""
+    from medprune.prune.calibration import calibration_token_ids, capture_layer_inputs, run_layer
+    from medprune.prune.stats import collect_input_stats
+
+    ids = calibration_token_ids(byte_tokenizer(), CALIB_TEXTS, 4, 32)
+    layer = tiny_model.model.layers[0]
+    linears = prunable_linears(layer)
+    inputs = capture_layer_inputs(tiny_model, ids, 2, torch.device("cpu"))
+    first = list(inputs.hidden)
+    fresh = run_layer(layer, inputs)
+    stats_ret, returned = collect_input_stats(layer, linears, inputs, hessian=True, outputs="return")
+    stats_drop, dropped = collect_input_stats(layer, linears, inputs, hessian=True, outputs="discard")
+    assert dropped == [] and all(a is b for a, b in zip(inputs.hidden, first))
+    stats_in, in_place = collect_input_stats(layer, linears, inputs, hessian=True, outputs="in_place")
+    assert in_place is inputs.hidden and len(in_place) == len(fresh) == 2
+    for a, b, c in zip(fresh, returned, in_place):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    for name in linears:
+        for s in (stats_drop, stats_in):
+            assert torch.equal(s.by_linear[name].hessian, stats_ret.by_linear[name].hessian)
+    again = capture_layer_inputs(tiny_model, ids, 2, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(run_layer(layer, again, in_place=True), fresh))
+    with pytest.raises(ValueError, match="outputs='keep'"):
+        collect_input_stats(layer, linears, again, hessian=False, outputs="keep")

@@ -128,9 +128,18 @@ def layer_output(out) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_layer(layer: nn.Module, inputs: LayerInputs) -> list[torch.Tensor]:
-    """Outputs of ``layer`` for every batch of ``inputs`` (the next layer's inputs)."""
-    return [layer_output(layer(h, **kw)) for h, kw in zip(inputs.hidden, inputs.kwargs)]
+def run_layer(layer: nn.Module, inputs: LayerInputs, *, in_place: bool = False) -> list[torch.Tensor]:
+    """Outputs of ``layer`` for every batch of ``inputs`` (the next layer's inputs).
+
+    With ``in_place`` each batch's output replaces its input in ``inputs.hidden`` as soon as
+    it is computed (and that list is returned), so the activations of the calibration set
+    are held once, not twice.
+    """
+    if not in_place:
+        return [layer_output(layer(h, **kw)) for h, kw in zip(inputs.hidden, inputs.kwargs)]
+    for i, kw in enumerate(inputs.kwargs):
+        inputs.hidden[i] = layer_output(layer(inputs.hidden[i], **kw))
+    return inputs.hidden
 
 
 def check_calibration_size(num_samples: int, min_samples: int = 1) -> None:

@@ -29,6 +29,7 @@ from medprune.prune.calibration import (
     LayerInputs,
     calibration_token_ids,
     capture_layer_inputs,
+    layer_output,
     run_layer,
 )
 from medprune.prune.depth import block_influence, build_depth_model, depth_count, layers_to_drop
@@ -219,7 +220,7 @@ def _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
 
     def visit(index, layer, inputs):
         linears = _layer_linears(layer, index, cfg)
-        stats, _ = collect_input_stats(layer, linears, inputs, hessian=method.needs_hessian)
+        stats, _ = collect_input_stats(layer, linears, inputs, hessian=method.needs_hessian, outputs="discard")
         sparsity = layer_sparsity[index]
         if method.kind == "update":
             _sparsegpt_layer(linears, stats, cfg, sparsity)
@@ -227,7 +228,7 @@ def _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
             for name, linear in linears.items():
                 scores = method.score(linear.weight, stats.by_linear[name])
                 apply_mask(linear, select_mask(scores, cfg, method.row_wise, sparsity))
-        return run_layer(layer, inputs)
+        return run_layer(layer, inputs, in_place=True)
 
     _layer_by_layer(model, cfg, token_ids, dev, say, visit, cfg.method)
 
@@ -260,7 +261,7 @@ def _owl_allocation(model, cfg, token_ids, dev, say) -> list[float]:
 
     def visit(index, layer, inputs):
         linears = _layer_linears(layer, index, cfg)
-        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False)
+        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False, outputs="in_place")
         scores = [wanda_scores(lin.weight, stats.by_linear[n].col_norm) for n, lin in linears.items()]
         ratios.append(outlier_ratio(scores, a.owl_threshold))
         return outputs
@@ -283,7 +284,7 @@ def _width_importance(model, cfg, token_ids, dev, say):
         attn_in = parts.qkv or parts.q
         mlp_in = parts.gate_up or parts.gate
         linears = {names[id(m)]: m for m in (attn_in, parts.o, mlp_in, parts.down)}
-        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False)
+        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False, outputs="in_place")
         o_sq = stats.by_linear[names[id(parts.o)]].sq_sum
         head_energy.append(o_sq.reshape(layout.num_heads, layout.head_dim).sum(1).cpu())
         channel_energy.append(stats.by_linear[names[id(parts.down)]].sq_sum.cpu())
@@ -299,14 +300,15 @@ def _block_influence(model, cfg, token_ids, dev, say) -> list[float]:
     influence: list[float] = []
 
     def visit(index, layer, inputs):
-        outputs = run_layer(layer, inputs)
         total = count = 0
-        for h_in, h_out in zip(inputs.hidden, outputs):
-            s, n = block_influence(h_in, h_out)
+        for i, kw in enumerate(inputs.kwargs):  # each output replaces its input once measured
+            h_out = layer_output(layer(inputs.hidden[i], **kw))
+            s, n = block_influence(inputs.hidden[i], h_out)
             total += s
             count += n
+            inputs.hidden[i] = h_out
         influence.append(total / count)
-        return outputs
+        return inputs.hidden
 
     _layer_by_layer(model, cfg, token_ids, dev, say, visit, "block influence")
     return influence

@@ -7,6 +7,7 @@ SparseGPT Hessian ``X^T X`` is computed once per distinct input, not once per li
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -54,10 +55,18 @@ class LayerStats:
 
 @torch.no_grad()
 def collect_input_stats(
-    layer: nn.Module, linears: dict[str, nn.Linear], inputs: LayerInputs, *, hessian: bool
+    layer: nn.Module,
+    linears: dict[str, nn.Linear],
+    inputs: LayerInputs,
+    *,
+    hessian: bool,
+    outputs: Literal["return", "discard", "in_place"] = "return",
 ) -> tuple[LayerStats, list[torch.Tensor]]:
     """Run ``layer`` on ``inputs`` and gather input statistics of ``linears`` (names relative
-    to ``layer``). Returns the stats and the layer's outputs."""
+    to ``layer``). Returns the stats and the layer's outputs: a new list (``"return"``), an
+    empty list (``"discard"``: the layer will be run again after it is pruned), or
+    ``inputs.hidden`` with each batch's output written over its input (``"in_place"``:
+    the activations are held once)."""
     from medprune.prune.calibration import layer_output
 
     stats = LayerStats()
@@ -86,13 +95,20 @@ def collect_input_stats(
         return hook
 
     handles = [lin.register_forward_pre_hook(make_hook(n)) for n, lin in linears.items()]
-    outputs = []
+    if outputs not in ("return", "discard", "in_place"):
+        raise ValueError(f"outputs={outputs!r}: expected 'return', 'discard' or 'in_place'")
+    result: list[torch.Tensor] = []
     try:
-        for h, kw in zip(inputs.hidden, inputs.kwargs):
+        for i, kw in enumerate(inputs.kwargs):
             seen_inputs.clear()
-            outputs.append(layer_output(layer(h, **kw)))
+            out = layer_output(layer(inputs.hidden[i], **kw))
+            if outputs == "return":
+                result.append(out)
+            elif outputs == "in_place":
+                inputs.hidden[i] = out
+            del out
         seen_inputs.clear()
     finally:
         for handle in handles:
             handle.remove()
-    return stats, outputs
+    return stats, (inputs.hidden if outputs == "in_place" else result)
