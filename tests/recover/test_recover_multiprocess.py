@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,3 +74,18 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
     # where a gradient is near zero
     worst = max(float((s1[k] - s2[k]).abs().max()) for k in s1)
     assert worst < 1e-5, worst  # measured: 6.7e-7
+
+
+@pytest.mark.slow
+def test_best_weights_snapshot_on_fsdp2_shards(tmp_path):
+    worker = Path(__file__).with_name("fsdp2_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in results:
+        assert r["param_type"] == "DTensor" and r["moved"] and r["restored"]
+    # each rank keeps only its shard: together exactly one copy of the model
+    assert 0 < results[0]["snapshot_numel"] < results[0]["full_numel"]
+    assert results[0]["snapshot_numel"] + results[1]["snapshot_numel"] == results[0]["full_numel"]

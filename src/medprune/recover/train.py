@@ -14,6 +14,7 @@ weights; LoRA trains adapters on the frozen sparse base and merges them through 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -178,6 +179,12 @@ def recover_model(
             mixed_precision=resolve_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available()
         )
     say = progress if (progress and accelerator.is_main_process) else (lambda _msg: None)
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not _is_fsdp(accelerator):
+        # accelerate 1.15 turns FSDP on only for GPU-like devices: on the CPU it is plain DDP
+        say(
+            f"FSDP was requested (ACCELERATE_USE_FSDP) but accelerate runs {accelerator.distributed_type.value} "
+            "on this device: every process holds the whole model (data parallel, no sharding)"
+        )
     set_seed(seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     use_teacher = teacher is not None and cfg.distill.enabled
