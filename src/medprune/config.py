@@ -298,6 +298,12 @@ class RecoverConfig(_Strict):
     early_stopping_patience: int = Field(
         default=0, ge=0, description="Stop after this many evaluations without improvement (0: never)."
     )
+    restore_best: bool = Field(
+        default=True,
+        description="With evaluation on (eval_every > 0), end with the weights of the step with the lowest "
+        "eval loss rather than the last step's (a CPU copy of the trainable weights is kept, and saved "
+        "in checkpoints so a resumed run keeps it too). false: keep the last step's weights.",
+    )
     checkpoint_every: int = Field(default=0, ge=0, description="Save a resumable checkpoint every N steps (0: never).")
     checkpoint_dir: str | None = Field(
         default=None,

@@ -120,3 +120,70 @@ def test_eval_and_early_stopping(tmp_path):
     assert [e["step"] for e in r["evals"]] == list(range(1, r["steps"] + 1))
     assert r["stopped_early"] and r["steps"] < 40
     assert r["best_eval_loss"] == min(e["loss"] for e in r["evals"])
+
+
+# lr 0.5 with a constant schedule makes the eval loss worse after the first steps
+BEST_CFG = {
+    "steps": 40, "lr": 0.5, "max_grad_norm": 100.0, "batch_size": 2, "grad_accum": 1, "seq_len": 32,
+    "eval_every": 1, "eval_fraction": 0.2, "early_stopping_patience": 2, "schedule": "constant",
+    "weight_decay": 0.0, "checkpoint_every": 0, "log_every": 100,
+}
+
+
+def _split():
+    ex = _examples()
+    return ex.subset(torch.arange(len(ex) - 4)), ex.subset(torch.arange(len(ex) - 4, len(ex)))
+
+
+def _best_run(cfg=None, **kw):
+    train, held_out = _split()
+    rc = RecoverConfig(**{**BEST_CFG, **(cfg or {})})
+    return recover_model(pruned_tiny(), byte_tokenizer(), train, rc, eval_examples=held_out, seed=3, **kw)
+
+
+def _same_weights(a, b, atol=0.0):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return all(torch.allclose(sa[k], sb[k], atol=atol, rtol=0) for k in sa)
+
+
+def _zeros(model):
+    return sum(int((m.weight == 0).sum()) for n, m in model.named_modules() if n.endswith("_proj"))
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_early_stopping_keeps_the_best_weights(mode):
+    extra = {"mode": mode, **({"lr": 0.05, "lora": {"r": 4, "alpha": 32}} if mode == "lora" else {})}
+    best = _best_run(extra)
+    r = best.report
+    b = r["best_step"]
+    assert r["stopped_early"] and b is not None and b < r["steps"]
+    assert r["restored_best"] and r["weights_step"] == b
+    assert r["best_eval_loss"] == min(e["loss"] for e in r["evals"]) == r["evals"][b - 1]["loss"]
+    # the same run stopped at the best step: its final weights are the best weights
+    at_best = _best_run(extra, stop_after=b)
+    assert not at_best.report["restored_best"] and at_best.report["weights_step"] == b
+    assert _same_weights(best.model, at_best.model)
+    # restore_best false keeps the last step's weights, which differ
+    last = _best_run({**extra, "restore_best": False})
+    assert last.report["steps"] == r["steps"] and not last.report["restored_best"]
+    assert last.report["weights_step"] == r["steps"]
+    assert not _same_weights(last.model, best.model, atol=1e-4)
+    # masks hold on the restored weights: as many pruned zeros as the pruned model had
+    assert _zeros(best.model) == _zeros(pruned_tiny()) == _zeros(last.model)
+
+
+def test_best_weights_survive_resume(tmp_path):
+    whole = _best_run()
+    b, n = whole.report["best_step"], whole.report["steps"]
+    assert b <= n - 2  # patience 2: the best is older than the last checkpoint before the stop
+    cfg = {"checkpoint_every": 1, "keep_checkpoints": 1}
+    first = _best_run(cfg, checkpoint_dir=tmp_path / "ck", stop_after=n - 1)  # "preempted"
+    latest = latest_checkpoint(tmp_path / "ck")
+    assert latest.name == f"checkpoint-{n - 1}" and (latest / "best_trainable-0.safetensors").is_file()
+    assert first.report["restored_best"]  # a run that ends early still ends with its best weights
+    resumed = _best_run(cfg, checkpoint_dir=tmp_path / "ck")
+    r = resumed.report
+    assert r["resumed_from"].endswith(f"checkpoint-{n - 1}") and r["steps_this_run"] == 1
+    assert r["stopped_early"] and r["best_step"] == b and r["restored_best"]
+    assert _same_weights(resumed.model, whole.model, atol=1e-6)

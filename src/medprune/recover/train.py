@@ -14,6 +14,7 @@ weights; LoRA trains adapters on the frozen sparse base and merges them through 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -162,15 +163,28 @@ def recover_model(
     every weight that was zero there is checked to be zero still (and the N:M pattern, with
     ``nm``). ``stop_after`` ends the loop after that many steps (as a preemption would).
     ``keep_masks=False`` trains every weight (structured pruning: the model is smaller, and
-    any zeros it has are not a pruning mask).
+    any zeros it has are not a pruning mask). With ``eval_examples``, ``cfg.eval_every`` and
+    ``cfg.restore_best``, the model returned holds the weights of the evaluation with the lowest
+    loss (report: ``best_step``, ``restored_best``, ``weights_step``); a CPU copy of them is kept
+    and written into every checkpoint, so a resumed run restores them too.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     if accelerator is None:
-        accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
+        # cpu=True on a host without CUDA: accelerate 1.15 only sets up gloo data parallelism
+        # under torchrun when asked for the CPU; otherwise every rank trains alone.
+        accelerator = Accelerator(
+            mixed_precision=resolve_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available()
+        )
     say = progress if (progress and accelerator.is_main_process) else (lambda _msg: None)
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not _is_fsdp(accelerator):
+        # accelerate 1.15 turns FSDP on only for GPU-like devices: on the CPU it is plain DDP
+        say(
+            f"FSDP was requested (ACCELERATE_USE_FSDP) but accelerate runs {accelerator.distributed_type.value} "
+            "on this device: every process holds the whole model (data parallel, no sharding)"
+        )
     set_seed(seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     use_teacher = teacher is not None and cfg.distill.enabled
@@ -201,11 +215,15 @@ def recover_model(
         "losses": [],
         "evals": [],
         "best_eval": None,
+        "best_step": None,
         "bad_evals": 0,
         "stopped_early": False,
         "fingerprint": _fingerprint(cfg, len(train), seed, world),
     }
     resumed_from = None
+    # The trainable state at the best eval loss, on the CPU (this process's shard under FSDP).
+    keep_best = bool(cfg.restore_best and cfg.eval_every and eval_examples is not None)
+    best: dict[str, torch.Tensor] | None = None
     if checkpoint_dir is not None:
         checkpoint_dir = Path(ckpt.durable_dir(str(checkpoint_dir)))
         if accelerator.is_main_process:
@@ -227,6 +245,9 @@ def recover_model(
                 raise RecoveryError(f"checkpoint {latest} cannot be loaded: {exc}") from exc
             state = saved
             resumed_from = str(latest)
+            best = _load_best(latest, accelerator) if keep_best else None
+            if keep_best and best is None and state.get("best_step") is not None:
+                say(f"{latest} holds no best weights: the run will end with its last step's weights")
             say(f"resumed from {latest} at step {state['step']}/{cfg.steps}")
 
     if state["step"] == 0 and not state["losses"]:
@@ -242,6 +263,8 @@ def recover_model(
             partial.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(partial), safe_serialization=True)
+        if best is not None:
+            _save_best(partial, best, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             ckpt.write_manifest(partial, state)
@@ -321,7 +344,9 @@ def recover_model(
             ev = evaluate_loss(model, eval_examples, cfg.batch_size, accelerator)
             state["evals"].append({"step": state["step"], "loss": ev})
             if state["best_eval"] is None or ev < state["best_eval"]:
-                state["best_eval"], state["bad_evals"] = ev, 0
+                state["best_eval"], state["best_step"], state["bad_evals"] = ev, state["step"], 0
+                if keep_best:
+                    best = trainable_snapshot(model)
             else:
                 state["bad_evals"] += 1
             say(f"recover step {state['step']} eval loss {ev:.4f} (best {state['best_eval']:.4f})")
@@ -341,6 +366,10 @@ def recover_model(
 
     accelerator.wait_for_everyone()
     model.eval()
+    restored = best is not None and state.get("best_step") != state["step"]
+    if restored:
+        load_trainable(model, best)
+        say(f"restored the weights of step {state['best_step']} (best eval loss {state['best_eval']:.4f})")
     if masks:
         verify_masks(model, masks)  # on this process's shard, before anything is gathered
     fsdp = _is_fsdp(accelerator)
@@ -359,6 +388,9 @@ def recover_model(
         "final_loss": state["losses"][-1] if state["losses"] else None,
         "evals": state["evals"],
         "best_eval_loss": state["best_eval"],
+        "best_step": state.get("best_step"),
+        "restored_best": restored,
+        "weights_step": state["best_step"] if restored else state["step"],
         "stopped_early": state["stopped_early"],
         "resumed_from": resumed_from,
         "masked_layers": len(base_masks),
@@ -378,6 +410,55 @@ def recover_model(
         else:
             _verify_in_memory(unwrapped, base_masks, nm)
     return RecoveryResult(unwrapped, report, state_dict, accelerator.is_main_process, accelerator)
+
+
+BEST_FILE = "best_trainable-{shard}.safetensors"
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This process's part of a parameter (its shard of an FSDP2 DTensor, else the tensor)."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def trainable_snapshot(model) -> dict[str, torch.Tensor]:
+    """A CPU copy of the trainable parameters (LoRA: the adapters; full: every weight), of
+    this process's shard under FSDP: no collective is needed to take or restore it."""
+    return {
+        name: _local(p.detach()).to("cpu", copy=True)
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+@torch.no_grad()
+def load_trainable(model, snapshot: dict[str, torch.Tensor]) -> None:
+    """Copy a :func:`trainable_snapshot` back into ``model`` in place."""
+    params = dict(model.named_parameters())
+    missing = sorted(set(snapshot) - set(params))
+    if missing:
+        raise RecoveryError(f"best weights do not fit the model: no parameter {missing[0]}")
+    for name, t in snapshot.items():
+        _local(params[name].data).copy_(t)
+
+
+def _best_shard(accelerator) -> int:
+    # DDP: every process holds the same weights, the main one writes them; FSDP: one file a shard.
+    return accelerator.process_index if _is_fsdp(accelerator) else 0
+
+
+def _save_best(ckpt_dir: Path, best: dict[str, torch.Tensor], accelerator) -> None:
+    from safetensors.torch import save_file
+
+    if _is_fsdp(accelerator) or accelerator.is_main_process:
+        tensors = {k: v.contiguous() for k, v in best.items()}
+        save_file(tensors, str(ckpt_dir / BEST_FILE.format(shard=_best_shard(accelerator))))
+
+
+def _load_best(ckpt_dir: Path, accelerator) -> dict[str, torch.Tensor] | None:
+    from safetensors.torch import load_file
+
+    path = Path(ckpt_dir) / BEST_FILE.format(shard=_best_shard(accelerator))
+    return load_file(str(path)) if path.is_file() else None
 
 
 def _verify_in_memory(model, masks: dict[str, torch.Tensor], nm: tuple[int, int] | None) -> None:
