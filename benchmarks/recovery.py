@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-samples", type=int, default=64)
     p.add_argument("--max-mcq", type=int, default=None)
     p.add_argument("--max-ppl-texts", type=int, default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default). The budget counts CPU time of all threads.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help="Keep intermediate models here (default: a temp dir).")
     p.add_argument("--json", default=None, help="Also write the table as JSON (one object per row).")
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     from medprune.load.model import check_model_dir
 
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for path in (args.recovery_data, args.heldout, args.mcq):
         if not Path(path).is_file():
             print(f"error: {path} not found (run `medprune fetch-default` and `medprune build-data`, or pass the path)", file=sys.stderr)

@@ -59,6 +59,16 @@ def save_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one intra-op thread, and tests do not fight the other
+    processes of the suite (kfp.local subprocesses, servers) for the machine's cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_model():
     return tiny_llama()

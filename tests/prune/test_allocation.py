@@ -1,6 +1,5 @@
 import pytest
 import torch
-from tiny_families import one_thread  # noqa: F401  (autouse fixture)
 
 from medprune.prune.allocation import outlier_ratio, owl_sparsities
 

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from tiny_families import CALIB_TEXTS, FAMILIES, small_prune_config, tiny_family, one_thread  # noqa: F401  (autouse fixture)
+from tiny_families import CALIB_TEXTS, FAMILIES, small_prune_config, tiny_family
 
 from conftest import byte_tokenizer
 from medprune.prune.apply import prunable_linears

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from pydantic import ValidationError
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family, one_thread  # noqa: F401  (autouse fixture)
+from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 from conftest import byte_tokenizer
 from medprune.config import PruneConfig

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from tiny_families import CALIB_TEXTS, small_prune_config, one_thread  # noqa: F401  (autouse fixture)
+from tiny_families import CALIB_TEXTS, small_prune_config
 
 from conftest import byte_tokenizer
 from medprune.config import PruneConfig

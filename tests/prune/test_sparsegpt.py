@@ -1,6 +1,5 @@
 import pytest
 import torch
-from tiny_families import one_thread  # noqa: F401  (autouse fixture)
 
 from medprune.errors import PruneError
 from medprune.prune.select import per_row_mask, unstructured_mask

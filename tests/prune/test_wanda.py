@@ -1,5 +1,4 @@
 import torch
-from tiny_families import one_thread  # noqa: F401  (autouse fixture)
 
 from medprune.prune.select import per_row_mask
 from medprune.prune.wanda import wanda_scores

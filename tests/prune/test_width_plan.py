@@ -1,6 +1,6 @@
 import pytest
 import torch
-from tiny_families import tiny_family, one_thread  # noqa: F401  (autouse fixture)
+from tiny_families import tiny_family
 
 from medprune.config import PruneConfig
 from medprune.errors import PruneError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from conftest import TINY_CONFIG
@@ -57,12 +56,3 @@ def small_prune_config(**kwargs):
 
     kwargs.setdefault("calibration", {"num_samples": 8, "seq_len": 64, "batch_size": 4})
     return PruneConfig(**kwargs)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-import torch
 
 SENTENCES = [
     "Patient presents with chest pain radiating to the left arm; troponin is elevated.",
@@ -39,26 +37,11 @@ def write_instruction_jsonl(path: Path, n: int = 12) -> Path:
 
 
 def pruned_tiny(seed: int = 0, pattern: str = "unstructured", sparsity: float = 0.5):
-    """A tiny Llama pruned by magnitude (the engine in this build)."""
+    """A tiny Llama pruned by magnitude with the pruning engine."""
     from conftest import tiny_llama
 
     from medprune.config import PruneConfig
-    from medprune.prune.apply import apply_mask, prunable_linears
-    from medprune.prune.select import nm_mask, unstructured_mask
+    from medprune.prune.engine import prune_model
 
-    model = tiny_llama(seed)
-    cfg = PruneConfig(sparsity=sparsity, pattern=pattern)
-    for linear in prunable_linears(model.model.layers, cfg.exclude).values():
-        scores = linear.weight.detach().abs()
-        keep = nm_mask(scores, *cfg.nm) if cfg.nm else unstructured_mask(scores, sparsity)
-        apply_mask(linear, keep)
-    return model
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster (and fairer on a shared CI machine) on one intra-op thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    cfg = PruneConfig(method="magnitude", sparsity=sparsity, pattern=pattern)
+    return prune_model(tiny_llama(seed), None, cfg).model

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 from conftest import byte_tokenizer
-from recover_helpers import one_thread, write_instruction_jsonl, write_text_jsonl  # noqa: F401 (autouse fixture)
+from recover_helpers import write_instruction_jsonl, write_text_jsonl
 
 from medprune.errors import DataError
 from medprune.recover.data import (

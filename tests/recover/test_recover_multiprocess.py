@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import byte_tokenizer
-from recover_helpers import one_thread, pruned_tiny, write_text_jsonl  # noqa: F401 (autouse fixture)
+from recover_helpers import pruned_tiny, write_text_jsonl
 
 from medprune.config import parse_config
 from medprune.load.model import load_model, save_model

@@ -2,7 +2,7 @@ import json
 
 import pytest
 from conftest import byte_tokenizer, save_tiny_model
-from recover_helpers import one_thread, pruned_tiny, write_instruction_jsonl, write_text_jsonl  # noqa: F401 (autouse fixture)
+from recover_helpers import pruned_tiny, write_instruction_jsonl, write_text_jsonl
 
 from medprune.config import parse_config
 from medprune.errors import MedpruneError

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from conftest import byte_tokenizer, tiny_llama
-from recover_helpers import clinical_texts, one_thread, pruned_tiny  # noqa: F401 (autouse fixture)
+from recover_helpers import clinical_texts, pruned_tiny
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
