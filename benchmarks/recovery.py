@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             name, _, spec = entry.partition("=")
             rows.append(run_row(name, spec, args, dense_dir, dense, work, say))
             say(markdown_table(rows))
+            if args.json:  # partial results survive an interrupted run
+                atomic_write_json(args.json, rows)
     print(markdown_table(rows))
     if args.json:
         atomic_write_json(args.json, rows)

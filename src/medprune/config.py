@@ -112,6 +112,13 @@ class StructuredConfig(_Strict):
     channel_multiple: int = Field(
         default=32, ge=1, description="width: kept MLP/hidden sizes are rounded to a multiple of this."
     )
+    plan_search: bool = Field(
+        default=True,
+        description="width with prune.sparsity: try every allowed head count (the MLP size then "
+        "fills the parameter target) and keep the split whose pruned layers best reproduce the "
+        "dense layers' outputs on the calibration data; off: remove the same fraction of heads "
+        "and MLP channels. Not used with explicit sizes or prune_hidden.",
+    )
     layers_to_remove: list[int] | None = Field(
         default=None, description="depth: explicit decoder layer indices to remove (0-based)."
     )

@@ -38,7 +38,13 @@ from medprune.prune.select import nm_mask, per_row_mask, unstructured_mask
 from medprune.prune.sparsegpt import sparsegpt_prune
 from medprune.prune.stats import LayerStats, collect_input_stats
 from medprune.prune.wanda import wanda_scores
-from medprune.prune.width import WidthPlan, build_width_model, plan_width
+from medprune.prune.width import (
+    WidthPlan,
+    build_width_model,
+    candidate_plans,
+    masked_layer_error,
+    plan_params,
+)
 
 
 @dataclass
@@ -117,7 +123,7 @@ def prune_model(
     start = time.perf_counter()
     method = get_method(cfg.method)
     check_prune_settings(model, cfg, method)
-    plan: WidthPlan | None = plan_width(model, cfg) if method.kind == "width" else None
+    plans: list[WidthPlan] = candidate_plans(model, cfg) if method.kind == "width" else []
     needs_calibration = method.needs_calibration or cfg.allocation.kind == "owl"
     token_ids = None
     if needs_calibration:
@@ -141,7 +147,15 @@ def prune_model(
         _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
         result_model = model
     elif method.kind == "width":
-        energy = _width_importance(model, cfg, token_ids, dev, say)
+        *energy, errors = _width_importance(model, cfg, token_ids, dev, say, plans)
+        plan = plans[min(range(len(plans)), key=lambda i: (errors[i], i))]
+        if len(plans) > 1:
+            extra["plan_search"] = [
+                {**p.as_dict(), "params": plan_params(model, p), "layer_error": e}
+                for p, e in zip(plans, errors)
+            ]
+            say(f"width plan: {plan.num_attention_heads} heads, MLP {plan.intermediate_size} "
+                f"(of {len(plans)} splits, lowest layer output error)")
         result_model, kept = build_width_model(model, plan, *energy)
         extra["plan"] = plan.as_dict()
         extra["kept"] = kept
@@ -270,13 +284,15 @@ def _owl_allocation(model, cfg, token_ids, dev, say) -> list[float]:
     return owl_sparsities(ratios, cfg.sparsity, a.owl_lambda)
 
 
-def _width_importance(model, cfg, token_ids, dev, say):
-    """Per-layer head and MLP-channel energies and the hidden-channel energy summed over
-    layers, from a dense layer-by-layer pass."""
+def _width_importance(model, cfg, token_ids, dev, say, plans: list[WidthPlan]):
+    """Per-layer head and MLP-channel energies, the hidden-channel energy summed over layers,
+    and, when there are several candidate ``plans``, each plan's layer output error summed
+    over layers (all from one dense layer-by-layer pass)."""
     layout = head_layout(model.config)
     head_energy: list[torch.Tensor] = []
     channel_energy: list[torch.Tensor] = []
     hidden = torch.zeros(model.config.hidden_size, dtype=torch.float64)
+    errors = [0.0] * len(plans)
 
     def visit(index, layer, inputs):
         parts = layer_parts(layer)
@@ -284,16 +300,26 @@ def _width_importance(model, cfg, token_ids, dev, say):
         attn_in = parts.qkv or parts.q
         mlp_in = parts.gate_up or parts.gate
         linears = {names[id(m)]: m for m in (attn_in, parts.o, mlp_in, parts.down)}
-        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False, outputs="in_place")
+        searching = len(plans) > 1
+        stats, outputs = collect_input_stats(
+            layer, linears, inputs, hessian=False, outputs="return" if searching else "in_place"
+        )
         o_sq = stats.by_linear[names[id(parts.o)]].sq_sum
         head_energy.append(o_sq.reshape(layout.num_heads, layout.head_dim).sum(1).cpu())
         channel_energy.append(stats.by_linear[names[id(parts.down)]].sq_sum.cpu())
         for m in (attn_in, mlp_in):
             hidden.add_(stats.by_linear[names[id(m)]].sq_sum.double().cpu())
-        return outputs
+        if searching:
+            for i, plan in enumerate(plans):
+                errors[i] += masked_layer_error(
+                    layer, plan, layout, head_energy[-1], channel_energy[-1],
+                    inputs.hidden, inputs.kwargs, outputs,
+                )
+            inputs.hidden[:] = outputs
+        return inputs.hidden
 
     _layer_by_layer(model, cfg, token_ids, dev, say, visit, "width importance")
-    return head_energy, channel_energy, hidden
+    return head_energy, channel_energy, hidden, errors
 
 
 def _block_influence(model, cfg, token_ids, dev, say) -> list[float]:

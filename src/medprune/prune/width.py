@@ -6,8 +6,10 @@ standard model with a smaller config. Heads are removed GQA-aware: either the sa
 of query heads in every key/value group (``query_heads``) or whole key/value groups
 (``kv_groups``), so the model stays a valid GQA model.
 
-Pure pieces: :func:`plan_width` (sizes), :func:`select_heads` / :func:`top_channels`
-(indices), :func:`build_width_model` (slicing into a new model).
+Pure pieces: :func:`plan_width` (sizes), :func:`candidate_plans` (the head/MLP splits that
+meet a parameter target; the one whose masked layers best reproduce the dense layers on the
+calibration data is kept, see :func:`masked_layer_error`), :func:`select_heads` /
+:func:`top_channels` (indices), :func:`build_width_model` (slicing into a new model).
 """
 
 from __future__ import annotations
@@ -161,6 +163,89 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
         best["hidden_size"],
         s.head_mode,
     )
+
+
+def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
+    """The plans the width method chooses from, the :func:`plan_width` plan first.
+
+    With ``structured.plan_search`` (and a parameter target, heads and MLP both pruned, hidden
+    kept), one plan per allowed head count whose MLP size, fitted to the target, is possible:
+    fewer heads leave more MLP channels. Otherwise just the :func:`plan_width` plan.
+    """
+    base = plan_width(model, cfg)
+    s = cfg.structured
+    explicit = any(
+        v is not None
+        for v in (s.num_attention_heads, s.num_key_value_heads, s.intermediate_size, s.hidden_size)
+    )
+    if explicit or not s.plan_search or s.prune_hidden or not (s.prune_attention and s.prune_mlp):
+        return [base]
+    mc = model.config
+    layout = head_layout(mc)
+    mult, inter0 = s.channel_multiple, mc.intermediate_size
+    total0 = sum(p.numel() for p in model.parameters())
+    target = (1.0 - cfg.sparsity) * total0
+    plans = [base]
+    for heads, kv in head_options(layout, s.head_mode):
+        sizes = dict(
+            num_attention_heads=heads, num_key_value_heads=kv, head_dim=layout.head_dim,
+            hidden_size=mc.hidden_size,
+        )
+        c1 = _count_params(model, {**sizes, "intermediate_size": mult})
+        c2 = _count_params(model, {**sizes, "intermediate_size": 2 * mult})
+        inter = mult + (target - c1) / ((c2 - c1) / mult)
+        if not mult <= inter <= inter0:
+            continue
+        inter = _round_multiple(inter, mult, mult, inter0)
+        if abs(_count_params(model, {**sizes, "intermediate_size": inter}) - target) > 0.05 * total0:
+            continue
+        plan = WidthPlan(heads, kv, layout.head_dim, inter, mc.hidden_size, s.head_mode)
+        if plan not in plans:
+            plans.append(plan)
+    return plans
+
+
+def plan_params(model: nn.Module, plan: WidthPlan) -> int:
+    """Parameters of ``model`` pruned to ``plan``."""
+    keys = ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "hidden_size")
+    return _count_params(model, {k: getattr(plan, k) for k in keys})
+
+
+@torch.no_grad()
+def masked_layer_error(
+    layer: nn.Module,
+    plan: WidthPlan,
+    layout: HeadLayout,
+    head_energy: torch.Tensor,
+    channel_energy: torch.Tensor,
+    hidden: list[torch.Tensor],
+    kwargs: list[dict],
+    dense_out: list[torch.Tensor],
+) -> float:
+    """Squared error between the dense outputs of ``layer`` and its outputs with the heads
+    and MLP channels ``plan`` removes switched off (their ``o``/``down`` input columns zeroed,
+    which is exactly what removing them does when the hidden size is kept). The layer's
+    weights are restored afterwards."""
+    from medprune.prune.calibration import layer_output
+
+    parts = layer_parts(layer)
+    d = layout.head_dim
+    qh, _ = select_heads(head_energy, layout, plan)
+    head_keep = torch.zeros(layout.num_heads, dtype=torch.bool)
+    head_keep[qh] = True
+    ch_keep = torch.zeros(parts.down.in_features, dtype=torch.bool)
+    ch_keep[top_channels(channel_energy, plan.intermediate_size)] = True
+    saved = {parts.o: parts.o.weight.detach().clone(), parts.down: parts.down.weight.detach().clone()}
+    try:
+        parts.o.weight.mul_(head_keep.repeat_interleave(d).to(parts.o.weight))
+        parts.down.weight.mul_(ch_keep.to(parts.down.weight))
+        err = 0.0
+        for h, kw, ref in zip(hidden, kwargs, dense_out):
+            err += float((layer_output(layer(h, **kw)) - ref).double().pow(2).sum())
+        return err
+    finally:
+        for lin, w in saved.items():
+            lin.weight.copy_(w)
 
 
 def top_channels(energy: torch.Tensor, keep: int) -> torch.Tensor:
