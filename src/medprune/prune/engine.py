@@ -33,6 +33,7 @@ from medprune.prune.calibration import (
     run_layer,
 )
 from medprune.prune.depth import block_influence, build_depth_model, depth_count, layers_to_drop
+from medprune.prune.memory import release_free_memory
 from medprune.prune.methods import PruneMethod, get_method
 from medprune.prune.select import nm_mask, per_row_mask, unstructured_mask
 from medprune.prune.sparsegpt import sparsegpt_prune
@@ -219,6 +220,8 @@ def _layer_by_layer(model, cfg, token_ids, dev, say, visit, label: str) -> None:
         hidden = visit(index, layer, inputs)
         layer.to(home)
         inputs = LayerInputs(hidden=hidden, kwargs=inputs.kwargs)
+        if dev.type == "cpu":
+            release_free_memory()  # the heap would otherwise creep up layer after layer
         say(f"{label}: layer {index + 1}/{len(layers)}")
 
 
