@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -72,6 +73,8 @@ def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path
     if "calibration" in PruneConfig.model_fields:
         pcfg_fields["calibration"] = {"data": args.recovery_data, "num_samples": args.calib_samples, "seq_len": args.seq_len}
     pcfg = PruneConfig(**pcfg_fields)
+    for old in work.glob(f"{name}-*"):  # a rerun in the same --work starts this row afresh
+        shutil.rmtree(old)
     model, tok = load_model(dense_dir, dtype="float32")
     t0 = time.perf_counter()
     try:

@@ -18,7 +18,7 @@ def inverse_hessian_cholesky(hessian: torch.Tensor, dampening: float) -> tuple[t
     """Upper Cholesky factor of ``(H + damp I)^-1`` and the mask of dead input features
     (never active in calibration; their weights are zeroed). ``damp = dampening * mean(diag H)``.
     Dampening is raised tenfold (at most 3 times) if ``H`` is not positive definite."""
-    h = hessian.float().clone()
+    h = hessian.double().clone()  # inverted in float64: H is often badly conditioned
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     damp = dampening * float(torch.diagonal(h).mean())
@@ -30,7 +30,7 @@ def inverse_hessian_cholesky(hessian: torch.Tensor, dampening: float) -> tuple[t
             if int(info):
                 raise RuntimeError("singular")
             hinv = (hinv + hinv.T) / 2
-            return torch.linalg.cholesky(hinv, upper=True), dead
+            return torch.linalg.cholesky(hinv, upper=True).float(), dead
         except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
             damp *= 10.0
     raise PruneError("sparsegpt: Hessian is not positive definite even with 1000x dampening")
