@@ -143,3 +143,4 @@ def test_layer_outputs_in_place_equal_returned_outputs(tiny_model):
     assert all(torch.equal(a, b) for a, b in zip(run_layer(layer, again, in_place=True), fresh))
     with pytest.raises(ValueError, match="outputs='keep'"):
         collect_input_stats(layer, linears, again, hessian=False, outputs="keep")
+    assert not any(lin._forward_pre_hooks for lin in linears.values())  # no hook left behind

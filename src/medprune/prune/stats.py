@@ -69,6 +69,8 @@ def collect_input_stats(
     the activations are held once)."""
     from medprune.prune.calibration import layer_output
 
+    if outputs not in ("return", "discard", "in_place"):  # before any hook is registered
+        raise ValueError(f"outputs={outputs!r}: expected 'return', 'discard' or 'in_place'")
     stats = LayerStats()
     # Tensors seen in the current batch are kept alive, so that an address or id is never
     # reused by a later tensor of the same forward pass (which would merge unrelated groups).
@@ -95,8 +97,6 @@ def collect_input_stats(
         return hook
 
     handles = [lin.register_forward_pre_hook(make_hook(n)) for n, lin in linears.items()]
-    if outputs not in ("return", "discard", "in_place"):
-        raise ValueError(f"outputs={outputs!r}: expected 'return', 'discard' or 'in_place'")
     result: list[torch.Tensor] = []
     try:
         for i, kw in enumerate(inputs.kwargs):

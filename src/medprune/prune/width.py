@@ -66,6 +66,22 @@ def _count_params(model: nn.Module, updates: dict) -> int:
     return counts[0] + (layers - 1) * per_layer
 
 
+def _has_explicit_sizes(s) -> bool:
+    """Whether ``prune.structured`` gives any kept size explicitly."""
+    return any(
+        v is not None
+        for v in (s.num_attention_heads, s.num_key_value_heads, s.intermediate_size, s.hidden_size)
+    )
+
+
+def _mlp_size_for(model: nn.Module, sizes: dict, target: float, mult: int) -> float:
+    """The (unrounded) MLP size that brings ``model`` with the other ``sizes`` to ``target``
+    parameters: the count is affine in it."""
+    c1 = _count_params(model, {**sizes, "intermediate_size": mult})
+    c2 = _count_params(model, {**sizes, "intermediate_size": 2 * mult})
+    return mult + (target - c1) / ((c2 - c1) / mult)
+
+
 def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
     """Kept sizes for ``cfg`` (explicit sizes, or ``cfg.sparsity`` = fraction of all
     parameters to remove). Raises a :class:`PruneError` naming the value and what is allowed."""
@@ -75,10 +91,7 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
     hidden0, inter0 = mc.hidden_size, mc.intermediate_size
     options = head_options(layout, s.head_mode)
     model_type = mc.model_type
-    explicit = any(
-        v is not None
-        for v in (s.num_attention_heads, s.num_key_value_heads, s.intermediate_size, s.hidden_size)
-    )
+    explicit = _has_explicit_sizes(s)
     if (s.prune_hidden or s.hidden_size is not None) and model_type.startswith("gemma"):
         raise PruneError(
             f"prune.structured.prune_hidden is not supported for {model_type!r}: its embedding "
@@ -142,11 +155,8 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
             lo = mid
     best = sizes(hi)
     if s.prune_mlp:
-        # Heads and hidden are coarse; fit the MLP size (the count is affine in it) to the target.
-        c1 = _count_params(model, {**best, "intermediate_size": mult})
-        c2 = _count_params(model, {**best, "intermediate_size": 2 * mult})
-        slope = (c2 - c1) / mult
-        inter = mult + (target - c1) / slope
+        # Heads and hidden are coarse; fit the MLP size to the target.
+        inter = _mlp_size_for(model, best, target, mult)
         best["intermediate_size"] = _round_multiple(inter, mult, mult, inter0)
     reached = _count_params(model, best)
     if abs(reached - target) > 0.05 * total0:
@@ -174,11 +184,7 @@ def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
     """
     base = plan_width(model, cfg)
     s = cfg.structured
-    explicit = any(
-        v is not None
-        for v in (s.num_attention_heads, s.num_key_value_heads, s.intermediate_size, s.hidden_size)
-    )
-    if explicit or not s.plan_search or s.prune_hidden or not (s.prune_attention and s.prune_mlp):
+    if _has_explicit_sizes(s) or not s.plan_search or s.prune_hidden or not (s.prune_attention and s.prune_mlp):
         return [base]
     mc = model.config
     layout = head_layout(mc)
@@ -191,9 +197,7 @@ def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
             num_attention_heads=heads, num_key_value_heads=kv, head_dim=layout.head_dim,
             hidden_size=mc.hidden_size,
         )
-        c1 = _count_params(model, {**sizes, "intermediate_size": mult})
-        c2 = _count_params(model, {**sizes, "intermediate_size": 2 * mult})
-        inter = mult + (target - c1) / ((c2 - c1) / mult)
+        inter = _mlp_size_for(model, sizes, target, mult)
         if not mult <= inter <= inter0:
             continue
         inter = _round_multiple(inter, mult, mult, inter0)
