@@ -60,7 +60,7 @@ def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path
     from medprune.load.model import load_model, save_model
     from medprune.prune.apply import sparsity_report
     from medprune.prune.methods import METHODS
-    from medprune.stages import stage_recover
+    from medprune.recover.stage import stage_recover
 
     parts = spec.split(":")
     method, sparsity = parts[0], float(parts[1])

@@ -5,7 +5,7 @@
 import json
 
 from kfp import dsl
-from medprune.components.stages import (
+from medprune.components.stage_components import (
     evaluate_component,
     gate_component,
     load_component,

@@ -17,7 +17,7 @@ from medprune.evaluate.mcq import load_mcq
 from medprune.io.jsonl import read_texts
 from medprune.load.model import check_model_dir
 from medprune.register.local import LocalRegistry
-from medprune.stages import SUMMARY_FILE
+from medprune.register.stage import SUMMARY_FILE
 
 
 def compile_pipeline(cfg: RunConfig, output: str | Path) -> Path:

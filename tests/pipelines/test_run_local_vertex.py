@@ -72,15 +72,15 @@ def test_failed_gate_sends_nothing_to_vertex(tmp_path, tiny_model_dir, vertex_en
     """The register stage refuses a failed gate before any request (the pipeline's
     not-promoted branch never reaches it; this guards the stage itself)."""
     from medprune.config import load_config
-    from medprune.stages import GATE_FILE, stage_register
+    from medprune.gate.stage import GATE_FILE
+    from medprune.register.stage import RunArtifacts, stage_register
 
     cfg = load_config(_vertex_config(tmp_path, tiny_model_dir, vertex_env, min_accuracy=0.99))
     gate_dir = tmp_path / "gate"
     gate_dir.mkdir()
     (gate_dir / GATE_FILE).write_text(json.dumps({"passed": False, "reasons": ["accuracy too low"], "checks": []}))
     with pytest.raises(MedpruneError, match="gate did not pass"):
-        stage_register(cfg, run_id="r", model_dir=tiny_model_dir, gate_dir=gate_dir, baseline_dir=tmp_path,
-                       candidate_dir=tmp_path, summary_dir=tmp_path / "summary")
+        stage_register(cfg, RunArtifacts("r", tiny_model_dir, gate_dir, tmp_path, tmp_path, tmp_path / "summary"))
     assert vertex_env.vertex.requests == []
     assert vertex_env.gcs.objects(vertex_env.bucket) == []
 

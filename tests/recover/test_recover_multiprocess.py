@@ -14,7 +14,7 @@ from recover_helpers import pruned_tiny, write_text_jsonl
 from medprune.config import parse_config
 from medprune.load.model import load_model, save_model
 from medprune.prune.apply import prunable_linears
-from medprune.stages import stage_recover
+from medprune.recover.stage import stage_recover
 
 RECOVER = {
     "steps": 4, "lr": 1e-3, "seq_len": 32, "schedule": "constant", "eval_every": 2, "eval_fraction": 0.2,

@@ -9,7 +9,8 @@ from medprune.errors import MedpruneError
 from medprune.load.model import load_model, save_model
 from medprune.prune.apply import sparsity_report
 from medprune.recover.__main__ import main as recover_main
-from medprune.stages import LINEAGE_FILE, recover_checkpoint_dir, stage_recover
+from medprune.load.lineage import LINEAGE_FILE
+from medprune.recover.stage import recover_checkpoint_dir, stage_recover
 
 
 def _cfg(tmp_path, **recover):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medprune.config import load_config
+from medprune.config import load_config, resolve_vertex
 from medprune.io.uris import parse_vertex_model_uri
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ def test_example_loads_and_targets_vertex(env, monkeypatch) -> None:
     monkeypatch.delenv("MEDPRUNE_VERTEX_API_ENDPOINT", raising=False)
     cfg = load_config(ROOT / "examples" / f"{env}.yaml")
     assert cfg.registry.target == "vertex"
-    v = cfg.vertex.resolved()
+    v = resolve_vertex(cfg.vertex)
     assert v.project == f"medprune-{env}" and v.location == "us-central1"
     # names follow infra/modules/medprune: PREFIX-ENV(-PROJECT)
     assert v.staging_bucket == f"gs://medprune-{env}-medprune-{env}"

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from medprune.io.atomic import atomic_write_json
-    from medprune.stages import stage_recover
+    from medprune.recover.stage import stage_recover
 
     text = args.config_json
     if text.startswith("@"):

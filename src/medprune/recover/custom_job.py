@@ -157,9 +157,9 @@ def run_recover_step(
     progress=print,
 ) -> dict:
     """The body of the pipeline's recover launcher task: on Vertex submit the custom job and
-    return its report; elsewhere run :func:`medprune.stages.stage_recover` in process."""
+    return its report; elsewhere run :func:`medprune.recover.stage.stage_recover` in process."""
     from medprune.io.atomic import atomic_write_text
-    from medprune.stages import stage_recover
+    from medprune.recover.stage import stage_recover
 
     cfg = RunConfig.from_json(config_json)
     where = parse_pipeline_job(pipeline_job_resource_name)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from medprune.io.atomic import atomic_write_text
 from medprune.report.data import ReportData, build_report_data
+from medprune.report.format import fmt_delta, fmt_value
 from medprune.report.markdown import render_markdown
 from medprune.report.plots import accuracy_tradeoff, category_bars, confidence_interval, data_uri
 
@@ -31,25 +32,6 @@ th{background:#f4f6f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .banner.pass{background:#e9f7ef}.banner.fail{background:#fdedec}
 .small{font-size:12px;color:#555}img{max-width:100%}
 """
-
-
-def fmt_value(value: float | None) -> str:
-    """Numbers as people read them: fractions to 4 digits, big counts with separators."""
-    if value is None:
-        return "n/a"
-    if abs(value) >= 1e5 and float(value).is_integer():
-        return f"{int(value):,}"
-    if abs(value) >= 1000:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
-
-
-def fmt_delta(base: float | None, cand: float | None) -> str:
-    if base is None or cand is None:
-        return ""
-    d = cand - base
-    rel = f" ({d / base:+.1%})" if base else ""
-    return f"{d:+.4g}{rel}"
 
 
 def _e(value) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from medprune.report.data import ReportData
+from medprune.report.format import fmt_delta, fmt_value
 from medprune.report.plots import accuracy_tradeoff, category_bars, confidence_interval, data_uri
 
 
@@ -24,8 +25,6 @@ def _img(png: bytes | None, alt: str) -> list[str]:
 
 
 def render_markdown(data: ReportData) -> str:
-    from medprune.report.html import fmt_delta, fmt_value
-
     out = [f"# {data.title}", ""]
     out.append("**Gate PASSED**: the candidate may be promoted." if data.passed else "**Gate FAILED**: the candidate is not promoted.")
     out.append("")

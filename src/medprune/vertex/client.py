@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from google.auth.credentials import AnonymousCredentials, Credentials
 
-from medprune.config import VertexConfig
+from medprune.config import VertexConfig, resolve_vertex
 from medprune.errors import ConfigError
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -38,7 +38,7 @@ def aiplatform_init(vcfg: VertexConfig) -> VertexConfig:
     (project, location, bucket and endpoint filled from the environment where unset)."""
     from google.cloud import aiplatform  # heavy import, only when talking to Vertex
 
-    v = vcfg.resolved()
+    v = resolve_vertex(vcfg)
     aiplatform.init(
         project=v.project,
         location=v.location,

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from medprune.config import RunConfig, VertexConfig
+from medprune.config import RunConfig, VertexConfig, resolve_vertex
 from medprune.errors import ConfigError, VertexError
 from medprune.vertex.client import aiplatform_init
 
@@ -91,7 +91,7 @@ def pipeline_parameters(
     compiled template declares them: ``config_json`` (the run config as JSON),
     ``project`` and ``location``. ``overrides`` are added last and must be declared too."""
     declared = _template_inputs(template_path)
-    v = cfg.vertex.resolved() if cfg.vertex else None
+    v = resolve_vertex(cfg.vertex) if cfg.vertex else None
     # The run gets the config with project, region and bucket resolved now, at submit
     # time, so the tasks on Vertex AI need no environment of their own.
     run_cfg = cfg.model_copy(update={"vertex": v}) if v is not None else cfg

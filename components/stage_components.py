@@ -1,5 +1,5 @@
 """kfp v2 lightweight components: one per pipeline stage, each a thin wrapper over
-:mod:`medprune.stages`. Component bodies import medprune at run time, from the base image."""
+:mod:`medprune.<stage>.stage`. Component bodies import medprune at run time, from the base image."""
 
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
 
@@ -17,7 +17,7 @@ BASE_IMAGE = "python:3.11-slim"
 def load_component(config_json: str, model: Output[Model], metrics: Output[Metrics]):
     """Load the dense model from model.source and save it as safetensors."""
     from medprune.config import RunConfig
-    from medprune.stages import stage_load
+    from medprune.load.stage import stage_load
 
     info = stage_load(RunConfig.from_json(config_json), model.path)
     model.metadata.update({k: v for k, v in info.items() if isinstance(v, (str, int, float))})
@@ -28,7 +28,7 @@ def load_component(config_json: str, model: Output[Model], metrics: Output[Metri
 def prune_component(config_json: str, dense_model: Input[Model], pruned_model: Output[Model], metrics: Output[Metrics]) -> float:
     """Prune the dense model; returns the achieved sparsity."""
     from medprune.config import RunConfig
-    from medprune.stages import stage_prune
+    from medprune.prune.stage import stage_prune
 
     report = stage_prune(RunConfig.from_json(config_json), dense_model.path, pruned_model.path)
     for key in ("sparsity", "total_params", "nonzero_params", "seconds"):
@@ -47,7 +47,7 @@ def recover_component(
 ):
     """Fine-tune the pruned model with its sparsity kept, distilling from the dense teacher."""
     from medprune.config import RunConfig
-    from medprune.stages import stage_recover
+    from medprune.recover.stage import stage_recover
 
     report = stage_recover(
         RunConfig.from_json(config_json), pruned_model.path, recovered_model.path, teacher_dir=teacher_model.path
@@ -85,7 +85,7 @@ def evaluate_component(config_json: str, label: str, model: Input[Model], evalua
     """Evaluate one model (baseline or candidate) on the clinical data."""
     from medprune.config import RunConfig
     from medprune.evaluate.runner import flat_metrics
-    from medprune.stages import stage_evaluate
+    from medprune.evaluate.stage import stage_evaluate
 
     results = stage_evaluate(RunConfig.from_json(config_json), model.path, evaluation.path, label=label)
     for key, value in flat_metrics(results, label).items():
@@ -108,21 +108,13 @@ def gate_component(
     import tempfile
 
     from medprune.config import RunConfig
-    from medprune.evaluate.runner import flat_metrics, read_results
-    from medprune.stages import stage_gate, stage_report
+    from medprune.gate.stage import gate_task_metrics, stage_gate
+    from medprune.report.stage import stage_report
 
     cfg = RunConfig.from_json(config_json)
     result = stage_gate(cfg, baseline.path, candidate.path, decision.path)
-    for label, artifact in (("baseline", baseline), ("candidate", candidate)):
-        for key, value in flat_metrics(read_results(artifact.path), label).items():
-            metrics.log_metric(key, value)
-    metrics.log_metric("gate_passed", float(result.passed))
-    for check in result.checks:
-        if check.value is not None:
-            metrics.log_metric(f"gate_{check.name}", check.value)
-    if result.interval:
-        metrics.log_metric("gate_ci_lower", result.interval["lower"])
-        metrics.log_metric("gate_ci_upper", result.interval["upper"])
+    for key, value in gate_task_metrics(result, baseline.path, candidate.path).items():
+        metrics.log_metric(key, value)
     with tempfile.TemporaryDirectory() as tmp:
         report = stage_report(cfg, gate_dir=decision.path, baseline_dir=baseline.path, candidate_dir=candidate.path, out_dir=tmp)
         shutil.copyfile(report["html"], report_html.path)
@@ -145,11 +137,11 @@ def register_component(
 ):
     """Register the candidate in the configured registry (the gate passed)."""
     from medprune.config import RunConfig
-    from medprune.stages import stage_register
+    from medprune.register.stage import RunArtifacts, stage_register
 
     result = stage_register(
-        RunConfig.from_json(config_json), run_id=run_id, model_dir=model.path, gate_dir=decision.path,
-        baseline_dir=baseline.path, candidate_dir=candidate.path, summary_dir=summary.path,
+        RunConfig.from_json(config_json),
+        RunArtifacts(run_id, model.path, decision.path, baseline.path, candidate.path, summary.path),
     )
     summary.metadata.update({"registered_version": result["registered"]["version"], "passed": True})
 
@@ -171,7 +163,7 @@ def register_vertex_component(
     import os
 
     from medprune.config import RunConfig
-    from medprune.stages import stage_register
+    from medprune.register.stage import RunArtifacts, stage_register
     from medprune.vertex.client import environment_from_run
 
     # Project, region and bucket not in the config come from this run (kfp placeholders).
@@ -179,8 +171,8 @@ def register_vertex_component(
         os.environ.setdefault(key, value)
 
     result = stage_register(
-        RunConfig.from_json(config_json), run_id=run_id, model_dir=model.path, gate_dir=decision.path,
-        baseline_dir=baseline.path, candidate_dir=candidate.path, summary_dir=summary.path,
+        RunConfig.from_json(config_json),
+        RunArtifacts(run_id, model.path, decision.path, baseline.path, candidate.path, summary.path),
     )
     registered = result["registered"]
     vertex_model.uri = registered["uri"]
@@ -201,10 +193,10 @@ def not_promoted_component(
 ):
     """Record that the gate failed: nothing is promoted, and why."""
     from medprune.config import RunConfig
-    from medprune.stages import stage_not_promoted
+    from medprune.register.stage import RunArtifacts, stage_not_promoted
 
     result = stage_not_promoted(
-        RunConfig.from_json(config_json), run_id=run_id, model_dir=model.path, gate_dir=decision.path,
-        baseline_dir=baseline.path, candidate_dir=candidate.path, summary_dir=summary.path,
+        RunConfig.from_json(config_json),
+        RunArtifacts(run_id, model.path, decision.path, baseline.path, candidate.path, summary.path),
     )
     summary.metadata.update({"passed": False, "reasons": "; ".join(result["gate"]["reasons"])})

@@ -1,0 +1,55 @@
+"""Behaviour that is not schema: filling config values from the environment.
+
+``vertex.project``, ``vertex.location`` and ``vertex.staging_bucket`` may be left out of a
+config and come from ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_REGION`` and
+``MEDPRUNE_BUCKET`` (or, inside a Vertex AI job, ``CLOUD_ML_PROJECT_ID`` / ``CLOUD_ML_REGION``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+
+from medprune.config.loading import format_validation_errors
+from medprune.config.vertex import VertexConfig
+from medprune.errors import ConfigError
+
+
+def resolve_vertex(vertex: VertexConfig, environ: Mapping[str, str] | None = None) -> VertexConfig:
+    """A copy with project, location, staging bucket, pipeline root and API endpoint
+    filled from the environment where the config leaves them out.
+
+    Raises ConfigError naming the field and the variable when one stays unset.
+    """
+    env = os.environ if environ is None else environ
+    data = vertex.model_dump()
+    # CLOUD_ML_*: what Vertex AI sets inside its jobs, so a task finds its own project.
+    data["project"] = (
+        vertex.project or env.get("GOOGLE_CLOUD_PROJECT") or env.get("CLOUD_ML_PROJECT_ID") or None
+    )
+    data["location"] = (
+        vertex.location or env.get("GOOGLE_CLOUD_REGION") or env.get("CLOUD_ML_REGION") or None
+    )
+    if not vertex.staging_bucket and env.get("MEDPRUNE_BUCKET"):
+        bucket = env["MEDPRUNE_BUCKET"]
+        data["staging_bucket"] = bucket if bucket.startswith("gs://") else f"gs://{bucket}"
+    data["api_endpoint"] = vertex.api_endpoint or env.get("MEDPRUNE_VERTEX_API_ENDPOINT") or None
+    missing = [
+        f"vertex.{field} (or ${var})"
+        for field, var in (
+            ("project", "GOOGLE_CLOUD_PROJECT"),
+            ("location", "GOOGLE_CLOUD_REGION"),
+            ("staging_bucket", "MEDPRUNE_BUCKET"),
+        )
+        if not data[field]
+    ]
+    if missing:
+        raise ConfigError("vertex config incomplete: set " + ", ".join(missing))
+    if not data["pipeline_root"]:
+        data["pipeline_root"] = data["staging_bucket"].rstrip("/") + "/pipeline_root"
+    try:
+        return VertexConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_errors(exc, "vertex (from environment)")) from None

@@ -1,0 +1,48 @@
+"""The whole run: :class:`RunConfig`, one field per section."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field, model_validator
+
+from medprune.config._base import _Strict
+from medprune.config.evaluate import EvaluateConfig
+from medprune.config.gate import GateConfig
+from medprune.config.model import ModelConfig
+from medprune.config.pipeline import PipelineConfig
+from medprune.config.prune import PruneConfig
+from medprune.config.recover import RecoverConfig
+from medprune.config.registry import RegistryConfig
+from medprune.config.vertex import VertexConfig
+
+
+class RunConfig(_Strict):
+    run_name: str = Field(default="medprune", pattern=r"^[a-z0-9][a-z0-9\-]{0,62}$")
+    output_dir: str = Field(default="runs", description="Runs are written to OUTPUT_DIR/RUN_ID.")
+    seed: int = Field(default=0, ge=0)
+    model: ModelConfig
+    prune: PruneConfig = Field(default_factory=PruneConfig)
+    recover: RecoverConfig = Field(default_factory=RecoverConfig)
+    evaluate: EvaluateConfig
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    vertex: VertexConfig | None = Field(
+        default=None, description="Vertex AI settings; required when registry.target is 'vertex'."
+    )
+
+    @model_validator(mode="after")
+    def _vertex_target_needs_vertex(self) -> RunConfig:
+        if self.registry.target == "vertex" and self.vertex is None:
+            raise ValueError("registry.target is 'vertex' but the 'vertex' section is missing")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        from medprune.config.loading import parse_config  # loading imports this module
+
+        return parse_config(json.loads(text), origin="<json>")

@@ -1,0 +1,44 @@
+"""The gate stage: compare the two evaluations and decide; the metrics the gate task logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medprune.config import RunConfig
+from medprune.evaluate.runner import read_predictions, read_results
+from medprune.gate.decision import GateDecision, decide
+from medprune.io.atomic import atomic_write_json
+
+GATE_FILE = "gate.json"
+
+
+def stage_gate(cfg: RunConfig, baseline_dir: str | Path, candidate_dir: str | Path, out_dir: str | Path) -> GateDecision:
+    """Decide on promotion from both evaluation directories (results and per-item
+    predictions); write ``gate.json`` into ``out_dir``."""
+    decision = decide(
+        read_results(baseline_dir),
+        read_results(candidate_dir),
+        cfg.gate,
+        baseline_predictions=read_predictions(baseline_dir),
+        candidate_predictions=read_predictions(candidate_dir),
+    )
+    atomic_write_json(Path(out_dir) / GATE_FILE, decision.to_dict())
+    return decision
+
+
+def gate_task_metrics(decision: GateDecision, baseline_dir: str | Path, candidate_dir: str | Path) -> dict[str, float]:
+    """The scalar metrics the gate task logs (kfp ``Metrics``): both evaluations' metrics,
+    whether the gate passed, each check's value and the confidence interval's bounds."""
+    from medprune.evaluate.runner import flat_metrics
+
+    metrics: dict[str, float] = {}
+    for label, eval_dir in (("baseline", baseline_dir), ("candidate", candidate_dir)):
+        metrics.update(flat_metrics(read_results(eval_dir), label))
+    metrics["gate_passed"] = float(decision.passed)
+    for check in decision.checks:
+        if check.value is not None:
+            metrics[f"gate_{check.name}"] = float(check.value)
+    if decision.interval:
+        metrics["gate_ci_lower"] = float(decision.interval["lower"])
+        metrics["gate_ci_upper"] = float(decision.interval["upper"])
+    return metrics

@@ -1,0 +1,31 @@
+"""The load stage: resolve ``model.source``, load it safely, save it as the pipeline's dense model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from medprune.config import RunConfig
+from medprune.load.lineage import save_with_lineage
+from medprune.load.model import load_model
+from medprune.load.resolve import resolve_model_source
+from medprune.progress import Progress
+
+
+def stage_load(cfg: RunConfig, out_dir: str | Path, *, progress: Progress = print) -> dict:
+    """Resolve ``model.source``, load it safely and save it as the pipeline's dense model."""
+    with tempfile.TemporaryDirectory(prefix="medprune-load-") as work:
+        src = resolve_model_source(cfg.model.source, work)
+        progress(f"loading {src}")
+        model, tokenizer = load_model(src, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        params = sum(p.numel() for p in model.parameters())
+        info = {
+            "source": cfg.model.source,
+            "model_type": model.config.model_type,
+            "architecture": type(model).__name__,
+            "params": params,
+            "dtype": cfg.model.dtype,
+        }
+        save_with_lineage(model, tokenizer, out_dir, cfg, {"source": info})
+    progress(f"loaded {info['architecture']} with {params:,} parameters")
+    return info

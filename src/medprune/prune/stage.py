@@ -1,0 +1,30 @@
+"""The prune stage: prune the dense model per ``cfg.prune`` and save it with its report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from medprune.config import RunConfig
+from medprune.load.lineage import read_lineage, save_with_lineage
+from medprune.load.model import load_model
+from medprune.progress import Progress
+from medprune.prune.calibration import load_calibration_texts
+from medprune.prune.engine import prune_model
+
+
+def stage_prune(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, progress: Progress = print) -> dict:
+    """Prune the dense model per ``cfg.prune`` and save the pruned model."""
+    model, tokenizer = load_model(model_dir, dtype=cfg.model.dtype)
+    t0 = time.perf_counter()
+    texts = None
+    if cfg.prune.calibration.data:
+        texts = load_calibration_texts(cfg.prune.calibration.data)
+    result = prune_model(model, tokenizer, cfg.prune, calib_texts=texts, progress=progress)
+    model, report = result.model, result.report
+    report["seconds"] = time.perf_counter() - t0
+    lineage = read_lineage(model_dir)
+    lineage["prune"] = report
+    save_with_lineage(model, tokenizer, out_dir, cfg, lineage)
+    progress(f"pruned with {cfg.prune.method}: sparsity {report['sparsity']:.4f} over {len(report['layers'])} layers")
+    return report
