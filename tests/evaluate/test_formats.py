@@ -61,7 +61,7 @@ def test_pubmedqa_format(tmp_path):
     assert items[0].id == "123"
     assert items[0].options == ("yes", "no", "maybe")
     assert [i.answer for i in items] == [0, 2]
-    assert items[0].context.startswith("Abstract: Background. Results.\nQuestion: Does X reduce Y?")
+    assert items[0].context == "Abstract: Background.\nResults.\nQuestion: Does X reduce Y?\nAnswer:"
     assert items[0].category == "pubmedqa"
 
 

@@ -16,13 +16,18 @@ Formats:
   for the letter and ``answer`` for the text).
 * ``medmcqa``: ``{question, opa, opb, opc, opd, cop, subject_name?, id?}``; ``cop`` is the
   right option as 0-3 (Hugging Face) or 1-4 (original release, set ``cop_base``).
-* ``pubmedqa``: ``{question, context, final_decision}`` (``answer`` also accepted); options are
-  yes / no / maybe. ``context`` may be a string, a list of strings or
-  ``{"contexts": [..]}`` as in the original release.
+* ``pubmedqa``: the original release ``ori_pqal.json`` (one JSON object keyed by PubMed id,
+  each value with ``QUESTION``, ``CONTEXTS`` and ``final_decision``; the PubMed id is the item
+  id) or JSONL ``{question, context, final_decision}`` (``answer`` also accepted; ``pubid``
+  as id); options are yes / no / maybe. ``context`` may be a string, a list of strings or
+  ``{"contexts": [..]}`` as in the Hugging Face copy. The prompt is exactly the one
+  lm-evaluation-harness's ``pubmedqa`` task builds (``preprocess_pubmedqa.doc_to_text``):
+  ``"Abstract: " + "\n".join(contexts) + "\nQuestion: " + question + "\nAnswer:"``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,13 +58,21 @@ class MCQItem:
 
 
 class _Where:
-    """File and line of a record, to prefix error messages."""
+    """File, line and (for files keyed by id) record of a record, to prefix error messages."""
 
-    def __init__(self, path: Path, lineno: int):
-        self.path, self.lineno = path, lineno
+    def __init__(self, path: Path, lineno: int, record: str | None = None):
+        self.path, self.lineno, self.record = path, lineno, record
+
+    @property
+    def prefix(self) -> str:
+        where = f"{self.path}:{self.lineno}"
+        return f"{where}: record {self.record!r}" if self.record is not None else where
 
     def error(self, field: str, problem: str) -> DataError:
-        return DataError(f"{self.path}:{self.lineno}: field '{field}' {problem}")
+        return DataError(f"{self.prefix}: field '{field}' {problem}")
+
+    def missing(self, field: str) -> DataError:
+        return DataError(f"{self.prefix}: missing field '{field}'")
 
 
 def _text(where: _Where, rec: dict, field: str) -> str:
@@ -121,7 +134,7 @@ def parse_medprune(where: _Where, rec: dict) -> MCQItem:
     question = _text(where, rec, "question")
     options = _options_list(where, "options", require_field(where.path, where.lineno, rec, "options", list))
     if "answer" not in rec:
-        raise DataError(f"{where.path}:{where.lineno}: missing field 'answer'")
+        raise where.missing("answer")
     answer = _answer_index(where, "answer", rec["answer"], options)
     return MCQItem(_id(where, rec), question, options, answer, _category(where, rec, "category"), _prompt(question))
 
@@ -155,25 +168,109 @@ def parse_medmcqa(where: _Where, rec: dict, cop_base: int = 0) -> MCQItem:
     return MCQItem(_id(where, rec), question, options, cop - cop_base, category, _prompt(question))
 
 
-def parse_pubmedqa(where: _Where, rec: dict) -> MCQItem:
-    question = _text(where, rec, "question")
-    ctx = rec.get("context")
-    if isinstance(ctx, dict):
-        ctx = ctx.get("contexts")
-    if isinstance(ctx, list) and ctx and all(isinstance(c, str) for c in ctx):
-        ctx = " ".join(c.strip() for c in ctx)
-    if not isinstance(ctx, str) or not ctx.strip():
-        raise where.error("context", "must be a non-empty string, a list of strings or {contexts: [..]}")
-    field = "final_decision" if "final_decision" in rec else "answer"
-    if field not in rec:
-        raise DataError(f"{where.path}:{where.lineno}: missing field 'final_decision' (or 'answer')")
+def pubmedqa_prompt(contexts: Sequence[str], question: str) -> str:
+    """The context lm-evaluation-harness's ``pubmedqa`` task scores the answers after: its
+    ``doc_to_text`` joins the abstract's sections with newlines, verbatim."""
+    return "Abstract: {}\nQuestion: {}\nAnswer:".format("\n".join(contexts), question)
+
+
+def _pubmedqa_decision(where: _Where, rec: dict, fields: Sequence[str]) -> int:
+    field = next((f for f in fields if f in rec), None)
+    if field is None:
+        raise where.missing(fields[0] if len(fields) == 1 else f"{fields[0]}' (or '{fields[1]}")
     decision = rec[field]
     if not isinstance(decision, str) or decision.strip().lower() not in PUBMEDQA_OPTIONS:
         raise where.error(field, f"must be one of {list(PUBMEDQA_OPTIONS)}, got {decision!r}")
-    prompt = f"Abstract: {ctx.strip()}\nQuestion: {question}\nAnswer:"
-    answer = PUBMEDQA_OPTIONS.index(decision.strip().lower())
+    return PUBMEDQA_OPTIONS.index(decision.strip().lower())
+
+
+def _contexts(where: _Where, field: str, ctx: Any) -> list[str]:
+    if isinstance(ctx, dict):
+        ctx = ctx.get("contexts")
+    if isinstance(ctx, str):
+        ctx = [ctx]
+    if not isinstance(ctx, list) or not ctx or not all(isinstance(c, str) for c in ctx) or not "".join(ctx).strip():
+        raise where.error(field, "must be a non-empty string, a list of strings or {contexts: [..]}")
+    return ctx
+
+
+def parse_pubmedqa(where: _Where, rec: dict) -> MCQItem:
+    """A JSONL record ``{question, context, final_decision}`` (Hugging Face ``pubmed_qa``)."""
+    question = require_field(where.path, where.lineno, rec, "question", str)
+    if not question.strip():
+        raise where.error("question", "is empty")
+    if "context" not in rec:
+        raise where.missing("context")
+    contexts = _contexts(where, "context", rec["context"])
+    answer = _pubmedqa_decision(where, rec, ("final_decision", "answer"))
     category = _category(where, rec, "category", default="pubmedqa")
-    return MCQItem(_id(where, rec), question, PUBMEDQA_OPTIONS, answer, category, prompt)
+    return MCQItem(_id(where, rec), question, PUBMEDQA_OPTIONS, answer, category, pubmedqa_prompt(contexts, question))
+
+
+def parse_pubmedqa_release(where: _Where, pubid: str, rec: Any) -> MCQItem:
+    """One value of the original ``ori_pqal.json``: ``{QUESTION, CONTEXTS, final_decision, ..}``."""
+    if not isinstance(rec, dict):
+        raise DataError(f"{where.prefix}: expected a JSON object, got {type(rec).__name__}")
+    if "QUESTION" not in rec:
+        raise where.missing("QUESTION")
+    question = rec["QUESTION"]
+    if not isinstance(question, str) or not question.strip():
+        raise where.error("QUESTION", f"must be a non-empty string, got {question!r}")
+    if "CONTEXTS" not in rec:
+        raise where.missing("CONTEXTS")
+    contexts = _contexts(where, "CONTEXTS", rec["CONTEXTS"])
+    answer = _pubmedqa_decision(where, rec, ("final_decision",))
+    return MCQItem(pubid, question, PUBMEDQA_OPTIONS, answer, "pubmedqa", pubmedqa_prompt(contexts, question))
+
+
+def read_pubmedqa_release(path: str | Path) -> list[tuple[_Where, str, Any]] | None:
+    """The records of an original-release PubMedQA file (one JSON object keyed by PubMed id)
+    as ``(where, pubid, record)``, or None when the file is not one (e.g. JSONL)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys(path))
+    except json.JSONDecodeError:
+        return None  # JSONL (several objects) or broken: the JSONL reader names the line
+    if not isinstance(data, dict) or "question" in data or "QUESTION" in data:
+        return None
+    if not data:
+        raise DataError(f"{path}: file is empty (no PubMedQA records)")
+    if not all(isinstance(v, dict) for v in data.values()):
+        return None
+    lines = _key_lines(text, list(data))
+    return [(_Where(path, lines[k], str(k)), str(k), v) for k, v in data.items()]
+
+
+def _no_duplicate_keys(path: Path) -> Callable[[list[tuple[str, Any]]], dict]:
+    # json.loads keeps the last of two equal keys silently; two items with one PubMed id
+    # are an error in the file
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                raise DataError(f"{path}: record {key!r} appears twice (duplicate PubMed id)")
+            out[key] = value
+        return out
+
+    return hook
+
+
+def _key_lines(text: str, keys: Sequence[str]) -> dict[str, int]:
+    """Line of each top-level key of a JSON object (keys in file order), for messages."""
+    out: dict[str, int] = {}
+    pos, line = 0, 1
+    for key in keys:
+        found = text.find(json.dumps(key), pos)
+        if found < 0:
+            out[key] = line
+            continue
+        line += text.count("\n", pos, found)
+        pos = found
+        out[key] = line
+    return out
 
 
 def _id(where: _Where, rec: dict) -> str:
@@ -222,6 +319,10 @@ def load_mcq(
     path = Path(path)
     if fmt != "auto" and fmt not in PARSERS:
         raise DataError(f"{path}: unknown multiple-choice format {fmt!r}; use auto or one of {list(FORMATS)}")
+    if fmt in ("auto", "pubmedqa"):
+        release = read_pubmedqa_release(path)
+        if release is not None:
+            return [parse_pubmedqa_release(w, pubid, rec) for w, pubid, rec in release[:max_items]]
     rows = read_jsonl(path)
     if fmt == "auto":
         lineno, first = rows[0]
@@ -244,3 +345,4 @@ def load_mcq(
         if max_items is not None and len(items) >= max_items:
             break
     return items
+
