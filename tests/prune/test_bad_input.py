@@ -82,3 +82,16 @@ def test_owl_with_nm_rejected():
 def test_structured_with_nm_rejected():
     with pytest.raises(ValidationError, match="does not apply to structured"):
         PruneConfig(method="depth", pattern="2:4")
+
+
+def test_check_supported_takes_a_model_type_string():
+    """A preflight checks config.json's model_type before loading any weights."""
+    from medprune.prune.arch import check_supported, supported_families
+
+    families = supported_families()
+    assert {"llama", "mistral", "qwen2", "gemma", "gemma2", "phi3"} <= set(families)
+    for model_type, family in families.items():
+        assert check_supported(model_type) == model_type == family.model_type
+        assert set(family.methods) <= {"magnitude", "wanda", "sparsegpt", "width", "depth"}
+    with pytest.raises(PruneError, match=r"'bert' .*not supported.*supported: llama, mistral"):
+        check_supported("bert")

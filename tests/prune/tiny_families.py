@@ -10,6 +10,20 @@ TINY = TINY_CONFIG
 
 FAMILIES = ("llama", "mistral", "qwen2", "gemma", "phi3")
 
+#: Every family the engine supports (``FAMILIES`` leaves out those covered by their own tests).
+ALL_FAMILIES = FAMILIES + ("gemma2",)
+
+#: Settings that give each family a sliding window (8 tokens, far below the calibration
+#: length) where it has one; Qwen2 and Gemma 2 then mix sliding-window and full layers.
+SLIDING = {
+    "llama": {},
+    "gemma": {},
+    "mistral": {"sliding_window": 8},
+    "phi3": {"sliding_window": 8},
+    "qwen2": {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1},
+    "gemma2": {"sliding_window": 8},
+}
+
 
 def tiny_family(family: str, seed: int = 0, **overrides):
     import transformers as tf

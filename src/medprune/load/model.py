@@ -11,9 +11,6 @@ import torch
 from medprune.errors import ModelLoadError
 from medprune.io.atomic import atomic_directory
 
-#: Families the pruning engine knows how to walk (config.model_type values).
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma", "gemma2", "phi3")
-
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 DTYPES: dict[str, torch.dtype] = {

@@ -12,17 +12,57 @@ from dataclasses import dataclass
 from torch import nn
 
 from medprune.errors import PruneError
-from medprune.load.model import SUPPORTED_MODEL_TYPES
+
+#: Pruning methods, in the order ``medprune support`` lists them.
+ALL_METHODS = ("magnitude", "wanda", "sparsegpt", "width", "depth")
 
 
-def check_supported(model: nn.Module) -> str:
-    """Return ``config.model_type`` or raise naming the type and the supported ones."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
+@dataclass(frozen=True)
+class Family:
+    """A decoder family the engine can prune: its ``config.model_type``, the methods it
+    takes, and what differs from plain Llama."""
+
+    model_type: str
+    name: str
+    methods: tuple[str, ...] = ALL_METHODS
+    notes: str = ""
+
+
+_FAMILIES = (
+    Family("llama", "Llama 2/3.x, SmolLM2", notes="width: hidden channels allowed"),
+    Family("mistral", "Mistral", notes="width: hidden channels allowed"),
+    Family("qwen2", "Qwen2/2.5", notes="q/k/v biases; width: hidden channels allowed"),
+    Family("gemma", "Gemma", notes="width: heads and MLP only (embedding scale)"),
+    Family("gemma2", "Gemma 2", notes="sliding/full layers; width: heads and MLP only"),
+    Family("phi3", "Phi-3", notes="fused qkv/gate_up; width: hidden channels allowed"),
+)
+
+#: ``config.model_type`` -> :class:`Family`.
+FAMILIES: dict[str, Family] = {f.model_type: f for f in _FAMILIES}
+
+
+def supported_families() -> dict[str, Family]:
+    """Every family the engine prunes, keyed by ``config.model_type``."""
+    return dict(FAMILIES)
+
+
+def check_supported(model: nn.Module | str) -> str:
+    """Return the model type or raise a :class:`PruneError` naming it and the supported ones.
+
+    ``model`` is a loaded model or just a ``config.model_type`` string (as read from a
+    checkpoint's ``config.json``), so a preflight can check before loading any weights.
+    """
+    if isinstance(model, str):
+        model_type = model
+    else:
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in FAMILIES:
         raise PruneError(
-            f"model type {model_type!r} is not supported for pruning; "
-            f"supported: {list(SUPPORTED_MODEL_TYPES)}"
+            f"model type {model_type!r} is not supported for pruning (config.json model_type); "
+            f"supported: {', '.join(FAMILIES)}"
         )
+    if isinstance(model, str):
+        return model_type
     if not isinstance(getattr(getattr(model, "model", None), "layers", None), nn.ModuleList):
         raise PruneError(f"{type(model).__name__} has no model.layers decoder stack")
     return model_type

@@ -3,8 +3,15 @@
 Calibration texts are joined (separated by EOS) and cut into ``num_samples`` sequences of
 exactly ``seq_len`` tokens, so there is no padding and every sequence is full. The model is
 then run one decoder layer at a time: :func:`capture_layer_inputs` records what the first
-layer receives, :func:`run_layer` runs one layer on those inputs to make the next layer's.
-Only the current layer needs to be on the compute device.
+layer receives and the keyword arguments the model passes to each layer,
+:func:`run_layer` runs one layer on those inputs to make the next layer's. Only the current
+layer needs to be on the compute device.
+
+Models that mix sliding-window and full attention (Gemma 2 and 3, Qwen2/3 and Mistral with a
+sliding window) give each layer the attention mask, and Gemma 3 the rotary embedding, of its
+own layer type, so the arguments are recorded per layer (:meth:`LayerInputs.for_layer`):
+reusing the first layer's would be wrong as soon as the calibration sequences are longer
+than the window.
 """
 
 from __future__ import annotations
@@ -61,14 +68,23 @@ def calibration_token_ids(
 @dataclass
 class LayerInputs:
     """What a decoder layer is called with: hidden states (one tensor per batch) and the
-    keyword arguments the model passes to every layer (position embeddings, mask, ...)."""
+    keyword arguments the model passes to it (position embeddings, mask, ...), one dict per
+    batch. ``layer_kwargs[i]`` holds the keyword arguments of layer ``i`` (they differ
+    between sliding-window and full-attention layers); :meth:`for_layer` selects them."""
 
     hidden: list[torch.Tensor]
     kwargs: list[dict[str, Any]] = field(default_factory=list)
+    layer_kwargs: list[list[dict[str, Any]]] | None = None
 
     @property
     def num_tokens(self) -> int:
         return sum(h.shape[0] * h.shape[1] for h in self.hidden)
+
+    def for_layer(self, index: int) -> LayerInputs:
+        """These hidden states with the keyword arguments of decoder layer ``index``."""
+        if self.layer_kwargs is None:
+            return self
+        return LayerInputs(self.hidden, self.layer_kwargs[index], self.layer_kwargs)
 
 
 class _Captured(Exception):
@@ -87,28 +103,48 @@ def _to(obj, device):
     return obj
 
 
+_CACHE_KWARGS = ("cache", "past_key_values", "past_key_value")
+
+
 @torch.no_grad()
 def capture_layer_inputs(
     model: nn.Module, token_ids: torch.Tensor, batch_size: int, device: torch.device
 ) -> LayerInputs:
     """Run the embeddings of ``model`` on ``token_ids`` and capture the inputs of decoder
-    layer 0. Only the embedding and rotary modules visit ``device``."""
+    layer 0 and the keyword arguments of every decoder layer.
+
+    Each layer's ``forward`` is swapped for a recorder for the duration (the layers pass
+    their input through unchanged and the last one stops the model), so no layer is
+    computed and only the embedding and rotary modules visit ``device``.
+    """
     inner = model.model
-    layer0 = inner.layers[0]
-    captured = LayerInputs(hidden=[])
+    layers = list(inner.layers)
+    captured = LayerInputs(hidden=[], layer_kwargs=[[] for _ in layers])
 
-    def hook(module, args, kwargs):
-        hidden = args[0] if args else kwargs.pop("hidden_states")
-        kw = {k: v for k, v in kwargs.items() if k not in ("cache", "past_key_values", "past_key_value")}
-        kw["use_cache"] = False
-        captured.hidden.append(hidden)
-        captured.kwargs.append(kw)
-        raise _Captured
+    def recorder(index: int):
+        def forward(*args, **kwargs):
+            hidden = args[0] if args else kwargs.pop("hidden_states")
+            if isinstance(hidden, tuple):  # what the recorder before returned
+                hidden = hidden[0]
+            kw = {k: v for k, v in kwargs.items() if k not in _CACHE_KWARGS}
+            kw["use_cache"] = False
+            captured.layer_kwargs[index].append(kw)
+            if index == 0:
+                captured.hidden.append(hidden)
+            if index == len(layers) - 1:
+                raise _Captured
+            # A tuple suits both decoder loops: ``h = layer(h)`` (the next recorder
+            # unwraps it) and ``h = layer(h)[0]`` (older transformers releases).
+            return (hidden,)
 
+        return forward
+
+    saved = [layer.__dict__.get("forward") for layer in layers]
     moved = [m for name, m in inner.named_children() if name != "layers"]
     for m in moved:
         m.to(device)
-    handle = layer0.register_forward_pre_hook(hook, with_kwargs=True)
+    for index, layer in enumerate(layers):
+        layer.forward = recorder(index)
     try:
         for start in range(0, token_ids.shape[0], batch_size):
             batch = token_ids[start : start + batch_size].to(device)
@@ -117,9 +153,19 @@ def capture_layer_inputs(
             except _Captured:
                 pass
     finally:
-        handle.remove()
+        for layer, forward in zip(layers, saved):
+            if forward is None:
+                del layer.forward
+            else:
+                layer.forward = forward
         for m in moved:
             m.to("cpu")
+    if len(captured.hidden) != len(captured.layer_kwargs[-1]):
+        raise PruneError(
+            f"calibration: {type(model).__name__} did not run every decoder layer on the "
+            "calibration batches; its decoder loop is not supported"
+        )
+    captured.kwargs = captured.layer_kwargs[0]
     return captured
 
 

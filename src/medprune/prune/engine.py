@@ -217,9 +217,10 @@ def _layer_by_layer(model, cfg, token_ids, dev, say, visit, label: str) -> None:
     for index, layer in enumerate(layers):
         home = _layer_device(layer)
         layer.to(dev)
+        inputs = inputs.for_layer(index)  # this layer's own mask and rotary embedding
         hidden = visit(index, layer, inputs)
         layer.to(home)
-        inputs = LayerInputs(hidden=hidden, kwargs=inputs.kwargs)
+        inputs = LayerInputs(hidden=hidden, kwargs=inputs.kwargs, layer_kwargs=inputs.layer_kwargs)
         if dev.type == "cpu":
             release_free_memory()  # the heap would otherwise creep up layer after layer
         say(f"{label}: layer {index + 1}/{len(layers)}")
