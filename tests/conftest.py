@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest_plugins = ["tests.fakes.gcp_fixtures"]
+pytest_plugins = ["tests.fakes.gcp_fixtures", "tests.fakes.fuse_fixtures"]
 
 TINY_VOCAB = 260  # 256 byte symbols + <s>, </s>, <pad>, <unk>
 

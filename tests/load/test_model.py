@@ -27,6 +27,7 @@ def test_missing_directory(tmp_path):
 
 
 def test_refuses_pickle_weights(tiny_model_dir):
+    (tiny_model_dir / "medprune_complete.json").unlink()  # a plain Hugging Face directory
     for f in tiny_model_dir.glob("*.safetensors"):
         f.rename(f.with_suffix(".bin"))
     with pytest.raises(ModelLoadError, match=r"only pickle weights found \(model\.bin\).*safetensors only"):
@@ -40,6 +41,7 @@ def test_no_config(tmp_path):
 
 
 def test_corrupt_weights(tiny_model_dir):
+    (tiny_model_dir / "medprune_complete.json").unlink()  # a plain Hugging Face directory
     (tiny_model_dir / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelLoadError, match="cannot load model"):
         load_model(tiny_model_dir)
@@ -64,3 +66,23 @@ def test_resolve_rejects_unknown_scheme(tmp_path):
 
     with pytest.raises(UriError, match="unsupported scheme"):
         resolve_model_source("s3://bucket/model", tmp_path)
+
+
+def test_save_works_without_directory_renames(fuse_fs, tiny_model):
+    """Vertex AI artifacts are on Cloud Storage FUSE, which refuses directory renames."""
+    out = fuse_fs.root / "model"
+    out.mkdir()  # kfp creates the artifact folder
+    save_model(tiny_model, None, out, extra_files={"medprune_config.json": {"a": 1}})
+    assert (out / "medprune_complete.json").is_file() and fuse_fs.refused() == []
+
+
+def test_half_written_model_is_refused_by_readers(tmp_path, tiny_model):
+    out = save_model(tiny_model, None, tmp_path / "m", extra_files={"medprune_config.json": {}})
+    (out / "medprune_complete.json").unlink()  # as if the writer was killed before the end
+    with pytest.raises(ModelLoadError, match="incomplete, no medprune_complete.json"):
+        load_model(out)
+    # a retried task writes it again over the leftovers
+    save_model(tiny_model, None, out, extra_files={"medprune_config.json": {}})
+    from medprune.load.model import check_model_dir
+
+    assert check_model_dir(out) == out

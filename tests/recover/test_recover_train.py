@@ -8,7 +8,7 @@ from recover_helpers import clinical_texts, pruned_tiny
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
-from medprune.recover.checkpoint import MANIFEST, latest_checkpoint, list_checkpoints
+from medprune.recover.checkpoint import MANIFEST, SAVING, latest_checkpoint, list_checkpoints
 from medprune.recover.data import pack_text
 from medprune.recover.distill import kl_distill_loss, lm_loss
 from medprune.recover.train import lr_at, recover_model
@@ -88,11 +88,29 @@ def test_checkpoint_from_other_settings_is_refused(tmp_path):
 
 def test_interrupted_save_is_ignored(tmp_path):
     _run(tmp_path, checkpoint_dir=tmp_path / "e", stop_after=2)
-    partial = tmp_path / "e" / ".checkpoint-4.partial"
-    partial.mkdir()
-    (partial / "model.safetensors").write_bytes(b"half")
+    # a save killed before its manifest: the folder exists, written in place (no rename)
+    half = tmp_path / "e" / "checkpoint-4"
+    half.mkdir()
+    (half / SAVING).write_text("")  # written first, deleted after the manifest
+    (half / "model.safetensors").write_bytes(b"half")
+    old_style = tmp_path / "e" / ".checkpoint-4.partial"  # left by versions that renamed folders
+    old_style.mkdir()
+    assert [s for s, _ in list_checkpoints(tmp_path / "e")] == [2]
     resumed = _run(tmp_path, checkpoint_dir=tmp_path / "e")
-    assert resumed.report["resumed_from"].endswith("checkpoint-2") and not partial.exists()
+    assert resumed.report["resumed_from"].endswith("checkpoint-2") and not old_style.exists()
+    assert (half / MANIFEST).is_file()  # step 4 was saved again, completely
+
+
+def test_checkpoints_resume_on_a_file_system_without_directory_renames(fuse_fs):
+    """Cloud Storage FUSE (Vertex AI's /gcs) refuses directory renames: checkpoints are
+    written in place and finished by their manifest."""
+    ckpts = fuse_fs.root / "ckpts"
+    _run(fuse_fs.root, checkpoint_dir=ckpts, stop_after=3)
+    assert [s for s, _ in list_checkpoints(ckpts)] == [2]
+    resumed = _run(fuse_fs.root, checkpoint_dir=ckpts)
+    assert resumed.report["resumed_from"].endswith("checkpoint-2") and resumed.report["steps"] == 6
+    assert [s for s, _ in list_checkpoints(ckpts)] == [2, 4]
+    assert fuse_fs.refused() == []
 
 
 def test_distillation_loss_decreases():

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 
 from medprune.errors import ModelLoadError
-from medprune.io.atomic import atomic_directory
+from medprune.io.atomic import OWN_PREFIX, IncompleteDirectoryError, check_complete, marked_directory
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -25,6 +26,12 @@ def check_model_dir(model_dir: str | Path) -> Path:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelLoadError(f"{model_dir}: model directory not found")
+    if any(p.name.startswith(OWN_PREFIX) for p in model_dir.iterdir()):
+        # Written by medprune (save_model, medprune_* files): only a finished one is a model.
+        try:
+            check_complete(model_dir)
+        except IncompleteDirectoryError as exc:
+            raise ModelLoadError(str(exc)) from None
     if not (model_dir / "config.json").is_file():
         raise ModelLoadError(f"{model_dir}: no config.json; not a Hugging Face model directory")
     safetensors = sorted(model_dir.glob("*.safetensors"))
@@ -93,23 +100,27 @@ def save_model(
     *,
     extra_files: dict[str, Any] | None = None,
 ) -> Path:
-    """Save a model and tokenizer as safetensors into ``out_dir`` atomically.
+    """Save a model and tokenizer as safetensors into ``out_dir``, complete or not at all.
 
     ``extra_files`` maps file names to JSON-serialisable objects written beside the weights
-    (for example ``medprune_config.json``). ``out_dir`` may exist only if it is empty (kfp
-    creates artifact directories up front).
+    (for example ``medprune_config.json``). The files are written in place (no directory
+    rename, which Cloud Storage FUSE refuses) and a completion marker
+    (:data:`~medprune.io.atomic.COMPLETE_MARKER`) is written last; :func:`check_model_dir`
+    refuses a medprune directory without it. ``out_dir`` may exist if it is empty (kfp
+    creates artifact directories up front) or holds an interrupted earlier attempt.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        if any(out_dir.iterdir()):
-            raise ModelLoadError(f"{out_dir}: output directory is not empty")
-        out_dir.rmdir()
-    with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        for name, obj in (extra_files or {}).items():
-            (tmp / name).write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    try:
+        with marked_directory(out_dir) as target:
+            # medprune's own files first: from then on the directory says it is medprune's
+            # and readers insist on the marker.
+            for name, obj in (extra_files or {}).items():
+                (target / name).write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+            model.save_pretrained(target, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(target)
+    except FileExistsError as exc:
+        raise ModelLoadError(f"{out_dir}: output directory is not empty ({exc})") from None
     return out_dir
 
 

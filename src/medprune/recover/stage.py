@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medprune.config import RunConfig
 from medprune.errors import MedpruneError
+from medprune.io.atomic import copy_complete_directory, is_complete
 from medprune.load.lineage import read_lineage, save_with_lineage
 from medprune.load.model import DTYPES, load_model
 from medprune.progress import Progress
@@ -66,12 +67,12 @@ def stage_recover(
     rc = cfg.recover
     if not rc.enabled or rc.steps == 0:
         progress("recovery disabled: passing the pruned model through")
-        shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
+        copy_complete_directory(model_dir, out_dir)  # no directory rename: fine on Cloud Storage FUSE
         return {"enabled": False}
     if not rc.data:
         raise MedpruneError("recover.data: set a JSONL of {text} or {prompt, response} to fine-tune on, or recover.enabled: false")
     done = read_lineage(out_dir).get("recover")
-    if done and done.get("complete") and (Path(out_dir) / "config.json").is_file():
+    if done and done.get("complete") and is_complete(out_dir):
         progress(f"recovery already finished in {out_dir} (a retried task): keeping it")
         return done
     model, tokenizer = load_model(model_dir, dtype="float32")  # float32 master weights

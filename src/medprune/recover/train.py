@@ -258,17 +258,16 @@ def recover_model(
         )
 
     def save_checkpoint(step: int) -> None:
-        partial = ckpt.partial_dir(checkpoint_dir, step)
+        target = ckpt.checkpoint_dir_for(checkpoint_dir, step)
         if accelerator.is_main_process:
-            partial.mkdir(parents=True, exist_ok=True)
+            ckpt.start_checkpoint(checkpoint_dir, step)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(partial), safe_serialization=True)
+        accelerator.save_state(str(target), safe_serialization=True)
         if best is not None:
-            _save_best(partial, best, accelerator)
+            _save_best(target, best, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            ckpt.write_manifest(partial, state)
-            final = ckpt.finish_checkpoint(checkpoint_dir, step, cfg.keep_checkpoints)
+            final = ckpt.finish_checkpoint(checkpoint_dir, step, state, cfg.keep_checkpoints)
             say(f"checkpoint {final}")
         accelerator.wait_for_everyone()
 

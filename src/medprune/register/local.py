@@ -9,6 +9,11 @@ Layout::
 Versions are integers that only grow. A version directory is written under a temporary
 name and renamed into place, so a failure leaves no half version; ``aliases.json`` is
 replaced atomically. A lock file serialises concurrent registrations of one model.
+
+This registry keeps the directory rename (and ``flock``) on purpose: it lives on a local or
+network disk that supports both, never on Cloud Storage FUSE (which supports neither a
+directory rename nor locks); on Vertex AI the registry is the Vertex AI Model Registry
+(``registry.target: vertex``), whose versions are created in one API call.
 """
 
 from __future__ import annotations

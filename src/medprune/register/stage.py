@@ -12,7 +12,7 @@ from medprune.errors import MedpruneError
 from medprune.evaluate.runner import flat_metrics, read_results
 from medprune.gate.decision import GateDecision
 from medprune.gate.stage import GATE_FILE
-from medprune.io.atomic import atomic_write_json
+from medprune.io.atomic import IncompleteDirectoryError, atomic_write_json, check_complete
 from medprune.load.lineage import read_lineage
 from medprune.progress import Progress
 from medprune.register.local import LocalRegistry
@@ -68,6 +68,10 @@ def stage_register(
     gate = GateDecision.from_dict(json.loads((Path(run.gate_dir) / GATE_FILE).read_text()))
     if not gate.passed:
         raise MedpruneError("refusing to register: the gate did not pass: " + "; ".join(gate.reasons))
+    try:
+        check_complete(run.model_dir)  # never register a half-written model directory
+    except IncompleteDirectoryError as exc:
+        raise MedpruneError(f"refusing to register: {exc}") from None
     summary = build_summary(cfg, run)
     metadata = {k: summary[k] for k in ("run_id", "source", "gate", "sparsity", "prune", "recover", "metrics")}
     metadata["config"] = json.loads(cfg.to_json())
