@@ -163,6 +163,42 @@ def cmd_upload_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_settings(args: argparse.Namespace):
+    """(serve config, local registry root) from --config (with --set), else the defaults."""
+    from medprune.config import LocalRegistryConfig, ServeConfig
+
+    if getattr(args, "config", None):
+        cfg = _load(args)
+        return cfg.serve, cfg.registry.local.root
+    if getattr(args, "set", None):
+        raise MedpruneError("--set needs --config")
+    return ServeConfig(), LocalRegistryConfig().root
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from medprune.export.bundle import export_for_ollama
+    from medprune.serve.refs import resolve_model_ref
+
+    serve, default_root = _serve_settings(args)
+    serve = serve.model_copy(deep=True)
+    if args.outtype:
+        serve.gguf.outtypes = list(dict.fromkeys(args.outtype))
+        if serve.ollama.quantization not in serve.gguf.outtypes:
+            serve.ollama.quantization = serve.gguf.outtypes[-1]
+    name = args.name or args.model.rstrip("/").split("/")[-1].replace("@", "-")
+    with tempfile.TemporaryDirectory(prefix="medprune-export-") as work:  # downloads (vertex://) only
+        model_dir = resolve_model_ref(args.model, registry_root=args.root or default_root, workdir=work)
+        result = export_for_ollama(model_dir, args.output, serve=serve, name=name,
+                                   modelfile=not args.no_modelfile, source=args.model)
+    for outtype, path in result.gguf.items():
+        print(f"{outtype:5s} {path}  ({path.stat().st_size / 1e6:.1f} MB)")
+    if result.modelfile:
+        print(f"Modelfile {result.modelfile}  ->  cd {args.output} && ollama create {name} -f Modelfile")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--tag", action="append", default=[], help="tag for this version (repeatable)")
     p.set_defaults(func=cmd_upload_template)
+
+    p = sub.add_parser("export", help="export a registered model for llama.cpp / Ollama")
+    p.add_argument("format", choices=["gguf"], help="export format")
+    p.add_argument("model", help="NAME@ALIAS or NAME@VERSION in the local registry, vertex://..., or a model directory")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--config", help="run config whose serve section (gguf, ollama) and registry root apply")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--root", help="local registry root (default: registry.local.root of --config, else registry)")
+    p.add_argument("--outtype", action="append", choices=["f32", "f16", "bf16", "q8_0"],
+                   help="GGUF weight type (repeatable; default serve.gguf.outtypes: f16 and q8_0)")
+    p.add_argument("--name", help="file name stem (default NAME-ALIAS)")
+    p.add_argument("--no-modelfile", action="store_true", help="write only the GGUF files")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -41,3 +41,11 @@ class StorageError(MedpruneError):
 
 class VertexError(MedpruneError):
     """A Vertex AI request (register, submit, schedule) failed or was refused."""
+
+
+class ExportError(MedpruneError):
+    """A model cannot be exported (unsupported architecture, tokenizer, chat template)."""
+
+
+class DeployError(MedpruneError):
+    """A deployment to a serving endpoint failed or was refused; the endpoint is unchanged."""

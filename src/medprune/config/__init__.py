@@ -7,7 +7,7 @@ values fail early with a :class:`~medprune.errors.ConfigError` that names the fi
     cfg.prune.sparsity  # 0.5
 
 One module per section (``model``, ``prune``, ``recover``, ``evaluate``, ``gate``,
-``registry``, ``pipeline``, ``vertex``); ``run`` joins them; ``loading`` reads files;
+``registry``, ``pipeline``, ``vertex``, ``serve``); ``run`` joins them; ``loading`` reads files;
 ``environment`` fills values from the environment (the schema itself has no behaviour).
 The config that produced a model is saved next to it (``medprune_config.json``), so a
 result always says how it was made.
@@ -29,6 +29,13 @@ from medprune.config.prune import (
 from medprune.config.recover import CustomJobConfig, DistillConfig, LoraConfig, RecoverConfig
 from medprune.config.registry import LocalRegistryConfig, RegistryConfig
 from medprune.config.run import RunConfig
+from medprune.config.serve import (
+    EndpointConfig,
+    GGUFExportConfig,
+    OllamaConfig,
+    RegionConfig,
+    ServeConfig,
+)
 from medprune.config.vertex import DEFAULT_SERVING_IMAGE, VertexConfig
 
 __all__ = [
@@ -39,18 +46,23 @@ __all__ = [
     "CalibrationConfig",
     "CustomJobConfig",
     "DistillConfig",
+    "EndpointConfig",
     "EvaluateConfig",
+    "GGUFExportConfig",
     "GateConfig",
     "LocalRegistryConfig",
     "LoraConfig",
     "ModelConfig",
     "NonInferiorityConfig",
+    "OllamaConfig",
     "PipelineConfig",
     "PruneConfig",
     "RecoverConfig",
+    "RegionConfig",
     "RegistryConfig",
     "ResourceConfig",
     "RunConfig",
+    "ServeConfig",
     "SparseGPTConfig",
     "StructuredConfig",
     "VertexConfig",

@@ -21,6 +21,12 @@ class RegistryConfig(_Strict):
         default_factory=lambda: ["candidate"], description="Aliases moved to the new version."
     )
 
+    export: list[Literal["gguf"]] = Field(
+        default_factory=list,
+        description="Extra serving formats added to each registered version: 'gguf' writes GGUF "
+        "files and an Ollama Modelfile (serve.gguf, serve.ollama) into the version.",
+    )
+
     @field_validator("aliases")
     @classmethod
     def _alias_names(cls, v: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ from medprune.config.pipeline import PipelineConfig
 from medprune.config.prune import PruneConfig
 from medprune.config.recover import RecoverConfig
 from medprune.config.registry import RegistryConfig
+from medprune.config.serve import ServeConfig
 from medprune.config.vertex import VertexConfig
 
 
@@ -28,6 +29,10 @@ class RunConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    serve: ServeConfig = Field(
+        default_factory=ServeConfig,
+        description="Serving: GGUF/Ollama export and Vertex AI endpoints (medprune export / deploy).",
+    )
     vertex: VertexConfig | None = Field(
         default=None, description="Vertex AI settings; required when registry.target is 'vertex'."
     )

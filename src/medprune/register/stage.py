@@ -10,6 +10,7 @@ from pathlib import Path
 from medprune.config import RunConfig
 from medprune.errors import MedpruneError
 from medprune.evaluate.runner import flat_metrics, read_results
+from medprune.export.bundle import with_serving_exports
 from medprune.gate.decision import GateDecision
 from medprune.gate.stage import GATE_FILE
 from medprune.io.atomic import IncompleteDirectoryError, atomic_write_json, check_complete
@@ -75,12 +76,23 @@ def stage_register(
     summary = build_summary(cfg, run)
     metadata = {k: summary[k] for k in ("run_id", "source", "gate", "sparsity", "prune", "recover", "metrics")}
     metadata["config"] = json.loads(cfg.to_json())
+    # registry.export: serving formats (GGUF + Modelfile) registered with the model files
+    with with_serving_exports(run.model_dir, list(cfg.registry.export), serve=cfg.serve,
+                              name=cfg.model.name) as model_dir:
+        if cfg.registry.export:
+            metadata["exports"] = list(cfg.registry.export)
+            progress(f"exported {', '.join(cfg.registry.export)} for {cfg.model.name}")
+        return _register(cfg, run, summary, metadata, gate, model_dir, progress)
+
+
+def _register(cfg: RunConfig, run: RunArtifacts, summary: dict, metadata: dict, gate: GateDecision,
+              model_dir: Path, progress: Progress) -> dict:
     if cfg.registry.target == "vertex":
         from medprune.register.vertex import register_vertex
 
         metrics = {**summary["metrics"]["baseline"], **summary["metrics"]["candidate"]}
         registered = register_vertex(
-            run.model_dir, cfg=cfg, metadata={"run_id": run.run_id, "metrics": metrics}, gate_passed=gate.passed
+            model_dir, cfg=cfg, metadata={"run_id": run.run_id, "metrics": metrics}, gate_passed=gate.passed
         )
         # model / version / path: the keys the local registry reports, so summaries read alike
         summary["registered"] = {
@@ -91,7 +103,7 @@ def stage_register(
         progress(f"registered {registered['versioned_name']} (aliases {registered['aliases']})")
         return summary
     registry = LocalRegistry(cfg.registry.local.root)
-    version = registry.register(cfg.model.name, run.model_dir, metadata, aliases=cfg.registry.aliases)
+    version = registry.register(cfg.model.name, model_dir, metadata, aliases=cfg.registry.aliases)
     summary["registered"] = version.to_dict()
     atomic_write_json(Path(run.summary_dir) / SUMMARY_FILE, summary)
     progress(f"registered {version.model} version {version.version} at {version.path} (aliases {version.aliases})")
