@@ -14,7 +14,7 @@ result always says how it was made.
 """
 
 from medprune.config.environment import resolve_vertex
-from medprune.config.evaluate import EvaluateConfig
+from medprune.config.evaluate import DEFAULT_NOTE_INSTRUCTION, EvaluateConfig, MCQSourceConfig, VisitNotesConfig
 from medprune.config.gate import GATE_METRICS, GateConfig, NonInferiorityConfig
 from medprune.config.loading import format_validation_errors, load_config, parse_config
 from medprune.config.model import ModelConfig
@@ -39,6 +39,9 @@ from medprune.config.serve import (
 from medprune.config.vertex import DEFAULT_SERVING_IMAGE, VertexConfig
 
 __all__ = [
+    "DEFAULT_NOTE_INSTRUCTION",
+    "MCQSourceConfig",
+    "VisitNotesConfig",
     "DEFAULT_SERVING_IMAGE",
     "GATE_METRICS",
     "STAGES",

@@ -54,6 +54,10 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
     cfg.evaluate.mcq = _resolve_local(cfg.evaluate.mcq, base)
     cfg.evaluate.perplexity = _resolve_local(cfg.evaluate.perplexity, base)
     cfg.evaluate.summarization = _resolve_local(cfg.evaluate.summarization, base)
+    for source in cfg.evaluate.mcq_sources:
+        source.data = _resolve_local(source.data, base)  # type: ignore[assignment]
+    if cfg.evaluate.visit_notes is not None:
+        cfg.evaluate.visit_notes.data = _resolve_local(cfg.evaluate.visit_notes.data, base)  # type: ignore[assignment]
     cfg.output_dir = _resolve_local(cfg.output_dir, base)  # type: ignore[assignment]
     cfg.registry.local.root = _resolve_local(cfg.registry.local.root, base)  # type: ignore[assignment]
 

@@ -43,6 +43,27 @@ class RunConfig(_Strict):
             raise ValueError("registry.target is 'vertex' but the 'vertex' section is missing")
         return self
 
+    @model_validator(mode="after")
+    def _gate_sources_are_evaluated(self) -> RunConfig:
+        sources = {s.name for s in self.evaluate.mcq_sources}
+        for source in self.gate.source_non_inferiority:
+            if source == "visit_notes" and self.evaluate.visit_notes is None:
+                raise ValueError("gate.source_non_inferiority.visit_notes: evaluate.visit_notes is not set")
+            if source != "visit_notes" and source not in sources:
+                raise ValueError(
+                    f"gate.source_non_inferiority.{source}: no evaluate.mcq_sources entry named {source!r} "
+                    f"(sources: {sorted(sources)})"
+                )
+        gated = [*self.gate.floors, *self.gate.ceilings, *self.gate.max_drop, *self.gate.max_increase]
+        for metric in gated:
+            _, at, source = metric.partition("@")
+            if at and source not in sources:
+                raise ValueError(
+                    f"gate: metric {metric!r} names source {source!r}, which is not in evaluate.mcq_sources "
+                    f"(sources: {sorted(sources)})"
+                )
+        return self
+
     def to_json(self) -> str:
         return self.model_dump_json()
 

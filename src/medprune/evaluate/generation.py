@@ -95,18 +95,34 @@ def generate_greedy(
 ) -> list[tuple[str, int]]:
     """Greedy continuations of ``prompts`` (left padded batches, stop at EOS), each with the
     number of tokens generated (EOS and padding not counted)."""
+    encoded = [list(tokenizer(p)["input_ids"])[-(max_length - max_new_tokens) :] for p in prompts]
+    return generate_greedy_ids(model, tokenizer, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+@torch.inference_mode()
+def generate_greedy_ids(
+    model,
+    tokenizer,
+    encoded: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[str, int]]:
+    """Greedy continuations of already tokenized prompts (longest first, left padded
+    batches, stop at EOS), each with the number of tokens generated."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    encoded = [list(tokenizer(p)["input_ids"])[-(max_length - max_new_tokens) :] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    outputs: list[tuple[str, int]] = [("", 0)] * len(prompts)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    outputs: list[tuple[str, int]] = [("", 0)] * len(encoded)
+    stop = {t for t in (tokenizer.eos_token_id, pad) if t is not None}
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, i in enumerate(batch):
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+            ids[row, width - len(encoded[i]) :] = torch.tensor(list(encoded[i]))
             mask[row, width - len(encoded[i]) :] = 1
         out = model.generate(
             input_ids=ids.to(device),
@@ -117,11 +133,12 @@ def generate_greedy(
             pad_token_id=pad,
             eos_token_id=tokenizer.eos_token_id,
         )
-        stop = {t for t in (tokenizer.eos_token_id, pad) if t is not None}
         for row, i in enumerate(batch):
             new = out[row, width:].tolist()
             n = next((k for k, t in enumerate(new) if t in stop), len(new))
             outputs[i] = (tokenizer.decode(new[:n], skip_special_tokens=True), n)
+        if progress:
+            progress(min(start + batch_size, len(order)), len(order))
     return outputs
 
 

@@ -25,17 +25,57 @@ _EFFICIENCY_METRICS = (
 )
 
 
+#: Visit-note metrics (``results["visit_notes"]``) under their gate names.
+NOTE_METRICS = (
+    "rouge1",
+    "rouge2",
+    "rougeLsum",
+    "section_coverage",
+    "hallucination_rate",
+    "omission_rate",
+    "reference_hallucination_rate",
+)
+
+
+def source_metric(metric: str, source: str) -> str:
+    """The name of a metric of one multiple-choice source: ``accuracy@pubmedqa``."""
+    return f"{metric}@{source}"
+
+
+def _mcq_values(mcq: dict, suffix: str = "") -> dict[str, float]:
+    out = {
+        f"accuracy{suffix}": mcq["acc"],
+        f"accuracy_norm{suffix}": mcq["acc_norm"],
+        f"mcq_items{suffix}": mcq["n"],
+    }
+    classes = mcq.get("classes")
+    if classes:
+        out[f"macro_f1{suffix}"] = classes["macro_f1"]
+        out[f"majority_baseline{suffix}"] = classes["majority_baseline"]
+    return out
+
+
 def metric_values(results: dict) -> dict[str, float]:
     """Every scalar of an evaluation under its gate name (``accuracy``, ``perplexity``,
-    ``rouge_l``, ``latency_ms_p95``, ``accuracy_<category>``, ...)."""
+    ``rouge_l``, ``latency_ms_p95``, ``accuracy_<category>``, ``accuracy@<source>``,
+    ``rougeLsum``, ``hallucination_rate``, ...)."""
     out: dict[str, float] = {}
     mcq = results.get("mcq")
     if mcq:
-        out["accuracy"] = mcq["acc"]
-        out["accuracy_norm"] = mcq["acc_norm"]
-        out["mcq_items"] = mcq["n"]
+        out.update(_mcq_values(mcq))
         for cat, v in mcq["per_category"].items():
             out[f"accuracy_{category_key(cat)}"] = v["acc"]
+    for name, source in (results.get("mcq_sources") or {}).items():
+        out.update(_mcq_values(source, "@" + name))
+    notes = results.get("visit_notes")
+    if notes:
+        for key in NOTE_METRICS:
+            out[key] = notes[key]
+        out["note_items"] = notes["n"]
+    judge = results.get("judge")
+    if judge and judge.get("complete"):
+        for key, value in judge.get("metrics", {}).items():
+            out[key] = value
     ppl = results.get("perplexity")
     if ppl:
         out["perplexity"] = ppl["perplexity"]

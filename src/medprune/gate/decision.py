@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from medprune.config import GATE_METRICS, GateConfig, NonInferiorityConfig
+from medprune.config import GateConfig, NonInferiorityConfig
+from medprune.config.gate import metric_direction
 from medprune.evaluate.metrics import category_key, metric_values
-from medprune.gate.stats import PairedInterval, mcnemar_exact_ci, paired_bootstrap_ci
+from medprune.gate.stats import PairedInterval, mcnemar_exact_ci, paired_bootstrap_ci, paired_bootstrap_mean_ci
 
 _EPS = 1e-12  # values exactly at a threshold pass, despite float rounding
 
@@ -120,25 +121,53 @@ def _paired(
     return ids, [base[i] for i in ids], [cand[i] for i in ids]
 
 
-def _non_inferiority(cfg: NonInferiorityConfig, paired) -> tuple[GateCheck, PairedInterval | None]:
-    metric = f"lower bound of {cfg.confidence:.0%} CI for candidate - baseline {cfg.metric}"
+def _paired_scores(
+    baseline_predictions: Sequence[dict] | None, candidate_predictions: Sequence[dict] | None, key: str
+) -> tuple[list[str], list[float], list[float]] | str:
+    """Item ids with baseline and candidate per-item scores (items where either has none,
+    such as a note whose reference has no sections for coverage, are left out)."""
+    if baseline_predictions is None or candidate_predictions is None:
+        missing = [lbl for lbl, p in (("baseline", baseline_predictions), ("candidate", candidate_predictions)) if p is None]
+        return f"no per-item results for {' and '.join(missing)}"
+    base = {str(p["id"]): p.get(key) for p in baseline_predictions}
+    cand = {str(p["id"]): p.get(key) for p in candidate_predictions}
+    if set(base) != set(cand):
+        only_b, only_c = sorted(set(base) - set(cand)), sorted(set(cand) - set(base))
+        return f"baseline and candidate were scored on different items (only baseline: {only_b[:5]}, only candidate: {only_c[:5]})"
+    ids = sorted(i for i in base if base[i] is not None and cand[i] is not None)
+    if not ids:
+        return f"no item has a {key!r} score in both evaluations"
+    return ids, [float(base[i]) for i in ids], [float(cand[i]) for i in ids]
+
+
+def _non_inferiority(
+    cfg: NonInferiorityConfig, paired, *, name: str = "non_inferiority", scope: str = "", graded: bool = False
+) -> tuple[GateCheck, PairedInterval | None]:
+    """One paired non-inferiority check; ``graded`` scores (a note's ROUGE) use the bootstrap
+    of the mean difference, correctness uses the configured interval."""
+    metric = f"lower bound of {cfg.confidence:.0%} CI for candidate - baseline {cfg.metric}{scope}"
+    label = f"non-inferiority{scope}"
     if isinstance(paired, str):
-        return GateCheck("non_inferiority", metric, None, -cfg.margin, ">", False,
-                         f"non-inferiority cannot be shown: {paired}", {"why": paired}), None
+        return GateCheck(name, metric, None, -cfg.margin, ">", False,
+                         f"{label} cannot be shown: {paired}", {"why": paired}), None
     _, base, cand = paired
-    if cfg.method == "bootstrap":
+    if graded:
+        ci = paired_bootstrap_mean_ci(base, cand, confidence=cfg.confidence, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    elif cfg.method == "bootstrap":
         ci = paired_bootstrap_ci(base, cand, confidence=cfg.confidence, n_resamples=cfg.n_resamples, seed=cfg.seed)
     else:
         ci = mcnemar_exact_ci(base, cand, confidence=cfg.confidence)
-    check = _check("non_inferiority", metric, ci.lower, -cfg.margin, ">", ci.to_dict())
+    check = _check(name, metric, ci.lower, -cfg.margin, ">", ci.to_dict())
     width = ci.upper - ci.lower
+    better = ("scored higher for the baseline", "for the candidate") if graded else (
+        "only the baseline got right", "only the candidate")
     note = (
         f"difference {ci.difference:+.3f}, {cfg.confidence:.0%} CI [{ci.lower:+.3f}, {ci.upper:+.3f}] "
-        f"(width {width:.3f}, {ci.method}) on {ci.n} paired items; {ci.baseline_only} only the baseline got right, "
-        f"{ci.candidate_only} only the candidate"
+        f"(width {width:.3f}, {ci.method}) on {ci.n} paired items; {ci.baseline_only} {better[0]}, "
+        f"{ci.candidate_only} {better[1]}"
     )
     verdict = "not worse than the baseline by more than the margin" if check.passed else "non-inferiority NOT shown"
-    message = f"non-inferiority (margin {cfg.margin:g}): {note}: {verdict}"
+    message = f"{label} (margin {cfg.margin:g}): {note}: {verdict}"
     if ci.n < cfg.min_items:
         message += f"; only {ci.n} items (< min_items {cfg.min_items}): the interval is too wide to rely on"
         check = GateCheck(check.name, check.metric, check.value, check.threshold, check.comparison, False, message + ": FAILED", check.details)
@@ -178,10 +207,14 @@ def decide(
     *,
     baseline_predictions: Sequence[dict] | None = None,
     candidate_predictions: Sequence[dict] | None = None,
+    baseline_sources: dict[str, Sequence[dict] | None] | None = None,
+    candidate_sources: dict[str, Sequence[dict] | None] | None = None,
 ) -> GateDecision:
     """Return the gate decision for two evaluations (``results.json`` contents) and their
     per-item MCQ predictions (``predictions.jsonl`` lines, needed for critical items and
-    non-inferiority)."""
+    non-inferiority). ``baseline_sources`` / ``candidate_sources`` map each source of
+    ``gate.source_non_inferiority`` (an MCQ source name, or ``visit_notes``) to its per-item
+    lines (``predictions-NAME.jsonl``, ``notes.jsonl``)."""
     checks: list[GateCheck] = []
     for label, res in (("baseline", baseline), ("candidate", candidate)):
         done = bool(res.get("complete"))
@@ -217,7 +250,7 @@ def decide(
         b, c = base_m.get(metric), cand_m.get(metric)
         checks.append(_check(f"max_drop_{metric}", f"{metric} drop (baseline - candidate)", None if b is None or c is None else b - c, value, "<="))
     for metric, value in cfg.max_increase.items():
-        assert not GATE_METRICS[metric]
+        assert metric_direction(metric) is False
         b, c = base_m.get(metric), cand_m.get(metric)
         checks.append(_check(f"max_increase_{metric}", f"{metric} increase (candidate - baseline)", None if b is None or c is None else c - b, value, "<="))
 
@@ -242,6 +275,19 @@ def decide(
             checks.append(check)
             if ci is not None:
                 interval = dict(ci.to_dict(), margin=cfg.non_inferiority.margin, metric=cfg.non_inferiority.metric)
+
+    for source, ni in cfg.source_non_inferiority.items():
+        base_items = (baseline_sources or {}).get(source)
+        cand_items = (candidate_sources or {}).get(source)
+        if source == "visit_notes":
+            paired_src = _paired_scores(base_items, cand_items, ni.metric)
+        else:
+            paired_src = _paired(base_items, cand_items, "correct_norm" if ni.metric == "acc_norm" else "correct")
+        check, _ = _non_inferiority(
+            ni, paired_src, name=f"non_inferiority_{category_key(source)}", scope=f" on {source}",
+            graded=source == "visit_notes",
+        )
+        checks.append(check)
 
     reasons = [c.message for c in checks if not c.passed]
     return GateDecision(passed=not reasons, reasons=reasons, checks=checks, interval=interval)

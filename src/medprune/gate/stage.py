@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medprune.config import RunConfig
-from medprune.evaluate.runner import read_predictions, read_results
+from medprune.evaluate.runner import NOTES_FILE, read_predictions, read_results, source_predictions_file
 from medprune.gate.decision import GateDecision, decide
 from medprune.io.atomic import atomic_write_json
 
@@ -15,12 +15,18 @@ GATE_FILE = "gate.json"
 def stage_gate(cfg: RunConfig, baseline_dir: str | Path, candidate_dir: str | Path, out_dir: str | Path) -> GateDecision:
     """Decide on promotion from both evaluation directories (results and per-item
     predictions); write ``gate.json`` into ``out_dir``."""
+    files = {
+        source: NOTES_FILE if source == "visit_notes" else source_predictions_file(source)
+        for source in cfg.gate.source_non_inferiority
+    }
     decision = decide(
         read_results(baseline_dir),
         read_results(candidate_dir),
         cfg.gate,
         baseline_predictions=read_predictions(baseline_dir),
         candidate_predictions=read_predictions(candidate_dir),
+        baseline_sources={s: read_predictions(baseline_dir, f) for s, f in files.items()},
+        candidate_sources={s: read_predictions(candidate_dir, f) for s, f in files.items()},
     )
     atomic_write_json(Path(out_dir) / GATE_FILE, decision.to_dict())
     return decision

@@ -72,6 +72,38 @@ def paired_bootstrap_ci(
     return PairedInterval("bootstrap", confidence, n, (c - b) / n, float(lower), float(upper), b, c)
 
 
+def paired_bootstrap_mean_ci(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> PairedInterval:
+    """Percentile bootstrap interval for the mean paired difference of a per-item score in
+    [0, 1] (a note's ROUGE or faithfulness); ``baseline_only`` / ``candidate_only`` count
+    the items where that model scored higher."""
+    if len(baseline) != len(candidate):
+        raise ValueError(f"paired results differ in length: {len(baseline)} vs {len(candidate)}")
+    if not baseline:
+        raise ValueError("no paired items")
+    base = np.asarray(baseline, dtype=np.float64)
+    diff = np.asarray(candidate, dtype=np.float64) - base
+    n = len(diff)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    chunk = max(1, 4_000_000 // n)
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = diff[idx].mean(axis=1)
+    alpha = 1.0 - confidence
+    lower, upper = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return PairedInterval(
+        "bootstrap", confidence, n, float(diff.mean()), float(lower), float(upper), int((diff < 0).sum()), int((diff > 0).sum())
+    )
+
+
 def _binom_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p), summed in log space."""
     if k < 0:
