@@ -199,6 +199,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_regions(results) -> None:
+    for r in results:
+        split = ", ".join(f"{k}={v}%" for k, v in sorted(r.traffic.items())) or "none"
+        copied = f", copied from {r.copied_from}" if r.copied_from else ""
+        print(f"{r.location}: {r.action}: {r.model}@{r.version_id} on {r.endpoint} (traffic {split}{copied})")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from medprune.serve.vertex_endpoint import deploy
+
+    _print_regions(deploy(_load(args), args.model, region=args.region))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from medprune.serve.vertex_endpoint import promote
+
+    _print_regions(promote(_load(args), args.model, region=args.region, undeploy_previous=args.undeploy_previous))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from medprune.serve.vertex_endpoint import rollback
+
+    _print_regions(rollback(_load(args), args.model, region=args.region))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -286,6 +314,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="file name stem (default NAME-ALIAS)")
     p.add_argument("--no-modelfile", action="store_true", help="write only the GGUF files")
     p.set_defaults(func=cmd_export)
+
+    def with_endpoint(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", required=True, help="run config with the vertex and serve.endpoint sections")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+        p.add_argument("--region", help="only this region of serve.endpoint.regions")
+        return p
+
+    p = with_endpoint(sub.add_parser("deploy", help="deploy a registered version to a Vertex AI endpoint as a canary"))
+    p.add_argument("model", help="NAME@ALIAS or NAME@VERSION in the Vertex AI Model Registry")
+    p.add_argument("--target", choices=["vertex"], default="vertex", help="serving target (default %(default)s)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = with_endpoint(sub.add_parser("promote", help="move all traffic and the production alias to a deployed version"))
+    p.add_argument("model", help="NAME@ALIAS or NAME@VERSION of the canary")
+    p.add_argument("--undeploy-previous", action="store_true",
+                   help="undeploy the replaced version (default: keep it at 0%% for an instant rollback)")
+    p.set_defaults(func=cmd_promote)
+
+    p = with_endpoint(sub.add_parser("rollback", help="return traffic and the production alias to the previous version"))
+    p.add_argument("model", help="NAME (the model's display name)")
+    p.set_defaults(func=cmd_rollback)
     return parser
 
 

@@ -7,10 +7,14 @@ and kfp's ``RegistryClient`` talk to it unchanged:
 - ``models:upload`` (a long-running operation, polled until done), models get / list,
   ``listVersions``, ``mergeVersionAliases``, operations get;
 - ``pipelineJobs`` create / get, ``schedules`` create / get;
-- ``POST /kfp/PROJECT/REPO`` (multipart template upload, answers ``PACKAGE/VERSION``).
+- ``POST /kfp/PROJECT/REPO`` (multipart template upload, answers ``PACKAGE/VERSION``);
+- endpoints: create (operation) / get / list, ``deployModel`` and ``undeployModel``
+  (operations that change the endpoint only when they finish without error, as Vertex
+  does), ``PATCH`` of the traffic split (validated: sums to 100 over deployed models).
 
 Every request is recorded (:attr:`FakeVertex.requests`), and failures can be injected
-(:meth:`FakeVertex.fail_next`, :meth:`FakeVertex.fail_next_upload_operation`).
+(:meth:`FakeVertex.fail_next`, :meth:`FakeVertex.fail_next_upload_operation`,
+:meth:`FakeVertex.fail_next_operation` for endpoint operations).
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class FakeVertex:
         self.pipeline_jobs: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, dict[str, Any]] = {}
         self.templates: list[dict[str, Any]] = []
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self._fail_ops: dict[str, str] = {}
         self.operation_polls = operation_polls
         self._operations: dict[str, dict[str, Any]] = {}
         self._failures: list[_Failure] = []
@@ -95,6 +101,22 @@ class FakeVertex:
     def fail_next_upload_operation(self, message: str = "model import failed midway") -> None:
         """The next models:upload is accepted, but its long-running operation ends in error."""
         self._fail_upload_op = message
+
+    def fail_next_operation(self, kind: str, message: str = "operation failed midway") -> None:
+        """The next ``kind`` operation (``deployModel``, ``undeployModel``, ``createEndpoint``) is
+        accepted but ends in error, changing nothing."""
+        self._fail_ops[kind] = message
+
+    def traffic(self, endpoint_id: str) -> dict[str, int]:
+        """``{deployed_model_id: percent}`` of an endpoint."""
+        return dict(self.endpoints[endpoint_id].get("trafficSplit") or {})
+
+    def deployed(self, endpoint_id: str) -> dict[str, str]:
+        """``{deployed_model_id: "MODEL_ID@VERSION"}`` of an endpoint."""
+        out = {}
+        for d in self.endpoints[endpoint_id].get("deployedModels", []):
+            out[d["id"]] = d["model"].rsplit("/", 1)[1] + "@" + d.get("modelVersionId", "")
+        return out
 
     def add_model(self, display_name: str, project: str, location: str,
                   aliases: list[str] | None = None, artifact_uri: str = "gs://seed/model",
@@ -157,6 +179,12 @@ class FakeVertex:
             ("POST", rf"^{_LOC}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?:mergeVersionAliases$",
              self._merge_aliases),
             ("GET", rf"^{_LOC}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?$", self._get_model),
+            ("POST", rf"^{_LOC}/endpoints$", self._create_endpoint),
+            ("GET", rf"^{_LOC}/endpoints$", self._list_endpoints),
+            ("GET", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+)$", self._get_endpoint),
+            ("PATCH", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+)$", self._patch_endpoint),
+            ("POST", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+):deployModel$", self._deploy_model),
+            ("POST", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+):undeployModel$", self._undeploy_model),
             ("POST", rf"^{_LOC}/pipelineJobs$", self._create_pipeline_job),
             ("GET", rf"^{_LOC}/pipelineJobs/(?P<job>[^/]+)$", self._get_pipeline_job),
             ("POST", rf"^{_LOC}/schedules$", self._create_schedule),
@@ -198,6 +226,8 @@ class FakeVertex:
             "displayName": spec.get("displayName", m.display_name),
             "versionId": version_id,
             "versionAliases": aliases,
+            # a model with a serving container deploys on dedicated machines, as on Vertex
+            "supportedDeploymentResourcesTypes": spec.get("supportedDeploymentResourcesTypes", ["DEDICATED_RESOURCES"]),
             "createTime": now, "updateTime": now, "versionCreateTime": now, "versionUpdateTime": now,
         }
         m.versions.append(version)
@@ -238,6 +268,15 @@ class FakeVertex:
         rec = self._operations[op_id]
         op, g = rec["op"], rec["g"]
         op["done"] = True
+        if rec.get("apply") is not None:  # endpoint operations
+            if rec["fail"]:
+                op["error"] = {"code": 13, "message": rec["fail"]}
+                return
+            try:
+                op["response"] = rec["apply"]()
+            except _HttpError as exc:
+                op["error"] = {"code": 9 if exc.status == 400 else 13, "message": exc.message}
+            return
         if rec["fail"]:
             op["error"] = {"code": 13, "message": rec["fail"]}
             return
@@ -268,8 +307,10 @@ class FakeVertex:
     def _list_models(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
         flt = (query.get("filter") or [""])[0]
         m = re.search(r'display_name\s*=\s*"([^"]*)"', flt)
+        here = f"projects/{g['project']}/locations/{g['location']}/"
         out = [self._version(model, "default") for model in self.models.values()
-               if m is None or model.display_name == m.group(1)]
+               if (m is None or model.display_name == m.group(1))
+               and (not model.versions or model.versions[0]["name"].startswith(here))]  # one region's models
         return 200, {"models": out}
 
     def _list_versions(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
@@ -291,6 +332,134 @@ class FakeVertex:
                     v["versionAliases"] = [x for x in v["versionAliases"] if x != a]
                 version["versionAliases"].append(a)
         return 200, version
+
+    # --- endpoints --------------------------------------------------------------------
+    def _operation(self, g: dict, kind: str, apply: Any, metadata_type: str) -> dict[str, Any]:
+        """A long-running operation that runs ``apply`` (endpoint changes) when it finishes."""
+        op_id = str(next(self._ids))
+        op = {"name": f"projects/{g['project']}/locations/{g['location']}/operations/{op_id}",
+              "metadata": {"@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{metadata_type}"},
+              "done": False}
+        self._operations[op_id] = {"op": op, "polls_left": self.operation_polls,
+                                   "fail": self._fail_ops.pop(kind, None), "apply": apply, "g": g}
+        if self.operation_polls <= 0:
+            self._finish(op_id)
+        return op
+
+    def _endpoint(self, g: dict) -> dict[str, Any]:
+        ep = self.endpoints.get(g["endpoint"])
+        if ep is None or not ep["name"].startswith(f"projects/{g['project']}/locations/{g['location']}/"):
+            name = f"projects/{g['project']}/locations/{g['location']}/endpoints/{g['endpoint']}"
+            raise _HttpError(404, f"Endpoint {name} not found.")
+        return ep
+
+    def _create_endpoint(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
+        if not body.get("displayName"):
+            raise _HttpError(400, "endpoint.display_name is required")
+        endpoint_id = (query.get("endpointId") or [str(next(self._ids))])[0]
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        endpoint = {**body, "name": f"projects/{g['project']}/locations/{g['location']}/endpoints/{endpoint_id}",
+                    "deployedModels": [], "trafficSplit": {}, "createTime": now, "updateTime": now}
+
+        def apply() -> dict[str, Any]:
+            self.endpoints[endpoint_id] = endpoint
+            return {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint", **endpoint}
+
+        return 200, self._operation(g, "createEndpoint", apply, "CreateEndpointOperationMetadata")
+
+    def _list_endpoints(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
+        flt = (query.get("filter") or [""])[0]
+        m = re.search(r'display_name\s*=\s*"([^"]*)"', flt)
+        prefix = f"projects/{g['project']}/locations/{g['location']}/"
+        out = [e for e in self.endpoints.values() if e["name"].startswith(prefix)
+               and (m is None or e.get("displayName") == m.group(1))]
+        return 200, {"endpoints": out}
+
+    def _get_endpoint(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
+        return 200, self._endpoint(g)
+
+    @staticmethod
+    def _check_split(split: dict[str, int], ids: set[str]) -> dict[str, int]:
+        split = {k: int(v) for k, v in split.items()}
+        unknown = set(split) - ids
+        if unknown:
+            raise _HttpError(400, f"traffic split names deployed models that do not exist: {sorted(unknown)}")
+        if ids and sum(split.values()) != 100:
+            raise _HttpError(400, f"traffic split must sum to 100, got {sum(split.values())}")
+        if any(v < 0 for v in split.values()):
+            raise _HttpError(400, "traffic split values must be >= 0")
+        return {k: v for k, v in split.items() if v > 0}
+
+    def _patch_endpoint(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
+        ep = self._endpoint(g)
+        mask = (query.get("updateMask") or query.get("update_mask") or [""])[0]
+        fields = {f.strip() for f in mask.split(",") if f.strip()}
+        if not fields:
+            raise _HttpError(400, "update_mask is required")
+        for f in fields:
+            key = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), f)
+            if key == "trafficSplit":
+                ids = {d["id"] for d in ep["deployedModels"]}
+                ep["trafficSplit"] = self._check_split(body.get("trafficSplit") or {}, ids)
+            elif key in ("displayName", "description", "labels"):
+                ep[key] = body.get(key)
+            else:
+                raise _HttpError(400, f"field {f} cannot be updated")
+        ep["updateTime"] = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        return 200, ep
+
+    def _deploy_model(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
+        ep = self._endpoint(g)
+        dm = dict(body.get("deployedModel") or {})
+        mm = re.fullmatch(rf"{_LOC}/models/(?P<model>[^/@]+)(?:@(?P<version>[^/]+))?", dm.get("model", ""))
+        if not mm or mm["model"] not in self.models:
+            raise _HttpError(404, f"Model {dm.get('model')} not found.")
+        if (mm["project"], mm["location"]) != (g["project"], g["location"]):
+            raise _HttpError(400, f"model {dm['model']} is not in the endpoint's region {g['location']}")
+        version = self._version(self.models[mm["model"]], mm["version"])
+        resources = dm.get("dedicatedResources") or dm.get("automaticResources")
+        if not resources:
+            raise _HttpError(400, "deployed_model needs dedicated_resources or automatic_resources")
+        split = dict(body.get("trafficSplit") or {})
+
+        def apply() -> dict[str, Any]:
+            new_id = str(next(self._ids))
+            ids = {d["id"] for d in ep["deployedModels"]} | {new_id}
+            resolved = {(new_id if k == "0" else k): v for k, v in split.items()}
+            if not resolved:
+                resolved = {new_id: 100} if not ep["deployedModels"] else dict(ep["trafficSplit"])
+            new_split = self._check_split(resolved, ids)
+            deployed = {**dm, "id": new_id, "model": f"projects/{g['project']}/locations/{g['location']}/models/{mm['model']}",
+                        "modelVersionId": version["versionId"],
+                        "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+            ep["deployedModels"].append(deployed)
+            ep["trafficSplit"] = new_split
+            return {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
+                    "deployedModel": deployed}
+
+        return 200, self._operation(g, "deployModel", apply, "DeployModelOperationMetadata")
+
+    def _undeploy_model(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
+        ep = self._endpoint(g)
+        dm_id = body.get("deployedModelId")
+        ids = {d["id"] for d in ep["deployedModels"]}
+        if dm_id not in ids:
+            raise _HttpError(404, f"deployed model {dm_id} not found on {ep['name']}")
+        remaining = ids - {dm_id}
+        split = body.get("trafficSplit")
+        if split is None:
+            if ep["trafficSplit"].get(dm_id, 0) > 0 and remaining:
+                raise _HttpError(400, f"deployed model {dm_id} receives traffic; give a traffic split "
+                                      "for the remaining models")
+            split = {k: v for k, v in ep["trafficSplit"].items() if k != dm_id}
+        new_split = self._check_split(dict(split), remaining)
+
+        def apply() -> dict[str, Any]:
+            ep["deployedModels"] = [d for d in ep["deployedModels"] if d["id"] != dm_id]
+            ep["trafficSplit"] = new_split
+            return {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UndeployModelResponse"}
+
+        return 200, self._operation(g, "undeployModel", apply, "UndeployModelOperationMetadata")
 
     # --- pipeline jobs and schedules ------------------------------------------------
     def _create_pipeline_job(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:

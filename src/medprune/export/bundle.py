@@ -25,7 +25,7 @@ from medprune.config.serve import ServeConfig
 from medprune.errors import ExportError
 from medprune.export.gguf import export_gguf, model_shape, read_vocab
 from medprune.export.modelfile import render_modelfile
-from medprune.io.atomic import atomic_write_json, atomic_write_text
+from medprune.io.atomic import COMPLETE_MARKER, atomic_write_json, atomic_write_text, write_completion_marker
 
 MODELFILE = "Modelfile"
 MANIFEST = "export.json"
@@ -140,4 +140,7 @@ def with_serving_exports(model_dir: str | Path, formats: list[str], *, serve: Se
                 except OSError:
                     shutil.copy2(src, staged / src.name)
         export_for_ollama(model_dir, staged, serve=serve, name=name)
+        if (staged / COMPLETE_MARKER).exists():  # the marker must list the added files too
+            (staged / COMPLETE_MARKER).unlink()
+            write_completion_marker(staged)
         yield staged

@@ -1,0 +1,235 @@
+"""Canary deploy, promote and rollback with the real aiplatform SDK (REST) against the
+loopback fake Vertex AI server; request bodies asserted."""
+
+from __future__ import annotations
+
+import pytest
+from google.cloud.aiplatform_v1.types import AcceleratorType
+
+from medprune.config import parse_config
+from medprune.errors import DeployError
+from medprune.serve.vertex_endpoint import deploy, promote, rollback
+
+PROJECT, REGION = "medprune-test", "us-central1"
+CMEK = f"projects/{PROJECT}/locations/{REGION}/keyRings/kr/cryptoKeys/serving"
+SA = f"serving@{PROJECT}.iam.gserviceaccount.com"
+
+
+def make_cfg(vertex_env, **endpoint):
+    return parse_config({
+        "model": {"source": "/models/clinical", "name": "clinical-llama"},
+        "evaluate": {"mcq": "mcq.jsonl"},
+        "registry": {"target": "vertex"},
+        "vertex": vertex_env.vertex_section(encryption_spec_key_name=CMEK),
+        "serve": {"endpoint": {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4",
+                               "accelerator_count": 1, "min_replica_count": 1, "max_replica_count": 3,
+                               "canary_traffic_percent": 10, "service_account": SA, **endpoint}},
+    })
+
+
+def seed_versions(fake, n=2):
+    """A registered model with versions 1 (production) .. n (candidate on the last)."""
+    name = fake.add_model("clinical-llama", PROJECT, REGION, aliases=["production"])
+    model_id = name.rsplit("/", 1)[1]
+    for v in range(2, n + 1):
+        fake.models[model_id].versions.append({**fake.models[model_id].versions[0], "versionId": str(v),
+                                               "versionAliases": ["candidate"] if v == n else []})
+    return name, model_id
+
+
+def only_endpoint(fake):
+    (ep_id,) = fake.endpoints
+    return ep_id
+
+
+def test_first_deploy_then_canary_then_promote_then_rollback(vertex_env) -> None:
+    fake = vertex_env.vertex
+    name, model_id = seed_versions(fake, 3)
+    cfg = make_cfg(vertex_env)
+
+    (first,) = deploy(cfg, "clinical-llama@production")
+    ep_id = only_endpoint(fake)
+    (create,) = fake.find("POST", r"/endpoints$")
+    assert create.json["displayName"] == "clinical-llama-endpoint"
+    assert create.json["encryptionSpec"] == {"kmsKeyName": CMEK}
+    (dep1,) = fake.find("POST", r":deployModel$")
+    dm = dep1.json["deployedModel"]
+    assert dm["model"] == f"{name}@1"  # the exact version, not whatever is default later
+    res = dm["dedicatedResources"]
+    # the SDK sends enums as numbers ($alt=json;enum-encoding=int)
+    assert res["machineSpec"] == {"machineType": "g2-standard-8", "acceleratorType": int(AcceleratorType.NVIDIA_L4),
+                                  "acceleratorCount": 1}
+    assert (res["minReplicaCount"], res["maxReplicaCount"]) == (1, 3)
+    assert dm["serviceAccount"] == SA
+    assert dep1.json["trafficSplit"] == {"0": 100}
+    prod_dm = first.deployed_model_id
+    assert fake.traffic(ep_id) == {prod_dm: 100}
+
+    (canary,) = deploy(cfg, "clinical-llama@candidate")
+    dep2 = fake.find("POST", r":deployModel$")[1].json
+    assert dep2["trafficSplit"] == {"0": 10, prod_dm: 90}
+    assert fake.traffic(ep_id) == {prod_dm: 90, canary.deployed_model_id: 10}
+    assert fake.deployed(ep_id)[canary.deployed_model_id] == f"{model_id}@3"
+
+    (promoted,) = promote(cfg, "clinical-llama@candidate")
+    (patch,) = fake.find("PATCH", rf"/endpoints/{ep_id}$")
+    assert patch.json["trafficSplit"] == {canary.deployed_model_id: 100}
+    assert "traffic_split" in patch.query.get("updateMask", [""])[0] or "trafficSplit" in patch.query.get("updateMask", [""])[0]
+    assert fake.traffic(ep_id) == {canary.deployed_model_id: 100}
+    aliases = fake.aliases(model_id)
+    assert "production" in aliases["3"] and "previous-production" in aliases["1"]
+    assert set(fake.deployed(ep_id)) == {prod_dm, canary.deployed_model_id}  # old kept at 0%
+
+    (back,) = rollback(cfg, "clinical-llama")
+    assert fake.traffic(ep_id) == {prod_dm: 100}
+    (undeploy,) = fake.find("POST", r":undeployModel$")
+    assert undeploy.json["deployedModelId"] == canary.deployed_model_id
+    assert set(fake.deployed(ep_id)) == {prod_dm}
+    aliases = fake.aliases(model_id)
+    assert "production" in aliases["1"] and "previous-production" not in aliases["1"]
+    assert back.version_id == "1"
+
+
+def test_rollback_of_a_canary_undeploys_it(vertex_env) -> None:
+    fake = vertex_env.vertex
+    seed_versions(fake, 2)
+    cfg = make_cfg(vertex_env, canary_traffic_percent=25)
+    (first,) = deploy(cfg, "clinical-llama@production")
+    (canary,) = deploy(cfg, "clinical-llama@candidate")
+    ep_id = only_endpoint(fake)
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 75, canary.deployed_model_id: 25}
+    rollback(cfg, "clinical-llama")
+    (undeploy,) = fake.find("POST", r":undeployModel$")
+    assert undeploy.json == {"deployedModelId": canary.deployed_model_id,
+                             "trafficSplit": {first.deployed_model_id: 100}}
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 100}
+
+
+def test_deploy_failing_midway_leaves_traffic_intact(vertex_env) -> None:
+    fake = vertex_env.vertex
+    seed_versions(fake, 2)
+    cfg = make_cfg(vertex_env)
+    (first,) = deploy(cfg, "clinical-llama@production")
+    ep_id = only_endpoint(fake)
+    fake.fail_next_operation("deployModel", "quota exceeded for NVIDIA_L4 in us-central1")
+    with pytest.raises(DeployError, match=r"traffic is unchanged.*quota exceeded"):
+        deploy(cfg, "clinical-llama@candidate")
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 100}
+    assert set(fake.deployed(ep_id)) == {first.deployed_model_id}
+
+
+def test_rollback_without_previous_version_is_refused(vertex_env) -> None:
+    fake = vertex_env.vertex
+    seed_versions(fake, 1)
+    cfg = make_cfg(vertex_env)
+    (first,) = deploy(cfg, "clinical-llama@production")
+    with pytest.raises(DeployError, match="no previous version to roll back to"):
+        rollback(cfg, "clinical-llama")
+    assert fake.traffic(only_endpoint(fake)) == {first.deployed_model_id: 100}
+    assert not fake.find("POST", r":undeployModel$")
+
+
+def test_deploy_to_a_region_without_the_model(vertex_env) -> None:
+    cfg = make_cfg(vertex_env)
+    with pytest.raises(DeployError, match=r"'clinical-llama' is not registered in region us-central1.*serve.endpoint.regions"):
+        deploy(cfg, "clinical-llama@candidate")
+    assert not vertex_env.vertex.find("POST", r"/endpoints$")
+    seed_versions(vertex_env.vertex, 1)
+    with pytest.raises(DeployError, match=r"no version or alias 'staging'"):
+        deploy(cfg, "clinical-llama@staging")
+
+
+EU = "europe-west4"
+EU_CMEK = f"projects/{PROJECT}/locations/{EU}/keyRings/kr/cryptoKeys/serving"
+
+
+def test_multi_region_copies_registers_and_deploys_in_each(vertex_env, tmp_path) -> None:
+    from medprune.io.gcs import upload_dir
+
+    fake, gcs = vertex_env.vertex, vertex_env.gcs
+    gcs.create_bucket("medprune-eu-bucket")
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "config.json").write_text('{"model_type": "llama"}')
+    (src / "model.safetensors").write_bytes(b"weights" * 100)
+    upload_dir(src, "gs://medprune-test-bucket/models/clinical-llama/v1")
+    fake.add_model("clinical-llama", PROJECT, REGION, aliases=["candidate"],
+                   artifact_uri="gs://medprune-test-bucket/models/clinical-llama/v1")
+    regions = [{"location": REGION, "staging_bucket": "gs://medprune-test-bucket", "encryption_spec_key_name": CMEK},
+               {"location": EU, "staging_bucket": "gs://medprune-eu-bucket", "encryption_spec_key_name": EU_CMEK}]
+    cfg = make_cfg(vertex_env, regions=regions)
+
+    us, eu = deploy(cfg, "clinical-llama@candidate")
+    assert (us.location, eu.location) == (REGION, EU)
+    assert eu.copied_from == REGION and us.copied_from is None
+    # the files were copied into the EU bucket, byte for byte
+    eu_objects = gcs.objects("medprune-eu-bucket")
+    assert sorted(o.rsplit("/", 1)[1] for o in eu_objects) == ["config.json", "model.safetensors"]
+    # registered in the EU with the EU key, the alias and a label naming its source
+    (eu_upload,) = [r for r in fake.find("POST", r"models:upload$") if f"/locations/{EU}/" in r.path]
+    m = eu_upload.json["model"]
+    assert m["encryptionSpec"] == {"kmsKeyName": EU_CMEK}
+    assert m["artifactUri"].startswith("gs://medprune-eu-bucket/models/clinical-llama/")
+    assert m["versionAliases"] == ["candidate", "default"]  # a new model in that region
+    assert m["labels"]["medprune-source"].startswith("us-central1-")
+    # an endpoint in each region, each with its own CMEK, each serving its region's copy
+    creates = fake.find("POST", r"/endpoints$")
+    assert {c.path.split("/")[5]: c.json["encryptionSpec"]["kmsKeyName"] for c in creates} == {REGION: CMEK, EU: EU_CMEK}
+    deploys = fake.find("POST", r":deployModel$")
+    assert [d.path.split("/")[5] for d in deploys] == [REGION, EU]
+    assert f"/locations/{EU}/" in deploys[1].json["deployedModel"]["model"]
+    assert us.traffic == {us.deployed_model_id: 100} and eu.traffic == {eu.deployed_model_id: 100}
+
+    # a second deploy finds the copy instead of copying again
+    before = len(fake.find("POST", r"models:upload$"))
+    promote(cfg, "clinical-llama@candidate")
+    assert len(fake.find("POST", r"models:upload$")) == before
+
+
+def test_private_endpoint_through_private_service_connect(vertex_env) -> None:
+    fake = vertex_env.vertex
+    seed_versions(fake, 1)
+    network = "projects/123456/global/networks/clinical-vpc"
+    cfg = make_cfg(vertex_env, network=network)
+    deploy(cfg, "clinical-llama@production")
+    (create,) = fake.find("POST", r"/endpoints$")
+    psc = create.json["privateServiceConnectConfig"]
+    assert psc["enablePrivateServiceConnect"] is True
+    assert psc["projectAllowlist"] == [PROJECT]
+    assert psc["pscAutomationConfigs"] == [{"projectId": PROJECT, "network": network}]
+
+
+def test_region_not_configured_is_refused(vertex_env) -> None:
+    seed_versions(vertex_env.vertex, 1)
+    with pytest.raises(DeployError, match=r"region 'asia-east1' is not configured"):
+        deploy(make_cfg(vertex_env), "clinical-llama@production", region="asia-east1")
+
+
+def test_cli_deploy_promote_rollback(vertex_env, tmp_path, capsys) -> None:
+    import yaml
+
+    from medprune.cli import main
+
+    fake = vertex_env.vertex
+    seed_versions(fake, 2)
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(yaml.safe_dump(make_cfg(vertex_env).model_dump(mode="json", exclude_none=True)))
+    assert main(["rollback", "clinical-llama", "--config", str(cfg)]) == 2
+    assert "no endpoint 'clinical-llama-endpoint'" in capsys.readouterr().err
+    assert main(["deploy", "clinical-llama@production", "--target", "vertex", "--config", str(cfg)]) == 0
+    assert main(["deploy", "clinical-llama@candidate", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "us-central1: canary 10%: " in out and "=90%" in out and "=10%" in out
+    assert main(["promote", "clinical-llama@candidate", "--config", str(cfg), "--undeploy-previous"]) == 0
+    ep_id = only_endpoint(fake)
+    assert list(fake.traffic(ep_id).values()) == [100] and len(fake.deployed(ep_id)) == 1
+    # previous-production was undeployed at promotion: rollback deploys it again, then undeploys
+    assert main(["rollback", "clinical-llama", "--config", str(cfg)]) == 0
+    assert "rolled back to version 1" in capsys.readouterr().out
+    assert list(fake.deployed(ep_id).values()) == [f"{only_model(fake)}@1"]
+    assert list(fake.traffic(ep_id).values()) == [100]
+
+
+def only_model(fake):
+    (model_id,) = fake.models
+    return model_id
