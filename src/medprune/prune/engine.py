@@ -6,9 +6,12 @@
     result.model.save_pretrained(out)      # a new, smaller model for width/depth
     json.dump(result.report, fh)           # sparsity, per-layer stats, params, wall time
 
-Calibration runs one decoder layer at a time: the inputs of a layer are captured, that
-layer's statistics are computed, it is pruned, and it is run forward to make the next
-layer's inputs. Only that layer (and the calibration activations) visit ``device``.
+Calibration runs one decoder layer at a time, and only that layer (and the calibration
+activations) visit ``device``. Wanda and SparseGPT compute each layer once: sub-layer by
+sub-layer, each linear pruned as soon as the statistics of its input are complete, so the
+layer's outputs (the next layer's inputs) come out of the same pass
+(:mod:`medprune.prune.sequential`). OWL, width and depth statistics come from one pass
+over the dense layers.
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from medprune.prune.calibration import (
     calibration_token_ids,
     capture_layer_inputs,
     layer_output,
-    run_layer,
 )
 from medprune.prune.depth import block_influence, build_depth_model, depth_count, layers_to_drop
 from medprune.prune.memory import release_free_memory
 from medprune.prune.methods import PruneMethod, get_method
 from medprune.prune.select import nm_mask, per_row_mask, unstructured_mask
-from medprune.prune.sparsegpt import sparsegpt_prune
-from medprune.prune.stats import LayerStats, collect_input_stats
+from medprune.prune.sequential import prune_layer_sequentially
+from medprune.prune.sparsegpt import inverse_hessian_cholesky, sparsegpt_prune
+from medprune.prune.stats import InputStats, collect_input_stats
 from medprune.prune.wanda import wanda_scores
 from medprune.prune.width import (
     WidthPlan,
@@ -237,39 +240,34 @@ def _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
         return
 
     def visit(index, layer, inputs):
-        linears = _layer_linears(layer, index, cfg)
-        stats, _ = collect_input_stats(layer, linears, inputs, hessian=method.needs_hessian, outputs="discard")
         sparsity = layer_sparsity[index]
-        if method.kind == "update":
-            _sparsegpt_layer(linears, stats, cfg, sparsity)
-        else:
-            for name, linear in linears.items():
-                scores = method.score(linear.weight, stats.by_linear[name])
+        inverses: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per shared input
+
+        def prune_linear(name: str, linear: nn.Linear, stats: InputStats) -> None:
+            if method.kind == "update":
+                inverse = inverses.get(id(stats))
+                if inverse is None:
+                    inverse = inverses[id(stats)] = inverse_hessian_cholesky(
+                        stats.hessian, cfg.sparsegpt.dampening
+                    )
+                new = sparsegpt_prune(
+                    linear.weight,
+                    None,
+                    sparsity=sparsity,
+                    nm=cfg.nm,
+                    blocksize=cfg.sparsegpt.blocksize,
+                    inverse=inverse,
+                )
+                linear.weight.copy_(new.to(linear.weight.dtype))
+            else:
+                scores = method.score(linear.weight, stats)
                 apply_mask(linear, select_mask(scores, cfg, method.row_wise, sparsity))
-        return run_layer(layer, inputs, in_place=True)
+
+        linears = _layer_linears(layer, index, cfg)
+        prune_layer_sequentially(layer, linears, inputs, prune_linear, hessian=method.needs_hessian)
+        return inputs.hidden
 
     _layer_by_layer(model, cfg, token_ids, dev, say, visit, cfg.method)
-
-
-def _sparsegpt_layer(linears: dict[str, nn.Linear], stats: LayerStats, cfg: PruneConfig, sparsity: float) -> None:
-    # Linears that share an input share the Hessian: stack their rows and prune them together.
-    for group in stats.groups:
-        members = [linears[n] for n in group.members]
-        stacked = torch.cat([m.weight.detach() for m in members], dim=0)
-        new = sparsegpt_prune(
-            stacked,
-            group.hessian,
-            sparsity=sparsity,
-            nm=cfg.nm,
-            blocksize=cfg.sparsegpt.blocksize,
-            dampening=cfg.sparsegpt.dampening,
-            row_segments=[m.out_features for m in members],
-        )
-        offset = 0
-        for m in members:
-            rows = m.out_features
-            m.weight.copy_(new[offset : offset + rows].to(m.weight.dtype))
-            offset += rows
 
 
 def _owl_allocation(model, cfg, token_ids, dev, say) -> list[float]:

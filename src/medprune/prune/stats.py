@@ -24,21 +24,60 @@ class InputStats:
     hessian_wanted: bool = False
     tokens: int = 0
     sq_sum: torch.Tensor | None = None  # sum over tokens of x_j^2, per feature
-    hessian: torch.Tensor | None = None  # sum over tokens of x x^T
+    _upper: torch.Tensor | None = field(default=None, repr=False)  # upper block triangle of X^T X
+    _hessian: torch.Tensor | None = field(default=None, repr=False)
 
     def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).float()
         sq = x.pow(2).sum(0)
         self.sq_sum = sq if self.sq_sum is None else self.sq_sum + sq
         if self.hessian_wanted:
-            xtx = x.T @ x
-            self.hessian = xtx if self.hessian is None else self.hessian + xtx
+            if self._upper is None:
+                self._upper = torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
+            add_gram_upper(self._upper, x)
+            self._hessian = None
         self.tokens += x.shape[0]
+
+    @property
+    def hessian(self) -> torch.Tensor | None:
+        """``X^T X`` summed over all tokens added (float32, exactly symmetric)."""
+        if self._hessian is None and self._upper is not None:
+            self._hessian = symmetric_from_upper(self._upper, gram_blocks(self.features))
+        return self._hessian
 
     @property
     def col_norm(self) -> torch.Tensor:
         """L2 norm of each input feature over all calibration tokens (Wanda's ||X_j||)."""
         return self.sq_sum.sqrt()
+
+
+def gram_blocks(features: int, count: int = 3) -> list[tuple[int, int]]:
+    """Column ranges that split ``features`` into ``count`` nearly equal blocks."""
+    count = max(1, min(count, features))
+    return [(i * features // count, (i + 1) * features // count) for i in range(count)]
+
+
+def add_gram_upper(upper: torch.Tensor, x: torch.Tensor, count: int = 3) -> None:
+    """Add the blocks on and above the diagonal of ``x^T x`` to ``upper`` (in place).
+
+    ``X^T X`` is symmetric, so with 3 column blocks 6 of the 9 block products are computed
+    (2/3 of the multiply-adds of one ``x.T @ x``); :func:`symmetric_from_upper` mirrors them.
+    """
+    blocks = gram_blocks(x.shape[1], count)
+    for a0, a1 in blocks:
+        upper[a0:a1, a0:] += x[:, a0:a1].T @ x[:, a0:]
+
+
+def symmetric_from_upper(upper: torch.Tensor, blocks: list[tuple[int, int]]) -> torch.Tensor:
+    """The full symmetric matrix whose on- and above-diagonal blocks ``upper`` holds."""
+    full = upper.clone()
+    for i, (a0, a1) in enumerate(blocks):
+        for b0, b1 in blocks[i + 1 :]:
+            full[b0:b1, a0:a1] = upper[a0:a1, b0:b1].T
+        # Diagonal blocks are products x_a^T x_a, symmetric up to rounding: make them exact.
+        diag = full[a0:a1, a0:a1]
+        full[a0:a1, a0:a1] = torch.triu(diag) + torch.triu(diag, 1).T
+    return full
 
 
 @dataclass
