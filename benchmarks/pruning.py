@@ -2,7 +2,11 @@
 
     python benchmarks/pruning.py                      # defaults under .cache/medprune/
     python benchmarks/pruning.py --model DIR --calibration C.jsonl --heldout H.jsonl \
-        --mcq M.jsonl --json results.json
+        --mcq M.jsonl --json benchmarks/results/      # -> pruning-<date>-<commit>.json
+
+Targets against llmcompressor in the same run: perplexity <= 1.02x theirs, pruning wall
+time <= 0.6x theirs. The JSON records the commit, package versions, command line, machine
+(CPU, cores, torch threads per row, load average) and date with the rows.
 
 Every row runs in its own subprocess (so peak memory is that row's alone): load the dense
 model (float32), prune, then measure held-out perplexity, MCQ accuracy (sum log-likelihood of
@@ -30,6 +34,8 @@ import time
 from pathlib import Path
 
 CACHE = Path(".cache/medprune")
+PPL_TARGET = 1.02  # our perplexity / llmcompressor's, same method and sparsity
+TIME_TARGET = 0.6  # our pruning wall time / llmcompressor's, in the same run
 
 ROWS: list[dict] = [  # the rows the targets compare come first
     {"name": "dense", "tool": "none", "method": "dense"},
@@ -277,8 +283,9 @@ def targets(rows: list[dict]) -> list[str]:
                 ppl = ours["perplexity"] / theirs["perplexity"]
                 tm = ours["prune_time_s"] / theirs["prune_time_s"]
                 lines.append(
-                    f"{m} {pat}: ppl ratio {ppl:.4f} (target <= 1.02: {'met' if ppl <= 1.02 else 'NOT met'}), "
-                    f"time ratio {tm:.2f} (target <= 1: {'met' if tm <= 1 else 'NOT met'})"
+                    f"{m} {pat}: ppl ratio {ppl:.4f} (target <= {PPL_TARGET}: "
+                    f"{'met' if ppl <= PPL_TARGET else 'NOT met'}), time ratio {tm:.2f} "
+                    f"(target <= {TIME_TARGET}: {'met' if tm <= TIME_TARGET else 'NOT met'})"
                 )
     mem = [r for r in rows if r.get("tool") == "medprune" and r.get("peak_over_model") is not None]
     if mem:
@@ -300,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", default=str(CACHE / "data/calibration.jsonl"))
     p.add_argument("--heldout", default=str(CACHE / "data/heldout.jsonl"))
     p.add_argument("--mcq", default=str(CACHE / "data/mcq.jsonl"))
-    p.add_argument("--json", default=None, help="Also write the rows as JSON to this path.")
+    p.add_argument(
+        "--json", default=None,
+        help="Also write the run (commit, versions, command, machine, date), the rows and the "
+        "targets as JSON to this file, or into this directory (a trailing '/' or an existing "
+        "directory) as pruning-<date>-<commit>.json: one file per run.",
+    )
     p.add_argument("--num-samples", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8, help="Calibration batch size (both tools).")
@@ -336,7 +348,23 @@ def main(argv: list[str] | None = None) -> int:
         have_llmc = True
     except ImportError:
         have_llmc = False
+    from run_info import results_path, run_info
+
+    info = run_info(args.threads)
+    info["settings"] = {
+        k: getattr(args, k)
+        for k in ("model", "calibration", "heldout", "mcq", "num_samples", "seq_len", "batch_size",
+                  "ppl_texts", "eval_seq_len", "mcq_items", "tput_batch", "tput_seq_len", "only")
+    }
+    json_path = results_path(args.json, "pruning", info) if args.json else None
     results = []
+
+    def write_json(final: bool) -> None:
+        from medprune.io.atomic import atomic_write_text
+
+        doc = {"run": {**info, "complete": final}, "rows": results, "targets": targets(results)}
+        atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
+
     passthrough = [
         f"--model={args.model}", f"--calibration={args.calibration}", f"--heldout={args.heldout}",
         f"--mcq={args.mcq}", f"--num-samples={args.num_samples}", f"--seq-len={args.seq_len}",
@@ -363,10 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results.append(json.loads(Path(out_path).read_text()))
         os.unlink(out_path)
-        if args.json:  # partial results survive an interrupted run
-            from medprune.io.atomic import atomic_write_text
-
-            atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+        if json_path:  # partial results survive an interrupted run
+            write_json(final=False)
         print(f"[{row['name']}] done in {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)
     dense = next((r for r in results if r["name"] == "dense" and "tokens_per_s" in r), None)
     for r in results:
@@ -375,10 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     for line in targets(results):
         print(line)
-    if args.json:
-        from medprune.io.atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+    if json_path:
+        write_json(final=True)
+        print(f"wrote {json_path}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,135 @@
+"""What one-pass (sub-layer sequential) calibration changes: masks, perplexity, time.
+
+    python benchmarks/one_pass.py --threads 1 --json out.json
+
+For Wanda and SparseGPT at 50% the model is pruned twice from the same dense weights and
+the same calibration token ids:
+
+- ``two-pass``: the statistics of every linear of a layer come from one forward of the
+  dense layer, then the pruned layer is run again to make the next layer's inputs (what
+  medprune did before, and what llmcompressor's sequential pipeline does);
+- ``one-pass``: :func:`medprune.prune.engine.prune_model` (each sub-layer computed once,
+  with the sub-layers before it already pruned; :mod:`medprune.prune.sequential`).
+
+Both use the same SparseGPT and Wanda functions, so only the statistics differ. Reported:
+the share of weights whose keep/prune decision differs, per linear kind; held-out
+perplexity of both; pruning wall and CPU time of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+CACHE = Path(".cache/medprune")
+
+
+@torch.no_grad()
+def two_pass_prune(model, token_ids, method: str, sparsity: float, batch_size: int) -> None:
+    """The reference: dense-layer statistics, then a second forward of the pruned layer."""
+    from medprune.prune.apply import apply_mask, prunable_linears
+    from medprune.prune.calibration import capture_layer_inputs, run_layer
+    from medprune.prune.select import per_row_mask
+    from medprune.prune.sparsegpt import sparsegpt_prune
+    from medprune.prune.stats import collect_input_stats
+    from medprune.prune.wanda import wanda_scores
+
+    inputs = capture_layer_inputs(model, token_ids, batch_size, torch.device("cpu"))
+    for index, layer in enumerate(model.model.layers):
+        layer_inputs = inputs.for_layer(index) if hasattr(inputs, "for_layer") else inputs
+        linears = prunable_linears(layer)
+        stats, _ = collect_input_stats(
+            layer, linears, layer_inputs, hessian=method == "sparsegpt", outputs="discard"
+        )
+        if method == "sparsegpt":
+            for group in stats.groups:
+                members = [linears[n] for n in group.members]
+                new = sparsegpt_prune(
+                    torch.cat([m.weight for m in members]), group.hessian, sparsity=sparsity,
+                    row_segments=[m.out_features for m in members],
+                )
+                offset = 0
+                for m in members:
+                    m.weight.copy_(new[offset : offset + m.out_features])
+                    offset += m.out_features
+        else:
+            for name, lin in linears.items():
+                scores = wanda_scores(lin.weight, stats.by_linear[name].col_norm)
+                apply_mask(lin, per_row_mask(scores, sparsity))
+        run_layer(layer, layer_inputs, in_place=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(CACHE / "models/smollm2-135m-instruct"))
+    p.add_argument("--calibration", default=str(CACHE / "data/calibration.jsonl"))
+    p.add_argument("--heldout", default=str(CACHE / "data/heldout.jsonl"))
+    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--ppl-texts", type=int, default=50)
+    p.add_argument("--eval-seq-len", type=int, default=512)
+    p.add_argument("--sparsity", type=float, default=0.5)
+    p.add_argument("--methods", default="wanda,sparsegpt")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from medprune.config import PruneConfig
+    from medprune.evaluate.perplexity import perplexity
+    from medprune.io.jsonl import read_texts
+    from medprune.load.model import load_model
+    from medprune.prune.apply import prunable_linears
+    from medprune.prune.calibration import calibration_token_ids, load_calibration_texts
+    from medprune.prune.engine import prune_model
+
+    texts = load_calibration_texts(args.calibration)
+    heldout = read_texts(args.heldout)[: args.ppl_texts]
+    results = []
+    for method in args.methods.split(","):
+        row: dict = {"method": method, "sparsity": args.sparsity}
+        masks = {}
+        for mode in ("two-pass", "one-pass"):
+            model, tokenizer = load_model(args.model, dtype="float32")
+            ids = calibration_token_ids(tokenizer, texts, args.num_samples, args.seq_len)
+            wall, cpu = time.perf_counter(), time.process_time()
+            if mode == "two-pass":
+                two_pass_prune(model, ids, method, args.sparsity, args.batch_size)
+            else:
+                cfg = PruneConfig(
+                    method=method, sparsity=args.sparsity,
+                    calibration={"num_samples": args.num_samples, "seq_len": args.seq_len,
+                                 "batch_size": args.batch_size},
+                )
+                prune_model(model, tokenizer, cfg, calib_texts=texts, device="cpu")
+            row[f"{mode} prune_wall_s"] = time.perf_counter() - wall
+            row[f"{mode} prune_cpu_s"] = time.process_time() - cpu
+            masks[mode] = {n: (m.weight != 0) for n, m in prunable_linears(model.model.layers).items()}
+            row[f"{mode} perplexity"] = perplexity(model, tokenizer, heldout, max_length=args.eval_seq_len).perplexity
+            print(f"[{method} {mode}] {row[f'{mode} prune_wall_s']:.0f}s, ppl {row[f'{mode} perplexity']:.3f}",
+                  file=sys.stderr, flush=True)
+        differ: dict[str, list[int]] = {}
+        for name, keep in masks["one-pass"].items():
+            kind = name.rsplit(".", 1)[-1]
+            d = differ.setdefault(kind, [0, 0])
+            d[0] += int((keep != masks["two-pass"][name]).sum())
+            d[1] += keep.numel()
+        row["mask_differs"] = {k: v[0] / v[1] for k, v in differ.items()}
+        row["mask_differs_all"] = sum(v[0] for v in differ.values()) / sum(v[1] for v in differ.values())
+        row["perplexity_ratio"] = row["one-pass perplexity"] / row["two-pass perplexity"]
+        results.append(row)
+        print(json.dumps(row, indent=1), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""What a benchmark run records about itself: commit, package versions, command line,
+machine and date, so that every results file says how it was made."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = (
+    "medprune", "torch", "transformers", "accelerate", "numpy", "llmcompressor",
+    "compressed-tensors", "datasets",
+)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run_info(threads_per_row: int | None = None) -> dict:
+    """Commit (and whether tracked files had changes), package versions, the command line,
+    the machine (CPU, cores usable by this process, torch threads per row, load average at
+    the start) and the UTC start time."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _git("rev-parse", "HEAD"),
+        "commit_dirty": bool(status) if status is not None else None,
+        "command": shlex.join([Path(sys.executable).as_posix(), *sys.argv]),
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "cores_usable": usable,
+            "torch_threads_per_row": threads_per_row,
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "platform": platform.platform(),
+        },
+    }
+
+
+def results_path(path: str, stem: str, info: dict) -> Path:
+    """``path`` itself, or inside directory ``path`` a new file named after the run's
+    start time and commit (``<stem>-<YYYYmmddTHHMMZ>-<commit7>.json``): one file per run."""
+    p = Path(path)
+    if not (p.is_dir() or path.endswith("/")):
+        return p
+    p.mkdir(parents=True, exist_ok=True)
+    when = dt.datetime.fromisoformat(info["date"]).strftime("%Y%m%dT%H%MZ")
+    commit = (info.get("commit") or "nogit")[:7]
+    return p / f"{stem}-{when}-{commit}.json"
