@@ -25,15 +25,15 @@ from torch import nn
 
 from medprune.config import PruneConfig
 from medprune.errors import PruneError
-from medprune.prune.allocation import outlier_ratio, owl_sparsities
+from medprune.prune.allocation import owl_sparsities
 from medprune.prune.apply import apply_mask, is_excluded, prunable_linears, sparsity_report
 from medprune.prune.arch import check_supported, head_layout, layer_parts
 from medprune.prune.calibration import (
     LayerInputs,
     calibration_token_ids,
     capture_layer_inputs,
-    layer_output,
 )
+from medprune.prune.dense import DenseCalibration, model_fingerprint
 from medprune.prune.depth import block_influence, build_depth_model, depth_count, layers_to_drop
 from medprune.prune.memory import release_free_memory
 from medprune.prune.methods import PruneMethod, get_method
@@ -41,7 +41,6 @@ from medprune.prune.select import nm_mask, per_row_mask, unstructured_mask
 from medprune.prune.sequential import prune_layer_sequentially
 from medprune.prune.sparsegpt import inverse_hessian_cholesky, sparsegpt_prune
 from medprune.prune.stats import InputStats, collect_input_stats
-from medprune.prune.wanda import wanda_scores
 from medprune.prune.width import (
     WidthPlan,
     build_width_model,
@@ -112,6 +111,7 @@ def prune_model(
     calib_texts: list[str] | None = None,
     device: str | torch.device | None = None,
     progress: Callable[[str], None] | None = None,
+    dense: DenseCalibration | None = None,
 ) -> PruneResult:
     """Prune ``model`` as ``cfg`` says and return a :class:`PruneResult`.
 
@@ -120,6 +120,9 @@ def prune_model(
     decoder layers of the input model. Calibrated methods need ``tokenizer`` and
     ``calib_texts`` (see :func:`~medprune.prune.calibration.load_calibration_texts`).
     Embeddings, ``lm_head`` and modules matching ``cfg.exclude`` are never sparsified.
+    ``dense``: statistics of this dense model from :func:`collect_dense_calibration`, reused
+    instead of tokenising ``calib_texts`` and of the dense pass of OWL, depth and width
+    (:mod:`medprune.prune.dense`); they must match the model and ``cfg.calibration``.
     Everything that can be checked is checked before any work starts.
     """
     cfg = cfg or PruneConfig()
@@ -130,7 +133,10 @@ def prune_model(
     plans: list[WidthPlan] = candidate_plans(model, cfg) if method.kind == "width" else []
     needs_calibration = method.needs_calibration or cfg.allocation.kind == "owl"
     token_ids = None
-    if needs_calibration:
+    if dense is not None and needs_calibration:
+        dense.check_matches(model, cfg.calibration)
+        token_ids = dense.token_ids
+    elif needs_calibration:
         if tokenizer is None or not calib_texts:
             raise PruneError(
                 f"prune.method={cfg.method!r}"
@@ -146,12 +152,21 @@ def prune_model(
     if method.kind in ("mask", "update"):
         layer_sparsity = [cfg.sparsity] * len(model.model.layers)
         if cfg.allocation.kind == "owl":
-            layer_sparsity = _owl_allocation(model, cfg, token_ids, dev, say)
+            dense = dense or _collect_dense(model, cfg, token_ids, dev, say)
+            a = cfg.allocation
+            ratios = dense.owl_outlier_ratios(
+                model, lambda i, layer: _layer_linears(layer, i, cfg), a.owl_threshold
+            )
+            layer_sparsity = owl_sparsities(ratios, cfg.sparsity, a.owl_lambda)
             extra["layer_sparsity"] = layer_sparsity
         _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
         result_model = model
     elif method.kind == "width":
-        *energy, errors = _width_importance(model, cfg, token_ids, dev, say, plans)
+        if len(plans) > 1:  # the splits' output errors need the dense layer inputs
+            *energy, errors = _width_importance(model, cfg, token_ids, dev, say, plans)
+        else:
+            dense = dense or _collect_dense(model, cfg, token_ids, dev, say)
+            energy, errors = dense.width_energies(model), [0.0]
         plan = plans[min(range(len(plans)), key=lambda i: (errors[i], i))]
         if len(plans) > 1:
             extra["plan_search"] = [
@@ -164,7 +179,8 @@ def prune_model(
         extra["plan"] = plan.as_dict()
         extra["kept"] = kept
     else:
-        influence = _block_influence(model, cfg, token_ids, dev, say)
+        dense = dense or _collect_dense(model, cfg, token_ids, dev, say)
+        influence = list(dense.block_influence)
         drop = cfg.structured.layers_to_remove
         if drop is None:
             drop = layers_to_drop(influence, depth_count(len(influence), cfg.sparsity, None))
@@ -270,22 +286,6 @@ def _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
     _layer_by_layer(model, cfg, token_ids, dev, say, visit, cfg.method)
 
 
-def _owl_allocation(model, cfg, token_ids, dev, say) -> list[float]:
-    """Per-layer sparsities from a dense layer-by-layer pass (OWL)."""
-    ratios: list[float] = []
-    a = cfg.allocation
-
-    def visit(index, layer, inputs):
-        linears = _layer_linears(layer, index, cfg)
-        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False, outputs="in_place")
-        scores = [wanda_scores(lin.weight, stats.by_linear[n].col_norm) for n, lin in linears.items()]
-        ratios.append(outlier_ratio(scores, a.owl_threshold))
-        return outputs
-
-    _layer_by_layer(model, cfg, token_ids, dev, say, visit, "owl statistics")
-    return owl_sparsities(ratios, cfg.sparsity, a.owl_lambda)
-
-
 def _width_importance(model, cfg, token_ids, dev, say, plans: list[WidthPlan]):
     """Per-layer head and MLP-channel energies, the hidden-channel energy summed over layers,
     and, when there are several candidate ``plans``, each plan's layer output error summed
@@ -324,13 +324,39 @@ def _width_importance(model, cfg, token_ids, dev, say, plans: list[WidthPlan]):
     return head_energy, channel_energy, hidden, errors
 
 
-def _block_influence(model, cfg, token_ids, dev, say) -> list[float]:
+@torch.no_grad()
+def collect_dense_calibration(
+    model: nn.Module,
+    tokenizer,
+    cfg: PruneConfig,
+    calib_texts: list[str],
+    *,
+    device: str | torch.device | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DenseCalibration:
+    """One layer-by-layer pass over the dense ``model`` on ``calib_texts`` (tokenised as
+    ``cfg.calibration`` says): the statistics every candidate pruned from this model can
+    reuse (:class:`~medprune.prune.dense.DenseCalibration`, passed to :func:`prune_model` as
+    ``dense``). The model is not changed."""
+    check_supported(model)
+    if tokenizer is None or not calib_texts:
+        raise PruneError("dense calibration statistics need calibration texts and a tokenizer")
+    cal = cfg.calibration
+    token_ids = calibration_token_ids(tokenizer, calib_texts, cal.num_samples, cal.seq_len)
+    return _collect_dense(model, cfg, token_ids, resolve_device(device), progress or (lambda _m: None))
+
+
+def _collect_dense(model, cfg, token_ids, dev, say) -> DenseCalibration:
+    fingerprint = model_fingerprint(model)
+    sq_sums: list[dict[str, torch.Tensor]] = []
     influence: list[float] = []
 
     def visit(index, layer, inputs):
+        linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
+        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False, outputs="return")
+        sq_sums.append({name: stats.by_linear[name].sq_sum.cpu() for name in linears})
         total = count = 0
-        for i, kw in enumerate(inputs.kwargs):  # each output replaces its input once measured
-            h_out = layer_output(layer(inputs.hidden[i], **kw))
+        for i, h_out in enumerate(outputs):  # each output replaces its input once measured
             s, n = block_influence(inputs.hidden[i], h_out)
             total += s
             count += n
@@ -338,5 +364,12 @@ def _block_influence(model, cfg, token_ids, dev, say) -> list[float]:
         influence.append(total / count)
         return inputs.hidden
 
-    _layer_by_layer(model, cfg, token_ids, dev, say, visit, "block influence")
-    return influence
+    _layer_by_layer(model, cfg, token_ids, dev, say, visit, "dense statistics")
+    cal = cfg.calibration
+    return DenseCalibration(
+        token_ids=token_ids,
+        sq_sums=sq_sums,
+        block_influence=influence,
+        calibration={"num_samples": cal.num_samples, "seq_len": cal.seq_len, "batch_size": cal.batch_size},
+        model=fingerprint,
+    )
