@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, *passthrough, "--row", json.dumps(row), "--row-out", out_path],
-            capture_output=True, text=True,
+            capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]

@@ -2,18 +2,18 @@
 
 import pytest
 import torch
+from conftest import byte_tokenizer
 from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
-from conftest import byte_tokenizer
 from medprune.errors import PruneError
 from medprune.prune import DenseCalibration, collect_dense_calibration, prune_model
 
 CANDIDATES = [
-    dict(method="wanda", sparsity=0.4, allocation={"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0}),
-    dict(method="sparsegpt", sparsity=0.5, allocation={"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0}),
-    dict(method="depth", sparsity=0.25),
-    dict(method="width", sparsity=0.3, structured={"plan_search": False, "channel_multiple": 8}),
-    dict(method="wanda", sparsity=0.5),
+    {"method": "wanda", "sparsity": 0.4, "allocation": {"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0}},
+    {"method": "sparsegpt", "sparsity": 0.5, "allocation": {"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0}},
+    {"method": "depth", "sparsity": 0.25},
+    {"method": "width", "sparsity": 0.3, "structured": {"plan_search": False, "channel_multiple": 8}},
+    {"method": "wanda", "sparsity": 0.5},
 ]
 
 

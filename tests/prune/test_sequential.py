@@ -4,9 +4,9 @@ import threading
 
 import pytest
 import torch
+from conftest import byte_tokenizer
 from tiny_families import CALIB_TEXTS, tiny_family
 
-from conftest import byte_tokenizer
 from medprune.errors import PruneError
 from medprune.prune.apply import prunable_linears
 from medprune.prune.calibration import calibration_token_ids, capture_layer_inputs, run_layer

@@ -86,7 +86,7 @@ def check_prune_settings(model: nn.Module, cfg: PruneConfig, method: PruneMethod
         if not linears:
             raise PruneError(f"prune.exclude={cfg.exclude} leaves no linear layer to prune")
         if cfg.nm is not None:
-            n, m = cfg.nm
+            _, m = cfg.nm
             bad = sorted({lin.in_features for lin in linears.values() if lin.in_features % m})
             if bad:
                 raise PruneError(
@@ -249,7 +249,7 @@ def _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
     layers = model.model.layers
     if not method.needs_calibration:
         for index, layer in enumerate(layers):
-            for name, linear in _layer_linears(layer, index, cfg).items():
+            for linear in _layer_linears(layer, index, cfg).values():
                 scores = method.score(linear.weight, None)
                 apply_mask(linear, select_mask(scores, cfg, method.row_wise, layer_sparsity[index]))
             say(f"{cfg.method}: layer {index + 1}/{len(layers)}")

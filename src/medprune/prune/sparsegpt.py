@@ -42,7 +42,7 @@ def inverse_hessian_cholesky(hessian: torch.Tensor, dampening: float) -> tuple[t
 def _split_counts(start: int, end: int, rows: int, sparsity: float) -> int:
     """Weights to prune in columns [start, end) of a ``rows``-row matrix so that the counts of
     all blocks add up to exactly ``round(sparsity * rows * total_cols)``."""
-    return int(round(sparsity * rows * end)) - int(round(sparsity * rows * start))
+    return round(sparsity * rows * end) - round(sparsity * rows * start)
 
 
 @torch.no_grad()
