@@ -1,0 +1,1 @@
+"""Integrations of medprune models with application frameworks (LangChain)."""
