@@ -9,21 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from medprune.errors import MedpruneError
 
 DEFAULT_CACHE = Path(os.environ.get("MEDPRUNE_CACHE", ".cache/medprune"))
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise MedpruneError(f"--set {pair!r}: expected KEY=VALUE, e.g. prune.sparsity=0.3")
-        out[key] = yaml.safe_load(value)
-    return out
+    from medprune.config.loading import parse_override
+
+    return dict(parse_override(pair) for pair in pairs)
 
 
 def _load(args: argparse.Namespace):
@@ -32,8 +26,23 @@ def _load(args: argparse.Namespace):
     return load_config(args.config, overrides=_overrides(args.set))
 
 
+def _preflight(cfg, *, local_run: bool = True, show_checked: bool = False):
+    """Run every input check; print warnings (and what was checked); raise on any error."""
+    from medprune.preflight import preflight_run
+
+    report = preflight_run(cfg, local_run=local_run)
+    if show_checked:
+        for line in report.checked:
+            print(f"  ok: {line}")
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    report.raise_for_errors()
+    return report
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    _preflight(cfg, show_checked=True)
     print(f"{args.config}: valid (model {cfg.model.name}, method {cfg.prune.method}, sparsity {cfg.prune.sparsity})")
     return 0
 
@@ -54,12 +63,15 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     from medprune.summary import format_summary
 
     cfg = _load(args)
-    summary_path = run_local(cfg, run_id=args.run_id)
+    _preflight(cfg)
+    summary_path = run_local(cfg, run_id=args.run_id, verbose=args.verbose, checked=True)
     summary = json.loads(summary_path.read_text())
     print(format_summary(summary))
     print(f"summary: {summary_path}")
     if summary.get("report"):
         print(f"report: {summary['report']}")
+    if summary.get("log"):
+        print(f"log: {summary['log']}")
     return 0 if summary["gate"]["passed"] or not args.fail_on_gate else 3
 
 
@@ -124,6 +136,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from medprune.vertex.jobs import submit_pipeline
 
     cfg = _load(args)
+    _preflight(cfg, local_run=False)
     with tempfile.TemporaryDirectory(prefix="medprune-submit-") as work:
         template = _template_for(args, cfg, Path(work))
         name = submit_pipeline(cfg, template, enable_caching=args.caching, job_id=args.job_id,
@@ -138,6 +151,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from medprune.vertex.jobs import schedule_pipeline
 
     cfg = _load(args)
+    _preflight(cfg, local_run=False)
     with tempfile.TemporaryDirectory(prefix="medprune-schedule-") as work:
         template = _template_for(args, cfg, Path(work))
         name = schedule_pipeline(
@@ -247,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("run-local", help="run the whole pipeline on this machine (kfp.local)"))
     p.add_argument("--run-id", help="run directory name (default RUN_NAME-TIMESTAMP)")
     p.add_argument("--fail-on-gate", action="store_true", help="exit 3 when the gate fails")
+    p.add_argument("-v", "--verbose", action="store_true", help="print kfp's whole log (it is always kept in RUN_DIR/run.log)")
     p.set_defaults(func=cmd_run_local)
 
     p = sub.add_parser("methods", help="list pruning methods")

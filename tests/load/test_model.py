@@ -43,7 +43,7 @@ def test_no_config(tmp_path):
 def test_corrupt_weights(tiny_model_dir):
     (tiny_model_dir / "medprune_complete.json").unlink()  # a plain Hugging Face directory
     (tiny_model_dir / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ModelLoadError, match="cannot load model"):
+    with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
         load_model(tiny_model_dir)
 
 

@@ -4,6 +4,8 @@ resolved, ``--set`` overrides applied. Errors name the dotted field."""
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +16,130 @@ from medprune.config.run import RunConfig
 from medprune.errors import ConfigError
 
 
-def format_validation_errors(exc: ValidationError, origin: str) -> str:
+#: YAML 1.2's float syntax: PyYAML (YAML 1.1) reads ``1e-4`` (no dot) as a string.
+_FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
+_INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
+_STR = "tag:yaml.org,2002:str"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+@dataclass(frozen=True)
+class YamlSurprise:
+    """An unquoted value that YAML 1.1 (PyYAML) reads as another type than it looks."""
+
+    line: int
+    text: str
+    hint: str
+    fatal: bool = False  # never what anyone means (base-60 numbers)
+
+
+def _surprise(node: yaml.ScalarNode) -> YamlSurprise | None:
+    if node.style is not None:  # quoted: the user said what they meant
+        return None
+    text, line = node.value, node.start_mark.line + 1
+    if node.tag == _INT and ":" in text:
+        value = yaml.safe_load(text)
+        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as the base-60 number {value}; quote it: \"{text}\"", fatal=True)
+    if node.tag == _INT and re.match(r"^[-+]?0[0-7]+$", text):
+        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as the octal number {yaml.safe_load(text)}; write it without the leading 0, or quote it")
+    if node.tag == _BOOL and text.lower() in ("yes", "no", "on", "off", "y", "n"):
+        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as the boolean {yaml.safe_load(text)}; quote it if you meant text")
+    if node.tag == _STR and _FLOAT_12.match(text):
+        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as text, not a number; write it with a dot ({_with_dot(text)}) to make it a number")
+    if node.tag == _TIMESTAMP:
+        return YamlSurprise(line, text, f"YAML reads the unquoted {text} as a date; quote it if you meant text")
+    return None
+
+
+def _with_dot(text: str) -> str:
+    mantissa, _, exponent = text.lower().partition("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
+
+
+def read_yaml(text: str, origin: str) -> tuple[Any, dict[str, YamlSurprise]]:
+    """Parse YAML; a key given twice in one mapping is an error (PyYAML would keep the last
+    silently). Returns the data and the surprising unquoted values by dotted path; a base-60
+    number (``2:4`` read as 124) is an error at once."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+    surprises: dict[str, YamlSurprise] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                line = key_node.start_mark.line + 1
+                dotted = f"{path}.{key}" if path else str(key)
+                if key is not None and key != "<<":
+                    if key in first:
+                        raise ConfigError(
+                            f"{origin}:{line}: key '{dotted}' appears twice (first on line {first[key]}); "
+                            "YAML would silently keep only the last one, so remove one of them"
+                        )
+                    first[key] = line
+                walk(value_node, dotted)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}.{i}")
+        elif isinstance(node, yaml.ScalarNode):
+            found = _surprise(node)
+            if found:
+                if found.fatal:
+                    raise ConfigError(f"{origin}:{found.line}: {path or '(top level)'}: {found.hint}")
+                surprises[path] = found
+
+    if root is not None:
+        walk(root, "")
+    return data, surprises
+
+
+def format_validation_errors(
+    exc: ValidationError, origin: str, surprises: dict[str, YamlSurprise] | None = None
+) -> str:
     lines = [f"{origin}: invalid config"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        hint = (surprises or {}).get(loc)
+        if hint:
+            msg = f"{msg} (line {hint.line}: {hint.hint})"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
 
-def parse_config(data: Any, origin: str = "<config>", base_dir: str | Path | None = None) -> RunConfig:
-    """Validate a mapping into a RunConfig; relative local paths resolve against ``base_dir``."""
+def parse_config(
+    data: Any,
+    origin: str = "<config>",
+    base_dir: str | Path | None = None,
+    surprises: dict[str, YamlSurprise] | None = None,
+) -> RunConfig:
+    """Validate a mapping into a RunConfig; relative local paths resolve against ``base_dir``.
+    ``surprises`` (from :func:`read_yaml`) add a hint to the errors of the values they name."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_errors(exc, origin)) from None
+        raise ConfigError(format_validation_errors(exc, origin, surprises)) from None
     if base_dir is not None:
         _resolve_paths(cfg, Path(base_dir))
     return cfg
+
+
+def parse_override(pair: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from ``--set``, the value read as YAML with the same checks as a file."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. prune.sparsity=0.3")
+    data, _ = read_yaml(value, f"--set {key}")
+    return key, data
 
 
 def _resolve_local(value: str | None, base: Path) -> str | None:
@@ -70,14 +174,16 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    data, surprises = read_yaml(text, str(path))
     if data is None:
         raise ConfigError(f"{path}: config file is empty")
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
-    return parse_config(data, origin=str(path), base_dir=Path.cwd())
+        surprises.pop(dotted, None)
+    return parse_config(data, origin=str(path), base_dir=Path.cwd(), surprises=surprises)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

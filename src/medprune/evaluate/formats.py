@@ -304,6 +304,19 @@ def detect_format(record: dict) -> str | None:
     return None
 
 
+def _check_distinct_options(where: _Where, item: MCQItem) -> None:
+    """Two identical options (ignoring case and surrounding space) make an item unscorable:
+    whichever the answer is, the model cannot prefer it over its twin."""
+    first: dict[str, int] = {}
+    for k, option in enumerate(item.options):
+        key = " ".join(option.lower().split())
+        if key in first:
+            raise where.error(
+                "options", f"options {first[key]} and {k} are the same text {option!r}; every option must differ"
+            )
+        first[key] = k
+
+
 def load_mcq(
     path: str | Path,
     max_items: int | None = None,
@@ -338,6 +351,7 @@ def load_mcq(
     for lineno, rec in rows:
         where = _Where(path, lineno)
         item = parse_medmcqa(where, rec, cop_base) if fmt == "medmcqa" else PARSERS[fmt](where, rec)
+        _check_distinct_options(where, item)
         if item.id in seen:
             raise where.error("id", f"duplicate id {item.id!r} (first on line {seen[item.id]})")
         seen[item.id] = lineno

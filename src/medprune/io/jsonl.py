@@ -11,21 +11,51 @@ from medprune.errors import DataError
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)`` for each non-blank line; line numbers start at 1."""
+    """Yield ``(line_number, record)`` for each non-blank line; line numbers start at 1.
+
+    Read as UTF-8; a UTF-8 byte-order mark and Windows (CRLF) line ends are accepted. A file
+    that is one JSON array, UTF-16 text, or bytes that are not UTF-8 is refused with a
+    message naming the file and line.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1:
+                if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise DataError(f"{path}: UTF-16 text; save the file as UTF-8 JSON Lines")
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # UTF-8 byte-order mark
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+                raise DataError(f"{path}:{lineno}: {_not_jsonl(path, line) or f'invalid JSON ({exc.msg})'}") from None
+            if isinstance(record, list) and record and all(isinstance(r, dict) for r in record):
+                raise DataError(f"{path}:{lineno}: {_not_jsonl(path, '[')}")
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             yield lineno, record
+
+
+def _not_jsonl(path: Path, line: str) -> str | None:
+    """What to say when a line shows the file is JSON but not JSON Lines."""
+    if line.lstrip().startswith("["):
+        return (
+            "a JSON array, but medprune reads JSON Lines (one object per line); "
+            f"convert it with: jq -c '.[]' {path.name} > {path.stem}.jsonl"
+        )
+    if line.strip() == "{":
+        return f"a JSON object spread over several lines; JSON Lines needs one object per line (jq -c . {path.name})"
+    return None
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:

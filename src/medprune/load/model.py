@@ -56,6 +56,34 @@ def read_model_config(model_dir: str | Path) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: unreadable config ({exc})") from None
 
 
+def check_weights_match_config(model_dir: Path, *, trust_remote_code: bool = False) -> None:
+    """Refuse weights that lack tensors the config needs, hold tensors it does not describe, or
+    differ in shape, naming a few of them (transformers would only log a report and fill
+    missing tensors with random values). Reads the safetensors headers, not the weights."""
+    from transformers import AutoConfig
+
+    from medprune.load.weights import compare_tensors, expected_tensors, read_safetensors_headers
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        expected = expected_tensors(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{model_dir / 'config.json'}: cannot build the model it describes ({exc})") from None
+    found = read_safetensors_headers(model_dir)
+    mismatch = compare_tensors(expected, {name: t.shape for name, t in found.items()})
+    if mismatch:
+        raise ModelLoadError("; ".join(mismatch.messages(str(model_dir))))
+
+
+def check_finite_weights(model, model_dir: str | Path) -> None:
+    """Refuse a model with NaN or infinite weights, naming a few tensors and how many more."""
+    from medprune.load.weights import non_finite_message, non_finite_tensors
+
+    bad = non_finite_tensors(model.state_dict().items())
+    if bad:
+        raise ModelLoadError(non_finite_message(str(model_dir), bad))
+
+
 def load_model(
     model_dir: str | Path,
     *,
@@ -73,6 +101,7 @@ def load_model(
     model_dir = check_model_dir(model_dir)
     if dtype not in DTYPES:
         raise ModelLoadError(f"dtype {dtype!r} not supported; use one of {sorted(DTYPES)}")
+    check_weights_match_config(model_dir, trust_remote_code=trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             model_dir,
@@ -88,6 +117,7 @@ def load_model(
         raise ModelLoadError(f"{model_dir}: cannot load tokenizer: {exc}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    check_finite_weights(model, model_dir)
     model.to(device)
     model.eval()
     return model, tokenizer

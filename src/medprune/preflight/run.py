@@ -1,0 +1,89 @@
+"""The preflight of a run: everything that can be checked before any stage starts, without
+loading weights. ``medprune validate`` prints it; ``run-local`` and ``submit`` run it first
+and refuse to start on any error.
+
+    report = preflight_run(cfg)        # PreflightReport: errors, warnings, what was checked
+    report.raise_for_errors()          # PreflightError listing every problem, one line each
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medprune.config import RunConfig
+from medprune.errors import MedpruneError
+from medprune.io.uris import parse_gcs_uri, parse_vertex_model_uri
+from medprune.preflight.data import check_data_files, data_paths, is_remote
+from medprune.preflight.findings import PreflightReport
+from medprune.preflight.model import inspect_model_folder
+
+
+def _check_uri(report: PreflightReport, field: str, value: str | None, *, vertex_ok: bool = False, needs_object: bool = False) -> None:
+    """The shape of a remote URI: gs://BUCKET/PATH (or vertex:// where a model may come
+    from the Model Registry); any other scheme is an error."""
+    if value is None or "://" not in value:
+        return
+    try:
+        if value.startswith("gs://"):
+            _, prefix = parse_gcs_uri(value)
+            if needs_object and not prefix:
+                report.errors.append(f"{field}: {value!r} names a bucket, not a file (expected gs://BUCKET/PATH)")
+        elif value.startswith("vertex://") and vertex_ok:
+            parse_vertex_model_uri(value)
+        else:
+            allowed = "a local path, gs:// or vertex://" if vertex_ok else "a local path or gs://BUCKET/PATH"
+            report.errors.append(f"{field}: unsupported scheme in {value!r}; use {allowed}")
+    except MedpruneError as exc:
+        report.errors.append(f"{field}: {exc}")
+
+
+def check_uris(cfg: RunConfig, report: PreflightReport) -> None:
+    _check_uri(report, "model.source", cfg.model.source, vertex_ok=True)
+    for field, value in data_paths(cfg).items():
+        _check_uri(report, field, value, needs_object=True)
+    _check_uri(report, "recover.checkpoint_dir", cfg.recover.checkpoint_dir)
+    _check_uri(report, "output_dir", cfg.output_dir)
+
+
+def _check_writable(report: PreflightReport, field: str, path: str) -> None:
+    probe = Path(path)
+    while not probe.exists():
+        probe = probe.parent
+    import os
+
+    if not probe.is_dir():
+        report.errors.append(f"{field}: {path}: {probe} is not a directory")
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        report.errors.append(f"{field}: {path}: {probe} is not writable")
+
+
+def preflight_run(cfg: RunConfig, *, local_run: bool = True) -> PreflightReport:
+    """Check ``cfg``'s model, data, URIs and output places. ``local_run`` is False for a run
+    submitted to Vertex AI, where output_dir and the local registry are not written here."""
+    report = PreflightReport()
+    check_uris(cfg, report)
+    if local_run and cfg.registry.target == "local":
+        from medprune.register.local import LocalRegistry
+
+        try:
+            LocalRegistry(cfg.registry.local.root).check_writable()
+        except MedpruneError as exc:
+            report.errors.append(f"registry.local.root: {exc}")
+    if local_run and not is_remote(cfg.output_dir):
+        _check_writable(report, "output_dir", cfg.output_dir)
+    tokenizer = None
+    source = cfg.model.source
+    if is_remote(source):
+        report.warnings.append(
+            f"model.source: {source} is remote; its files are checked (tensors, tokenizer) when the load stage downloads it"
+        )
+    else:
+        try:
+            folder = inspect_model_folder(source, trust_remote_code=cfg.model.trust_remote_code)
+        except MedpruneError as exc:
+            report.errors.append(f"model.source: {exc}")
+        else:
+            tokenizer = folder.tokenizer
+            report.checked.append(folder.describe())
+    check_data_files(cfg, report, tokenizer)
+    return report
