@@ -74,3 +74,35 @@ def test_validate_ok(tmp_path, tiny_model_dir, capsys):
 def test_unknown_key(tmp_path, tiny_model_dir, capsys):
     cfg = write_run_config(tmp_path, tiny_model_dir, prune={"methd": "wanda"})
     _fails(capsys, ["validate", str(cfg)], "prune.methd: unknown key")
+
+
+def test_validate_checks_the_model_folder_and_every_data_line(tmp_path, tiny_model_dir, capsys):
+    from safetensors.torch import load_file, save_file
+
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"max_items": 1})
+    path = tiny_model_dir / "model.safetensors"
+    tensors = load_file(path)
+    tensors.pop("model.layers.1.mlp.up_proj.weight")
+    save_file(tensors, path, metadata={"format": "pt"})
+    mcq = tmp_path / "data" / "mcq.jsonl"
+    mcq.write_text(mcq.read_text() + mcq.read_text().splitlines()[0].replace('"q0"', '"q99"').replace('"answer": 0', '"answer": 9') + "\n")
+    err = _fails(capsys, ["validate", str(cfg)], "2 problems found before any work")
+    assert "model.source: " in err and "'model.layers.1.mlp.up_proj.weight'" in err
+    assert "mcq.jsonl:9: field 'answer' 9 is out of range" in err
+    assert "Traceback" not in err
+    _fails(capsys, ["run-local", str(cfg)], "'model.layers.1.mlp.up_proj.weight'")
+    assert not (tmp_path / "runs").exists()  # nothing started, no run folder
+    _nothing_registered(tmp_path)
+
+
+def test_validate_prints_what_it_checked(tmp_path, tiny_model_dir, capsys):
+    cfg = write_run_config(tmp_path, tiny_model_dir)
+    assert main(["validate", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: model " in out and "21 tensors in 1 safetensors file(s) match config.json" in out
+    assert "ok: evaluate.mcq " in out and "8 items, all valid" in out
+
+
+def test_submit_runs_the_preflight_first(tmp_path, tiny_model_dir, capsys):
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": "gs://bucket"})
+    _fails(capsys, ["submit", str(cfg)], "evaluate.mcq: 'gs://bucket' names a bucket, not a file")

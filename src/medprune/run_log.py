@@ -82,7 +82,8 @@ class RunLog(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self._file.flush()
+        if not self._file.closed:
+            self._file.flush()
         self.terminal.flush()
 
     def close(self) -> None:

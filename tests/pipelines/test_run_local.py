@@ -13,8 +13,8 @@ from conftest import write_run_config
 pytestmark = pytest.mark.slow
 
 
-def _summary(capsys) -> dict:
-    out = capsys.readouterr().out
+def _summary(capsys, out: str | None = None) -> dict:
+    out = capsys.readouterr().out if out is None else out
     path = [line for line in out.splitlines() if line.startswith("summary: ")][-1].removeprefix("summary: ")
     return json.loads(Path(path).read_text())
 
@@ -22,7 +22,18 @@ def _summary(capsys) -> dict:
 def test_passing_gate_registers_version_1(tmp_path, tiny_model_dir, capsys):
     cfg = write_run_config(tmp_path, tiny_model_dir, gate={"min_accuracy": 0.0, "max_perplexity_ratio": 100.0})
     assert main(["run-local", str(cfg), "--run-id", "r1"]) == 0
-    summary = _summary(capsys)
+    out = capsys.readouterr().out
+    summary = _summary(capsys, out)
+    # a quiet terminal: one line per task start and end, progress lines, the table and paths;
+    # kfp's whole log (every task's executor input) is in RUN_DIR/run.log
+    log = Path(summary["log"])
+    assert log == tmp_path / "runs" / "r1" / "run.log" and f"log: {log}" in out
+    assert "executor_input" not in out and "\x1b[" not in out
+    for task in ("load", "prune", "recover", "evaluate", "gate", "register"):
+        assert sum(line.endswith(f"] {task}: started") for line in out.splitlines()) >= 1
+    assert len(out.splitlines()) < 80, out
+    text = log.read_text()
+    assert text.count("Got executor_input:") == 7 and "finished with status SUCCESS" in text
     assert summary["gate"]["passed"] is True
     assert summary["registered"]["version"] == 1
     assert summary["registered"]["aliases"] == ["candidate"]

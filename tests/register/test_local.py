@@ -77,3 +77,12 @@ def test_bad_name_and_alias(tmp_path, model_dir):
         reg.register("Bad Name", model_dir, {})
     with pytest.raises(RegistryError, match="no alias 'production'"):
         reg.resolve("m", "production")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_refuses_non_finite_metrics(tmp_path, model_dir, bad):
+    reg = LocalRegistry(tmp_path / "reg")
+    metrics = {"baseline": {"baseline_accuracy": 0.7}, "candidate": {"candidate_accuracy": 0.6, "candidate_perplexity": bad}}
+    with pytest.raises(RegistryError, match=rf"1 metric\(s\) are not finite: candidate\.candidate_perplexity = {bad}"):
+        reg.register("m", model_dir, {"metrics": metrics})
+    assert reg.versions("m") == []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -35,6 +36,26 @@ from medprune.io.atomic import atomic_directory, atomic_write_json
 _NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
 METADATA_FILE = "metadata.json"
 ALIASES_FILE = "aliases.json"
+
+
+def non_finite_values(obj, path: str = "") -> list[str]:
+    """Dotted paths of every NaN or infinite number in a (nested) metrics record."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [f"{path or 'value'} = {obj}"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite_values(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite_values(v, f"{path}.{i}")]
+    return []
+
+
+def refuse_non_finite_metrics(metrics) -> None:
+    """A model whose evaluation has NaN or infinite metrics is broken (or was evaluated on a
+    broken input): it never enters a registry."""
+    bad = non_finite_values(metrics)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise RegistryError(f"refusing to register: {len(bad)} metric(s) are not finite: {', '.join(bad[:3])}{more}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +143,7 @@ class LocalRegistry:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise RegistryError(f"{model_dir}: model directory to register not found")
+        refuse_non_finite_metrics(metadata.get("metrics", {}))
         self.check_writable()
         with self._locked(model) as root:
             version = (self.versions(model) or [0])[-1] + 1

@@ -16,7 +16,7 @@ from medprune.gate.stage import GATE_FILE
 from medprune.io.atomic import IncompleteDirectoryError, atomic_write_json, check_complete
 from medprune.load.lineage import read_lineage
 from medprune.progress import Progress
-from medprune.register.local import LocalRegistry
+from medprune.register.local import LocalRegistry, refuse_non_finite_metrics
 
 SUMMARY_FILE = "summary.json"
 
@@ -74,6 +74,7 @@ def stage_register(
     except IncompleteDirectoryError as exc:
         raise MedpruneError(f"refusing to register: {exc}") from None
     summary = build_summary(cfg, run)
+    refuse_non_finite_metrics(summary["metrics"])
     metadata = {k: summary[k] for k in ("run_id", "source", "gate", "sparsity", "prune", "recover", "metrics")}
     metadata["config"] = json.loads(cfg.to_json())
     # registry.export: serving formats (GGUF + Modelfile) registered with the model files

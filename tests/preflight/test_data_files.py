@@ -1,0 +1,165 @@
+"""Broken data files, each with one defect, built here: the preflight reads every file in full
+(past evaluate.max_items) and names the field, file and line; long fields that a stage would
+cut are reported with how many items and by how much."""
+
+import json
+
+import pytest
+
+from medprune.config import load_config
+from medprune.errors import DataError
+from medprune.io.jsonl import read_jsonl
+from medprune.preflight import PreflightError, preflight_run
+
+from conftest import write_run_config
+
+
+def _mcq(i, **over):
+    return {"id": f"q{i}", "question": f"Question {i}?", "options": ["fever", "cough", "rash", "pain"], "answer": 1, **over}
+
+
+def _write(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def run(tmp_path, tiny_model_dir):
+    """(config path, data dir): a valid run whose data files a test then breaks."""
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"max_items": 2, "seq_len": 512})
+    return cfg, tmp_path / "data"
+
+
+def _errors(cfg_path) -> list[str]:
+    report = preflight_run(load_config(cfg_path))
+    return report.errors
+
+
+def test_valid_run_has_no_errors(run):
+    cfg, _ = run
+    report = preflight_run(load_config(cfg))
+    assert report.errors == []
+    assert any(c.startswith("evaluate.mcq") and "8 items, all valid (the run uses the first 2)" in c for c in report.checked)
+    report.raise_for_errors()
+
+
+def test_bad_line_past_max_items_is_found(run):
+    cfg, data = run
+    _write(data / "mcq.jsonl", [_mcq(i) for i in range(5)] + [_mcq(5, answer=7)])
+    [error] = _errors(cfg)
+    assert error.startswith("evaluate.mcq: ") and "mcq.jsonl:6: field 'answer' 7 is out of range for 4 options" in error
+
+
+def test_duplicate_options(run):
+    cfg, data = run
+    _write(data / "mcq.jsonl", [_mcq(0), _mcq(1, options=["fever", "Cough", "rash", " cough"])])
+    [error] = _errors(cfg)
+    assert "mcq.jsonl:2: field 'options' options 1 and 3 are the same text 'cough'" in error
+
+
+def test_duplicate_ids(run):
+    cfg, data = run
+    _write(data / "mcq.jsonl", [_mcq(0), _mcq(1), _mcq(2), _mcq(1)])
+    [error] = _errors(cfg)
+    assert "mcq.jsonl:4: field 'id' duplicate id 'q1' (first on line 2)" in error
+
+
+def test_missing_required_field(run):
+    cfg, data = run
+    rec = _mcq(1)
+    del rec["options"]
+    _write(data / "mcq.jsonl", [_mcq(0), rec])
+    [error] = _errors(cfg)
+    assert "mcq.jsonl:2: missing field 'options'" in error
+
+
+def test_not_utf8(run):
+    cfg, data = run
+    text = data / "text.jsonl"
+    text.write_bytes(text.read_bytes() + '{"text": "caf\u00e9 au lait"}\n'.encode("latin-1"))
+    n = len(text.read_bytes().splitlines())
+    errors = _errors(cfg)
+    # text.jsonl feeds perplexity and recovery: both name it
+    assert any(f"text.jsonl:{n}: not UTF-8 text (byte 0xe9 at column 14)" in e for e in errors), errors
+
+
+def test_several_problems_are_listed_together(run):
+    cfg, data = run
+    _write(data / "mcq.jsonl", [_mcq(0, answer="Z")])
+    (data / "text.jsonl").write_text("")
+    with pytest.raises(PreflightError) as info:
+        preflight_run(load_config(cfg)).raise_for_errors()
+    text = str(info.value)
+    assert text.startswith("3 problems found before any work:")
+    assert "field 'answer' 'Z' is not an index" in text and "text.jsonl: file is empty" in text
+
+
+def test_json_array_is_refused_with_a_conversion_hint(tmp_path):
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps([_mcq(0), _mcq(1)], indent=2))
+    with pytest.raises(DataError, match=r"items\.json:1: a JSON array, but medprune reads JSON Lines.*jq -c '\.\[\]' items\.json"):
+        read_jsonl(path)
+    path.write_text(json.dumps([_mcq(0), _mcq(1)]))  # an array on one line
+    with pytest.raises(DataError, match="a JSON array"):
+        read_jsonl(path)
+
+
+def test_bom_and_crlf_are_read(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"".join(json.dumps(_mcq(i)).encode() + b"\r\n" for i in range(3)))
+    rows = read_jsonl(path)
+    assert [r["id"] for _, r in rows] == ["q0", "q1", "q2"] and [n for n, _ in rows] == [1, 2, 3]
+
+
+def test_utf16_is_refused(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(json.dumps(_mcq(0)).encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16 text; save the file as UTF-8"):
+        read_jsonl(path)
+
+
+def test_long_questions_are_reported(tmp_path, tiny_model_dir):
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"seq_len": 64})
+    data = tmp_path / "data"
+    _write(data / "mcq.jsonl", [_mcq(0, question="x" * 200), _mcq(1, question="y" * 100), _mcq(2)])
+    report = preflight_run(load_config(cfg))
+    assert report.errors == []
+    [warning] = [w for w in report.warnings if w.startswith("evaluate.mcq")]
+    # byte tokenizer: "Question: xxx..\nAnswer:" is 218 tokens, the longest option 5; the
+    # scorer keeps the last 64 + 1 - 5 = 60 tokens of the question: 158 lost, and 58 of "y" * 100
+    assert "2 of 3 items are longer than evaluate.seq_len=64 tokens" in warning
+    assert "loses up to 158 tokens (median 108)" in warning
+
+
+def test_long_responses_are_reported_and_prompts_without_room_refused(tmp_path, tiny_model_dir):
+    cfg = write_run_config(tmp_path, tiny_model_dir, recover={"seq_len": 32, "data": str(tmp_path / "inst.jsonl")})
+    _write(tmp_path / "inst.jsonl", [{"prompt": "Define fever.", "response": "r" * 40}, {"prompt": "Define rash.", "response": "ok"}])
+    report = preflight_run(load_config(cfg))
+    [warning] = [w for w in report.warnings if w.startswith("recover.data")]
+    assert "1 of 2 records are longer than recover.seq_len=32 tokens; their response loses up to 23 tokens" in warning
+    _write(tmp_path / "inst.jsonl", [{"prompt": "p" * 40, "response": "ok"}])
+    [error] = preflight_run(load_config(cfg)).errors
+    assert "inst.jsonl:1: prompt is 41 tokens, no room for the response within recover.seq_len=32" in error
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("evaluate.mcq", "gs://Bad_Bucket/mcq.jsonl", "invalid bucket name 'Bad_Bucket'"),
+        ("evaluate.mcq", "gs://bucket", "names a bucket, not a file"),
+        ("evaluate.perplexity", "s3://bucket/t.jsonl", "unsupported scheme"),
+        ("model.source", "vertex://projects/p/models/1", "malformed Vertex model URI"),
+        ("model.source", "hf://meta/llama", "unsupported scheme"),
+    ],
+)
+def test_malformed_uris(tmp_path, tiny_model_dir, field, value, match):
+    section, key = field.split(".")
+    cfg = write_run_config(tmp_path, tiny_model_dir, **{section: {key: value}})
+    errors = _errors(cfg)
+    assert any(e.startswith(f"{field}: ") and match in e for e in errors), errors
+
+
+def test_missing_local_files(tmp_path, tiny_model_dir):
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": str(tmp_path / "nope.jsonl")}, model={"source": str(tmp_path / "no-model")})
+    errors = _errors(cfg)
+    assert any(e.startswith("evaluate.mcq: ") and "nope.jsonl: data file not found" in e for e in errors)
+    assert any(e.startswith("model.source: ") and "model directory not found" in e for e in errors)
