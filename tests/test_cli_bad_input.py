@@ -26,6 +26,7 @@ def test_missing_model_dir(tmp_path, capsys):
 
 
 def test_bin_only_weights(tmp_path, tiny_model_dir, capsys):
+    (tiny_model_dir / "medprune_complete.json").unlink()  # a plain Hugging Face directory
     for f in tiny_model_dir.glob("*.safetensors"):
         f.rename(f.with_suffix(".bin"))
     cfg = write_run_config(tmp_path, tiny_model_dir)
@@ -80,6 +81,7 @@ def test_validate_checks_the_model_folder_and_every_data_line(tmp_path, tiny_mod
     from safetensors.torch import load_file, save_file
 
     cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"max_items": 1})
+    (tiny_model_dir / "medprune_complete.json").unlink()  # a plain Hugging Face directory
     path = tiny_model_dir / "model.safetensors"
     tensors = load_file(path)
     tensors.pop("model.layers.1.mlp.up_proj.weight")

@@ -163,3 +163,19 @@ def test_missing_local_files(tmp_path, tiny_model_dir):
     errors = _errors(cfg)
     assert any(e.startswith("evaluate.mcq: ") and "nope.jsonl: data file not found" in e for e in errors)
     assert any(e.startswith("model.source: ") and "model directory not found" in e for e in errors)
+
+
+def test_pubmedqa_release_read_in_full(tmp_path, tiny_model_dir):
+    records = {
+        str(pubid): {"QUESTION": f"Does drug {pubid} help?", "CONTEXTS": ["A trial."], "final_decision": "yes"}
+        for pubid in (101, 102, 103)
+    }
+    records["103"]["final_decision"] = "perhaps"
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(json.dumps(records, indent=1))
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": str(path), "max_items": 1})
+    [error] = _errors(cfg)
+    assert error.startswith("evaluate.mcq: ") and "ori_pqal.json" in error and "103" in error and "perhaps" in error
+    path.write_bytes(path.read_bytes().replace(b"A trial.", b"A caf\xe9 trial."))
+    [error] = _errors(cfg)
+    assert error.startswith("evaluate.mcq: ") and "not UTF-8 text (byte 0xe9" in error

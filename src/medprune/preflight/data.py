@@ -98,6 +98,9 @@ def _check(report: PreflightReport, field: str, path: str | None, check: Callabl
     except MedpruneError as exc:
         report.errors.append(f"{field}: {exc}")
         return
+    except UnicodeDecodeError as exc:  # a reader that decodes the whole file at once
+        report.errors.append(f"{field}: {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8")
+        return
     if summary:
         report.checked.append(f"{field} {path}: {summary}")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medprune.errors import ModelLoadError
-from medprune.load.model import SUPPORTED_MODEL_TYPES, check_model_dir
+from medprune.errors import ModelLoadError, PruneError
+from medprune.load.model import check_model_dir
 from medprune.load.weights import compare_tensors, expected_tensors, read_safetensors_headers
 
 #: Files one of which a Hugging Face tokenizer needs (fast, sentencepiece, BPE, tiktoken).
@@ -88,7 +88,10 @@ def _remote_code(model_dir: Path, raw: dict[str, Any], trust_remote_code: bool) 
 
 
 def check_causal_family(model_dir: Path, raw: dict[str, Any]) -> str:
-    """The config's ``model_type`` if it is a decoder-only causal LM medprune can prune."""
+    """The config's ``model_type`` if it is a decoder-only causal LM of a family the pruning
+    engine supports (:func:`medprune.prune.arch.check_supported`)."""
+    from medprune.prune.arch import check_supported, supported_families
+
     where = model_dir / "config.json"
     model_type = raw["model_type"]
     if raw.get("is_encoder_decoder"):
@@ -97,14 +100,12 @@ def check_causal_family(model_dir: Path, raw: dict[str, Any]) -> str:
     if archs and not any(isinstance(a, str) and a.endswith(_CAUSAL_SUFFIXES) for a in archs):
         raise ModelLoadError(
             f"{where}: architectures {archs} is not a causal language model (expected a *ForCausalLM "
-            f"checkpoint of a decoder-only family: {', '.join(SUPPORTED_MODEL_TYPES)})"
+            f"checkpoint of a decoder-only family: {', '.join(supported_families())})"
         )
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ModelLoadError(
-            f"{where}: model_type {model_type!r} is not a supported decoder-only family; "
-            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
-    return model_type
+    try:
+        return check_supported(model_type)
+    except PruneError as exc:
+        raise ModelLoadError(f"{where}: {exc}") from None
 
 
 def check_tokenizer_files(model_dir: Path) -> None:
