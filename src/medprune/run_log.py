@@ -34,6 +34,7 @@ _WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")
 _EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)?): (?P<msg>.*)$|^(?P<bare>[A-Za-z_][\w.]*Error)$")
 #: transformers' own progress bars (reading and writing weights): noise in a run's terminal
 _QUIET_BARS = ("Loading weights", "Writing model shards", "Loading checkpoint shards")
+_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 _INDENT = "    "  # kfp.local indents a task's output by four spaces
 
 
@@ -41,9 +42,14 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def task_label(task: str) -> str:
-    """``load-component`` -> ``load``; ``evaluate-component-2`` -> ``evaluate-2``."""
-    return task.replace("-component", "")
+_LABEL_PARAM = re.compile(r'^\s*"label": "(?P<label>[\w-]+)",?$')
+
+
+def task_label(task: str, label: str | None = None) -> str:
+    """``load-component`` -> ``load``; ``evaluate-component-2`` with its ``label`` parameter
+    ``candidate`` -> ``evaluate candidate``."""
+    name = re.sub(r"-component(-\d+)?$", "", task)
+    return f"{name} {label}" if label else name
 
 
 class RunLog(io.TextIOBase):
@@ -61,6 +67,9 @@ class RunLog(io.TextIOBase):
         self._in_traceback = False
         self._after_warning = False
         self._task: str | None = None
+        self._label: str | None = None  # the task's "label" parameter (baseline / candidate)
+        self._announced = False
+        self._start_clock = ""
         self._started = 0.0
         self._bar: tuple[str, str] | None = None  # (label, last line) of a progress bar
         self._exception: list[str] = []
@@ -125,8 +134,8 @@ class RunLog(io.TextIOBase):
         line = line.rsplit("\r", 1)[-1]
         if m := _START.match(line):
             self._task, self._started, self._in_task = m["task"], time.monotonic(), False
+            self._start_clock, self._label, self._announced = time.strftime("%H:%M:%S"), None, False
             self._exception = []
-            self._show(f"[{time.strftime('%H:%M:%S')}] {task_label(m['task'])}: started")
             return
         if _STREAM.match(line):
             self._in_task = True
@@ -140,12 +149,19 @@ class RunLog(io.TextIOBase):
         if self._in_task and (line.startswith(_INDENT) or not line.strip()):
             self._task_line(line[len(_INDENT) :] if line.startswith(_INDENT) else "")
 
+    def _announce(self) -> None:
+        """The task's start line, once its input (which may name its label) has been read."""
+        if self._task and not self._announced:
+            self._announced = True
+            self._show(f"[{self._start_clock}] {task_label(self._task, self._label)}: started")
+
     def _end_task(self, task: str, status: str) -> None:
+        self._announce()
         self._flush_bar()
         self._in_task = self._in_json = self._in_traceback = False
         seconds = time.monotonic() - self._started if self._task == task else 0.0
         self.durations[task] = seconds
-        label = task_label(task)
+        label = task_label(task, self._label)
         if status == "SUCCESS":
             self._show(f"[{time.strftime('%H:%M:%S')}] {label}: done in {seconds:.1f} s")
             return
@@ -156,13 +172,16 @@ class RunLog(io.TextIOBase):
 
     def _task_line(self, line: str) -> None:
         if self._in_json:
+            if m := _LABEL_PARAM.match(line):
+                self._label = m["label"]
             if line == "}":
                 self._in_json = False
+                self._announce()
             return
         if line.startswith("[KFP Executor"):
             self._in_json = line.rstrip().endswith("Got executor_input:")
             return
-        if line.startswith("Traceback (most recent call last):"):
+        if line.startswith(("Traceback (most recent call last):", *_CHAINED)):
             self._in_traceback, self._exception = True, []
             return
         if self._in_traceback:
@@ -177,6 +196,7 @@ class RunLog(io.TextIOBase):
             return
         if not line.strip():
             return
+        self._announce()
         bar = _BAR.match(line)
         if bar:
             label = bar["label"].strip()
@@ -194,7 +214,7 @@ class RunLog(io.TextIOBase):
             elif self._exception:
                 self._exception.append(line.strip())
             return
-        if line.startswith(("During handling of the above exception", "The above exception was the direct cause")):
+        if line.startswith(_CHAINED):
             self._exception = []
             return
         if self._exception:  # the message's continuation lines

@@ -29,8 +29,9 @@ def test_passing_gate_registers_version_1(tmp_path, tiny_model_dir, capsys):
     log = Path(summary["log"])
     assert log == tmp_path / "runs" / "r1" / "run.log" and f"log: {log}" in out
     assert "executor_input" not in out and "\x1b[" not in out
-    for task in ("load", "prune", "recover", "evaluate", "gate", "register"):
-        assert sum(line.endswith(f"] {task}: started") for line in out.splitlines()) >= 1
+    for task in ("load", "prune", "recover", "evaluate baseline", "evaluate candidate", "gate", "register"):
+        assert sum(line.endswith(f"] {task}: started") for line in out.splitlines()) == 1, out
+        assert sum(f"] {task}: done in " in line for line in out.splitlines()) == 1, out
     assert len(out.splitlines()) < 80, out
     text = log.read_text()
     assert text.count("Got executor_input:") == 7 and "finished with status SUCCESS" in text

@@ -1,8 +1,6 @@
 """What a person sees from run-local when a stage fails: the one message that explains it and
 the path of the full log; the run folder says it failed and keeps no empty folders."""
 
-from pathlib import Path
-
 import pytest
 
 from medprune.cli import main

@@ -127,12 +127,16 @@ def test_no_tokenizer_files(tiny_model_dir):
         (tiny_model_dir / name).unlink(missing_ok=True)
     with pytest.raises(ModelLoadError, match=r"no tokenizer files \(one of tokenizer\.json"):
         inspect_model_folder(tiny_model_dir)
+    with pytest.raises(ModelLoadError, match="no tokenizer files"):
+        load_model(tiny_model_dir)
 
 
 def test_tokenizer_larger_than_the_embedding(tmp_path):
     model_dir = save_tiny_model(tmp_path / "small-vocab", vocab_size=200, bos_token_id=0, eos_token_id=1, pad_token_id=2)
     with pytest.raises(ModelLoadError, match=r"token ids up to 259 but the model's embedding has only 200 rows"):
         inspect_model_folder(model_dir)
+    with pytest.raises(ModelLoadError, match=r"token ids up to 259 but .* only 200 rows"):
+        load_model(model_dir)  # a remote source is checked when the load stage has it
 
 
 def test_non_finite_weights_refused_at_load(tiny_model_dir):

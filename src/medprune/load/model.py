@@ -98,6 +98,8 @@ def load_model(
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from medprune.load.weights import check_tokenizer_files, check_vocab_fits
+
     model_dir = check_model_dir(model_dir)
     if dtype not in DTYPES:
         raise ModelLoadError(f"dtype {dtype!r} not supported; use one of {sorted(DTYPES)}")
@@ -111,12 +113,14 @@ def load_model(
         )
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(f"{model_dir}: cannot load model: {exc}") from exc
+    check_tokenizer_files(model_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{model_dir}: cannot load tokenizer: {exc}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    check_vocab_fits(model_dir, tokenizer, model.get_input_embeddings().weight.shape[0])
     check_finite_weights(model, model_dir)
     model.to(device)
     model.eval()

@@ -24,6 +24,8 @@ import torch
 from medprune.errors import ModelLoadError
 
 INDEX_FILE = "model.safetensors.index.json"
+#: Files one of which a Hugging Face tokenizer needs (fast, sentencepiece, BPE, tiktoken).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer.tiktoken", "tiktoken.model")
 #: How many names an error message lists before saying "and N more".
 SHOWN = 3
 
@@ -281,3 +283,31 @@ def non_finite_message(where: str, bad: list[tuple[str, int]]) -> str:
     more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
     return f"{where}: {len(bad)} tensor(s) hold NaN or infinite values: {shown}{more}"
 
+
+def check_tokenizer_files(model_dir: Path) -> None:
+    """A folder without any tokenizer file gets this message, not the tokenizer loader's guess
+    (it asks to install sentencepiece or tiktoken)."""
+    if not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{model_dir}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); save the tokenizer "
+            "with the model: tokenizer.save_pretrained(dir)"
+        )
+    if (model_dir / "vocab.json").is_file() and not any((model_dir / f).is_file() for f in TOKENIZER_FILES if f != "vocab.json"):
+        if not (model_dir / "merges.txt").is_file():
+            raise ModelLoadError(f"{model_dir}: vocab.json without merges.txt (a BPE tokenizer needs both)")
+
+
+def tokenizer_size(tokenizer) -> int:
+    """One more than the largest token id (what the embedding must have rows for)."""
+    ids = list(tokenizer.get_vocab().values())
+    return max(max(ids) + 1 if ids else 0, len(tokenizer))
+
+
+def check_vocab_fits(model_dir: Path, tokenizer, embedding_rows: int) -> None:
+    """Every token id must index a row of the embedding (else a bare IndexError deep in a stage)."""
+    size = tokenizer_size(tokenizer)
+    if size > embedding_rows:
+        raise ModelLoadError(
+            f"{model_dir}: the tokenizer has token ids up to {size - 1:,} but the model's embedding has only "
+            f"{embedding_rows:,} rows (config.json vocab_size); the tokenizer does not belong to this model"
+        )

@@ -19,10 +19,14 @@ from typing import Any
 
 from medprune.errors import ModelLoadError, PruneError
 from medprune.load.model import check_model_dir
-from medprune.load.weights import compare_tensors, expected_tensors, read_safetensors_headers
+from medprune.load.weights import (
+    check_tokenizer_files,
+    check_vocab_fits,
+    compare_tensors,
+    expected_tensors,
+    read_safetensors_headers,
+)
 
-#: Files one of which a Hugging Face tokenizer needs (fast, sentencepiece, BPE, tiktoken).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer.tiktoken", "tiktoken.model")
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
@@ -108,17 +112,6 @@ def check_causal_family(model_dir: Path, raw: dict[str, Any]) -> str:
         raise ModelLoadError(f"{where}: {exc}") from None
 
 
-def check_tokenizer_files(model_dir: Path) -> None:
-    if not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelLoadError(
-            f"{model_dir}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); save the tokenizer "
-            "with the model: tokenizer.save_pretrained(dir)"
-        )
-    if (model_dir / "vocab.json").is_file() and not any((model_dir / f).is_file() for f in TOKENIZER_FILES if f != "vocab.json"):
-        if not (model_dir / "merges.txt").is_file():
-            raise ModelLoadError(f"{model_dir}: vocab.json without merges.txt (a BPE tokenizer needs both)")
-
-
 def load_tokenizer(model_dir: Path, trust_remote_code: bool):
     from transformers import AutoTokenizer
 
@@ -127,21 +120,6 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool):
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{model_dir}: the tokenizer files do not load ({first})") from None
-
-
-def tokenizer_size(tokenizer) -> int:
-    """One more than the largest token id (what the embedding must have rows for)."""
-    ids = list(tokenizer.get_vocab().values())
-    return max(max(ids) + 1 if ids else 0, len(tokenizer))
-
-
-def check_vocab_fits(model_dir: Path, tokenizer, embedding_rows: int) -> None:
-    size = tokenizer_size(tokenizer)
-    if size > embedding_rows:
-        raise ModelLoadError(
-            f"{model_dir}: the tokenizer has token ids up to {size - 1:,} but the model's embedding has only "
-            f"{embedding_rows:,} rows (config.json vocab_size); the tokenizer does not belong to this model"
-        )
 
 
 def inspect_model_folder(model_dir: str | Path, *, trust_remote_code: bool = False) -> ModelFolder:
