@@ -16,7 +16,7 @@ def chatty(label: str) -> str:
     print("step 1/2")
     for pct in (0, 50, 100):
         sys.stdout.write(f"work: {pct:3d}%|{'#' * (pct // 10):10s}| {pct // 50}/2\n")
-    warnings.warn("a library warning nobody needs to see")
+    warnings.warn("a library warning nobody needs to see", stacklevel=1)
     print("step 2/2")
     return label
 

@@ -9,6 +9,7 @@ from medprune.config import RunConfig
 from medprune.load.lineage import save_with_lineage
 from medprune.load.model import load_model
 from medprune.load.resolve import resolve_model_source
+from medprune.preflight.model import inspect_model_folder
 from medprune.progress import Progress
 
 
@@ -16,6 +17,9 @@ def stage_load(cfg: RunConfig, out_dir: str | Path, *, progress: Progress = prin
     """Resolve ``model.source``, load it safely and save it as the pipeline's dense model."""
     with tempfile.TemporaryDirectory(prefix="medprune-load-") as work:
         src = resolve_model_source(cfg.model.source, work)
+        # the preflight's folder checks, again here: a gs:// or vertex:// source is only
+        # on this machine now (family, remote code, tensors against the config, tokenizer)
+        inspect_model_folder(src, trust_remote_code=cfg.model.trust_remote_code)
         progress(f"loading {src}")
         model, tokenizer = load_model(src, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
         params = sum(p.numel() for p in model.parameters())
