@@ -179,3 +179,25 @@ def test_pubmedqa_release_read_in_full(tmp_path, tiny_model_dir):
     path.write_bytes(path.read_bytes().replace(b"A trial.", b"A caf\xe9 trial."))
     [error] = _errors(cfg)
     assert error.startswith("evaluate.mcq: ") and "not UTF-8 text (byte 0xe9" in error
+
+
+def test_extra_mcq_sources_and_visit_notes_are_read_in_full(tmp_path, tiny_model_dir):
+    extra = tmp_path / "extra.jsonl"
+    _write(extra, [_mcq(0), _mcq(1), _mcq(2, options=["a", "b", "a"])])
+    notes = tmp_path / "notes.jsonl"
+    dialogue = "[doctor] how are you\n[patient] " + "tired " * 100
+    _write(notes, [{"id": "n1", "input": "[doctor] hi\n[patient] cough", "reference": "Cough."},
+                   {"id": "n2", "input": dialogue, "reference": "Fatigue."}])
+    cfg = write_run_config(
+        tmp_path, tiny_model_dir,
+        evaluate={"mcq_sources": [{"name": "extra", "data": str(extra), "max_items": 1}],
+                  "visit_notes": {"data": str(notes), "prompt_style": "plain", "max_input_tokens": 600}},
+    )
+    report = preflight_run(load_config(cfg))
+    [error] = report.errors
+    assert error.startswith("evaluate.mcq_sources.0.data: ") and "extra.jsonl:3: field 'options' options 0 and 2" in error
+    [warning] = [w for w in report.warnings if w.startswith("evaluate.visit_notes.data")]
+    assert "1 of 2 dialogues are longer than evaluate.visit_notes.max_input_tokens=600" in warning
+    _write(notes, [{"id": "n1", "input": "[doctor] hi", "reference": "Cough."}, {"id": "n1", "input": "x", "reference": "y"}])
+    errors = preflight_run(load_config(cfg)).errors
+    assert any(e.startswith("evaluate.visit_notes.data: ") and "n1" in e for e in errors), errors

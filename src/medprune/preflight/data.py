@@ -8,6 +8,7 @@ stages would cut to fit ``seq_len`` are counted and reported (how many items, by
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable, Sequence
 
 from medprune.config import RunConfig
@@ -157,7 +158,52 @@ def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None) ->
 
         return check
 
+    def mcq_source(field: str, source) -> Callable[[str], str]:
+        def check(path: str) -> str:
+            items = load_mcq(path, None, fmt=source.format, cop_base=source.medmcqa_cop_base)
+            used = items[: source.max_items] if source.max_items else items
+            if tokenizer is not None:
+                errors, cuts = mcq_truncation(used, tokenizer, ev.seq_len)
+                if errors:
+                    raise DataError(f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3]))
+                if cuts:
+                    report.warnings.append(
+                        f"{field} {path}: {len(cuts)} of {len(used)} items are longer than evaluate.seq_len="
+                        f"{ev.seq_len} tokens; their question loses {_spread(cuts)} from its start"
+                    )
+            return f"{len(items)} items, all valid"
+
+        return check
+
+    def visit_notes(path: str) -> str:
+        from medprune.evaluate.note_formats import load_visit_notes
+        from medprune.evaluate.summarization import build_note_prompts
+
+        notes = ev.visit_notes
+        items = load_visit_notes(path, None, fmt=notes.format)
+        used = items[: notes.max_items] if notes.max_items else items
+        if tokenizer is not None:
+            with warnings.catch_warnings():  # one summary line instead of one warning per dialogue
+                warnings.simplefilter("ignore")
+                prompts = build_note_prompts(
+                    tokenizer, used, instruction=notes.instruction, prompt_style=notes.prompt_style,
+                    max_input_tokens=notes.max_input_tokens, truncate=notes.truncate, source=path,
+                )
+            cuts = [p.truncated_tokens for p in prompts if p.truncated_tokens]
+            if cuts:
+                report.warnings.append(
+                    f"evaluate.visit_notes.data {path}: {len(cuts)} of {len(used)} dialogues are longer than "
+                    f"evaluate.visit_notes.max_input_tokens={notes.max_input_tokens}; they lose {_spread(cuts)} "
+                    "from their start"
+                )
+        return f"{len(items)} dialogues, all valid"
+
     _check(report, "evaluate.mcq", ev.mcq, mcq)
+    for i, source in enumerate(ev.mcq_sources):
+        field = f"evaluate.mcq_sources.{i}.data"
+        _check(report, field, source.data, mcq_source(field, source))
+    if ev.visit_notes is not None:
+        _check(report, "evaluate.visit_notes.data", ev.visit_notes.data, visit_notes)
     _check(report, "evaluate.perplexity", ev.perplexity, texts)
     _check(report, "evaluate.summarization", ev.summarization, generation)
     _check(report, "prune.calibration.data", cfg.prune.calibration.data, texts)
@@ -174,6 +220,10 @@ def data_paths(cfg: RunConfig) -> dict[str, str | None]:
         "evaluate.summarization": cfg.evaluate.summarization,
         "prune.calibration.data": cfg.prune.calibration.data,
     }
+    for i, source in enumerate(cfg.evaluate.mcq_sources):
+        out[f"evaluate.mcq_sources.{i}.data"] = source.data
+    if cfg.evaluate.visit_notes is not None:
+        out["evaluate.visit_notes.data"] = cfg.evaluate.visit_notes.data
     if cfg.recover.enabled:
         out["recover.data"] = cfg.recover.data
         out["recover.eval_data"] = cfg.recover.eval_data
