@@ -14,6 +14,8 @@ calibration data is kept, see :func:`masked_layer_error`), :func:`select_heads` 
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -49,6 +51,57 @@ def head_options(layout: HeadLayout, mode: str) -> list[tuple[int, int]]:
     if mode == "query_heads":
         return [(kv * q, kv) for q in range(1, g + 1)]
     return [(k * g, k) for k in range(1, kv + 1)]
+
+
+def config_error(model: nn.Module, **updates) -> str | None:
+    """Why ``model.config`` with ``updates`` could not be saved and reloaded by the installed
+    transformers, or ``None`` if it can. Llama and Gemma 2/3 configs, for example, refuse a
+    head count that does not divide ``hidden_size`` even when ``head_dim`` is explicit."""
+    cfg = copy.deepcopy(model.config)
+    for key, value in updates.items():
+        setattr(cfg, key, value)
+    try:
+        validate = getattr(cfg, "validate", None)
+        if callable(validate):
+            validate()
+        type(cfg).from_dict(cfg.to_dict())
+    except Exception as exc:  # noqa: BLE001 - any failure means the config cannot round-trip
+        return " ".join(str(exc).split())
+    return None
+
+
+def saveable_head_options(
+    model: nn.Module, layout: HeadLayout, mode: str, hidden_size: int
+) -> list[tuple[int, int]]:
+    """The :func:`head_options` whose config saves and reloads with ``hidden_size``."""
+    return [
+        (heads, kv)
+        for heads, kv in head_options(layout, mode)
+        if config_error(
+            model,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            head_dim=layout.head_dim,
+            hidden_size=hidden_size,
+        )
+        is None
+    ]
+
+
+def _plan_config_error(model: nn.Module, plan: WidthPlan) -> str | None:
+    keys = ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "hidden_size")
+    return config_error(model, **{k: getattr(plan, k) for k in keys})
+
+
+def _checked(model: nn.Module, plan: WidthPlan) -> WidthPlan:
+    """``plan``, or a :class:`PruneError` if the pruned model's config could not be saved."""
+    error = _plan_config_error(model, plan)
+    if error is not None:
+        raise PruneError(
+            f"width plan {plan.as_dict()} gives a {model.config.model_type!r} config that cannot "
+            f"be saved: {error}; choose other prune.structured sizes"
+        )
+    return plan
 
 
 def _count_params(model: nn.Module, updates: dict) -> int:
@@ -89,7 +142,7 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
     mc = model.config
     layout = head_layout(mc)
     hidden0, inter0 = mc.hidden_size, mc.intermediate_size
-    options = head_options(layout, s.head_mode)
+    options = saveable_head_options(model, layout, s.head_mode, s.hidden_size or hidden0)
     model_type = mc.model_type
     explicit = _has_explicit_sizes(s)
     if (s.prune_hidden or s.hidden_size is not None) and model_type.startswith("gemma"):
@@ -109,11 +162,19 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
             ]
             if not matches:
                 allowed = ", ".join(f"{h} heads/{k} kv" for h, k in options)
+                unsaveable = len(options) < len(head_options(layout, s.head_mode))
                 raise PruneError(
                     f"prune.structured: num_attention_heads={s.num_attention_heads}, "
                     f"num_key_value_heads={s.num_key_value_heads} is not possible with "
                     f"head_mode={s.head_mode!r} on {layout.num_heads} heads in "
-                    f"{layout.num_kv_heads} key/value groups; allowed: {allowed}"
+                    f"{layout.num_kv_heads} key/value groups"
+                    + (
+                        f" (a {model_type!r} config needs hidden_size={s.hidden_size or hidden0} "
+                        "divisible by the head count)"
+                        if unsaveable
+                        else ""
+                    )
+                    + f"; allowed: {allowed}"
                 )
             heads, kv = matches[-1]
         inter = s.intermediate_size if s.intermediate_size is not None else inter0
@@ -124,7 +185,7 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
         hidden = s.hidden_size if s.hidden_size is not None else hidden0
         if not 1 <= hidden <= hidden0:
             raise PruneError(f"prune.structured.hidden_size={hidden} must be in [1, {hidden0}]")
-        return WidthPlan(heads, kv, layout.head_dim, inter, hidden, s.head_mode)
+        return _checked(model, WidthPlan(heads, kv, layout.head_dim, inter, hidden, s.head_mode))
 
     if not (s.prune_attention or s.prune_mlp or s.prune_hidden):
         raise PruneError("prune.structured: prune_attention, prune_mlp and prune_hidden are all off")
@@ -137,7 +198,13 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
         if s.prune_attention:
             heads, kv = min(options, key=lambda o: (abs(o[0] / layout.num_heads - f), -o[0]))
         inter = _round_multiple(f * inter0, mult, mult, inter0) if s.prune_mlp else inter0
-        hidden = _round_multiple(f * hidden0, mult, mult, hidden0) if s.prune_hidden else hidden0
+        hidden = hidden0
+        if s.prune_hidden:
+            hidden = _round_multiple(f * hidden0, mult, mult, hidden0)
+            if config_error(model, num_attention_heads=heads, num_key_value_heads=kv,
+                            head_dim=layout.head_dim, hidden_size=hidden) is not None:
+                step = math.lcm(mult, heads)  # Llama/Gemma configs: heads must divide hidden
+                hidden = _round_multiple(f * hidden0, step, step, hidden0)
         return dict(
             num_attention_heads=heads,
             num_key_value_heads=kv,
@@ -165,13 +232,16 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
             f"with width pruning of this model (closest: {1 - reached / total0:.3f}); allowed "
             "values remove at most the prunable heads/channels; set prune_hidden or explicit sizes"
         )
-    return WidthPlan(
-        best["num_attention_heads"],
-        best["num_key_value_heads"],
-        layout.head_dim,
-        best["intermediate_size"],
-        best["hidden_size"],
-        s.head_mode,
+    return _checked(
+        model,
+        WidthPlan(
+            best["num_attention_heads"],
+            best["num_key_value_heads"],
+            layout.head_dim,
+            best["intermediate_size"],
+            best["hidden_size"],
+            s.head_mode,
+        ),
     )
 
 
@@ -192,7 +262,7 @@ def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
     total0 = sum(p.numel() for p in model.parameters())
     target = (1.0 - cfg.sparsity) * total0
     plans = [base]
-    for heads, kv in head_options(layout, s.head_mode):
+    for heads, kv in saveable_head_options(model, layout, s.head_mode, mc.hidden_size):
         sizes = dict(
             num_attention_heads=heads, num_key_value_heads=kv, head_dim=layout.head_dim,
             hidden_size=mc.hidden_size,
@@ -204,7 +274,7 @@ def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
         if abs(_count_params(model, {**sizes, "intermediate_size": inter}) - target) > 0.05 * total0:
             continue
         plan = WidthPlan(heads, kv, layout.head_dim, inter, mc.hidden_size, s.head_mode)
-        if plan not in plans:
+        if plan not in plans and _plan_config_error(model, plan) is None:
             plans.append(plan)
     return plans
 
