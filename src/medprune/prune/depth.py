@@ -4,6 +4,8 @@ A layer that barely changes its input can go."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -25,6 +27,14 @@ def layers_to_drop(influence: list[float], count: int) -> list[int]:
     return sorted(int(i) for i in order[:count])
 
 
+def smallest_share(num_layers: int) -> float:
+    """The smallest ``prune.sparsity`` (3 decimals) whose rounded layer count is one."""
+    share = math.ceil(500 / num_layers) / 1000
+    while round(share * num_layers) < 1:
+        share = round(share + 0.001, 3)
+    return share
+
+
 def depth_count(num_layers: int, sparsity: float, explicit: list[int] | None) -> int:
     """How many layers to remove; raises naming the value if it is impossible."""
     if explicit is not None:
@@ -35,8 +45,21 @@ def depth_count(num_layers: int, sparsity: float, explicit: list[int] | None) ->
                 f"0..{num_layers - 1}"
             )
         count = len(explicit)
+        if count == 0:
+            raise PruneError(
+                "depth pruning: prune.structured.layers_to_remove is empty; name at least one "
+                f"layer (0..{num_layers - 1}) or leave it unset to use prune.sparsity"
+            )
     else:
         count = int(round(sparsity * num_layers))
+        if count == 0:
+            raise PruneError(
+                f"depth pruning: prune.sparsity={sparsity} of {num_layers} layers rounds to "
+                f"{count} layers to remove (round({sparsity} x {num_layers})); the smallest "
+                f"prune.sparsity that removes one layer is {smallest_share(num_layers)} "
+                f"(1/{num_layers} = {1 / num_layers:.4g} removes exactly one), or name layers "
+                "in prune.structured.layers_to_remove"
+            )
     if count >= num_layers:
         raise PruneError(
             f"depth pruning would remove all {num_layers} layers (prune.sparsity={sparsity}, "
