@@ -84,6 +84,48 @@ def check_finite_weights(model, model_dir: str | Path) -> None:
         raise ModelLoadError(non_finite_message(str(model_dir), bad))
 
 
+#: Attribute of a language-model view that holds the multimodal model it came from.
+MULTIMODAL_PARENT = "_medprune_multimodal_parent"
+
+
+def language_model_view(model):
+    """A causal LM over the language model of a multimodal Gemma 3 model (MedGemma 4B), or
+    ``model`` itself for a text-only model.
+
+    The view is a ``Gemma3ForCausalLM`` that shares the multimodal model's language model and
+    ``lm_head`` (no copy) and remembers the multimodal model, so pruning, evaluation and
+    recovery work on the text model and :func:`save_model` writes the whole multimodal
+    checkpoint back (vision tower and projector unchanged)."""
+    if getattr(model.config, "model_type", None) != "gemma3":
+        return model
+    from transformers import Gemma3ForCausalLM
+
+    inner = model.model
+    with torch.device("meta"):
+        view = Gemma3ForCausalLM(model.config.text_config)
+    view.model = inner.language_model
+    view.lm_head = model.lm_head
+    view.config = inner.language_model.config
+    view.generation_config = model.generation_config
+    object.__setattr__(view, MULTIMODAL_PARENT, model)  # not a submodule: not counted or pruned
+    view.eval()
+    return view
+
+
+def with_language_model(view):
+    """The model to save for ``view``: its multimodal parent with the (possibly pruned,
+    possibly replaced) language model put back, or ``view`` itself."""
+    parent = getattr(view, MULTIMODAL_PARENT, None)
+    if parent is None:
+        return view
+    parent.model.language_model = view.model
+    parent.lm_head = view.lm_head
+    parent.config.text_config = view.config
+    if getattr(view.config, "tie_word_embeddings", False):
+        parent.lm_head.weight = view.model.embed_tokens.weight
+    return parent
+
+
 def load_model(
     model_dir: str | Path,
     *,
@@ -94,6 +136,8 @@ def load_model(
     """Load ``(model, tokenizer)`` from a local directory of safetensors weights.
 
     The model is returned in eval mode. ``trust_remote_code`` stays off unless the user asks.
+    A multimodal Gemma 3 checkpoint (``model_type: gemma3``) comes back as a view of its
+    language model (:func:`language_model_view`); :func:`save_model` saves the whole model.
     """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,9 +166,54 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token
     check_vocab_fits(model_dir, tokenizer, model.get_input_embeddings().weight.shape[0])
     check_finite_weights(model, model_dir)
+    model = language_model_view(model)
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+_LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+def _rope_scaling(params: dict[str, Any]) -> dict[str, Any] | None:
+    if params.get("rope_type", "default") == "default":
+        return None
+    return {k: v for k, v in params.items() if k not in ("rope_theta", "partial_rotary_factor")}
+
+
+def legacy_rope_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """The rotary settings of a transformers 5 ``config.json`` (``rope_parameters``) in the
+    spelling transformers 4.x reads (``rope_theta``, ``rope_scaling``, Gemma 3's
+    ``rope_local_base_freq``, Phi-3's ``partial_rotary_factor``); keys already present are
+    left out. Without them 4.x loads the model with its default base and no llama3 scaling."""
+    params = config.get("rope_parameters")
+    if not isinstance(params, dict) or not params:
+        return {}
+    out: dict[str, Any] = {}
+    if set(params) <= set(_LAYER_TYPES):  # per layer type (Gemma 3)
+        full, sliding = params.get("full_attention", {}), params.get("sliding_attention", {})
+        if "rope_theta" in full:
+            out["rope_theta"] = full["rope_theta"]
+        if "rope_theta" in sliding:
+            out["rope_local_base_freq"] = sliding["rope_theta"]
+        out["rope_scaling"] = _rope_scaling(full)
+    else:
+        if "rope_theta" in params:
+            out["rope_theta"] = params["rope_theta"]
+        if "partial_rotary_factor" in params:
+            out["partial_rotary_factor"] = params["partial_rotary_factor"]
+        out["rope_scaling"] = _rope_scaling(params)
+    return {k: v for k, v in out.items() if k not in config}
+
+
+def write_legacy_rope_keys(config_path: Path) -> None:
+    """Add :func:`legacy_rope_keys` to ``config_path`` (and to a nested ``text_config``), so
+    that a model saved with transformers 5 keeps its rotary settings under 4.x."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.update(legacy_rope_keys(config))
+    if isinstance(config.get("text_config"), dict):
+        config["text_config"].update(legacy_rope_keys(config["text_config"]))
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def save_model(
@@ -134,7 +223,9 @@ def save_model(
     *,
     extra_files: dict[str, Any] | None = None,
 ) -> Path:
-    """Save a model and tokenizer as safetensors into ``out_dir``, complete or not at all.
+    """Save a model and tokenizer as safetensors into ``out_dir``, complete or not at all (a
+    language model view of a multimodal model saves the multimodal model, see
+    :func:`with_language_model`).
 
     ``extra_files`` maps file names to JSON-serialisable objects written beside the weights
     (for example ``medprune_config.json``). The files are written in place (no directory
@@ -144,6 +235,7 @@ def save_model(
     creates artifact directories up front) or holds an interrupted earlier attempt.
     """
     out_dir = Path(out_dir)
+    model = with_language_model(model)
     try:
         with marked_directory(out_dir) as target:
             # medprune's own files first: from then on the directory says it is medprune's
@@ -151,6 +243,7 @@ def save_model(
             for name, obj in (extra_files or {}).items():
                 (target / name).write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
             model.save_pretrained(target, safe_serialization=True)
+            write_legacy_rope_keys(target / "config.json")
             if tokenizer is not None:
                 tokenizer.save_pretrained(target)
     except FileExistsError as exc:
