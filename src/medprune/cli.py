@@ -84,6 +84,13 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_support(args: argparse.Namespace) -> int:
+    from medprune.prune.arch import support_table
+
+    print(support_table())
+    return 0
+
+
 def cmd_fetch_default(args: argparse.Namespace) -> int:
     from medprune.data.default_model import fetch_default_model
 
@@ -266,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list pruning methods")
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("support", help="list the model families (config.json model_type) and the methods each takes")
+    p.set_defaults(func=cmd_support)
 
     p = sub.add_parser("fetch-default", help="convert the bundled SmolLM2-135M-Instruct into a safetensors model")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)")

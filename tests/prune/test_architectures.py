@@ -92,7 +92,7 @@ def test_width_reloads_and_matches_masked_model(family, head_mode, tmp_path):
     torch.testing.assert_close(_logits(reloaded), _logits(_masked_copy(original, kept)), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "phi3"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "phi3", "qwen3", "llama3"])
 def test_width_with_hidden_channels_reloads(family, tmp_path):
     model = tiny_family(family)
     total = sum(p.numel() for p in model.parameters())

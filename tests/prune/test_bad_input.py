@@ -95,3 +95,18 @@ def test_check_supported_takes_a_model_type_string():
         assert set(family.methods) <= {"magnitude", "wanda", "sparsegpt", "width", "depth"}
     with pytest.raises(PruneError, match=r"'bert' .*not supported.*supported: llama, mistral"):
         check_supported("bert")
+
+
+def test_depth_share_that_rounds_to_zero_layers_is_refused():
+    model = tiny_family("llama")  # 2 layers: 25% rounds to 0
+    snap = _snapshot(model)
+    cfg = small_prune_config(method="depth", sparsity=0.25)
+    with pytest.raises(
+        PruneError, match=r"prune.sparsity=0.25 of 2 layers rounds to 0 layers.*smallest prune.sparsity that removes one layer is 0.251"
+    ):
+        prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS)
+    assert _unchanged(model, snap)
+    with pytest.raises(PruneError, match="layers_to_remove is empty"):
+        prune_model(model, byte_tokenizer(), small_prune_config(method="depth", structured={"layers_to_remove": []}), calib_texts=CALIB_TEXTS)
+    result = prune_model(model, byte_tokenizer(), small_prune_config(method="depth", sparsity=0.251), calib_texts=CALIB_TEXTS)
+    assert result.model.config.num_hidden_layers == 1 and len(result.report["removed_layers"]) == 1

@@ -29,11 +29,22 @@ class Family:
 
 
 _FAMILIES = (
-    Family("llama", "Llama 2/3.x, SmolLM2", notes="width: hidden channels allowed"),
+    Family("llama", "Llama 2/3.x, SmolLM2", notes="llama3 rope scaling; width: hidden channels allowed"),
     Family("mistral", "Mistral", notes="width: hidden channels allowed"),
     Family("qwen2", "Qwen2/2.5", notes="q/k/v biases; width: hidden channels allowed"),
     Family("gemma", "Gemma", notes="width: heads and MLP only (embedding scale)"),
     Family("gemma2", "Gemma 2", notes="sliding/full layers; width: heads and MLP only"),
+    Family(
+        "gemma3_text",
+        "Gemma 3 text (MedGemma)",
+        notes="q/k norms, sliding/full layers; width: heads and MLP only",
+    ),
+    Family(
+        "gemma3",
+        "Gemma 3 multimodal (MedGemma 4B)",
+        notes="its language model is pruned (as gemma3_text); vision tower and projector kept",
+    ),
+    Family("qwen3", "Qwen3", notes="q/k norms; width: hidden channels allowed"),
     Family("phi3", "Phi-3", notes="fused qkv/gate_up; width: hidden channels allowed"),
 )
 
@@ -44,6 +55,16 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in _FAMILIES}
 def supported_families() -> dict[str, Family]:
     """Every family the engine prunes, keyed by ``config.model_type``."""
     return dict(FAMILIES)
+
+
+def support_table() -> str:
+    """Families x methods as a plain-text table (``medprune support``)."""
+    width = max(len(f.model_type) for f in FAMILIES.values())
+    lines = [f"{'model_type':{width}s}  " + "  ".join(ALL_METHODS) + "  notes"]
+    for f in FAMILIES.values():
+        marks = "  ".join(f"{'yes' if m in f.methods else '-':{len(m)}s}" for m in ALL_METHODS)
+        lines.append(f"{f.model_type:{width}s}  {marks}  {f.name}: {f.notes}")
+    return "\n".join(lines)
 
 
 def check_supported(model: nn.Module | str) -> str:
@@ -64,7 +85,13 @@ def check_supported(model: nn.Module | str) -> str:
     if isinstance(model, str):
         return model_type
     if not isinstance(getattr(getattr(model, "model", None), "layers", None), nn.ModuleList):
-        raise PruneError(f"{type(model).__name__} has no model.layers decoder stack")
+        hint = (
+            "; prune its language model: medprune.load.model.language_model_view(model) "
+            "(load_model does this)"
+            if model_type == "gemma3"
+            else ""
+        )
+        raise PruneError(f"{type(model).__name__} has no model.layers decoder stack{hint}")
     return model_type
 
 

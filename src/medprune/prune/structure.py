@@ -65,4 +65,9 @@ def finish(new: nn.Module, old: nn.Module) -> nn.Module:
     new.eval()
     if hasattr(old, "generation_config") and old.generation_config is not None:
         new.generation_config = copy.deepcopy(old.generation_config)
+    from medprune.load.model import MULTIMODAL_PARENT
+
+    parent = getattr(old, MULTIMODAL_PARENT, None)
+    if parent is not None:  # the language model of a multimodal model: keep the rest
+        object.__setattr__(new, MULTIMODAL_PARENT, parent)
     return new
