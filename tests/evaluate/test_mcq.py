@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
-from conftest import TINY_VOCAB, byte_tokenizer, tiny_llama
 
 from medprune.evaluate.formats import MCQItem
 from medprune.evaluate.mcq import encode_pair, loglikelihoods, option_loglikelihoods, score_mcq
+
+from conftest import TINY_VOCAB, byte_tokenizer, tiny_llama
 
 
 def bigram_model(tokenizer, scores: dict[tuple[str, str], float]):
@@ -67,8 +68,8 @@ def test_batched_prefix_sharing_equals_one_sequence_at_a_time():
     options = [[" naloxone", " atropine", " flumazenil"], [" 50 mg/kg/day", " 5 g"], [" x", " yy", " zzz", " w"]]
     for batch_size in (1, 2, 8):
         got = option_loglikelihoods(model, tok, contexts, options, batch_size=batch_size)
-        want = [[_naive(model, tok, c, o) for o in opts] for c, opts in zip(contexts, options)]
-        for g, w in zip(got, want):
+        want = [[_naive(model, tok, c, o) for o in opts] for c, opts in zip(contexts, options, strict=True)]
+        for g, w in zip(got, want, strict=True):
             assert g == pytest.approx(w, abs=1e-4)
     # the request-list form groups by context and returns the same numbers in request order
     requests = [(contexts[1], " 5 g"), (contexts[0], " atropine"), (contexts[1], " 50 mg/kg/day")]

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from conftest import byte_tokenizer, tiny_llama
 
 from medprune.errors import DataError
 from medprune.evaluate.generation import (
@@ -18,6 +17,8 @@ from medprune.evaluate.generation import (
     score_generation,
 )
 from medprune.evaluate.perplexity import perplexity, sliding_windows
+
+from conftest import byte_tokenizer, tiny_llama
 
 
 @pytest.mark.parametrize(("n", "window", "stride"), [(10, 4, 2), (10, 4, 4), (9, 16, 8), (100, 32, 7), (2, 2, 1)])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import write_fixture_data
-
 from medprune.config import EvaluateConfig
 from medprune.evaluate.runner import evaluate_model, flat_metrics, read_predictions, read_results
+
+from conftest import write_fixture_data
 
 
 def test_evaluate_model_writes_traceable_results(tmp_path, tiny_model_dir):

@@ -25,7 +25,7 @@ def results(acc=0.8, ppl=10.0, rouge=0.5, latency=100.0, cats=None, complete=Tru
 def preds(correct: list[bool], ids=None) -> list[dict]:
     ids = ids or [f"q{i}" for i in range(len(correct))]
     return [{"id": i, "category": "c", "answer": 0, "pred": 0 if c else 1, "correct": c, "correct_norm": c,
-             "loglikelihoods": [-1.0, -2.0] if c else [-2.0, -1.0], "options": ["a", "b"]} for i, c in zip(ids, correct)]
+             "loglikelihoods": [-1.0, -2.0] if c else [-2.0, -1.0], "options": ["a", "b"]} for i, c in zip(ids, correct, strict=True)]
 
 
 def check(decision: GateDecision, name: str):

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_run_config
 
 from medprune.cli import main
 from medprune.errors import MedpruneError
 from medprune.io.gcs import download_dir
+
+from conftest import write_run_config
 
 
 def _vertex_config(tmp_path, tiny_model_dir, vertex_env, **gate) -> Path:

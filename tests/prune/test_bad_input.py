@@ -3,12 +3,13 @@
 import pytest
 import torch
 from pydantic import ValidationError
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
-from conftest import byte_tokenizer
 from medprune.config import PruneConfig
 from medprune.errors import DataError, PruneError
 from medprune.prune.engine import prune_model
+
+from conftest import byte_tokenizer
+from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 
 def _snapshot(model):

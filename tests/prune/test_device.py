@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
+
+from medprune.prune.engine import prune_model
 
 from conftest import byte_tokenizer
-from medprune.prune.engine import prune_model
+from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 pytestmark = pytest.mark.gpu
 

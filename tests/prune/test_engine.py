@@ -1,12 +1,13 @@
 import pytest
 import torch
-from tiny_families import CALIB_TEXTS, small_prune_config
 
-from conftest import byte_tokenizer
 from medprune.config import PruneConfig
 from medprune.errors import PruneError
 from medprune.prune.apply import prunable_linears, sparsity_report
 from medprune.prune.engine import PruneResult, prune_model
+
+from conftest import byte_tokenizer
+from tiny_families import CALIB_TEXTS, small_prune_config
 
 
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.7])
@@ -131,16 +132,16 @@ def test_layer_outputs_in_place_equal_returned_outputs(tiny_model):
     fresh = run_layer(layer, inputs)
     stats_ret, returned = collect_input_stats(layer, linears, inputs, hessian=True, outputs="return")
     stats_drop, dropped = collect_input_stats(layer, linears, inputs, hessian=True, outputs="discard")
-    assert dropped == [] and all(a is b for a, b in zip(inputs.hidden, first))
+    assert dropped == [] and all(a is b for a, b in zip(inputs.hidden, first, strict=True))
     stats_in, in_place = collect_input_stats(layer, linears, inputs, hessian=True, outputs="in_place")
     assert in_place is inputs.hidden and len(in_place) == len(fresh) == 2
-    for a, b, c in zip(fresh, returned, in_place):
+    for a, b, c in zip(fresh, returned, in_place, strict=True):
         assert torch.equal(a, b) and torch.equal(a, c)
     for name in linears:
         for s in (stats_drop, stats_in):
             assert torch.equal(s.by_linear[name].hessian, stats_ret.by_linear[name].hessian)
     again = capture_layer_inputs(tiny_model, ids, 2, torch.device("cpu"))
-    assert all(torch.equal(a, b) for a, b in zip(run_layer(layer, again, in_place=True), fresh))
+    assert all(torch.equal(a, b) for a, b in zip(run_layer(layer, again, in_place=True), fresh, strict=True))
     with pytest.raises(ValueError, match="outputs='keep'"):
         collect_input_stats(layer, linears, again, hessian=False, outputs="keep")
     assert not any(lin._forward_pre_hooks for lin in linears.values())  # no hook left behind

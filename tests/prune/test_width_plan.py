@@ -1,11 +1,12 @@
 import pytest
 import torch
-from tiny_families import tiny_family
 
 from medprune.config import PruneConfig
 from medprune.errors import PruneError
 from medprune.prune.arch import HeadLayout
 from medprune.prune.width import WidthPlan, head_options, plan_width, select_heads, top_channels
+
+from tiny_families import tiny_family
 
 
 def test_head_options_keep_gqa_valid():
@@ -98,12 +99,12 @@ def test_masked_layer_equals_sliced_layer(mode):
     """Switching heads/channels off by zeroing o/down input columns is exactly removing them."""
     import copy
 
-    from conftest import byte_tokenizer
-    from tiny_families import CALIB_TEXTS
-
     from medprune.prune.arch import head_layout
     from medprune.prune.calibration import calibration_token_ids, capture_layer_inputs, run_layer
     from medprune.prune.width import build_width_model, masked_layer_error
+
+    from conftest import byte_tokenizer
+    from tiny_families import CALIB_TEXTS
 
     model = _searchable_llama()
     layout = head_layout(model.config)
@@ -117,7 +118,7 @@ def test_masked_layer_equals_sliced_layer(mode):
     small, _ = build_width_model(copy.deepcopy(model), plan, heads, channels, None)
     sliced = run_layer(small.model.layers[0], inputs)
     dense = run_layer(layer, inputs)
-    scale = sum(float((d - s).pow(2).sum()) for d, s in zip(dense, sliced))
+    scale = sum(float((d - s).pow(2).sum()) for d, s in zip(dense, sliced, strict=True))
     assert scale > 1e-3  # removing heads/channels does change the layer
     err = masked_layer_error(layer, plan, layout, heads[0], channels[0], inputs.hidden, inputs.kwargs, sliced)
     assert err < 1e-9 * max(1.0, scale)
@@ -125,10 +126,10 @@ def test_masked_layer_equals_sliced_layer(mode):
 
 
 def test_width_search_keeps_the_lowest_error_split():
-    from tiny_families import CALIB_TEXTS, small_prune_config
+    from medprune.prune.engine import prune_model
 
     from conftest import byte_tokenizer
-    from medprune.prune.engine import prune_model
+    from tiny_families import CALIB_TEXTS, small_prune_config
 
     cfg = small_prune_config(method="width", sparsity=0.3, structured={"channel_multiple": 8})
     report = prune_model(_searchable_llama(), byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).report

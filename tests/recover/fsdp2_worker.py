@@ -14,11 +14,12 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest
 
-from conftest import tiny_llama  # noqa: E402
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.fsdp import fully_shard  # noqa: E402
 
 from medprune.recover.train import load_trainable, trainable_snapshot  # noqa: E402
+
+from conftest import tiny_llama  # noqa: E402
 
 
 def main(out: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 SENTENCES = [
     "Patient presents with chest pain radiating to the left arm; troponin is elevated.",
     "Start metformin 500 mg twice daily and recheck HbA1c in three months.",
@@ -38,10 +37,10 @@ def write_instruction_jsonl(path: Path, n: int = 12) -> Path:
 
 def pruned_tiny(seed: int = 0, pattern: str = "unstructured", sparsity: float = 0.5):
     """A tiny Llama pruned by magnitude with the pruning engine."""
-    from conftest import tiny_llama
-
     from medprune.config import PruneConfig
     from medprune.prune.engine import prune_model
+
+    from conftest import tiny_llama
 
     cfg = PruneConfig(method="magnitude", sparsity=sparsity, pattern=pattern)
     return prune_model(tiny_llama(seed), None, cfg).model

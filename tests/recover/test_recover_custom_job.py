@@ -74,6 +74,7 @@ def test_custom_job_validators_name_the_field(tmp_path):
 
 def _compile(cfg, path):
     from kfp import compiler
+
     from medprune.pipelines.medprune_pipeline import build_pipeline
 
     compiler.Compiler().compile(build_pipeline(cfg), package_path=str(path))

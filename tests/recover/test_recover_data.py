@@ -2,8 +2,6 @@ import json
 
 import pytest
 import torch
-from conftest import byte_tokenizer
-from recover_helpers import write_instruction_jsonl, write_text_jsonl
 
 from medprune.errors import DataError
 from medprune.recover.data import (
@@ -14,6 +12,9 @@ from medprune.recover.data import (
     load_examples,
     split_eval,
 )
+
+from conftest import byte_tokenizer
+from recover_helpers import write_instruction_jsonl, write_text_jsonl
 
 
 def test_text_is_packed_into_full_blocks(tmp_path):
@@ -34,7 +35,7 @@ def test_instruction_loss_only_on_response(tmp_path):
     prompt_len = 1 + len(tok("Q0: what is the next step? ", add_special_tokens=False)["input_ids"])
     assert all(x == IGNORE_INDEX for x in row_labels[:prompt_len])
     n_resp = sum(1 for x in row_labels if x != IGNORE_INDEX)
-    response = tok.decode([t for t, lab in zip(row_ids, row_labels) if lab != IGNORE_INDEX], skip_special_tokens=True)
+    response = tok.decode([t for t, lab in zip(row_ids, row_labels, strict=True) if lab != IGNORE_INDEX], skip_special_tokens=True)
     assert response.startswith("Patient presents") and n_resp == int(ex.attention_mask[0].sum()) - prompt_len
 
 

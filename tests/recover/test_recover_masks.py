@@ -1,7 +1,5 @@
 import pytest
 import torch
-from conftest import byte_tokenizer, tiny_llama
-from recover_helpers import clinical_texts, pruned_tiny
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
@@ -9,6 +7,9 @@ from medprune.prune.apply import prunable_linears
 from medprune.recover.data import pack_text
 from medprune.recover.masks import nm_violations, verify_against_reference
 from medprune.recover.train import recover_model
+
+from conftest import byte_tokenizer, tiny_llama
+from recover_helpers import clinical_texts, pruned_tiny
 
 EXCLUDE = ["lm_head", "embed_tokens"]
 

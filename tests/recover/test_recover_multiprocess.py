@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import byte_tokenizer
-from recover_helpers import pruned_tiny, write_text_jsonl
 
 from medprune.config import parse_config
 from medprune.load.model import load_model, save_model
 from medprune.prune.apply import prunable_linears
 from medprune.recover.stage import stage_recover
+
+from conftest import byte_tokenizer
+from recover_helpers import pruned_tiny, write_text_jsonl
 
 RECOVER = {
     "steps": 4, "lr": 1e-3, "seq_len": 32, "schedule": "constant", "eval_every": 2, "eval_fraction": 0.2,

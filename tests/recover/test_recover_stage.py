@@ -1,16 +1,17 @@
 import json
 
 import pytest
-from conftest import byte_tokenizer, save_tiny_model
-from recover_helpers import pruned_tiny, write_instruction_jsonl, write_text_jsonl
 
 from medprune.config import parse_config
 from medprune.errors import MedpruneError
+from medprune.load.lineage import LINEAGE_FILE
 from medprune.load.model import load_model, save_model
 from medprune.prune.apply import sparsity_report
 from medprune.recover.__main__ import main as recover_main
-from medprune.load.lineage import LINEAGE_FILE
 from medprune.recover.stage import recover_checkpoint_dir, stage_recover
+
+from conftest import byte_tokenizer, save_tiny_model
+from recover_helpers import pruned_tiny, write_instruction_jsonl, write_text_jsonl
 
 
 def _cfg(tmp_path, **recover):

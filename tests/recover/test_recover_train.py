@@ -3,8 +3,6 @@ import math
 
 import pytest
 import torch
-from conftest import byte_tokenizer, tiny_llama
-from recover_helpers import clinical_texts, pruned_tiny
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
@@ -12,6 +10,9 @@ from medprune.recover.checkpoint import MANIFEST, SAVING, latest_checkpoint, lis
 from medprune.recover.data import pack_text
 from medprune.recover.distill import kl_distill_loss, lm_loss
 from medprune.recover.train import lr_at, recover_model
+
+from conftest import byte_tokenizer, tiny_llama
+from recover_helpers import clinical_texts, pruned_tiny
 
 
 def _examples(seq_len=32):

@@ -28,7 +28,7 @@ def _results(acc, latency, nonzero, ppl=10.0):
 def _preds(correct, categories):
     return [{"id": f"q{i}", "category": cat, "question": f"Question <{i}> about {cat}?", "options": ["yes", "no", "maybe"],
              "answer": 0, "pred": 0 if c else 2, "correct": c, "correct_norm": c,
-             "loglikelihoods": [-1.0, -3.0, -2.0] if c else [-2.0, -3.0, -1.0]} for i, (c, cat) in enumerate(zip(correct, categories))]
+             "loglikelihoods": [-1.0, -3.0, -2.0] if c else [-2.0, -3.0, -1.0]} for i, (c, cat) in enumerate(zip(correct, categories, strict=True))]
 
 
 CATS = ["dosing"] * 30 + ["contraindications"] * 30

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import write_run_config
 
 from medprune.cli import main
+
+from conftest import write_run_config
 
 pytestmark = pytest.mark.slow
 

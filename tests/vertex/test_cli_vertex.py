@@ -5,9 +5,10 @@ import json
 
 import pytest
 import yaml
-from conftest import write_run_config
 
 from medprune.cli import main
+
+from conftest import write_run_config
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pydantic import Field, field_validator
 
 from medprune.config._base import _Strict
 
-
 #: Metrics the gate knows, and whether higher is better. ``accuracy_<category>`` metrics
 #: exist too (see ``GateConfig.category_floors``), and ``METRIC@SOURCE`` for every metric of
 #: :data:`SOURCE_METRICS` and every ``evaluate.mcq_sources`` name (``accuracy@pubmedqa``).

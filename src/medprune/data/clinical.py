@@ -450,6 +450,11 @@ def _icd_answer_codes(category: IcdCategory) -> list[IcdCode]:
     ]
 
 
+def _in_category(category: str, code: str, _text: str) -> bool:
+    """Codes of an answer's own 3-character category are related to it (parent, siblings)."""
+    return code[:3] == category
+
+
 def _icd_questions(
     rng: random.Random, categories: Sequence[IcdCategory], all_categories: Sequence[IcdCategory],
     want: int,
@@ -471,9 +476,7 @@ def _icd_questions(
             continue
         code = answers[rng.randrange(len(answers))]
         pool = pools.get((cat.chapter, code.depth))
-        # Codes of the answer's own 3-character category are related (parent, siblings).
-        own = cat.code
-        distractors = pool.pick(rng, code.description, lambda c, _t, own=own: c[:3] == own) if pool else None
+        distractors = pool.pick(rng, code.description, functools.partial(_in_category, cat.code)) if pool else None
         if distractors is None:
             continue
         terms = list(code.inclusion_terms[:6])

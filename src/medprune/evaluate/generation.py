@@ -160,7 +160,7 @@ def score_generation(
     )
     predictions = []
     per_cat: dict[str, list[tuple[float, bool]]] = {}
-    for item, (output, n_new) in zip(items, outputs):
+    for item, (output, n_new) in zip(items, outputs, strict=True):
         rl = rouge_l(output, item.reference)
         em = normalize_answer(output) == normalize_answer(item.reference)
         per_cat.setdefault(item.category, []).append((rl, em))

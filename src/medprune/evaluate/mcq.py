@@ -98,7 +98,7 @@ def option_loglikelihoods(
     device = next(model.parameters()).device
     pad = _pad_token(tokenizer)
     groups: list[tuple[list[int], list[list[int]]]] = []
-    for context, opts in zip(contexts, options):
+    for context, opts in zip(contexts, options, strict=True):
         ctx: list[int] = []
         conts: list[list[int]] = []
         for opt in opts:
@@ -122,7 +122,7 @@ def option_loglikelihoods(
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         scores = _score_batch(model, [groups[g] for g in batch], pad, device)
-        for g, s in zip(batch, scores):
+        for g, s in zip(batch, scores, strict=True):
             results[g] = s
         if progress:
             progress(min(start + batch_size, len(order)), len(order))
@@ -184,7 +184,7 @@ def _score_batch(model, groups, pad: int, device) -> list[list[float]]:
         for r, value in enumerate(per_row.tolist()):
             lls[r] += value
     scores: list[list[float]] = [[] for _ in groups]
-    for (g, _), ll in zip(rows, lls):
+    for (g, _), ll in zip(rows, lls, strict=True):
         scores[g].append(ll)
     return scores
 
@@ -207,8 +207,8 @@ def loglikelihoods(
     options = [[requests[i][1] for i in by_context[c]] for c in contexts]
     scored = option_loglikelihoods(model, tokenizer, contexts, options, batch_size=batch_size, max_length=max_length, progress=progress)
     out = [0.0] * len(requests)
-    for c, lls in zip(contexts, scored):
-        for i, ll in zip(by_context[c], lls):
+    for c, lls in zip(contexts, scored, strict=True):
+        for i, ll in zip(by_context[c], lls, strict=True):
             out[i] = ll
     return out
 
@@ -243,8 +243,8 @@ def score_mcq(
     )
     predictions = []
     per_cat: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    for item, lls in zip(items, lls_all):
-        norm = [ll / len(opt) for ll, opt in zip(lls, item.options)]
+    for item, lls in zip(items, lls_all, strict=True):
+        norm = [ll / len(opt) for ll, opt in zip(lls, item.options, strict=True)]
         pred, pred_norm = _argmax(lls), _argmax(norm)
         correct, correct_norm = pred == item.answer, pred_norm == item.answer
         per_cat[item.category].append((correct, correct_norm))

@@ -91,15 +91,6 @@ def _flag(name: str, metric: str, ok: bool, message: str, details: dict | None =
     return GateCheck(name, metric, 1.0 if ok else 0.0, 1.0, ">=", ok, message, details)
 
 
-def _get(results: dict, *path: str) -> float | None:
-    node = results
-    for p in path:
-        if not isinstance(node, dict) or p not in node:
-            return None
-        node = node[p]
-    return float(node)
-
-
 def _settings_differences(a: dict, b: dict) -> list[str]:
     keys = sorted(set(a) | set(b))
     return [k for k in keys if a.get(k) != b.get(k)]
@@ -182,7 +173,7 @@ def _critical(ids: list[str], paired) -> GateCheck:
         return GateCheck("critical_items", metric, None, 0, "<=", False,
                          f"critical items cannot be checked: {paired}", {"why": paired})
     all_ids, base, cand = paired
-    by_id = {i: (b, c) for i, b, c in zip(all_ids, base, cand)}
+    by_id = {i: (b, c) for i, b, c in zip(all_ids, base, cand, strict=True)}
     missing = [i for i in ids if i not in by_id]
     regressed = [i for i in ids if i in by_id and by_id[i][0] and not by_id[i][1]]
     details = {"regressed": regressed, "missing": missing, "checked": len(ids)}
@@ -259,9 +250,9 @@ def decide(
         cats = sorted(per_cat) if cat == "*" else [cat]
         if cat == "*" and not cats:
             checks.append(_check("category_floor_all", "candidate accuracy per category", None, value, ">="))
-        for c in cats:
-            acc = per_cat.get(c, {}).get("acc")
-            checks.append(_check(f"category_floor_{category_key(c)}", f"candidate accuracy on category {c!r}", acc, value, ">="))
+        for name in cats:
+            acc = per_cat.get(name, {}).get("acc")
+            checks.append(_check(f"category_floor_{category_key(name)}", f"candidate accuracy on category {name!r}", acc, value, ">="))
 
     interval = None
     if cfg.critical_items or cfg.non_inferiority:

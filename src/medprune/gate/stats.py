@@ -44,8 +44,8 @@ def _discordant(baseline: Sequence[bool], candidate: Sequence[bool]) -> tuple[in
         raise ValueError(f"paired results differ in length: {len(baseline)} vs {len(candidate)}")
     if not baseline:
         raise ValueError("no paired items")
-    b = sum(1 for x, y in zip(baseline, candidate) if x and not y)
-    c = sum(1 for x, y in zip(baseline, candidate) if y and not x)
+    b = sum(1 for x, y in zip(baseline, candidate, strict=True) if x and not y)
+    c = sum(1 for x, y in zip(baseline, candidate, strict=True) if y and not x)
     return len(baseline), b, c
 
 

@@ -66,7 +66,7 @@ def _verify(path: Path, blob: storage.Blob, uri: str) -> None:
 
 
 def _raise_first_failure(results: list, what: list[str], action: str) -> None:
-    for result, name in zip(results, what):
+    for result, name in zip(results, what, strict=True):
         if isinstance(result, BaseException):
             if isinstance(result, gexc.NotFound):
                 raise StorageError(f"{action} {name}: object or bucket not found ({result.message})")
@@ -115,13 +115,13 @@ def upload_dir(
         raise_exception=False,
     )
     # Only objects this call created are cleaned up on failure, never pre-existing ones.
-    created = [blob_prefix + r for r, res in zip(rel, results) if not isinstance(res, BaseException)]
+    created = [blob_prefix + r for r, res in zip(rel, results, strict=True) if not isinstance(res, BaseException)]
     try:
-        for result, uri in zip(results, uris):
+        for result, uri in zip(results, uris, strict=True):
             if isinstance(result, gexc.PreconditionFailed):
                 raise StorageError(f"{uri} already exists; refusing to overwrite it")
         _raise_first_failure(results, uris, "upload to")
-        for path, r, uri in zip(files, rel, uris):
+        for path, r, uri in zip(files, rel, uris, strict=True):
             blob = bucket.get_blob(blob_prefix + r)
             if blob is None:
                 raise StorageError(f"{uri}: missing right after upload")
@@ -194,7 +194,7 @@ def download_dir(
         )
         uris = [join_gcs(bucket_name, b.name) for b in blobs]
         _raise_first_failure(results, uris, "download of")
-        for blob, r, uri in zip(blobs, rel, uris):
+        for blob, r, uri in zip(blobs, rel, uris, strict=True):
             _verify(tmp / r, blob, uri)
     log.info("downloaded %d files from %s to %s", len(blobs), gs_uri, local_dir)
     return local_dir

@@ -182,7 +182,7 @@ def run_layer(layer: nn.Module, inputs: LayerInputs, *, in_place: bool = False) 
     are held once, not twice.
     """
     if not in_place:
-        return [layer_output(layer(h, **kw)) for h, kw in zip(inputs.hidden, inputs.kwargs)]
+        return [layer_output(layer(h, **kw)) for h, kw in zip(inputs.hidden, inputs.kwargs, strict=True)]
     for i, kw in enumerate(inputs.kwargs):
         inputs.hidden[i] = layer_output(layer(inputs.hidden[i], **kw))
     return inputs.hidden

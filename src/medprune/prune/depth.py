@@ -73,7 +73,7 @@ def build_depth_model(model: nn.Module, drop: list[int]) -> nn.Module:
     """A new model without the decoder layers ``drop``; kept layers are shared, not copied."""
     old_layers = model.model.layers
     keep = [i for i in range(len(old_layers)) if i not in set(drop)]
-    updates = {"num_hidden_layers": len(keep)}
+    updates: dict[str, object] = {"num_hidden_layers": len(keep)}
     if getattr(model.config, "layer_types", None):
         updates["layer_types"] = [model.config.layer_types[i] for i in keep]
     new = skeleton(model, **updates)

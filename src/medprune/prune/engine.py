@@ -171,7 +171,7 @@ def prune_model(
         if len(plans) > 1:
             extra["plan_search"] = [
                 {**p.as_dict(), "params": plan_params(model, p), "layer_error": e}
-                for p, e in zip(plans, errors)
+                for p, e in zip(plans, errors, strict=True)
             ]
             say(f"width plan: {plan.num_attention_heads} heads, MLP {plan.intermediate_size} "
                 f"(of {len(plans)} splits, lowest layer output error)")
@@ -355,7 +355,7 @@ def _collect_dense(model, cfg, token_ids, dev, say) -> DenseCalibration:
         linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
         stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False, outputs="return")
         sq_sums.append({name: stats.by_linear[name].sq_sum.cpu() for name in linears})
-        total = count = 0
+        total, count = 0.0, 0
         for i, h_out in enumerate(outputs):  # each output replaces its input once measured
             s, n = block_influence(inputs.hidden[i], h_out)
             total += s

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from medprune.errors import PruneError
 from medprune.prune.magnitude import magnitude_scores
 from medprune.prune.wanda import wanda_scores
+
+if TYPE_CHECKING:
+    from medprune.prune.stats import InputStats
 
 MethodKind = Literal["mask", "update", "width", "depth"]
 
@@ -36,7 +39,7 @@ class PruneMethod:
 
     name: str
     kind: MethodKind = "mask"
-    score: Callable[[torch.Tensor, object | None], torch.Tensor] | None = None
+    score: Callable[[torch.Tensor, InputStats | None], torch.Tensor] | None = None
     needs_calibration: bool = False
     needs_hessian: bool = False
     row_wise: bool = False
@@ -67,10 +70,16 @@ register_method(
         description="Unstructured or N:M by |W| over each weight matrix.",
     )
 )
+def _wanda_score(weight: torch.Tensor, stats: InputStats | None) -> torch.Tensor:
+    if stats is None:
+        raise PruneError("wanda needs calibration statistics of the layer input; none were collected")
+    return wanda_scores(weight, stats.col_norm)
+
+
 register_method(
     PruneMethod(
         name="wanda",
-        score=lambda weight, stats: wanda_scores(weight, stats.col_norm),
+        score=_wanda_score,
         needs_calibration=True,
         row_wise=True,
         description="Unstructured (per output row) or N:M by |W| x ||X_j|| (Sun et al., 2023).",

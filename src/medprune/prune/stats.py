@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from medprune.errors import PruneError
 from medprune.prune.calibration import LayerInputs
 
 
@@ -48,6 +49,8 @@ class InputStats:
     @property
     def col_norm(self) -> torch.Tensor:
         """L2 norm of each input feature over all calibration tokens (Wanda's ||X_j||)."""
+        if self.sq_sum is None:
+            raise PruneError(f"no calibration inputs were recorded for {', '.join(self.members)}")
         return self.sq_sum.sqrt()
 
 

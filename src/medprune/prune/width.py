@@ -110,7 +110,7 @@ def _count_params(model: nn.Module, updates: dict) -> int:
     layers = model.config.num_hidden_layers
     counts = []
     for n in (1, 2):
-        extra = {"num_hidden_layers": n}
+        extra: dict[str, object] = {"num_hidden_layers": n}
         if getattr(model.config, "layer_types", None):
             extra["layer_types"] = list(model.config.layer_types[:n])
         m = skeleton(model, **updates, **extra)
@@ -314,7 +314,7 @@ def masked_layer_error(
         parts.o.weight.mul_(head_keep.repeat_interleave(d).to(parts.o.weight))
         parts.down.weight.mul_(ch_keep.to(parts.down.weight))
         err = 0.0
-        for h, kw, ref in zip(hidden, kwargs, dense_out):
+        for h, kw, ref in zip(hidden, kwargs, dense_out, strict=True):
             err += float((layer_output(layer(h, **kw)) - ref).double().pow(2).sum())
         return err
     finally:
@@ -386,7 +386,7 @@ def build_width_model(
         intermediate_size=plan.intermediate_size,
     )
     kept: dict[str, list] = {"heads": [], "kv_heads": [], "channels": []}
-    for i, (old_layer, new_layer) in enumerate(zip(model.model.layers, new.model.layers)):
+    for i, (old_layer, new_layer) in enumerate(zip(model.model.layers, new.model.layers, strict=True)):
         qh, kvh = select_heads(head_energy[i], layout, plan)
         ch = top_channels(channel_energy[i], plan.intermediate_size)
         kept["heads"].append(qh.tolist())

@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -144,7 +145,7 @@ def recover_model(
     *,
     teacher=None,
     eval_examples: TrainExamples | None = None,
-    exclude: Sequence[str] = ("lm_head", "embed_tokens"),
+    exclude: list[str] | tuple[str, ...] = ("lm_head", "embed_tokens"),
     nm: tuple[int, int] | None = None,
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
@@ -209,7 +210,7 @@ def recover_model(
         teacher.eval()
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True)
 
-    state = {
+    state: dict[str, Any] = {
         "step": 0,
         "samples": 0,
         "losses": [],
@@ -258,6 +259,7 @@ def recover_model(
         )
 
     def save_checkpoint(step: int) -> None:
+        assert checkpoint_dir is not None
         target = ckpt.checkpoint_dir_for(checkpoint_dir, step)
         if accelerator.is_main_process:
             ckpt.start_checkpoint(checkpoint_dir, step)

@@ -159,6 +159,8 @@ def register_vertex(
     v = aiplatform_init(cfg.vertex)
     from google.cloud import aiplatform
 
+    # resolve_vertex (in aiplatform_init) raised unless the bucket and region are set.
+    assert v.staging_bucket is not None and v.location is not None
     parent = resolve_parent_model(v, cfg.model.name)
     bucket, prefix = parse_gcs_uri(v.staging_bucket)
     artifact_uri = "gs://" + "/".join(

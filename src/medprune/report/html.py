@@ -116,7 +116,7 @@ def render_html(data: ReportData) -> str:
     if data.confusion_matrix:
         parts.append("<h2>Candidate confusion matrix (rows: right option, columns: predicted)</h2>")
         parts.append(_table([""] + data.confusion_labels,
-                            [[f"<b>{_e(lbl)}</b>"] + [str(v) for v in row] for lbl, row in zip(data.confusion_labels, data.confusion_matrix)],
+                            [[f"<b>{_e(lbl)}</b>"] + [str(v) for v in row] for lbl, row in zip(data.confusion_labels, data.confusion_matrix, strict=True)],
                             num_cols=tuple(range(1, len(data.confusion_labels) + 1)), cls="confusion-table"))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -186,6 +186,7 @@ def check_pipeline_root(pipeline_root: str) -> None:
 def _create_pipeline_job(job: Any, v: VertexConfig) -> str:
     # PipelineJob.submit would also probe bucket ownership through Resource Manager (and
     # create missing buckets); we check the bucket ourselves and send the same request.
+    assert v.pipeline_root is not None  # resolve_vertex fills it from the staging bucket
     check_pipeline_root(v.pipeline_root)
     resource = job._gca_resource  # the public accessor refuses before creation
     if v.service_account:
