@@ -64,8 +64,8 @@ bench: setup
 	$(MEDPRUNE) fetch-default
 	$(MEDPRUNE) build-data
 	mkdir -p $(BENCH_OUT)
-	$(PY) benchmarks/pruning.py $(BENCH_PRUNING_ARGS) --json $(BENCH_OUT)/pruning.json
-	$(PY) benchmarks/recovery.py $(BENCH_RECOVERY_ARGS) --json $(BENCH_OUT)/recovery.json
+	$(PY) benchmarks/pruning.py $(BENCH_PRUNING_ARGS) --json $(BENCH_OUT)/
+	$(PY) benchmarks/recovery.py $(BENCH_RECOVERY_ARGS) --json $(BENCH_OUT)/
 
 clean:
 	rm -rf runs registry pipeline.yaml

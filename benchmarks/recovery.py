@@ -186,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default). The budget counts CPU time of all threads.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help="Keep intermediate models here (default: a temp dir).")
-    p.add_argument("--json", default=None, help="Also write the table as JSON (one object per row).")
+    p.add_argument(
+        "--json", default=None,
+        help="Also write the rows and how the run was made (commit, versions, command, machine, "
+        "date) as JSON to this file, or into this folder (a path ending in /) as "
+        "recovery-<date>-<commit>.json: one file per run.",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -194,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from medprune.evaluate.runner import evaluate_model
     from medprune.io.atomic import atomic_write_json
     from medprune.load.model import check_model_dir
+    from run_info import results_path, run_info
 
     torch.manual_seed(args.seed)
     if args.threads:
@@ -203,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path} not found (run `medprune fetch-default` and `medprune build-data`, or pass the path)", file=sys.stderr)
             return 2
     dense_dir = check_model_dir(args.model)
+    info = run_info(torch.get_num_threads())  # after set_num_threads: the threads the rows use
+    out = results_path(args.json, "recovery", info) if args.json else None
+
+    def write_json(final: bool) -> None:
+        atomic_write_json(out, {"run": {**info, "complete": final}, "rows": rows})
 
     def say(msg: str) -> None:
         print(msg, flush=True)
@@ -222,11 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             name, _, spec = entry.partition("=")
             rows.append(run_row(name, spec, args, dense_dir, dense, work, say))
             say(markdown_table(rows))
-            if args.json:  # partial results survive an interrupted run
-                atomic_write_json(args.json, rows)
+            if out:  # partial results survive an interrupted run
+                write_json(final=False)
     print(markdown_table(rows))
-    if args.json:
-        atomic_write_json(args.json, rows)
+    if out:
+        write_json(final=True)
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

@@ -75,11 +75,16 @@ def run_info(threads_per_row: int | None = None) -> dict:
 
 def results_path(path: str, stem: str, info: dict) -> Path:
     """``path`` itself, or inside directory ``path`` a new file named after the run's
-    start time and commit (``<stem>-<YYYYmmddTHHMMZ>-<commit7>.json``): one file per run."""
+    start time and commit (``<stem>-<YYYYmmddTHHMMZ>-<commit7>.json``, then ``-2``, ``-3``
+    for runs started in the same minute): one file per run, never an earlier run's."""
     p = Path(path)
     if not (p.is_dir() or path.endswith("/")):
         return p
     p.mkdir(parents=True, exist_ok=True)
     when = dt.datetime.fromisoformat(info["date"]).strftime("%Y%m%dT%H%MZ")
     commit = (info.get("commit") or "nogit")[:7]
-    return p / f"{stem}-{when}-{commit}.json"
+    name, n = f"{stem}-{when}-{commit}", 1
+    while (p / f"{name}.json").exists():
+        n += 1
+        name = f"{stem}-{when}-{commit}-{n}"
+    return p / f"{name}.json"
