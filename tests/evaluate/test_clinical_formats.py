@@ -72,7 +72,7 @@ def test_pubmedqa_release_bad_records_name_file_record_and_field(tmp_path):
     path.write_text(json.dumps({"111": dict(good, CONTEXTS=[])}))
     with pytest.raises(DataError, match=r"record '111': field 'CONTEXTS' must be a non-empty"):
         load_mcq(path)
-    path.write_text('{"111": %s, "111": %s}' % (json.dumps(good), json.dumps(good)))
+    path.write_text(f'{{"111": {json.dumps(good)}, "111": {json.dumps(good)}}}')
     with pytest.raises(DataError, match=r"record '111' appears twice"):
         load_mcq(path)
 

@@ -8,9 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import byte_tokenizer, tiny_llama
 
-from medprune.config import DEFAULT_NOTE_INSTRUCTION, EvaluateConfig, MCQSourceConfig, VisitNotesConfig
+from medprune.config import (
+    DEFAULT_NOTE_INSTRUCTION,
+    EvaluateConfig,
+    MCQSourceConfig,
+    VisitNotesConfig,
+)
 from medprune.errors import DataError
 from medprune.evaluate.concepts import (
     ConceptVocabulary,
@@ -22,9 +26,22 @@ from medprune.evaluate.concepts import (
 )
 from medprune.evaluate.metrics import metric_values
 from medprune.evaluate.note_formats import VisitNoteItem, load_visit_notes
-from medprune.evaluate.runner import NOTES_FILE, evaluate_model, read_predictions, source_predictions_file
-from medprune.evaluate.summarization import build_note_prompts, note_sections, rouge_scores, score_note, score_visit_notes
+from medprune.evaluate.runner import (
+    NOTES_FILE,
+    evaluate_model,
+    read_predictions,
+    source_predictions_file,
+)
+from medprune.evaluate.summarization import (
+    build_note_prompts,
+    note_sections,
+    rouge_scores,
+    score_note,
+    score_visit_notes,
+)
 from medprune.load.model import save_model
+
+from conftest import byte_tokenizer, tiny_llama
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ACI_VALID = SHARED / "aci-bench" / "valid_full.json"

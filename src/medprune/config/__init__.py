@@ -14,7 +14,12 @@ result always says how it was made.
 """
 
 from medprune.config.environment import resolve_vertex
-from medprune.config.evaluate import DEFAULT_NOTE_INSTRUCTION, EvaluateConfig, MCQSourceConfig, VisitNotesConfig
+from medprune.config.evaluate import (
+    DEFAULT_NOTE_INSTRUCTION,
+    EvaluateConfig,
+    MCQSourceConfig,
+    VisitNotesConfig,
+)
 from medprune.config.gate import GATE_METRICS, GateConfig, NonInferiorityConfig
 from medprune.config.loading import format_validation_errors, load_config, parse_config
 from medprune.config.model import ModelConfig

@@ -8,7 +8,6 @@ from pydantic import Field, field_validator, model_validator
 
 from medprune.config._base import _Strict
 
-
 #: The documented instruction for visit-note generation (``evaluate.visit_notes.instruction``):
 #: the dialogue follows it after a blank line, inside the model's chat template.
 DEFAULT_NOTE_INSTRUCTION = (

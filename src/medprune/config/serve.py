@@ -16,7 +16,7 @@ _BUCKET = re.compile(r"^gs://[a-z0-9][a-z0-9_.\-]{1,220}[a-z0-9](/.*)?$")
 
 class GGUFExportConfig(_Strict):
     outtypes: list[Literal["f32", "f16", "bf16", "q8_0"]] = Field(
-        default_factory=lambda: ["f16", "q8_0"],
+        default=["f16", "q8_0"],  # pydantic copies mutable defaults per instance
         description="GGUF weight types written (one file each); norms stay float32.",
     )
 

@@ -66,7 +66,7 @@ def evaluation_settings(cfg: EvaluateConfig, dtype: str) -> dict:
     settings["data_sha256"] = {
         name: file_sha256(path) for name in ("mcq", "perplexity", "summarization") if (path := getattr(cfg, name))
     }
-    for source, raw in zip(cfg.mcq_sources, settings.get("mcq_sources", [])):
+    for source, raw in zip(cfg.mcq_sources, settings.get("mcq_sources", []), strict=True):
         raw["data_sha256"] = file_sha256(source.data)
         raw.pop("data")
     if cfg.visit_notes is not None:

@@ -274,7 +274,7 @@ def score_visit_notes(
         model, tokenizer, [p.token_ids for p in prompts], max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
     )
     rows = []
-    for item, prompt, (note, n_new) in zip(items, prompts, outputs):
+    for item, prompt, (note, n_new) in zip(items, prompts, outputs, strict=True):
         rows.append(
             {
                 "id": item.id,

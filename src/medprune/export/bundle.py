@@ -25,7 +25,12 @@ from medprune.config.serve import ServeConfig
 from medprune.errors import ExportError
 from medprune.export.gguf import export_gguf, model_shape, read_vocab
 from medprune.export.modelfile import render_modelfile
-from medprune.io.atomic import COMPLETE_MARKER, atomic_write_json, atomic_write_text, write_completion_marker
+from medprune.io.atomic import (
+    COMPLETE_MARKER,
+    atomic_write_json,
+    atomic_write_text,
+    write_completion_marker,
+)
 
 MODELFILE = "Modelfile"
 MANIFEST = "export.json"

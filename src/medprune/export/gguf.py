@@ -214,7 +214,7 @@ class GGUFVocab:
 def _pre_tokenizer_name(tokenizer_json: dict[str, Any], has_merges: bool) -> str:
     """llama.cpp's name for the pre-tokenizer (how text is split before merges)."""
     pre = tokenizer_json.get("pre_tokenizer") or {}
-    parts = pre.get("pretokenizers") if pre.get("type") == "Sequence" else [pre]
+    parts: list[Any] = (pre.get("pretokenizers") or []) if pre.get("type") == "Sequence" else [pre]
     kinds = [(p or {}).get("type") for p in parts]
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
         return "smollm"  # SmolLM / SmolLM2: digits split one by one, then the GPT-2 regex

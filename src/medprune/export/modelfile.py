@@ -121,7 +121,7 @@ def render_modelfile(
     num_ctx = min(ollama.num_ctx or context_length, context_length)
     lines = [
         f"# Ollama Modelfile written by medprune for {model_name}",
-        f"# ollama create NAME -f Modelfile   (run in this directory)",
+        "# ollama create NAME -f Modelfile   (run in this directory)",
         f"FROM ./{gguf_name}",
         f"TEMPLATE {_quoted(template)}",
     ]

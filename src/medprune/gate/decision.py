@@ -17,7 +17,12 @@ from dataclasses import asdict, dataclass, field
 from medprune.config import GateConfig, NonInferiorityConfig
 from medprune.config.gate import metric_direction
 from medprune.evaluate.metrics import category_key, metric_values
-from medprune.gate.stats import PairedInterval, mcnemar_exact_ci, paired_bootstrap_ci, paired_bootstrap_mean_ci
+from medprune.gate.stats import (
+    PairedInterval,
+    mcnemar_exact_ci,
+    paired_bootstrap_ci,
+    paired_bootstrap_mean_ci,
+)
 
 _EPS = 1e-12  # values exactly at a threshold pass, despite float rounding
 
@@ -125,10 +130,11 @@ def _paired_scores(
     if set(base) != set(cand):
         only_b, only_c = sorted(set(base) - set(cand)), sorted(set(cand) - set(base))
         return f"baseline and candidate were scored on different items (only baseline: {only_b[:5]}, only candidate: {only_c[:5]})"
-    ids = sorted(i for i in base if base[i] is not None and cand[i] is not None)
-    if not ids:
+    both = {i: (b, c) for i, b in base.items() if b is not None and (c := cand[i]) is not None}
+    if not both:
         return f"no item has a {key!r} score in both evaluations"
-    return ids, [float(base[i]) for i in ids], [float(cand[i]) for i in ids]
+    ids = sorted(both)
+    return ids, [float(both[i][0]) for i in ids], [float(both[i][1]) for i in ids]
 
 
 def _non_inferiority(
@@ -270,6 +276,7 @@ def decide(
     for source, ni in cfg.source_non_inferiority.items():
         base_items = (baseline_sources or {}).get(source)
         cand_items = (candidate_sources or {}).get(source)
+        paired_src: tuple[list[str], Sequence[float], Sequence[float]] | str
         if source == "visit_notes":
             paired_src = _paired_scores(base_items, cand_items, ni.metric)
         else:

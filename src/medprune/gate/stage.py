@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from medprune.config import RunConfig
-from medprune.evaluate.runner import NOTES_FILE, read_predictions, read_results, source_predictions_file
+from medprune.evaluate.runner import (
+    NOTES_FILE,
+    read_predictions,
+    read_results,
+    source_predictions_file,
+)
 from medprune.gate.decision import GateDecision, decide
 from medprune.io.atomic import atomic_write_json
 

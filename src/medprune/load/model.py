@@ -9,7 +9,12 @@ from typing import Any
 import torch
 
 from medprune.errors import ModelLoadError
-from medprune.io.atomic import OWN_PREFIX, IncompleteDirectoryError, check_complete, marked_directory
+from medprune.io.atomic import (
+    OWN_PREFIX,
+    IncompleteDirectoryError,
+    check_complete,
+    marked_directory,
+)
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 

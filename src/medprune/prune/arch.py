@@ -73,6 +73,7 @@ def check_supported(model: nn.Module | str) -> str:
     ``model`` is a loaded model or just a ``config.model_type`` string (as read from a
     checkpoint's ``config.json``), so a preflight can check before loading any weights.
     """
+    model_type: str | None
     if isinstance(model, str):
         model_type = model
     else:

@@ -119,7 +119,8 @@ def capture_layer_inputs(
     """
     inner = model.model
     layers = list(inner.layers)
-    captured = LayerInputs(hidden=[], layer_kwargs=[[] for _ in layers])
+    layer_kwargs: list[list[dict[str, Any]]] = [[] for _ in layers]
+    captured = LayerInputs(hidden=[], layer_kwargs=layer_kwargs)
 
     def recorder(index: int):
         def forward(*args, **kwargs):
@@ -128,7 +129,7 @@ def capture_layer_inputs(
                 hidden = hidden[0]
             kw = {k: v for k, v in kwargs.items() if k not in _CACHE_KWARGS}
             kw["use_cache"] = False
-            captured.layer_kwargs[index].append(kw)
+            layer_kwargs[index].append(kw)
             if index == 0:
                 captured.hidden.append(hidden)
             if index == len(layers) - 1:
@@ -153,19 +154,19 @@ def capture_layer_inputs(
             except _Captured:
                 pass
     finally:
-        for layer, forward in zip(layers, saved):
+        for layer, forward in zip(layers, saved, strict=True):
             if forward is None:
                 del layer.forward
             else:
                 layer.forward = forward
         for m in moved:
             m.to("cpu")
-    if len(captured.hidden) != len(captured.layer_kwargs[-1]):
+    if len(captured.hidden) != len(layer_kwargs[-1]):
         raise PruneError(
             f"calibration: {type(model).__name__} did not run every decoder layer on the "
             "calibration batches; its decoder loop is not supported"
         )
-    captured.kwargs = captured.layer_kwargs[0]
+    captured.kwargs = layer_kwargs[0]
     return captured
 
 

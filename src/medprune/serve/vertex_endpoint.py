@@ -226,7 +226,7 @@ def _canary_split(current: dict[str, int], percent: int) -> dict[str, int]:
     split = {"0": percent}
     if total and rest:
         shares = {k: v * rest // total for k, v in current.items()}
-        shares[max(current, key=current.get)] += rest - sum(shares.values())
+        shares[max(current, key=lambda k: current[k])] += rest - sum(shares.values())
         split.update({k: s for k, s in shares.items() if s > 0})
     return split
 
