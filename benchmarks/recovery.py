@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from medprune.evaluate.runner import evaluate_model
     from medprune.io.atomic import atomic_write_json
     from medprune.load.model import check_model_dir
+
     from run_info import results_path, run_info
 
     torch.manual_seed(args.seed)

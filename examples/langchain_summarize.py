@@ -21,7 +21,11 @@ NOTE = (
 
 
 def main() -> int:
-    from medprune.integrations.langchain import load_chat_model, ollama_chat_model, summarization_chain
+    from medprune.integrations.langchain import (
+        load_chat_model,
+        ollama_chat_model,
+        summarization_chain,
+    )
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default=".cache/medprune/models/smollm2-135m-instruct",

@@ -21,6 +21,7 @@ from medprune.integrations.langchain import (  # noqa: E402
 )
 from medprune.load.model import save_model  # noqa: E402
 from medprune.register.local import LocalRegistry  # noqa: E402
+
 from tests.fakes.ollama_server import start_fake_ollama, stop_fake_ollama  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 from medprune.errors import PruneError
 from medprune.prune import DenseCalibration, collect_dense_calibration, prune_model
+
+from conftest import byte_tokenizer
+from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 CANDIDATES = [
     {"method": "wanda", "sparsity": 0.4, "allocation": {"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0}},

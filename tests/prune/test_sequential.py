@@ -4,8 +4,6 @@ import threading
 
 import pytest
 import torch
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, tiny_family
 
 from medprune.errors import PruneError
 from medprune.prune.apply import prunable_linears
@@ -14,6 +12,9 @@ from medprune.prune.select import per_row_mask
 from medprune.prune.sequential import prune_layer_sequentially
 from medprune.prune.stats import collect_input_stats
 from medprune.prune.wanda import wanda_scores
+
+from conftest import byte_tokenizer
+from tiny_families import CALIB_TEXTS, tiny_family
 
 
 def _layer_and_inputs(family="llama", batches=3):
@@ -54,7 +55,7 @@ def test_one_pass_equals_the_pruned_layer_and_its_statistics(family):
     again = type(inputs)(hidden=original, kwargs=inputs.kwargs)
     pruned_stats, _ = collect_input_stats(layer, linears, again, hessian=True)
     expected = run_layer(layer, again)
-    for a, b in zip(inputs.hidden, expected):
+    for a, b in zip(inputs.hidden, expected, strict=True):
         assert torch.equal(a, b)
     for name in linears:
         assert torch.equal(stats.by_linear[name].sq_sum, pruned_stats.by_linear[name].sq_sum), name

@@ -81,6 +81,7 @@ def sparsegpt_prune(
 
     w = weight.detach().float().clone()
     if inverse is None:
+        assert hessian is not None  # checked above
         inverse = inverse_hessian_cholesky(hessian.to(w.device), dampening)
     hinv, dead = inverse[0].to(w.device), inverse[1].to(w.device)
     if hinv.shape != (cols, cols):
