@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from medprune.config.run import RunConfig
 from medprune.errors import ConfigError
 
-
 #: YAML 1.2's float syntax: PyYAML (YAML 1.1) reads ``1e-4`` (no dot) as a string.
 _FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
 _INT = "tag:yaml.org,2002:int"

@@ -180,6 +180,7 @@ def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None) ->
         from medprune.evaluate.summarization import build_note_prompts
 
         notes = ev.visit_notes
+        assert notes is not None  # checked only when evaluate.visit_notes is set
         items = load_visit_notes(path, None, fmt=notes.format)
         used = items[: notes.max_items] if notes.max_items else items
         if tokenizer is not None:
