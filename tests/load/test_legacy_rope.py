@@ -17,10 +17,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "prune"))
 
-from tiny_families import tiny_family  # noqa: E402
+from medprune.load.model import legacy_rope_keys, load_model, save_model  # noqa: E402
 
 from conftest import byte_tokenizer  # noqa: E402
-from medprune.load.model import legacy_rope_keys, load_model, save_model  # noqa: E402
+from tiny_families import tiny_family  # noqa: E402
 
 IDS = [[5, 17, 99, 200, 3, 42, 250, 7, 64, 128, 11, 2] * 8]  # 96 tokens: past llama3's 64
 FAMILIES = ["llama3", "gemma3_text", "qwen3", "gemma2", "phi3", "mistral"]

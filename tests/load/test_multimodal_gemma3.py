@@ -9,11 +9,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "prune"))
 
-from tiny_families import CALIB_TEXTS, small_prune_config  # noqa: E402
-
-from conftest import TINY_VOCAB, byte_tokenizer  # noqa: E402
 from medprune.load.model import load_model, save_model  # noqa: E402
 from medprune.prune.engine import prune_model  # noqa: E402
+
+from conftest import TINY_VOCAB, byte_tokenizer  # noqa: E402
+from tiny_families import CALIB_TEXTS, small_prune_config  # noqa: E402
 
 IDS = torch.tensor([[5, 17, 99, 200, 3, 42, 250, 7, 64, 128, 11, 2] * 2])
 

@@ -6,15 +6,16 @@ import copy
 
 import pytest
 import torch
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
-from conftest import byte_tokenizer
 from medprune.config import RecoverConfig
 from medprune.load.model import load_model, save_model
 from medprune.prune.apply import prunable_linears
 from medprune.prune.engine import prune_model
 from medprune.recover.data import pack_text
 from medprune.recover.train import recover_model
+
+from conftest import byte_tokenizer
+from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 NEW = ["gemma3_text", "qwen3", "llama3"]
 METHODS = {
