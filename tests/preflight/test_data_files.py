@@ -201,3 +201,16 @@ def test_extra_mcq_sources_and_visit_notes_are_read_in_full(tmp_path, tiny_model
     _write(notes, [{"id": "n1", "input": "[doctor] hi", "reference": "Cough."}, {"id": "n1", "input": "x", "reference": "y"}])
     errors = preflight_run(load_config(cfg)).errors
     assert any(e.startswith("evaluate.visit_notes.data: ") and "n1" in e for e in errors), errors
+
+
+def test_evaluate_stage_reports_what_it_cuts(tmp_path, tiny_model_dir):
+    """gs:// data is not read by the preflight: the evaluate stage says what it truncates."""
+    from medprune.evaluate.stage import stage_evaluate
+
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"seq_len": 64, "perplexity": None})
+    _write(tmp_path / "data" / "mcq.jsonl", [_mcq(0, question="x" * 200), _mcq(1)])
+    lines = []
+    results = stage_evaluate(load_config(cfg), tiny_model_dir, tmp_path / "eval", label="baseline", progress=lines.append)
+    assert results["mcq"]["n"] == 2
+    [warning] = [line for line in lines if "warning" in line]
+    assert warning.startswith("[baseline] warning: evaluate.mcq ") and "1 of 2 items are longer than evaluate.seq_len=64" in warning

@@ -87,12 +87,13 @@ def instruction_truncation(path: str, rows, tokenizer, seq_len: int) -> tuple[li
     return errors, cuts
 
 
-def _check(report: PreflightReport, field: str, path: str | None, check: Callable[[str], str | None]) -> None:
+def _check(report: PreflightReport, field: str, path: str | None, check: Callable[[str], str | None], *, quiet_remote: bool = False) -> None:
     """Run one file's check; its problem becomes an error prefixed with the config field."""
     if path is None:
         return
     if is_remote(path):
-        report.warnings.append(f"{field}: {path} is remote; it is read (and checked) when the run starts")
+        if not quiet_remote:
+            report.warnings.append(f"{field}: {path} is remote; it is read (and checked) when the run starts")
         return
     try:
         summary = check(path)
@@ -106,8 +107,10 @@ def _check(report: PreflightReport, field: str, path: str | None, check: Callabl
         report.checked.append(f"{field} {path}: {summary}")
 
 
-def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None) -> None:
-    """Read every local data file of ``cfg`` in full; with ``tokenizer``, report truncation."""
+def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None, *, evaluation_only: bool = False) -> None:
+    """Read every local data file of ``cfg`` in full; with ``tokenizer``, report truncation.
+    ``evaluation_only``: only the multiple-choice and summarization files (what the evaluate
+    stage measures again on its own machine); remote files are skipped without a warning."""
     ev = cfg.evaluate
 
     def mcq(path: str) -> str:
@@ -199,10 +202,13 @@ def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None) ->
                 )
         return f"{len(items)} dialogues, all valid"
 
-    _check(report, "evaluate.mcq", ev.mcq, mcq)
+    _check(report, "evaluate.mcq", ev.mcq, mcq, quiet_remote=evaluation_only)
     for i, source in enumerate(ev.mcq_sources):
         field = f"evaluate.mcq_sources.{i}.data"
-        _check(report, field, source.data, mcq_source(field, source))
+        _check(report, field, source.data, mcq_source(field, source), quiet_remote=evaluation_only)
+    if evaluation_only:
+        _check(report, "evaluate.summarization", ev.summarization, generation, quiet_remote=True)
+        return
     if ev.visit_notes is not None:
         _check(report, "evaluate.visit_notes.data", ev.visit_notes.data, visit_notes)
     _check(report, "evaluate.perplexity", ev.perplexity, texts)
@@ -230,3 +236,12 @@ def data_paths(cfg: RunConfig) -> dict[str, str | None]:
         out["recover.eval_data"] = cfg.recover.eval_data
     return out
 
+
+
+def truncation_warnings(cfg: RunConfig, tokenizer) -> list[str]:
+    """What the evaluate stage will cut to fit ``evaluate.seq_len`` (multiple-choice questions,
+    summarization inputs), one line per file; the stage prints these so that a run whose
+    data the preflight could not read (gs://) still says so."""
+    report = PreflightReport()
+    check_data_files(cfg, report, tokenizer, evaluation_only=True)
+    return report.warnings
