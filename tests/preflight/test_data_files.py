@@ -214,3 +214,24 @@ def test_evaluate_stage_reports_what_it_cuts(tmp_path, tiny_model_dir):
     assert results["mcq"]["n"] == 2
     [warning] = [line for line in lines if "warning" in line]
     assert warning.startswith("[baseline] warning: evaluate.mcq ") and "1 of 2 items are longer than evaluate.seq_len=64" in warning
+
+
+def test_vertex_fuse_paths_are_remote(tmp_path, tiny_model_dir):
+    """/gcs/BUCKET/... exists only inside Vertex AI's containers: shape-checked, not opened."""
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": "/gcs/my-bucket/data/mcq.jsonl"})
+    report = preflight_run(load_config(cfg))
+    assert report.errors == []
+    assert any(w.startswith("evaluate.mcq: /gcs/my-bucket/data/mcq.jsonl is remote") for w in report.warnings)
+    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": "/gcs/Bad_Bucket/mcq.jsonl"})
+    [error] = _errors(cfg)
+    assert error.startswith("evaluate.mcq: ") and "invalid bucket name 'Bad_Bucket'" in error
+
+
+def test_shipped_vertex_examples_validate():
+    from pathlib import Path
+
+    from medprune.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("dev.yaml", "prod.yaml"):
+        assert main(["validate", str(root / "examples" / name)]) == 0

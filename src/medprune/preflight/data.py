@@ -19,8 +19,13 @@ from medprune.io.jsonl import read_jsonl, read_texts, require_field
 from medprune.preflight.findings import PreflightReport
 
 
+#: Where Vertex AI mounts Cloud Storage (FUSE): such paths exist only inside its containers.
+FUSE_ROOT = "/gcs/"
+
+
 def is_remote(value: str | None) -> bool:
-    return value is not None and "://" in value
+    """A URI, or a path on Vertex AI's Cloud Storage FUSE mount: not readable from here."""
+    return value is not None and ("://" in value or value.startswith(FUSE_ROOT))
 
 
 def _records(path: str, data_format: str) -> tuple[str, list[tuple[int, dict]]]:
