@@ -41,7 +41,11 @@ def test_terminal_gets_task_lines_progress_and_the_error(tmp_path):
     terminal = io.StringIO()
     with RunLog(tmp_path / "run.log", terminal) as log:
         with log.capture():
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"), raise_on_error=True)
+            local.init(
+                runner=local.SubprocessRunner(use_venv=False),
+                pipeline_root=str(tmp_path / "root"),
+                raise_on_error=True,
+            )
             try:
                 two_steps()
                 raised = False
@@ -56,7 +60,10 @@ def test_terminal_gets_task_lines_progress_and_the_error(tmp_path):
     assert shown[5] == "broken candidate: started"
     assert shown[6].startswith("broken candidate: FAILED after ")
     assert len(lines) == 7, lines
-    assert log.failure == ("broken candidate", "data/mcq.jsonl:3: field 'answer' 7 is out of range for 4 options")
+    assert log.failure == (
+        "broken candidate",
+        "data/mcq.jsonl:3: field 'answer' 7 is out of range for 4 options",
+    )
     text = (tmp_path / "run.log").read_text()
     assert "Got executor_input:" in text and "a library warning" in text and "Traceback" in text
     assert "KeyError" in text and "\x1b[" not in text
@@ -65,9 +72,16 @@ def test_terminal_gets_task_lines_progress_and_the_error(tmp_path):
 def test_verbose_shows_everything(tmp_path):
     terminal = io.StringIO()
     with RunLog(tmp_path / "run.log", terminal, verbose=True) as log:
-        log.write("12:00:00.000 - INFO - Executing task \x1b[96m'load-component'\x1b[0m\nanything\n")
-    assert terminal.getvalue() == "12:00:00.000 - INFO - Executing task \x1b[96m'load-component'\x1b[0m\nanything\n"
-    assert (tmp_path / "run.log").read_text() == "12:00:00.000 - INFO - Executing task 'load-component'\nanything\n"
+        log.write(
+            "12:00:00.000 - INFO - Executing task \x1b[96m'load-component'\x1b[0m\nanything\n"
+        )
+    assert (
+        terminal.getvalue()
+        == "12:00:00.000 - INFO - Executing task \x1b[96m'load-component'\x1b[0m\nanything\n"
+    )
+    assert (
+        tmp_path / "run.log"
+    ).read_text() == "12:00:00.000 - INFO - Executing task 'load-component'\nanything\n"
 
 
 def test_names():

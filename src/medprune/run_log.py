@@ -31,7 +31,9 @@ _STREAM = re.compile(_TIMESTAMP + r"Streamed logs:")
 _OUTPUTS = re.compile(_TIMESTAMP + r"Task '[^']+' (outputs:|has no outputs)")
 _BAR = re.compile(r"^(?P<label>[^:|]*?):?\s*(?P<pct>\d+)%\|")
 _WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")
-_EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)?): (?P<msg>.*)$|^(?P<bare>[A-Za-z_][\w.]*Error)$")
+_EXCEPTION = re.compile(
+    r"^(?P<type>[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)?): (?P<msg>.*)$|^(?P<bare>[A-Za-z_][\w.]*Error)$"
+)
 #: transformers' own progress bars (reading and writing weights): noise in a run's terminal
 _QUIET_BARS = ("Loading weights", "Writing model shards", "Loading checkpoint shards")
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
@@ -230,7 +232,9 @@ class RunLog(io.TextIOBase):
         first = self._exception[0]
         m = _EXCEPTION.match(first)
         kind = (m["type"] or m["bare"]) if m else ""
-        text = " ".join([(m["msg"] if m and m["msg"] is not None else first), *self._exception[1:]]).strip()
+        text = " ".join(
+            [(m["msg"] if m and m["msg"] is not None else first), *self._exception[1:]]
+        ).strip()
         if kind.startswith("medprune.errors."):
             return text  # a user-facing error: its message says what and where
         return f"{kind.rsplit('.', 1)[-1]}: {text}" if kind else text

@@ -13,17 +13,28 @@ pytestmark = pytest.mark.slow
 
 def test_failed_stage_is_one_line_and_the_log_path(tmp_path, tiny_model_dir, capsys):
     # Valid input the preflight accepts; the prune stage refuses it (the tiny model has 2 layers).
-    cfg = write_run_config(tmp_path, tiny_model_dir, prune={"method": "depth", "structured": {"layers_to_remove": [0, 5]}})
+    cfg = write_run_config(
+        tmp_path,
+        tiny_model_dir,
+        prune={"method": "depth", "structured": {"layers_to_remove": [0, 5]}},
+    )
     assert main(["run-local", str(cfg), "--run-id", "bad"]) == 2
     captured = capsys.readouterr()
     run_dir = tmp_path / "runs" / "bad"
     log = run_dir / LOG_FILE
     [error] = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-    assert error.startswith("error: prune failed: ") and "5" in error and f"(full log: {log})" in error
-    assert "\x1b[" not in captured.err + captured.out and "Traceback" not in captured.err + captured.out
+    assert (
+        error.startswith("error: prune failed: ") and "5" in error and f"(full log: {log})" in error
+    )
+    assert (
+        "\x1b[" not in captured.err + captured.out
+        and "Traceback" not in captured.err + captured.out
+    )
     out = captured.out.splitlines()
     assert f"run bad: full log in {log}" in out[0]
-    assert any(line.endswith("load: started") for line in out) and any("load: done in" in line for line in out)
+    assert any(line.endswith("load: started") for line in out) and any(
+        "load: done in" in line for line in out
+    )
     assert any("prune: FAILED after" in line for line in out)
     assert len(out) < 15, captured.out
     # the log has everything: kfp's own lines, the executor input, the traceback

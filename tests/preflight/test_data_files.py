@@ -15,7 +15,13 @@ from conftest import write_run_config
 
 
 def _mcq(i, **over):
-    return {"id": f"q{i}", "question": f"Question {i}?", "options": ["fever", "cough", "rash", "pain"], "answer": 1, **over}
+    return {
+        "id": f"q{i}",
+        "question": f"Question {i}?",
+        "options": ["fever", "cough", "rash", "pain"],
+        "answer": 1,
+        **over,
+    }
 
 
 def _write(path, records):
@@ -38,7 +44,10 @@ def test_valid_run_has_no_errors(run):
     cfg, _ = run
     report = preflight_run(load_config(cfg))
     assert report.errors == []
-    assert any(c.startswith("evaluate.mcq") and "8 items, all valid (the run uses the first 2)" in c for c in report.checked)
+    assert any(
+        c.startswith("evaluate.mcq") and "8 items, all valid (the run uses the first 2)" in c
+        for c in report.checked
+    )
     report.raise_for_errors()
 
 
@@ -46,7 +55,10 @@ def test_bad_line_past_max_items_is_found(run):
     cfg, data = run
     _write(data / "mcq.jsonl", [_mcq(i) for i in range(5)] + [_mcq(5, answer=7)])
     [error] = _errors(cfg)
-    assert error.startswith("evaluate.mcq: ") and "mcq.jsonl:6: field 'answer' 7 is out of range for 4 options" in error
+    assert (
+        error.startswith("evaluate.mcq: ")
+        and "mcq.jsonl:6: field 'answer' 7 is out of range for 4 options" in error
+    )
 
 
 def test_duplicate_options(run):
@@ -79,7 +91,9 @@ def test_not_utf8(run):
     n = len(text.read_bytes().splitlines())
     errors = _errors(cfg)
     # text.jsonl feeds perplexity and recovery: both name it
-    assert any(f"text.jsonl:{n}: not UTF-8 text (byte 0xe9 at column 14)" in e for e in errors), errors
+    assert any(f"text.jsonl:{n}: not UTF-8 text (byte 0xe9 at column 14)" in e for e in errors), (
+        errors
+    )
 
 
 def test_several_problems_are_listed_together(run):
@@ -96,7 +110,10 @@ def test_several_problems_are_listed_together(run):
 def test_json_array_is_refused_with_a_conversion_hint(tmp_path):
     path = tmp_path / "items.json"
     path.write_text(json.dumps([_mcq(0), _mcq(1)], indent=2))
-    with pytest.raises(DataError, match=r"items\.json:1: a JSON array, but medprune reads JSON Lines.*jq -c '\.\[\]' items\.json"):
+    with pytest.raises(
+        DataError,
+        match=r"items\.json:1: a JSON array, but medprune reads JSON Lines.*jq -c '\.\[\]' items\.json",
+    ):
         read_jsonl(path)
     path.write_text(json.dumps([_mcq(0), _mcq(1)]))  # an array on one line
     with pytest.raises(DataError, match="a JSON array"):
@@ -105,7 +122,9 @@ def test_json_array_is_refused_with_a_conversion_hint(tmp_path):
 
 def test_bom_and_crlf_are_read(tmp_path):
     path = tmp_path / "items.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + b"".join(json.dumps(_mcq(i)).encode() + b"\r\n" for i in range(3)))
+    path.write_bytes(
+        b"\xef\xbb\xbf" + b"".join(json.dumps(_mcq(i)).encode() + b"\r\n" for i in range(3))
+    )
     rows = read_jsonl(path)
     assert [r["id"] for _, r in rows] == ["q0", "q1", "q2"] and [n for n, _ in rows] == [1, 2, 3]
 
@@ -131,14 +150,28 @@ def test_long_questions_are_reported(tmp_path, tiny_model_dir):
 
 
 def test_long_responses_are_reported_and_prompts_without_room_refused(tmp_path, tiny_model_dir):
-    cfg = write_run_config(tmp_path, tiny_model_dir, recover={"seq_len": 32, "data": str(tmp_path / "inst.jsonl")})
-    _write(tmp_path / "inst.jsonl", [{"prompt": "Define fever.", "response": "r" * 40}, {"prompt": "Define rash.", "response": "ok"}])
+    cfg = write_run_config(
+        tmp_path, tiny_model_dir, recover={"seq_len": 32, "data": str(tmp_path / "inst.jsonl")}
+    )
+    _write(
+        tmp_path / "inst.jsonl",
+        [
+            {"prompt": "Define fever.", "response": "r" * 40},
+            {"prompt": "Define rash.", "response": "ok"},
+        ],
+    )
     report = preflight_run(load_config(cfg))
     [warning] = [w for w in report.warnings if w.startswith("recover.data")]
-    assert "1 of 2 records are longer than recover.seq_len=32 tokens; their response loses up to 23 tokens" in warning
+    assert (
+        "1 of 2 records are longer than recover.seq_len=32 tokens; their response loses up to 23 tokens"
+        in warning
+    )
     _write(tmp_path / "inst.jsonl", [{"prompt": "p" * 40, "response": "ok"}])
     [error] = preflight_run(load_config(cfg)).errors
-    assert "inst.jsonl:1: prompt is 41 tokens, no room for the response within recover.seq_len=32" in error
+    assert (
+        "inst.jsonl:1: prompt is 41 tokens, no room for the response within recover.seq_len=32"
+        in error
+    )
 
 
 @pytest.mark.parametrize(
@@ -159,15 +192,26 @@ def test_malformed_uris(tmp_path, tiny_model_dir, field, value, match):
 
 
 def test_missing_local_files(tmp_path, tiny_model_dir):
-    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": str(tmp_path / "nope.jsonl")}, model={"source": str(tmp_path / "no-model")})
+    cfg = write_run_config(
+        tmp_path,
+        tiny_model_dir,
+        evaluate={"mcq": str(tmp_path / "nope.jsonl")},
+        model={"source": str(tmp_path / "no-model")},
+    )
     errors = _errors(cfg)
-    assert any(e.startswith("evaluate.mcq: ") and "nope.jsonl: data file not found" in e for e in errors)
+    assert any(
+        e.startswith("evaluate.mcq: ") and "nope.jsonl: data file not found" in e for e in errors
+    )
     assert any(e.startswith("model.source: ") and "model directory not found" in e for e in errors)
 
 
 def test_pubmedqa_release_read_in_full(tmp_path, tiny_model_dir):
     records = {
-        str(pubid): {"QUESTION": f"Does drug {pubid} help?", "CONTEXTS": ["A trial."], "final_decision": "yes"}
+        str(pubid): {
+            "QUESTION": f"Does drug {pubid} help?",
+            "CONTEXTS": ["A trial."],
+            "final_decision": "yes",
+        }
         for pubid in (101, 102, 103)
     }
     records["103"]["final_decision"] = "perhaps"
@@ -175,7 +219,12 @@ def test_pubmedqa_release_read_in_full(tmp_path, tiny_model_dir):
     path.write_text(json.dumps(records, indent=1))
     cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": str(path), "max_items": 1})
     [error] = _errors(cfg)
-    assert error.startswith("evaluate.mcq: ") and "ori_pqal.json" in error and "103" in error and "perhaps" in error
+    assert (
+        error.startswith("evaluate.mcq: ")
+        and "ori_pqal.json" in error
+        and "103" in error
+        and "perhaps" in error
+    )
     path.write_bytes(path.read_bytes().replace(b"A trial.", b"A caf\xe9 trial."))
     [error] = _errors(cfg)
     assert error.startswith("evaluate.mcq: ") and "not UTF-8 text (byte 0xe9" in error
@@ -186,19 +235,36 @@ def test_extra_mcq_sources_and_visit_notes_are_read_in_full(tmp_path, tiny_model
     _write(extra, [_mcq(0), _mcq(1), _mcq(2, options=["a", "b", "a"])])
     notes = tmp_path / "notes.jsonl"
     dialogue = "[doctor] how are you\n[patient] " + "tired " * 100
-    _write(notes, [{"id": "n1", "input": "[doctor] hi\n[patient] cough", "reference": "Cough."},
-                   {"id": "n2", "input": dialogue, "reference": "Fatigue."}])
+    _write(
+        notes,
+        [
+            {"id": "n1", "input": "[doctor] hi\n[patient] cough", "reference": "Cough."},
+            {"id": "n2", "input": dialogue, "reference": "Fatigue."},
+        ],
+    )
     cfg = write_run_config(
-        tmp_path, tiny_model_dir,
-        evaluate={"mcq_sources": [{"name": "extra", "data": str(extra), "max_items": 1}],
-                  "visit_notes": {"data": str(notes), "prompt_style": "plain", "max_input_tokens": 600}},
+        tmp_path,
+        tiny_model_dir,
+        evaluate={
+            "mcq_sources": [{"name": "extra", "data": str(extra), "max_items": 1}],
+            "visit_notes": {"data": str(notes), "prompt_style": "plain", "max_input_tokens": 600},
+        },
     )
     report = preflight_run(load_config(cfg))
     [error] = report.errors
-    assert error.startswith("evaluate.mcq_sources.0.data: ") and "extra.jsonl:3: field 'options' options 0 and 2" in error
+    assert (
+        error.startswith("evaluate.mcq_sources.0.data: ")
+        and "extra.jsonl:3: field 'options' options 0 and 2" in error
+    )
     [warning] = [w for w in report.warnings if w.startswith("evaluate.visit_notes.data")]
     assert "1 of 2 dialogues are longer than evaluate.visit_notes.max_input_tokens=600" in warning
-    _write(notes, [{"id": "n1", "input": "[doctor] hi", "reference": "Cough."}, {"id": "n1", "input": "x", "reference": "y"}])
+    _write(
+        notes,
+        [
+            {"id": "n1", "input": "[doctor] hi", "reference": "Cough."},
+            {"id": "n1", "input": "x", "reference": "y"},
+        ],
+    )
     errors = preflight_run(load_config(cfg)).errors
     assert any(e.startswith("evaluate.visit_notes.data: ") and "n1" in e for e in errors), errors
 
@@ -210,18 +276,28 @@ def test_evaluate_stage_reports_what_it_cuts(tmp_path, tiny_model_dir):
     cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"seq_len": 64, "perplexity": None})
     _write(tmp_path / "data" / "mcq.jsonl", [_mcq(0, question="x" * 200), _mcq(1)])
     lines = []
-    results = stage_evaluate(load_config(cfg), tiny_model_dir, tmp_path / "eval", label="baseline", progress=lines.append)
+    results = stage_evaluate(
+        load_config(cfg), tiny_model_dir, tmp_path / "eval", label="baseline", progress=lines.append
+    )
     assert results["mcq"]["n"] == 2
     [warning] = [line for line in lines if "warning" in line]
-    assert warning.startswith("[baseline] warning: evaluate.mcq ") and "1 of 2 items are longer than evaluate.seq_len=64" in warning
+    assert (
+        warning.startswith("[baseline] warning: evaluate.mcq ")
+        and "1 of 2 items are longer than evaluate.seq_len=64" in warning
+    )
 
 
 def test_vertex_fuse_paths_are_remote(tmp_path, tiny_model_dir):
     """/gcs/BUCKET/... exists only inside Vertex AI's containers: shape-checked, not opened."""
-    cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": "/gcs/my-bucket/data/mcq.jsonl"})
+    cfg = write_run_config(
+        tmp_path, tiny_model_dir, evaluate={"mcq": "/gcs/my-bucket/data/mcq.jsonl"}
+    )
     report = preflight_run(load_config(cfg))
     assert report.errors == []
-    assert any(w.startswith("evaluate.mcq: /gcs/my-bucket/data/mcq.jsonl is remote") for w in report.warnings)
+    assert any(
+        w.startswith("evaluate.mcq: /gcs/my-bucket/data/mcq.jsonl is remote")
+        for w in report.warnings
+    )
     cfg = write_run_config(tmp_path, tiny_model_dir, evaluate={"mcq": "/gcs/Bad_Bucket/mcq.jsonl"})
     [error] = _errors(cfg)
     assert error.startswith("evaluate.mcq: ") and "invalid bucket name 'Bad_Bucket'" in error

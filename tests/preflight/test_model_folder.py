@@ -38,24 +38,41 @@ def test_good_folder(tiny_model_dir):
 
 
 def test_missing_layer_tensors(tiny_model_dir):
-    _rewrite(tiny_model_dir, lambda t: [t.pop(k) for k in list(t) if k.startswith("model.layers.1.")])
-    with pytest.raises(ModelLoadError, match=r"9 tensor\(s\) the config needs are missing.*'model\.layers\.1\.input_layernorm\.weight'.* and 6 more"):
+    _rewrite(
+        tiny_model_dir, lambda t: [t.pop(k) for k in list(t) if k.startswith("model.layers.1.")]
+    )
+    with pytest.raises(
+        ModelLoadError,
+        match=r"9 tensor\(s\) the config needs are missing.*'model\.layers\.1\.input_layernorm\.weight'.* and 6 more",
+    ):
         inspect_model_folder(tiny_model_dir)
     with pytest.raises(ModelLoadError, match="missing from the weights"):
         load_model(tiny_model_dir)
 
 
 def test_tensors_for_a_layer_the_config_lacks(tiny_model_dir):
-    _rewrite(tiny_model_dir, lambda t: t.update({"model.layers.2.mlp.down_proj.weight": torch.zeros(64, 128)}))
-    with pytest.raises(ModelLoadError, match=r"1 tensor\(s\) in the weights are not in the model.*'model\.layers\.2\.mlp\.down_proj\.weight'"):
+    _rewrite(
+        tiny_model_dir,
+        lambda t: t.update({"model.layers.2.mlp.down_proj.weight": torch.zeros(64, 128)}),
+    )
+    with pytest.raises(
+        ModelLoadError,
+        match=r"1 tensor\(s\) in the weights are not in the model.*'model\.layers\.2\.mlp\.down_proj\.weight'",
+    ):
         inspect_model_folder(tiny_model_dir)
     with pytest.raises(ModelLoadError, match="not in the model the config describes"):
         load_model(tiny_model_dir)
 
 
 def test_mis_shaped_tensor(tiny_model_dir):
-    _rewrite(tiny_model_dir, lambda t: t.update({"model.layers.0.mlp.up_proj.weight": torch.zeros(96, 64)}))
-    with pytest.raises(ModelLoadError, match=r"'model\.layers\.0\.mlp\.up_proj\.weight' is \[96, 64\], config needs \[128, 64\]"):
+    _rewrite(
+        tiny_model_dir,
+        lambda t: t.update({"model.layers.0.mlp.up_proj.weight": torch.zeros(96, 64)}),
+    )
+    with pytest.raises(
+        ModelLoadError,
+        match=r"'model\.layers\.0\.mlp\.up_proj\.weight' is \[96, 64\], config needs \[128, 64\]",
+    ):
         inspect_model_folder(tiny_model_dir)
     with pytest.raises(ModelLoadError, match="wrong shape"):
         load_model(tiny_model_dir)
@@ -64,7 +81,10 @@ def test_mis_shaped_tensor(tiny_model_dir):
 def test_truncated_safetensors(tiny_model_dir):
     path = tiny_model_dir / "model.safetensors"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ModelLoadError, match=r"model\.safetensors: not a readable safetensors file.*truncated or corrupt"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"model\.safetensors: not a readable safetensors file.*truncated or corrupt",
+    ):
         inspect_model_folder(tiny_model_dir)
 
 
@@ -82,7 +102,9 @@ def test_missing_shard(tmp_path):
     assert len(shards) >= 2
     inspect_model_folder(model_dir)  # complete: fine
     shards[-1].unlink()
-    with pytest.raises(ModelLoadError, match=rf"1 of {len(shards)} shard\(s\) missing.*{shards[-1].name}"):
+    with pytest.raises(
+        ModelLoadError, match=rf"1 of {len(shards)} shard\(s\) missing.*{shards[-1].name}"
+    ):
         inspect_model_folder(model_dir)
 
 
@@ -101,9 +123,15 @@ def test_shard_lacking_a_tensor_its_index_names(tmp_path):
 
 def test_remote_code_needed(tiny_model_dir):
     cfg = json.loads((tiny_model_dir / "config.json").read_text())
-    cfg.update(model_type="clinical_llama", auto_map={"AutoModelForCausalLM": "modeling_clinical.ClinicalForCausalLM"})
+    cfg.update(
+        model_type="clinical_llama",
+        auto_map={"AutoModelForCausalLM": "modeling_clinical.ClinicalForCausalLM"},
+    )
     (tiny_model_dir / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match=r"'clinical_llama' is not built into transformers; it needs the model's own code.*trust_remote_code"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"'clinical_llama' is not built into transformers; it needs the model's own code.*trust_remote_code",
+    ):
         inspect_model_folder(tiny_model_dir)
 
 
@@ -111,9 +139,19 @@ def test_bert_is_not_a_causal_lm(tmp_path):
     from transformers import BertConfig, BertForMaskedLM
 
     model_dir = tmp_path / "bert"
-    BertForMaskedLM(BertConfig(vocab_size=260, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(model_dir)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=260,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(model_dir)
     byte_tokenizer().save_pretrained(model_dir)
-    with pytest.raises(ModelLoadError, match=r"architectures \['BertForMaskedLM'\] is not a causal language model"):
+    with pytest.raises(
+        ModelLoadError, match=r"architectures \['BertForMaskedLM'\] is not a causal language model"
+    ):
         inspect_model_folder(model_dir)
     cfg = json.loads((model_dir / "config.json").read_text())
     cfg.pop("architectures")
@@ -140,8 +178,12 @@ def test_no_tokenizer_files(tiny_model_dir):
 
 
 def test_tokenizer_larger_than_the_embedding(tmp_path):
-    model_dir = save_tiny_model(tmp_path / "small-vocab", vocab_size=200, bos_token_id=0, eos_token_id=1, pad_token_id=2)
-    with pytest.raises(ModelLoadError, match=r"token ids up to 259 but the model's embedding has only 200 rows"):
+    model_dir = save_tiny_model(
+        tmp_path / "small-vocab", vocab_size=200, bos_token_id=0, eos_token_id=1, pad_token_id=2
+    )
+    with pytest.raises(
+        ModelLoadError, match=r"token ids up to 259 but the model's embedding has only 200 rows"
+    ):
         inspect_model_folder(model_dir)
     with pytest.raises(ModelLoadError, match=r"token ids up to 259 but .* only 200 rows"):
         load_model(model_dir)  # a remote source is checked when the load stage has it
@@ -154,5 +196,8 @@ def test_non_finite_weights_refused_at_load(tiny_model_dir):
 
     _rewrite(tiny_model_dir, poison)
     inspect_model_folder(tiny_model_dir)  # headers are fine: only the values are bad
-    with pytest.raises(ModelLoadError, match=r"2 tensor\(s\) hold NaN or infinite values: 'model\.layers\.0\.self_attn\.q_proj\.weight' \(3 values\)"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"2 tensor\(s\) hold NaN or infinite values: 'model\.layers\.0\.self_attn\.q_proj\.weight' \(3 values\)",
+    ):
         load_model(tiny_model_dir)

@@ -25,7 +25,13 @@ from medprune.errors import ModelLoadError
 
 INDEX_FILE = "model.safetensors.index.json"
 #: Files one of which a Hugging Face tokenizer needs (fast, sentencepiece, BPE, tiktoken).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer.tiktoken", "tiktoken.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "tokenizer.tiktoken",
+    "tiktoken.model",
+)
 #: How many names an error message lists before saying "and N more".
 SHOWN = 3
 
@@ -54,7 +60,9 @@ def _read_header(path: Path) -> dict[str, HeaderTensor]:
             out = {}
             for name in fh.keys():
                 piece = fh.get_slice(name)
-                out[name] = HeaderTensor(tuple(piece.get_shape()), str(piece.get_dtype()), path.name)
+                out[name] = HeaderTensor(
+                    tuple(piece.get_shape()), str(piece.get_dtype()), path.name
+                )
             return out
     except (SafetensorError, OSError) as exc:
         size = path.stat().st_size if path.exists() else 0
@@ -89,9 +97,13 @@ def read_index(model_dir: Path) -> dict[str, str]:
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ModelLoadError(f"{index}: no 'weight_map' of tensor names to shard files")
-    bad = [k for k, v in weight_map.items() if not isinstance(v, str) or "/" in v or v.startswith(".")]
+    bad = [
+        k for k, v in weight_map.items() if not isinstance(v, str) or "/" in v or v.startswith(".")
+    ]
     if bad:
-        raise ModelLoadError(f"{index}: weight_map entries must be shard file names in the folder: {name_some(bad)}")
+        raise ModelLoadError(
+            f"{index}: weight_map entries must be shard file names in the folder: {name_some(bad)}"
+        )
     return weight_map
 
 
@@ -109,7 +121,9 @@ def read_safetensors_headers(model_dir: str | Path) -> dict[str, HeaderTensor]:
     for path in files:
         for name, tensor in _read_header(path).items():
             if name in found:
-                raise ModelLoadError(f"{model_dir}: tensor {name!r} is in both {found[name].file} and {path.name}")
+                raise ModelLoadError(
+                    f"{model_dir}: tensor {name!r} is in both {found[name].file} and {path.name}"
+                )
             found[name] = tensor
     if (model_dir / INDEX_FILE).is_file():
         weight_map = read_index(model_dir)
@@ -136,7 +150,9 @@ class ExpectedTensors:
     tied: list[set[str]] = field(default_factory=list)
     ignore_missing: list[str] = field(default_factory=list)  # regexes, from the model class
     ignore_unexpected: list[str] = field(default_factory=list)
-    renamings: list = field(default_factory=list)  # transformers WeightRenaming, checkpoint -> model
+    renamings: list = field(
+        default_factory=list
+    )  # transformers WeightRenaming, checkpoint -> model
     base_model_prefix: str = ""
 
 
@@ -175,7 +191,9 @@ def expected_tensors_of(model: torch.nn.Module) -> ExpectedTensors:
         from transformers.conversion_mapping import get_model_conversion_mapping
         from transformers.core_model_loading import WeightRenaming
 
-        renamings = [t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)]
+        renamings = [
+            t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)
+        ]
     except (ImportError, AttributeError):  # older transformers: keys are used as saved
         pass
     return ExpectedTensors(
@@ -226,14 +244,21 @@ class TensorMismatch:
             )
         if self.mis_shaped:
             shown = ", ".join(
-                f"{n!r} is {list(got)}, config needs {list(want)}" for n, got, want in self.mis_shaped[:SHOWN]
+                f"{n!r} is {list(got)}, config needs {list(want)}"
+                for n, got, want in self.mis_shaped[:SHOWN]
             )
-            more = f" and {len(self.mis_shaped) - SHOWN} more" if len(self.mis_shaped) > SHOWN else ""
-            out.append(f"{where}: {len(self.mis_shaped)} tensor(s) have the wrong shape: {shown}{more}")
+            more = (
+                f" and {len(self.mis_shaped) - SHOWN} more" if len(self.mis_shaped) > SHOWN else ""
+            )
+            out.append(
+                f"{where}: {len(self.mis_shaped)} tensor(s) have the wrong shape: {shown}{more}"
+            )
         return out
 
 
-def compare_tensors(expected: ExpectedTensors, found: Mapping[str, tuple[int, ...]]) -> TensorMismatch:
+def compare_tensors(
+    expected: ExpectedTensors, found: Mapping[str, tuple[int, ...]]
+) -> TensorMismatch:
     """Missing, unexpected and mis-shaped tensors of a checkpoint (``found``: checkpoint name
     -> shape) against the model's ``expected`` tensors."""
     present: set[str] = set()
@@ -259,7 +284,9 @@ def compare_tensors(expected: ExpectedTensors, found: Mapping[str, tuple[int, ..
         and n not in optional
         and not any(re.search(p, n) for p in expected.ignore_missing)
     ]
-    return TensorMismatch(sorted(missing, key=_natural), sorted(unexpected, key=_natural), mis_shaped)
+    return TensorMismatch(
+        sorted(missing, key=_natural), sorted(unexpected, key=_natural), mis_shaped
+    )
 
 
 def _natural(name: str) -> list:
@@ -292,9 +319,13 @@ def check_tokenizer_files(model_dir: Path) -> None:
             f"{model_dir}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); save the tokenizer "
             "with the model: tokenizer.save_pretrained(dir)"
         )
-    if (model_dir / "vocab.json").is_file() and not any((model_dir / f).is_file() for f in TOKENIZER_FILES if f != "vocab.json"):
+    if (model_dir / "vocab.json").is_file() and not any(
+        (model_dir / f).is_file() for f in TOKENIZER_FILES if f != "vocab.json"
+    ):
         if not (model_dir / "merges.txt").is_file():
-            raise ModelLoadError(f"{model_dir}: vocab.json without merges.txt (a BPE tokenizer needs both)")
+            raise ModelLoadError(
+                f"{model_dir}: vocab.json without merges.txt (a BPE tokenizer needs both)"
+            )
 
 
 def tokenizer_size(tokenizer) -> int:

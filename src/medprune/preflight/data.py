@@ -18,7 +18,6 @@ from medprune.evaluate.generation import GenerationItem, load_generation
 from medprune.io.jsonl import read_jsonl, read_texts, require_field
 from medprune.preflight.findings import PreflightReport
 
-
 #: Where Vertex AI mounts Cloud Storage (FUSE): such paths exist only inside its containers.
 FUSE_ROOT = "/gcs/"
 
@@ -47,7 +46,9 @@ def _spread(cuts: Sequence[int]) -> str:
     return f"up to {max(cuts):,} tokens (median {int(statistics.median(cuts)):,})"
 
 
-def mcq_truncation(items: Sequence[MCQItem], tokenizer, seq_len: int) -> tuple[list[str], list[int]]:
+def mcq_truncation(
+    items: Sequence[MCQItem], tokenizer, seq_len: int
+) -> tuple[list[str], list[int]]:
     """Errors (an option alone over ``seq_len``) and the tokens each truncated item's
     context loses, as the MCQ scorer would cut them."""
     from medprune.evaluate.mcq import encode_pair
@@ -58,7 +59,9 @@ def mcq_truncation(items: Sequence[MCQItem], tokenizer, seq_len: int) -> tuple[l
         ctx = pairs[0][0]
         longest = max(len(cont) for _, cont in pairs)
         if longest > seq_len:
-            errors.append(f"item {item.id!r}: an option is {longest} tokens, over evaluate.seq_len={seq_len}")
+            errors.append(
+                f"item {item.id!r}: an option is {longest} tokens, over evaluate.seq_len={seq_len}"
+            )
             continue
         keep = max(1, seq_len + 1 - longest)
         if len(ctx) > keep:
@@ -66,7 +69,9 @@ def mcq_truncation(items: Sequence[MCQItem], tokenizer, seq_len: int) -> tuple[l
     return errors, cuts
 
 
-def generation_truncation(items: Sequence[GenerationItem], tokenizer, seq_len: int, max_new_tokens: int) -> list[int]:
+def generation_truncation(
+    items: Sequence[GenerationItem], tokenizer, seq_len: int, max_new_tokens: int
+) -> list[int]:
     room = seq_len - max_new_tokens
     cuts = []
     for item in items:
@@ -86,19 +91,30 @@ def instruction_truncation(path: str, rows, tokenizer, seq_len: int) -> tuple[li
         p = len(bos) + len(tokenizer(rec["prompt"], add_special_tokens=False)["input_ids"])
         r = len(tokenizer(rec["response"], add_special_tokens=False)["input_ids"]) + len(eos)
         if p >= seq_len:
-            errors.append(f"{path}:{lineno}: prompt is {p} tokens, no room for the response within recover.seq_len={seq_len}")
+            errors.append(
+                f"{path}:{lineno}: prompt is {p} tokens, no room for the response within recover.seq_len={seq_len}"
+            )
         elif p + r > seq_len:
             cuts.append(p + r - seq_len)
     return errors, cuts
 
 
-def _check(report: PreflightReport, field: str, path: str | None, check: Callable[[str], str | None], *, quiet_remote: bool = False) -> None:
+def _check(
+    report: PreflightReport,
+    field: str,
+    path: str | None,
+    check: Callable[[str], str | None],
+    *,
+    quiet_remote: bool = False,
+) -> None:
     """Run one file's check; its problem becomes an error prefixed with the config field."""
     if path is None:
         return
     if is_remote(path):
         if not quiet_remote:
-            report.warnings.append(f"{field}: {path} is remote; it is read (and checked) when the run starts")
+            report.warnings.append(
+                f"{field}: {path} is remote; it is read (and checked) when the run starts"
+            )
         return
     try:
         summary = check(path)
@@ -106,13 +122,17 @@ def _check(report: PreflightReport, field: str, path: str | None, check: Callabl
         report.errors.append(f"{field}: {exc}")
         return
     except UnicodeDecodeError as exc:  # a reader that decodes the whole file at once
-        report.errors.append(f"{field}: {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8")
+        report.errors.append(
+            f"{field}: {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        )
         return
     if summary:
         report.checked.append(f"{field} {path}: {summary}")
 
 
-def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None, *, evaluation_only: bool = False) -> None:
+def check_data_files(
+    cfg: RunConfig, report: PreflightReport, tokenizer=None, *, evaluation_only: bool = False
+) -> None:
     """Read every local data file of ``cfg`` in full; with ``tokenizer``, report truncation.
     ``evaluation_only``: only the multiple-choice and summarization files (what the evaluate
     stage measures again on its own machine); remote files are skipped without a warning."""
@@ -121,11 +141,15 @@ def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None, *,
     def mcq(path: str) -> str:
         items = load_mcq(path, None, fmt=ev.mcq_format, cop_base=ev.medmcqa_cop_base)
         used = items[: ev.max_items] if ev.max_items else items
-        note = f"{len(items)} items, all valid" + (f" (the run uses the first {len(used)})" if len(used) < len(items) else "")
+        note = f"{len(items)} items, all valid" + (
+            f" (the run uses the first {len(used)})" if len(used) < len(items) else ""
+        )
         if tokenizer is not None:
             errors, cuts = mcq_truncation(used, tokenizer, ev.seq_len)
             if errors:
-                raise DataError(f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3]))
+                raise DataError(
+                    f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3])
+                )
             if cuts:
                 report.warnings.append(
                     f"evaluate.mcq {path}: {len(cuts)} of {len(used)} items are longer than evaluate.seq_len="
@@ -156,7 +180,9 @@ def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None, *,
             if tokenizer is not None and fmt == "instruction":
                 errors, cuts = instruction_truncation(path, rows, tokenizer, cfg.recover.seq_len)
                 if errors:
-                    raise DataError(f"{len(errors)} record(s) cannot be trained on: " + "; ".join(errors[:3]))
+                    raise DataError(
+                        f"{len(errors)} record(s) cannot be trained on: " + "; ".join(errors[:3])
+                    )
                 if cuts:
                     report.warnings.append(
                         f"{field} {path}: {len(cuts)} of {len(rows)} records are longer than recover.seq_len="
@@ -173,7 +199,9 @@ def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None, *,
             if tokenizer is not None:
                 errors, cuts = mcq_truncation(used, tokenizer, ev.seq_len)
                 if errors:
-                    raise DataError(f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3]))
+                    raise DataError(
+                        f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3])
+                    )
                 if cuts:
                     report.warnings.append(
                         f"{field} {path}: {len(cuts)} of {len(used)} items are longer than evaluate.seq_len="
@@ -195,8 +223,13 @@ def check_data_files(cfg: RunConfig, report: PreflightReport, tokenizer=None, *,
             with warnings.catch_warnings():  # one summary line instead of one warning per dialogue
                 warnings.simplefilter("ignore")
                 prompts = build_note_prompts(
-                    tokenizer, used, instruction=notes.instruction, prompt_style=notes.prompt_style,
-                    max_input_tokens=notes.max_input_tokens, truncate=notes.truncate, source=path,
+                    tokenizer,
+                    used,
+                    instruction=notes.instruction,
+                    prompt_style=notes.prompt_style,
+                    max_input_tokens=notes.max_input_tokens,
+                    truncate=notes.truncate,
+                    source=path,
                 )
             cuts = [p.truncated_tokens for p in prompts if p.truncated_tokens]
             if cuts:
@@ -240,7 +273,6 @@ def data_paths(cfg: RunConfig) -> dict[str, str | None]:
         out["recover.data"] = cfg.recover.data
         out["recover.eval_data"] = cfg.recover.eval_data
     return out
-
 
 
 def truncation_warnings(cfg: RunConfig, tokenizer) -> list[str]:

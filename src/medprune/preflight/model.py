@@ -56,7 +56,9 @@ def read_config_json(model_dir: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ModelLoadError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise ModelLoadError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: must be a JSON object, got {type(data).__name__}")
     if not isinstance(data.get("model_type"), str) or not data["model_type"]:
@@ -99,7 +101,9 @@ def check_causal_family(model_dir: Path, raw: dict[str, Any]) -> str:
     where = model_dir / "config.json"
     model_type = raw["model_type"]
     if raw.get("is_encoder_decoder"):
-        raise ModelLoadError(f"{where}: model_type {model_type!r} is an encoder-decoder model, not a decoder-only causal LM")
+        raise ModelLoadError(
+            f"{where}: model_type {model_type!r} is an encoder-decoder model, not a decoder-only causal LM"
+        )
     archs = raw.get("architectures") or []
     if archs and not any(isinstance(a, str) and a.endswith(_CAUSAL_SUFFIXES) for a in archs):
         raise ModelLoadError(
@@ -134,12 +138,16 @@ def inspect_model_folder(model_dir: str | Path, *, trust_remote_code: bool = Fal
     try:
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{model_dir / 'config.json'}: transformers cannot read it ({exc})") from None
+        raise ModelLoadError(
+            f"{model_dir / 'config.json'}: transformers cannot read it ({exc})"
+        ) from None
     found = read_safetensors_headers(model_dir)
     try:
         expected = expected_tensors(config, trust_remote_code=trust_remote_code)
     except (ValueError, TypeError, AssertionError, RuntimeError) as exc:
-        raise ModelLoadError(f"{model_dir / 'config.json'}: describes no model transformers can build ({exc})") from None
+        raise ModelLoadError(
+            f"{model_dir / 'config.json'}: describes no model transformers can build ({exc})"
+        ) from None
     mismatch = compare_tensors(expected, {n: t.shape for n, t in found.items()})
     if mismatch:
         raise ModelLoadError("; ".join(mismatch.messages(str(model_dir))))
@@ -147,7 +155,9 @@ def inspect_model_folder(model_dir: str | Path, *, trust_remote_code: bool = Fal
     tokenizer = load_tokenizer(model_dir, trust_remote_code)
     rows = _embedding_rows(config)
     check_vocab_fits(model_dir, tokenizer, rows)
-    return ModelFolder(model_dir, model_type, len(found), len({t.file for t in found.values()}), rows, tokenizer)
+    return ModelFolder(
+        model_dir, model_type, len(found), len({t.file for t in found.values()}), rows, tokenizer
+    )
 
 
 def _embedding_rows(config) -> int:

@@ -18,7 +18,14 @@ from medprune.preflight.findings import PreflightReport
 from medprune.preflight.model import inspect_model_folder
 
 
-def _check_uri(report: PreflightReport, field: str, value: str | None, *, vertex_ok: bool = False, needs_object: bool = False) -> None:
+def _check_uri(
+    report: PreflightReport,
+    field: str,
+    value: str | None,
+    *,
+    vertex_ok: bool = False,
+    needs_object: bool = False,
+) -> None:
     """The shape of a remote URI: gs://BUCKET/PATH (or vertex:// where a model may come
     from the Model Registry); any other scheme is an error."""
     if value is not None and value.startswith(FUSE_ROOT):  # /gcs/BUCKET/PATH on Vertex AI
@@ -29,11 +36,17 @@ def _check_uri(report: PreflightReport, field: str, value: str | None, *, vertex
         if value.startswith("gs://"):
             _, prefix = parse_gcs_uri(value)
             if needs_object and not prefix:
-                report.errors.append(f"{field}: {value!r} names a bucket, not a file (expected gs://BUCKET/PATH)")
+                report.errors.append(
+                    f"{field}: {value!r} names a bucket, not a file (expected gs://BUCKET/PATH)"
+                )
         elif value.startswith("vertex://") and vertex_ok:
             parse_vertex_model_uri(value)
         else:
-            allowed = "a local path, gs:// or vertex://" if vertex_ok else "a local path or gs://BUCKET/PATH"
+            allowed = (
+                "a local path, gs:// or vertex://"
+                if vertex_ok
+                else "a local path or gs://BUCKET/PATH"
+            )
             report.errors.append(f"{field}: unsupported scheme in {value!r}; use {allowed}")
     except MedpruneError as exc:
         report.errors.append(f"{field}: {exc}")
