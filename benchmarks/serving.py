@@ -48,6 +48,28 @@ def _logit_stats(ref_model, gguf_model, tok, texts, seq_len):
     return {"max_abs": max_diff, "mean_abs": sum_diff / n, "top1_agree": agree / n}
 
 
+def _hf_speed(model, tok, text: str, args) -> dict:
+    """transformers (PyTorch, float32) prompt and greedy-generation tokens/s, median of repeats."""
+    import statistics
+
+    import torch
+
+    ids = tok(text, return_tensors="pt", truncation=True, max_length=args.seq_len).input_ids
+    prompt, gen = [], []
+    for _ in range(args.repeats):
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            model(ids)
+            prompt.append(ids.shape[1] / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            out = model.generate(ids, max_new_tokens=args.gen_tokens, min_new_tokens=args.gen_tokens,
+                                 do_sample=False, pad_token_id=tok.eos_token_id)
+            elapsed = time.perf_counter() - t0
+        gen.append((out.shape[1] - ids.shape[1]) / elapsed)
+    return {"prompt_tok_s": statistics.median(prompt), "gen_tok_s": statistics.median(gen),
+            "prompt_tokens": int(ids.shape[1]), "gen_tokens": args.gen_tokens}
+
+
 def run_row(spec: str, args, work: Path, say) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
@@ -88,6 +110,7 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     ppl_texts, logit_texts = heldout[: args.ppl_texts], heldout[-args.logit_texts:]
     ref = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     row["ppl_hf"] = perplexity(ref, tok, ppl_texts, max_length=args.seq_len).perplexity
+    row["hf_speed"] = _hf_speed(ref, tok, heldout[-1], args)
     row["logits"] = {}
     for outtype, path in out.gguf.items():
         g = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
@@ -121,8 +144,8 @@ def run_llama_cpp(row: dict, gguf_path: Path, args, say) -> None:
 def format_table(rows: list[dict]) -> str:
     head = ("| row | layers/heads/kv/head_dim/hidden/mlp | params | f16 MB | q8_0 MB | f16 max/mean abs dlogit | "
             "q8_0 max/mean abs dlogit, top1 agree | ppl HF | ppl q8_0 (transformers) | ppl q8_0 (llama.cpp) | "
-            "llama.cpp prompt tok/s | gen tok/s | gen speed vs dense |")
-    lines = [head, "|" + "---|" * 13]
+            "llama.cpp prompt tok/s | gen tok/s | gen speed vs dense | HF (PyTorch f32) prompt / gen tok/s |")
+    lines = [head, "|" + "---|" * 14]
     dense_gen = next((r.get("llama_cpp", {}).get("gen_tok_s") for r in rows if r["row"] == "dense"), None)
     for r in rows:
         s = r["shape"]
@@ -137,7 +160,8 @@ def format_table(rows: list[dict]) -> str:
             f"{r['ppl_hf']:.2f} | {r.get('ppl_q8_0', float('nan')):.2f} | "
             f"{lc.get('ppl', float('nan')):.2f} | {lc.get('prompt_tok_s', float('nan')):.0f} | "
             f"{gen if gen is not None else float('nan'):.1f} | "
-            f"{(gen / dense_gen) if gen and dense_gen else float('nan'):.2f}x |"
+            f"{(gen / dense_gen) if gen and dense_gen else float('nan'):.2f}x | "
+            f"{r.get('hf_speed', {}).get('prompt_tok_s', float('nan')):.0f} / {r.get('hf_speed', {}).get('gen_tok_s', float('nan')):.1f} |"
         )
     return "\n".join(lines)
 
@@ -147,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=str(CACHE / "models/smollm2-135m-instruct"))
     p.add_argument("--data", default=str(CACHE / "data"))
     p.add_argument("--rows", nargs="*", default=DEFAULT_ROWS)
-    p.add_argument("--calib-samples", type=int, default=32)
+    p.add_argument("--calib-samples", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--ppl-texts", type=int, default=50)
-    p.add_argument("--logit-texts", type=int, default=8)
+    p.add_argument("--ppl-texts", type=int, default=20)
+    p.add_argument("--logit-texts", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--llama-python", help="a Python with llama-cpp-python, to run the files with llama.cpp")
     p.add_argument("--llama-ppl-texts", type=int, default=20)
-    p.add_argument("--gen-tokens", type=int, default=64)
+    p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--work", default="/tmp/medprune-serving-bench")
     p.add_argument("--keep", action="store_true", help="keep the GGUF files under --work")
