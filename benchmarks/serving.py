@@ -87,7 +87,7 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     if rest:
         method, sparsity = rest.split(":")[0], float(rest.split(":")[1])
         row.update(method=method, sparsity=sparsity)
-        calib = read_texts(Path(args.data) / "calibration.jsonl")[: args.calib_samples]
+        calib = read_texts(Path(args.data) / "calibration.jsonl")  # the engine packs num_samples x seq_len
         pcfg = PruneConfig(method=method, sparsity=sparsity,
                            calibration={"num_samples": args.calib_samples, "seq_len": args.seq_len})
         t0 = time.perf_counter()
