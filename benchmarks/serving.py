@@ -49,25 +49,30 @@ def _logit_stats(ref_model, gguf_model, tok, texts, seq_len):
 
 
 def _hf_speed(model, tok, text: str, args) -> dict:
-    """transformers (PyTorch, float32) prompt and greedy-generation tokens/s, median of repeats."""
+    """transformers (PyTorch, float32) prompt and greedy-generation tokens/s, median of repeats,
+    per wall second and per CPU second of this process (the CPU rate does not depend on how
+    busy a shared machine is, and is what energy estimates need)."""
     import statistics
 
     import torch
 
     ids = tok(text, return_tensors="pt", truncation=True, max_length=args.seq_len).input_ids
-    prompt, gen = [], []
+    rates: dict[str, list[float]] = {"prompt_tok_s": [], "gen_tok_s": [], "prompt_tok_cpu_s": [], "gen_tok_cpu_s": []}
     for _ in range(args.repeats):
         with torch.no_grad():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model(ids)
-            prompt.append(ids.shape[1] / (time.perf_counter() - t0))
-            t0 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             out = model.generate(ids, max_new_tokens=args.gen_tokens, min_new_tokens=args.gen_tokens,
                                  do_sample=False, pad_token_id=tok.eos_token_id)
-            elapsed = time.perf_counter() - t0
-        gen.append((out.shape[1] - ids.shape[1]) / elapsed)
-    return {"prompt_tok_s": statistics.median(prompt), "gen_tok_s": statistics.median(gen),
-            "prompt_tokens": int(ids.shape[1]), "gen_tokens": args.gen_tokens}
+            t2, c2 = time.perf_counter(), time.process_time()
+        n = out.shape[1] - ids.shape[1]
+        rates["prompt_tok_s"].append(ids.shape[1] / (t1 - t0))
+        rates["prompt_tok_cpu_s"].append(ids.shape[1] / max(c1 - c0, 1e-9))
+        rates["gen_tok_s"].append(n / (t2 - t1))
+        rates["gen_tok_cpu_s"].append(n / max(c2 - c1, 1e-9))
+    return {**{k: statistics.median(v) for k, v in rates.items()},
+            "prompt_tokens": int(ids.shape[1]), "gen_tokens": args.gen_tokens, "threads": args.threads}
 
 
 def run_row(spec: str, args, work: Path, say) -> dict:
