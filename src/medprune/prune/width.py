@@ -104,9 +104,23 @@ def _checked(model: nn.Module, plan: WidthPlan) -> WidthPlan:
     return plan
 
 
+_PARAM_COUNTS: dict[tuple, int] = {}
+
+
 def _count_params(model: nn.Module, updates: dict) -> int:
     """Parameters of ``model`` with config ``updates``: counted on meta-device copies of one
-    and two layers (the count is affine in the number of layers)."""
+    and two layers (the count is affine in the number of layers). Counts are remembered per
+    config and updates: plan searches ask for the same sizes many times, and each count
+    builds two models."""
+    key = (type(model), model.config.to_json_string(use_diff=False), tuple(sorted(updates.items())))
+    if key not in _PARAM_COUNTS:
+        if len(_PARAM_COUNTS) > 4096:
+            _PARAM_COUNTS.clear()
+        _PARAM_COUNTS[key] = _count_params_uncached(model, updates)
+    return _PARAM_COUNTS[key]
+
+
+def _count_params_uncached(model: nn.Module, updates: dict) -> int:
     layers = model.config.num_hidden_layers
     counts = []
     for n in (1, 2):
