@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CACHE = Path(".cache/medprune")
@@ -59,6 +60,7 @@ COLUMNS = [
     ("perplexity", "ppl", "{:.3f}"),
     ("mcq_accuracy", "mcq", "{:.3f}"),
     ("prune_time_s", "prune s", "{:.1f}"),
+    ("prune_cpu_s", "prune CPU s", "{:.1f}"),
     ("peak_rss_mb", "peak MB", "{:.0f}"),
     ("peak_over_model", "peak/model", "{:.2f}"),
     ("params", "params", "{:,}"),
@@ -205,6 +207,7 @@ def run_row(row: dict, args) -> dict:
     out["settings"].update(num_samples=args.num_samples, seq_len=args.seq_len)
     _reset_peak_rss()
     t = time.perf_counter()
+    cpu = time.process_time()  # all threads of this process: stable on a busy machine
     if row["tool"] == "medprune":
         from medprune.prune.calibration import load_calibration_texts
 
@@ -222,6 +225,7 @@ def run_row(row: dict, args) -> dict:
     elif row["tool"] == "llmcompressor":
         _prune_llmcompressor(model, tokenizer, ids, row, args.batch_size)
     out["prune_time_s"] = time.perf_counter() - t if row["tool"] != "none" else 0.0
+    out["prune_cpu_s"] = time.process_time() - cpu if row["tool"] != "none" else 0.0
     peak = _rss_kb("VmHWM")
     out["peak_rss_mb"] = peak / 1024
     out["rss_before_load_mb"] = rss_before_load / 1024
@@ -282,10 +286,15 @@ def targets(rows: list[dict]) -> list[str]:
             if ours and theirs:
                 ppl = ours["perplexity"] / theirs["perplexity"]
                 tm = ours["prune_time_s"] / theirs["prune_time_s"]
+                cpu_ratio = (
+                    ours["prune_cpu_s"] / theirs["prune_cpu_s"]
+                    if ours.get("prune_cpu_s") and theirs.get("prune_cpu_s") else None
+                )
                 lines.append(
                     f"{m} {pat}: ppl ratio {ppl:.4f} (target <= {PPL_TARGET}: "
                     f"{'met' if ppl <= PPL_TARGET else 'NOT met'}), time ratio {tm:.2f} "
                     f"(target <= {TIME_TARGET}: {'met' if tm <= TIME_TARGET else 'NOT met'})"
+                    + (f", CPU time ratio {cpu_ratio:.2f}" if cpu_ratio is not None else "")
                 )
     mem = [r for r in rows if r.get("tool") == "medprune" and r.get("peak_over_model") is not None]
     if mem:
@@ -326,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tput-batch", type=int, default=2, help="Throughput: sequences per forward.")
     p.add_argument("--tput-seq-len", type=int, default=256, help="Throughput: tokens per sequence.")
     p.add_argument("--only", default=None, help="Comma-separated row names to run (default: all).")
+    p.add_argument(
+        "--jobs", type=int, default=1,
+        help="Rows run at the same time (each its own process with --threads threads). On a "
+        "busy shared machine, running a method's two tools side by side gives them the same "
+        "conditions; compare prune CPU seconds as well as wall time.",
+    )
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: run one row
     p.add_argument("--row-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -354,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     info["settings"] = {
         k: getattr(args, k)
         for k in ("model", "calibration", "heldout", "mcq", "num_samples", "seq_len", "batch_size",
-                  "ppl_texts", "eval_seq_len", "mcq_items", "tput_batch", "tput_seq_len", "only")
+                  "ppl_texts", "eval_seq_len", "mcq_items", "tput_batch", "tput_seq_len", "only", "jobs")
     }
     json_path = results_path(args.json, "pruning", info) if args.json else None
     results = []
@@ -373,10 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         f"--threads={args.threads}", f"--tput-batch={args.tput_batch}",
         f"--tput-seq-len={args.tput_seq_len}",
     ]
-    for row in rows:
+    def run_one(row: dict) -> dict:
         if row["tool"] == "llmcompressor" and not have_llmc:
-            results.append({"name": row["name"], "tool": row["tool"], "method": row["method"], "skipped": "no llmcompressor"})
-            continue
+            return {"name": row["name"], "tool": row["tool"], "method": row["method"], "skipped": "no llmcompressor"}
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
             out_path = fh.name
         t = time.perf_counter()
@@ -386,14 +400,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            results.append({"name": row["name"], "tool": row["tool"], "method": row["method"], "skipped": "failed", "error": " / ".join(tail)})
             print(f"[{row['name']}] FAILED: {' / '.join(tail)}", file=sys.stderr)
-            continue
-        results.append(json.loads(Path(out_path).read_text()))
+            return {"name": row["name"], "tool": row["tool"], "method": row["method"], "skipped": "failed", "error": " / ".join(tail)}
+        out = json.loads(Path(out_path).read_text())
         os.unlink(out_path)
-        if json_path:  # partial results survive an interrupted run
-            write_json(final=False)
         print(f"[{row['name']}] done in {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)
+        return out
+
+    # Rows run in their own processes, --jobs at a time; results keep the table's order.
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for out in pool.map(run_one, rows):
+            results.append(out)
+            if json_path:  # partial results survive an interrupted run
+                write_json(final=False)
     dense = next((r for r in results if r["name"] == "dense" and "tokens_per_s" in r), None)
     for r in results:
         if dense and "tokens_per_s" in r:
