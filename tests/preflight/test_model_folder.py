@@ -201,3 +201,23 @@ def test_non_finite_weights_refused_at_load(tiny_model_dir):
         match=r"2 tensor\(s\) hold NaN or infinite values: 'model\.layers\.0\.self_attn\.q_proj\.weight' \(3 values\)",
     ):
         load_model(tiny_model_dir)
+
+
+@pytest.mark.parametrize(
+    "prune,match",
+    [
+        ({"method": "depth", "structured": {"layers_to_remove": [0, 5]}}, r"layers_to_remove has indices \[5\]; the model has layers 0\.\.1"),
+        ({"method": "width", "structured": {"num_attention_heads": 3}}, r"num_attention_heads=3.*not possible"),
+        ({"method": "magnitude", "pattern": "2:3"}, r"needs in_features divisible by M=3"),
+    ],
+)
+def test_prune_settings_the_model_cannot_take(tmp_path, tiny_model_dir, prune, match):
+    from medprune.config import load_config
+    from medprune.preflight import preflight_run
+
+    from conftest import write_run_config
+
+    cfg = write_run_config(tmp_path, tiny_model_dir, prune=prune)
+    [error] = preflight_run(load_config(cfg)).errors
+    assert error.startswith("prune: ")
+    assert __import__("re").search(match, error), error

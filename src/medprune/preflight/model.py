@@ -23,7 +23,8 @@ from medprune.load.weights import (
     check_tokenizer_files,
     check_vocab_fits,
     compare_tensors,
-    expected_tensors,
+    expected_tensors_of,
+    meta_model,
     read_safetensors_headers,
 )
 
@@ -40,6 +41,7 @@ class ModelFolder:
     n_files: int
     embedding_rows: int
     tokenizer: Any
+    meta_model: Any = None  # the config's model on the meta device: names and shapes only
 
     def describe(self) -> str:
         return (
@@ -143,7 +145,8 @@ def inspect_model_folder(model_dir: str | Path, *, trust_remote_code: bool = Fal
         ) from None
     found = read_safetensors_headers(model_dir)
     try:
-        expected = expected_tensors(config, trust_remote_code=trust_remote_code)
+        meta = meta_model(config, trust_remote_code=trust_remote_code)
+        expected = expected_tensors_of(meta)
     except (ValueError, TypeError, AssertionError, RuntimeError) as exc:
         raise ModelLoadError(
             f"{model_dir / 'config.json'}: describes no model transformers can build ({exc})"
@@ -156,7 +159,7 @@ def inspect_model_folder(model_dir: str | Path, *, trust_remote_code: bool = Fal
     rows = _embedding_rows(config)
     check_vocab_fits(model_dir, tokenizer, rows)
     return ModelFolder(
-        model_dir, model_type, len(found), len({t.file for t in found.values()}), rows, tokenizer
+        model_dir, model_type, len(found), len({t.file for t in found.values()}), rows, tokenizer, meta
     )
 
 

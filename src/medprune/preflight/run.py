@@ -72,6 +72,27 @@ def _check_writable(report: PreflightReport, field: str, path: str) -> None:
         report.errors.append(f"{field}: {path}: {probe} is not writable")
 
 
+def check_prune_settings_on(model, cfg: RunConfig, report: PreflightReport) -> None:
+    """The pruning engine's own checks of ``prune.*`` against the model (layer indices, head
+    counts, N:M against in_features, what exclude leaves), on the meta-device model: the
+    settings fail here, not a minute into the prune stage."""
+    from medprune.prune.engine import check_prune_settings
+    from medprune.prune.methods import METHODS
+    from medprune.prune.width import plan_width
+
+    method = METHODS.get(cfg.prune.method)
+    if method is None:
+        return  # the config check names unknown methods
+    try:
+        check_prune_settings(model, cfg.prune, method)
+        if cfg.prune.method == "width":
+            plan_width(model, cfg.prune)  # explicit sizes and head counts must fit the model
+    except MedpruneError as exc:
+        report.errors.append(f"prune: {exc}")
+    else:
+        report.checked.append(f"prune: {cfg.prune.method} settings fit the model")
+
+
 def preflight_run(cfg: RunConfig, *, local_run: bool = True) -> PreflightReport:
     """Check ``cfg``'s model, data, URIs and output places. ``local_run`` is False for a run
     submitted to Vertex AI, where output_dir and the local registry are not written here."""
@@ -100,5 +121,6 @@ def preflight_run(cfg: RunConfig, *, local_run: bool = True) -> PreflightReport:
         else:
             tokenizer = folder.tokenizer
             report.checked.append(folder.describe())
+            check_prune_settings_on(folder.meta_model, cfg, report)
     check_data_files(cfg, report, tokenizer)
     return report
