@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from variants import build_variant
 
 from medprune.cli import main
 from medprune.config import ServeConfig
@@ -12,6 +11,8 @@ from medprune.export.bundle import with_serving_exports
 from medprune.export.gguf import read_gguf_metadata
 from medprune.load.model import save_model
 from medprune.register.local import LocalRegistry
+
+from variants import build_variant
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from variants import CLINICAL_TEXT, bpe_tokenizer, build_variant, chat_tokenizer, variant_llama
 
 from medprune.config import ServeConfig
 from medprune.errors import ExportError
@@ -17,6 +16,8 @@ from medprune.export import gguf as gguf_mod
 from medprune.export.bundle import export_for_ollama
 from medprune.export.gguf import permute_rotary_rows, read_gguf_metadata
 from medprune.load.model import save_model
+
+from variants import CLINICAL_TEXT, bpe_tokenizer, build_variant, chat_tokenizer, variant_llama
 
 #: max |logit difference| allowed vs the float32 HF model (the tiny models' logits are within
 #: +-0.7): f16 rounds each weight to 11 significant bits, q8_0 to 8 bits per block of 32.

@@ -3,9 +3,6 @@ GGUF file and the Modelfile next to the model files."""
 
 from __future__ import annotations
 
-from variants import build_variant
-
-from conftest import write_run_config
 from medprune.config import load_config
 from medprune.evaluate.stage import stage_evaluate
 from medprune.export.gguf import read_gguf_metadata
@@ -15,6 +12,9 @@ from medprune.load.stage import stage_load
 from medprune.prune.stage import stage_prune
 from medprune.register.local import LocalRegistry
 from medprune.register.stage import RunArtifacts, stage_register
+
+from conftest import write_run_config
+from variants import build_variant
 
 
 def test_register_stage_adds_gguf_and_modelfile(tmp_path) -> None:
