@@ -107,7 +107,7 @@ def ollama_chat_model(
         import ollama
 
         try:
-            names = [m.model for m in ollama.Client(host=base_url).list().models]
+            names = [m.model for m in ollama.Client(host=base_url).list().models if m.model]
         except (httpx.HTTPError, ConnectionError, ollama.ResponseError) as exc:
             raise MedpruneError(f"cannot reach Ollama at {base_url}: {exc}; start it with `ollama serve`") from None
         if not any(n == model or n.startswith(f"{model}:") for n in names):
