@@ -78,10 +78,10 @@ def test_mcq_items_have_the_documented_format(clinical_dir: Path) -> None:
 
 
 def test_distractors_come_from_the_same_category(clinical_dir: Path) -> None:
-    from medprune.data.clinical import _hpo_hierarchy, load_hpo
+    from medprune.data.clinical.ontology import hpo_hierarchy, load_hpo
 
     terms, _ = load_hpo()
-    branch, _ = _hpo_hierarchy(terms)
+    branch, _ = hpo_hierarchy(terms)
     name_branches: dict[str, set[str]] = {}
     for tid, b in branch.items():
         name_branches.setdefault(terms[tid].name, set()).add(b)
