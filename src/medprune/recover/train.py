@@ -137,6 +137,44 @@ def evaluate_loss(model, examples: TrainExamples, batch_size: int, accelerator) 
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
+@dataclass
+class _RecoveryRun:
+    """What the training loop reads and updates, made by :func:`_setup_recovery`.
+
+    ``state`` is the resumable part (written into every checkpoint's manifest); the rest is
+    rebuilt by every process on every start."""
+
+    model: Any
+    teacher: Any
+    optimizer: Any
+    params: list[torch.nn.Parameter]
+    accelerator: Any
+    cfg: RecoverConfig
+    train: TrainExamples
+    eval_examples: TrainExamples | None
+    seed: int
+    say: Progress
+    use_teacher: bool
+    base_masks: dict[str, torch.Tensor]  # whole weights, captured before wrapping
+    masks: dict[str, torch.Tensor]  # this process's shard, held during full fine-tuning
+    state: dict[str, Any]
+    keep_best: bool
+    best: dict[str, torch.Tensor] | None = None
+    checkpoint_dir: Path | None = None
+    resumed_from: str | None = None
+    steps_this_run: int = 0
+    tokens_seen: int = 0
+    seconds: float = 0.0
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+
 def recover_model(
     model,
     tokenizer,
@@ -169,9 +207,36 @@ def recover_model(
     loss (report: ``best_step``, ``restored_best``, ``weights_step``); a CPU copy of them is kept
     and written into every checkpoint, so a resumed run restores them too.
     """
+    run = _setup_recovery(
+        model, train, cfg, teacher=teacher, eval_examples=eval_examples, exclude=exclude,
+        seed=seed, checkpoint_dir=checkpoint_dir, keep_masks=keep_masks, progress=progress,
+        accelerator=accelerator,
+    )
+    _train_loop(run, stop_after)
+    return _finish_recovery(run, exclude, nm, reference_dir, keep_masks)
+
+
+# ---------------------------------------------------------------- setup
+
+
+def _setup_recovery(
+    model,
+    train: TrainExamples,
+    cfg: RecoverConfig,
+    *,
+    teacher,
+    eval_examples: TrainExamples | None,
+    exclude: list[str] | tuple[str, ...],
+    seed: int,
+    checkpoint_dir: str | Path | None,
+    keep_masks: bool,
+    progress: Progress | None,
+    accelerator,
+) -> _RecoveryRun:
+    """Place and wrap the model (and teacher), make the optimizer, capture the masks and
+    continue from the newest checkpoint when there is one."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     if accelerator is None:
         # cpu=True on a host without CUDA: accelerate 1.15 only sets up gloo data parallelism
@@ -179,7 +244,7 @@ def recover_model(
         accelerator = Accelerator(
             mixed_precision=resolve_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available()
         )
-    say = progress if (progress and accelerator.is_main_process) else (lambda _msg: None)
+    say: Progress = progress if (progress and accelerator.is_main_process) else _silent
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not _is_fsdp(accelerator):
         # accelerate 1.15 turns FSDP on only for GPU-like devices: on the CPU it is plain DDP
         say(
@@ -187,7 +252,6 @@ def recover_model(
             "on this device: every process holds the whole model (data parallel, no sharding)"
         )
     set_seed(seed)
-    world, rank = accelerator.num_processes, accelerator.process_index
     use_teacher = teacher is not None and cfg.distill.enabled
 
     base_masks = capture_masks(model, exclude) if keep_masks else {}  # whole weights, before wrapping
@@ -210,181 +274,236 @@ def recover_model(
         teacher.eval()
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True)
 
-    state: dict[str, Any] = {
-        "step": 0,
-        "samples": 0,
-        "losses": [],
-        "evals": [],
-        "best_eval": None,
-        "best_step": None,
-        "bad_evals": 0,
-        "stopped_early": False,
-        "fingerprint": _fingerprint(cfg, len(train), seed, world),
-    }
-    resumed_from = None
-    # The trainable state at the best eval loss, on the CPU (this process's shard under FSDP).
-    keep_best = bool(cfg.restore_best and cfg.eval_every and eval_examples is not None)
-    best: dict[str, torch.Tensor] | None = None
+    run = _RecoveryRun(
+        model=model, teacher=teacher, optimizer=optimizer, params=params, accelerator=accelerator,
+        cfg=cfg, train=train, eval_examples=eval_examples, seed=seed, say=say,
+        use_teacher=use_teacher, base_masks=base_masks, masks=masks,
+        state={
+            "step": 0,
+            "samples": 0,
+            "losses": [],
+            "evals": [],
+            "best_eval": None,
+            "best_step": None,
+            "bad_evals": 0,
+            "stopped_early": False,
+            "fingerprint": _fingerprint(cfg, len(train), seed, accelerator.num_processes),
+        },
+        # The trainable state at the best eval loss, on the CPU (this process's shard under FSDP).
+        keep_best=bool(cfg.restore_best and cfg.eval_every and eval_examples is not None),
+    )
     if checkpoint_dir is not None:
-        checkpoint_dir = Path(ckpt.durable_dir(str(checkpoint_dir)))
-        if accelerator.is_main_process:
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.clear_partials(checkpoint_dir)
-        accelerator.wait_for_everyone()
-        latest = ckpt.latest_checkpoint(checkpoint_dir) if cfg.resume else None
-        if latest is not None:
-            saved = ckpt.verify_checkpoint(latest)
-            if saved.get("fingerprint") != state["fingerprint"]:
-                raise RecoveryError(
-                    f"checkpoint {latest} was made with different settings {saved.get('fingerprint')}, "
-                    f"this run has {state['fingerprint']}; use another recover.checkpoint_dir or "
-                    "recover.resume: false"
-                )
-            try:
-                accelerator.load_state(str(latest))
-            except Exception as exc:
-                raise RecoveryError(f"checkpoint {latest} cannot be loaded: {exc}") from exc
-            state = saved
-            resumed_from = str(latest)
-            best = _load_best(latest, accelerator) if keep_best else None
-            if keep_best and best is None and state.get("best_step") is not None:
-                say(f"{latest} holds no best weights: the run will end with its last step's weights")
-            say(f"resumed from {latest} at step {state['step']}/{cfg.steps}")
+        _open_checkpoints(run, Path(ckpt.durable_dir(str(checkpoint_dir))))
 
-    if state["step"] == 0 and not state["losses"]:
+    if run.state["step"] == 0 and not run.state["losses"]:
         say(
             f"recovery: {cfg.mode} fine-tuning, {'distillation' if use_teacher else 'language-model loss'}, "
             f"{len(train)} sequences of {train.input_ids.shape[1]} tokens, {cfg.steps} steps, "
-            f"{len(masks) or len(base_masks)} masked layers, {world} process(es)"
+            f"{len(masks) or len(base_masks)} masked layers, {run.world} process(es)"
         )
+    return run
 
-    def save_checkpoint(step: int) -> None:
-        assert checkpoint_dir is not None
-        target = ckpt.checkpoint_dir_for(checkpoint_dir, step)
-        if accelerator.is_main_process:
-            ckpt.start_checkpoint(checkpoint_dir, step)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(target), safe_serialization=True)
-        if best is not None:
-            _save_best(target, best, accelerator)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            final = ckpt.finish_checkpoint(checkpoint_dir, step, state, cfg.keep_checkpoints)
-            say(f"checkpoint {final}")
-        accelerator.wait_for_everyone()
 
+def _silent(_msg: str) -> None:
+    pass
+
+
+def _open_checkpoints(run: _RecoveryRun, checkpoint_dir: Path) -> None:
+    """Make ``checkpoint_dir`` (clearing unfinished checkpoints) and, with ``recover.resume``,
+    load the newest checkpoint there into the run."""
+    accelerator, cfg = run.accelerator, run.cfg
+    run.checkpoint_dir = checkpoint_dir
+    if accelerator.is_main_process:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.clear_partials(checkpoint_dir)
+    accelerator.wait_for_everyone()
+    latest = ckpt.latest_checkpoint(checkpoint_dir) if cfg.resume else None
+    if latest is None:
+        return
+    saved = ckpt.verify_checkpoint(latest)
+    if saved.get("fingerprint") != run.state["fingerprint"]:
+        raise RecoveryError(
+            f"checkpoint {latest} was made with different settings {saved.get('fingerprint')}, "
+            f"this run has {run.state['fingerprint']}; use another recover.checkpoint_dir or "
+            "recover.resume: false"
+        )
+    try:
+        accelerator.load_state(str(latest))
+    except Exception as exc:
+        raise RecoveryError(f"checkpoint {latest} cannot be loaded: {exc}") from exc
+    run.state = saved
+    run.resumed_from = str(latest)
+    run.best = _load_best(latest, accelerator) if run.keep_best else None
+    if run.keep_best and run.best is None and run.state.get("best_step") is not None:
+        run.say(f"{latest} holds no best weights: the run will end with its last step's weights")
+    run.say(f"resumed from {latest} at step {run.state['step']}/{cfg.steps}")
+
+
+def _save_checkpoint(run: _RecoveryRun, checkpoint_dir: Path, step: int) -> None:
+    """Write a checkpoint of every process's state (and the best weights) for ``step``."""
+    accelerator = run.accelerator
+    target = ckpt.checkpoint_dir_for(checkpoint_dir, step)
+    if accelerator.is_main_process:
+        ckpt.start_checkpoint(checkpoint_dir, step)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(target), safe_serialization=True)
+    if run.best is not None:
+        _save_best(target, run.best, accelerator)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = ckpt.finish_checkpoint(checkpoint_dir, step, run.state, run.cfg.keep_checkpoints)
+        run.say(f"checkpoint {final}")
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------- loop
+
+
+def _train_loop(run: _RecoveryRun, stop_after: int | None) -> None:
+    """Optimizer steps until ``cfg.steps``, early stopping, the time budget or ``stop_after``."""
+    from tqdm.auto import tqdm
+
+    cfg, state = run.cfg, run.state
     bar = tqdm(
-        total=cfg.steps, initial=state["step"], desc="recover", disable=not accelerator.is_main_process
+        total=cfg.steps, initial=state["step"], desc="recover", disable=not run.accelerator.is_main_process
     )
-    device = accelerator.device
     t0 = time.perf_counter()
     clock = time.process_time if cfg.budget_clock == "cpu" else time.perf_counter
     c0 = clock()
-    tokens_seen = 0
-    steps_this_run = 0
-    k = cfg.grad_accum
     while state["step"] < cfg.steps and not state["stopped_early"]:
-        if stop_after is not None and steps_this_run >= stop_after:
+        if stop_after is not None and run.steps_this_run >= stop_after:
             break
         if cfg.max_minutes is not None and clock() - c0 >= cfg.max_minutes * 60:
-            say(f"time budget of {cfg.max_minutes} minutes reached at step {state['step']}")
+            run.say(f"time budget of {cfg.max_minutes} minutes reached at step {state['step']}")
             state["budget_reached"] = True
             break
         step = state["step"]
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        parts_sum: dict[str, float] = {}
-        loss_sum = 0.0
-        for micro in range(k):
-            start = ((step * k + micro) * world + rank) * cfg.batch_size
-            idx = batch_indices(len(train), cfg.batch_size, seed, start)
-            ids = train.input_ids[idx].to(device)
-            labels = train.labels[idx].to(device)
-            attn = train.attention_mask[idx].to(device)
-            sync = micro == k - 1
-            ctx = accelerator.no_sync(model) if not sync else nullcontext()
-            with ctx:
-                logits = model(input_ids=ids, attention_mask=attn).logits
-                teacher_logits = None
-                if use_teacher:
-                    with torch.no_grad():
-                        teacher_logits = teacher(input_ids=ids, attention_mask=attn).logits
-                loss, parts = recovery_loss(
-                    logits,
-                    labels,
-                    teacher_logits,
-                    temperature=cfg.distill.temperature,
-                    kl_weight=cfg.distill.kl_weight,
-                    ce_weight=cfg.distill.ce_weight,
-                )
-                accelerator.backward(loss / k)
-            loss_sum += float(loss.detach())
-            for name, v in parts.items():
-                parts_sum[name] = parts_sum.get(name, 0.0) + v
-            tokens_seen += int(attn.sum()) * world
-        if masks:
-            mask_gradients(model, masks)
-        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if masks:
-            reapply_masks(model, masks)
-        step_loss = float(accelerator.reduce(torch.tensor(loss_sum / k, device=device), reduction="mean"))
+        step_loss, parts_sum = _train_step(run, step)
         state["losses"].append(step_loss)
         state["step"] = step + 1
-        state["samples"] = (step + 1) * k * world * cfg.batch_size
-        steps_this_run += 1
+        state["samples"] = (step + 1) * cfg.grad_accum * run.world * cfg.batch_size
+        run.steps_this_run += 1
         elapsed = time.perf_counter() - t0
-        tok_s = tokens_seen / elapsed if elapsed > 0 else 0.0
+        tok_s = run.tokens_seen / elapsed if elapsed > 0 else 0.0
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:.0f}")
         if state["step"] % cfg.log_every == 0 or state["step"] == cfg.steps:
-            detail = " ".join(f"{n} {v / k:.4f}" for n, v in parts_sum.items())
-            say(f"recover step {state['step']}/{cfg.steps} loss {step_loss:.4f} ({detail}) lr {lr_at(step, cfg):.2e} {tok_s:.0f} tok/s")
-        if cfg.eval_every and eval_examples is not None and state["step"] % cfg.eval_every == 0:
-            ev = evaluate_loss(model, eval_examples, cfg.batch_size, accelerator)
-            state["evals"].append({"step": state["step"], "loss": ev})
-            if state["best_eval"] is None or ev < state["best_eval"]:
-                state["best_eval"], state["best_step"], state["bad_evals"] = ev, state["step"], 0
-                if keep_best:
-                    best = trainable_snapshot(model)
-            else:
-                state["bad_evals"] += 1
-            say(f"recover step {state['step']} eval loss {ev:.4f} (best {state['best_eval']:.4f})")
-            if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
-                state["stopped_early"] = True
-                say(f"early stop at step {state['step']}: no better eval loss in {state['bad_evals']} evaluations")
+            detail = " ".join(f"{n} {v / cfg.grad_accum:.4f}" for n, v in parts_sum.items())
+            run.say(f"recover step {state['step']}/{cfg.steps} loss {step_loss:.4f} ({detail}) lr {lr_at(step, cfg):.2e} {tok_s:.0f} tok/s")
+        if cfg.eval_every and run.eval_examples is not None and state["step"] % cfg.eval_every == 0:
+            _evaluate_step(run, run.eval_examples)
         if (
-            checkpoint_dir is not None
+            run.checkpoint_dir is not None
             and cfg.checkpoint_every
             and state["step"] % cfg.checkpoint_every == 0
             and state["step"] < cfg.steps
             and not state["stopped_early"]
         ):
-            save_checkpoint(state["step"])
+            _save_checkpoint(run, run.checkpoint_dir, state["step"])
     bar.close()
-    seconds = time.perf_counter() - t0
+    run.seconds = time.perf_counter() - t0
 
+
+def _train_step(run: _RecoveryRun, step: int) -> tuple[float, dict[str, float]]:
+    """One optimizer step of ``cfg.grad_accum`` micro-batches; the step's mean loss over
+    processes and the sum of each loss part over the micro-batches."""
+    cfg, accelerator, model, train = run.cfg, run.accelerator, run.model, run.train
+    device = accelerator.device
+    k = cfg.grad_accum
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    parts_sum: dict[str, float] = {}
+    loss_sum = 0.0
+    for micro in range(k):
+        start = ((step * k + micro) * run.world + run.rank) * cfg.batch_size
+        idx = batch_indices(len(train), cfg.batch_size, run.seed, start)
+        ids = train.input_ids[idx].to(device)
+        labels = train.labels[idx].to(device)
+        attn = train.attention_mask[idx].to(device)
+        sync = micro == k - 1
+        ctx = accelerator.no_sync(model) if not sync else nullcontext()
+        with ctx:
+            logits = model(input_ids=ids, attention_mask=attn).logits
+            teacher_logits = None
+            if run.use_teacher:
+                with torch.no_grad():
+                    teacher_logits = run.teacher(input_ids=ids, attention_mask=attn).logits
+            loss, parts = recovery_loss(
+                logits,
+                labels,
+                teacher_logits,
+                temperature=cfg.distill.temperature,
+                kl_weight=cfg.distill.kl_weight,
+                ce_weight=cfg.distill.ce_weight,
+            )
+            accelerator.backward(loss / k)
+        loss_sum += float(loss.detach())
+        for name, v in parts.items():
+            parts_sum[name] = parts_sum.get(name, 0.0) + v
+        run.tokens_seen += int(attn.sum()) * run.world
+    if run.masks:
+        mask_gradients(model, run.masks)
+    accelerator.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.masks:
+        reapply_masks(model, run.masks)
+    step_loss = float(accelerator.reduce(torch.tensor(loss_sum / k, device=device), reduction="mean"))
+    return step_loss, parts_sum
+
+
+def _evaluate_step(run: _RecoveryRun, eval_examples: TrainExamples) -> None:
+    """Evaluate, keep the best weights so far, and stop early after ``patience`` evaluations
+    without a better loss."""
+    cfg, state = run.cfg, run.state
+    ev = evaluate_loss(run.model, eval_examples, cfg.batch_size, run.accelerator)
+    state["evals"].append({"step": state["step"], "loss": ev})
+    if state["best_eval"] is None or ev < state["best_eval"]:
+        state["best_eval"], state["best_step"], state["bad_evals"] = ev, state["step"], 0
+        if run.keep_best:
+            run.best = trainable_snapshot(run.model)
+    else:
+        state["bad_evals"] += 1
+    run.say(f"recover step {state['step']} eval loss {ev:.4f} (best {state['best_eval']:.4f})")
+    if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
+        state["stopped_early"] = True
+        run.say(f"early stop at step {state['step']}: no better eval loss in {state['bad_evals']} evaluations")
+
+
+# ---------------------------------------------------------------- finish
+
+
+def _finish_recovery(
+    run: _RecoveryRun,
+    exclude: list[str] | tuple[str, ...],
+    nm: tuple[int, int] | None,
+    reference_dir: str | Path | None,
+    keep_masks: bool,
+) -> RecoveryResult:
+    """Restore the best weights, check the masks, unwrap (merging LoRA through the masks),
+    verify the pruning held and write the report."""
+    cfg, state, accelerator, model = run.cfg, run.state, run.accelerator, run.model
     accelerator.wait_for_everyone()
     model.eval()
-    restored = best is not None and state.get("best_step") != state["step"]
+    restored = run.best is not None and state.get("best_step") != state["step"]
     if restored:
-        load_trainable(model, best)
-        say(f"restored the weights of step {state['best_step']} (best eval loss {state['best_eval']:.4f})")
-    if masks:
-        verify_masks(model, masks)  # on this process's shard, before anything is gathered
+        load_trainable(model, run.best)
+        run.say(f"restored the weights of step {state['best_step']} (best eval loss {state['best_eval']:.4f})")
+    if run.masks:
+        verify_masks(model, run.masks)  # on this process's shard, before anything is gathered
     fsdp = _is_fsdp(accelerator)
     if cfg.mode == "lora" and fsdp:
         raise RecoveryError("recover.mode 'lora' under FSDP is not supported; use DDP or mode 'full'")
     unwrapped = accelerator.unwrap_model(model)
     if cfg.mode == "lora":
-        unwrapped = merge_lora_through_masks(unwrapped, base_masks)
+        unwrapped = merge_lora_through_masks(unwrapped, run.base_masks)
     state_dict = accelerator.get_state_dict(model) if fsdp else None
+    seconds = run.seconds
     report = {
         "mode": cfg.mode,
-        "distill": use_teacher,
+        "distill": run.use_teacher,
         "steps": state["step"],
-        "steps_this_run": steps_this_run,
+        "steps_this_run": run.steps_this_run,
         "losses": state["losses"],
         "final_loss": state["losses"][-1] if state["losses"] else None,
         "evals": state["evals"],
@@ -393,13 +512,13 @@ def recover_model(
         "restored_best": restored,
         "weights_step": state["best_step"] if restored else state["step"],
         "stopped_early": state["stopped_early"],
-        "resumed_from": resumed_from,
-        "masked_layers": len(base_masks),
-        "train_sequences": len(train),
-        "train_format": train.fmt,
+        "resumed_from": run.resumed_from,
+        "masked_layers": len(run.base_masks),
+        "train_sequences": len(run.train),
+        "train_format": run.train.fmt,
         "seconds": seconds,
-        "tokens_per_second": tokens_seen / seconds if seconds > 0 else 0.0,
-        "num_processes": world,
+        "tokens_per_second": run.tokens_seen / seconds if seconds > 0 else 0.0,
+        "num_processes": run.world,
         "mixed_precision": accelerator.mixed_precision,
         "budget_reached": bool(state.get("budget_reached")),
         "complete": state["step"] >= cfg.steps or state["stopped_early"] or bool(state.get("budget_reached")),
@@ -409,7 +528,7 @@ def recover_model(
         if reference_dir is not None and keep_masks:
             report.update(verify_against_reference(final_state, reference_dir, list(exclude), nm))
         else:
-            _verify_in_memory(unwrapped, base_masks, nm)
+            _verify_in_memory(unwrapped, run.base_masks, nm)
     return RecoveryResult(unwrapped, report, state_dict, accelerator.is_main_process, accelerator)
 
 
