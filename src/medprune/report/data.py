@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from medprune.evaluate.formats import LETTERS
-from medprune.evaluate.metrics import metric_values
+from medprune.evaluate.metrics import category_key, metric_values
+
+#: Categories the chart shows (those that changed most); the table lists them all.
+CHART_CATEGORIES = 12
 
 
 @dataclass
@@ -15,12 +18,19 @@ class CategoryComparison:
     n: int
     baseline_acc: float
     candidate_acc: float
-    regressions: int  # items the baseline got right and the candidate wrong
-    improvements: int  # the other way round
+    # Items the baseline got right and the candidate wrong, and the other way round; None
+    # when only per-category accuracies are known (no predictions).
+    regressions: int | None
+    improvements: int | None
 
     @property
     def delta(self) -> float:
         return self.candidate_acc - self.baseline_acc
+
+    @property
+    def net_items(self) -> int:
+        """Items the candidate gets right minus those the baseline gets right."""
+        return round(self.delta * self.n)
 
 
 @dataclass
@@ -42,8 +52,9 @@ class ReportData:
     reasons: list[str]
     checks: list[dict]
     interval: dict | None
-    metric_rows: list[tuple[str, float | None, float | None]]  # name, baseline, candidate
-    categories: list[CategoryComparison]
+    # Summary metrics (name, baseline, candidate); per-category accuracies are in categories.
+    metric_rows: list[tuple[str, float | None, float | None]]
+    categories: list[CategoryComparison]  # worst change first
     regressions: list[ItemRegression]
     confusion_labels: list[str] = field(default_factory=list)
     confusion_matrix: list[list[int]] = field(default_factory=list)
@@ -94,7 +105,27 @@ def compare_categories(
         )
         for cat, v in rows.items()
     ]
-    return sorted(out, key=lambda r: (r.delta, -r.regressions, r.category))
+    return sorted(out, key=lambda r: (r.delta, -(r.regressions or 0), r.category))
+
+
+def categories_from_results(baseline: dict, candidate: dict) -> list[CategoryComparison]:
+    """Per-category accuracy from two evaluations' ``mcq.per_category`` (when there are no
+    predictions to pair items), for categories both evaluated; worst change first."""
+    base = (baseline.get("mcq") or {}).get("per_category") or {}
+    cand = (candidate.get("mcq") or {}).get("per_category") or {}
+    out = [
+        CategoryComparison(cat, int(cand[cat]["n"]), base[cat]["acc"], cand[cat]["acc"], None, None)
+        for cat in sorted(set(base) & set(cand))
+    ]
+    return sorted(out, key=lambda r: (r.delta, r.category))
+
+
+def most_changed(categories: Sequence[CategoryComparison], top: int = CHART_CATEGORIES) -> list[CategoryComparison]:
+    """The ``top`` categories that changed most, worst change first. Ranked by the net
+    number of items gained or lost (then by the change in accuracy): ranking by accuracy
+    alone would fill the chart with one-item categories, where a single answer is 100%."""
+    chosen = sorted(categories, key=lambda c: (-abs(c.net_items), -abs(c.delta), c.category))[:top]
+    return sorted(chosen, key=lambda c: (c.delta, c.category))
 
 
 def item_regressions(
@@ -142,9 +173,15 @@ def build_report_data(
     title: str = "medprune: candidate vs baseline",
 ) -> ReportData:
     base_m, cand_m = metric_values(baseline), metric_values(candidate)
-    names = sorted(set(base_m) | set(cand_m), key=_metric_order)
+    per_category = {
+        f"accuracy_{category_key(cat)}"
+        for results in (baseline, candidate)
+        for cat in ((results.get("mcq") or {}).get("per_category") or {})
+    }
+    names = sorted((set(base_m) | set(cand_m)) - per_category, key=_metric_order)
     bp, cp = baseline_predictions or [], candidate_predictions or []
     labels, matrix = confusion_matrix(cp)
+    categories = compare_categories(bp, cp) if bp and cp else categories_from_results(baseline, candidate)
     return ReportData(
         title=title,
         passed=bool(gate.get("passed")),
@@ -152,7 +189,7 @@ def build_report_data(
         checks=list(gate.get("checks", [])),
         interval=gate.get("interval"),
         metric_rows=[(n, base_m.get(n), cand_m.get(n)) for n in names],
-        categories=compare_categories(bp, cp),
+        categories=categories,
         regressions=item_regressions(bp, cp, critical_ids),
         confusion_labels=labels,
         confusion_matrix=matrix,
@@ -168,6 +205,4 @@ _ORDER = ["accuracy", "accuracy_norm", "rouge_l", "exact_match", "perplexity", "
 def _metric_order(name: str) -> tuple[int, str]:
     if name in _ORDER:
         return _ORDER.index(name), name
-    if name.startswith("accuracy_"):
-        return len(_ORDER), name
-    return len(_ORDER) + 1, name
+    return len(_ORDER), name

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medprune.io.atomic import atomic_write_text
-from medprune.report.data import ReportData, build_report_data
+from medprune.report.data import CHART_CATEGORIES, ReportData, build_report_data
 from medprune.report.format import fmt_delta, fmt_value
 from medprune.report.markdown import render_markdown
 from medprune.report.plots import accuracy_tradeoff, category_bars, confidence_interval, data_uri
@@ -88,7 +88,7 @@ def render_html(data: ReportData) -> str:
         )
         parts.append(_img(confidence_interval(data), "confidence interval"))
 
-    parts.append("<h2>Baseline vs candidate</h2>")
+    parts.append("<h2>Baseline vs candidate: summary</h2>")
     parts.append(_table(
         ["metric", "baseline", "candidate", "change"],
         [[_e(n), fmt_value(b), fmt_value(c), _e(fmt_delta(b, c))] for n, b, c in data.metric_rows],
@@ -97,11 +97,14 @@ def render_html(data: ReportData) -> str:
     parts.append(_img(accuracy_tradeoff(data), "accuracy vs size and latency"))
 
     if data.categories:
-        parts.append("<h2>By category (worst change first)</h2>")
-        parts.append(_img(category_bars(data), "accuracy by category"))
+        parts.append(f"<h2>Accuracy by category ({len(data.categories)} categories, worst change first)</h2>")
+        parts.append(_img(category_bars(data), "accuracy of the categories that changed most"))
+        parts.append(f'<p class="small">Every category, worst change first (the chart shows at most '
+                     f'{CHART_CATEGORIES}: those with the largest net change in items).</p>')
         parts.append(_table(
             ["category", "items", "baseline", "candidate", "change", "regressions", "improvements"],
-            [[_e(c.category), str(c.n), f"{c.baseline_acc:.3f}", f"{c.candidate_acc:.3f}", f"{c.delta:+.3f}", str(c.regressions), str(c.improvements)]
+            [[_e(c.category), str(c.n), f"{c.baseline_acc:.3f}", f"{c.candidate_acc:.3f}", f"{c.delta:+.3f}",
+              _count(c.regressions), _count(c.improvements)]
              for c in data.categories],
             num_cols=(1, 2, 3, 4, 5, 6), cls="category-table",
         ))
@@ -120,6 +123,10 @@ def render_html(data: ReportData) -> str:
                             num_cols=tuple(range(1, len(data.confusion_labels) + 1)), cls="confusion-table"))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _count(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def _short(text: str, n: int) -> str:

@@ -50,16 +50,18 @@ def render_markdown(data: ReportData) -> str:
         )
         out += ["## Non-inferiority", "", line, ""]
         out += _img(confidence_interval(data), "confidence interval")
-    out += ["## Baseline vs candidate", ""]
+    out += ["## Baseline vs candidate: summary", ""]
     out.append(_table(["metric", "baseline", "candidate", "change"],
                       [[n, fmt_value(b), fmt_value(c), fmt_delta(b, c)] for n, b, c in data.metric_rows]))
     out.append("")
     out += _img(accuracy_tradeoff(data), "accuracy vs size and latency")
     if data.categories:
-        out += ["## By category (worst change first)", ""]
-        out += _img(category_bars(data), "accuracy by category")
+        out += [f"## Accuracy by category ({len(data.categories)} categories, worst change first)", ""]
+        out += _img(category_bars(data), "accuracy of the categories that changed most")
         out.append(_table(["category", "items", "baseline", "candidate", "change", "regressions", "improvements"],
-                          [[c.category, c.n, f"{c.baseline_acc:.3f}", f"{c.candidate_acc:.3f}", f"{c.delta:+.3f}", c.regressions, c.improvements]
+                          [[c.category, c.n, f"{c.baseline_acc:.3f}", f"{c.candidate_acc:.3f}", f"{c.delta:+.3f}",
+                            "n/a" if c.regressions is None else c.regressions,
+                            "n/a" if c.improvements is None else c.improvements]
                            for c in data.categories]))
         out.append("")
     if data.regressions:

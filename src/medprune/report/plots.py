@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 from matplotlib.figure import Figure
 
-from medprune.report.data import ReportData
+from medprune.report.data import CHART_CATEGORIES, ReportData, most_changed
 
 BASE_COLOR, CAND_COLOR = "#7f8c8d", "#2471a3"
 
@@ -23,50 +24,72 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def category_bars(data: ReportData) -> bytes | None:
-    """Baseline and candidate accuracy per category, side by side."""
+def category_figure(data: ReportData, top: int = CHART_CATEGORIES) -> Figure | None:
+    """Baseline and candidate accuracy of the ``top`` categories that changed most (net items
+    gained or lost, see :func:`most_changed`), worst change at the top; the report's table
+    lists every category."""
     if not data.categories:
         return None
-    cats = sorted(data.categories, key=lambda c: c.category)
-    fig = Figure(figsize=(max(5.0, 0.9 * len(cats) + 2), 3.6))
+    cats = most_changed(data.categories, top)
+    fig = Figure(figsize=(9.0, 1.3 + 0.42 * len(cats)), layout="constrained")
     ax = fig.add_subplot()
-    x = range(len(cats))
-    ax.bar([i - 0.2 for i in x], [c.baseline_acc for c in cats], width=0.4, label="baseline", color=BASE_COLOR)
-    ax.bar([i + 0.2 for i in x], [c.candidate_acc for c in cats], width=0.4, label="candidate", color=CAND_COLOR)
-    ax.set_xticks(list(x), [f"{c.category}\n(n={c.n})" for c in cats], rotation=30 if len(cats) > 6 else 0, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy by category")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    y = [len(cats) - 1 - i for i in range(len(cats))]  # worst change at the top
+    ax.barh([v + 0.2 for v in y], [c.baseline_acc for c in cats], height=0.4, label="baseline", color=BASE_COLOR)
+    ax.barh([v - 0.2 for v in y], [c.candidate_acc for c in cats], height=0.4, label="candidate", color=CAND_COLOR)
+    labels = [textwrap.shorten(c.category, 56, placeholder="…") + f" (n={c.n})" for c in cats]
+    ax.set_yticks(y, labels, fontsize=9)
+    for v, c in zip(y, cats, strict=True):
+        ax.text(1.02, v, f"{c.delta:+.2f} ({c.net_items:+d})", va="center", fontsize=9,
+                color="#c0392b" if c.delta < 0 else "#1e8449" if c.delta > 0 else "#555555")
+    ax.set_xlim(0, 1.32)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlabel("accuracy (at the right: change, and net items gained or lost)")
+    shown = f"the {len(cats)} of {len(data.categories)} categories that changed most" if len(cats) < len(data.categories) else "every category"
+    ax.set_title(f"Accuracy by category: {shown}", fontsize=11, loc="left")
+    fig.legend(loc="outside upper right", ncols=2, fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
 
 
-def accuracy_tradeoff(data: ReportData) -> bytes | None:
-    """Accuracy against non-zero parameters and against forward latency (p50)."""
+def category_bars(data: ReportData, top: int = CHART_CATEGORIES) -> bytes | None:
+    """:func:`category_figure` as PNG."""
+    fig = category_figure(data, top)
+    return _png(fig) if fig is not None else None
+
+
+def tradeoff_figure(data: ReportData) -> Figure | None:
+    """Accuracy against non-zero parameters and against forward latency (p50), one panel
+    each, sharing the accuracy axis."""
     b, c = data.baseline_metrics, data.candidate_metrics
     score = "accuracy" if "accuracy" in b and "accuracy" in c else "rouge_l" if "rouge_l" in b and "rouge_l" in c else None
-    axes = [(k, label, scale) for k, label, scale in (
+    panels = [(k, label, scale) for k, label, scale in (
         ("nonzero_params", "non-zero parameters (millions)", 1e-6),
         ("latency_ms_p50", "forward latency p50 (ms)", 1.0),
     ) if k in b and k in c]
-    if score is None or not axes:
+    if score is None or not panels:
         return None
-    fig = Figure(figsize=(4.2 * len(axes), 3.4))
-    for i, (key, label, scale) in enumerate(axes):
-        ax = fig.add_subplot(1, len(axes), i + 1)
+    fig = Figure(figsize=(4.6 * len(panels) + 0.6, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (key, label, scale) in zip(axes, panels, strict=True):
         for name, m, color in (("baseline", b, BASE_COLOR), ("candidate", c, CAND_COLOR)):
             ax.scatter([m[key] * scale], [m[score]], s=80, color=color, label=name, zorder=3)
-            ax.annotate(name, (m[key] * scale, m[score]), textcoords="offset points", xytext=(6, 6), fontsize=8)
         ax.annotate("", xy=(c[key] * scale, c[score]), xytext=(b[key] * scale, b[score]),
                     arrowprops={"arrowstyle": "->", "color": "#999999"})
         ax.set_xlabel(label)
-        ax.set_ylabel(score)
+        ax.margins(x=0.2)
         ax.grid(alpha=0.3)
-        lo = min(b[score], c[score])
-        ax.set_ylim(max(0.0, lo - 0.1), min(1.05, max(b[score], c[score]) + 0.1))
-    fig.suptitle(f"{score} vs size and latency")
-    return _png(fig)
+    axes[0].set_ylabel(score)
+    axes[0].legend(loc="best", fontsize=8)
+    lo, hi = min(b[score], c[score]), max(b[score], c[score])
+    axes[0].set_ylim(max(0.0, lo - 0.1), min(1.05, hi + 0.1))
+    fig.suptitle(f"{score} vs size and latency", fontsize=11)
+    return fig
+
+
+def accuracy_tradeoff(data: ReportData) -> bytes | None:
+    """:func:`tradeoff_figure` as PNG."""
+    fig = tradeoff_figure(data)
+    return _png(fig) if fig is not None else None
 
 
 def confidence_interval(data: ReportData) -> bytes | None:
