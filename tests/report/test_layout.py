@@ -95,7 +95,7 @@ def test_chart_shows_the_categories_that_changed_most(run):
     # worst change at the top of the chart (the last tick label is drawn highest)
     assert labels[-1].startswith(chosen[0].category[:20]) and chosen[0].delta == min(c.delta for c in chosen)
     assert chosen[0].delta == min(c.delta for c in data.categories)
-    assert "12 of 38 categories" in fig.axes[0].get_title(loc="left")
+    assert "12 of 38 categories" in fig.get_suptitle()
 
 
 def test_a_one_item_flip_does_not_outrank_a_category_that_lost_several_items():
@@ -113,7 +113,7 @@ def test_chart_with_few_categories_shows_every_one(run):
     data.categories = data.categories[:3]
     fig = category_figure(data)
     assert len(fig.axes[0].get_yticklabels()) == 3
-    assert "every category" in fig.axes[0].get_title(loc="left")
+    assert "every category" in fig.get_suptitle()
 
 
 def _boxes(fig):
@@ -135,8 +135,11 @@ def test_tradeoff_panels_and_labels_do_not_overlap(run):
 
 def test_category_labels_fit_in_the_figure(run):
     fig = category_figure(build_report_data(**run))
-    _, (box,) = _boxes(fig)
+    renderer, (box,) = _boxes(fig)
     assert box.x0 >= fig.bbox.x0 - 1 and box.x1 <= fig.bbox.x1 + 1
+    title = fig._suptitle.get_window_extent(renderer)
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1 and not title.overlaps(legend)
 
 
 def test_without_predictions_categories_come_from_the_evaluations(tmp_path, run):

@@ -45,8 +45,8 @@ def category_figure(data: ReportData, top: int = CHART_CATEGORIES) -> Figure | N
     ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlabel("accuracy (at the right: change, and net items gained or lost)")
     shown = f"the {len(cats)} of {len(data.categories)} categories that changed most" if len(cats) < len(data.categories) else "every category"
-    ax.set_title(f"Accuracy by category: {shown}", fontsize=11, loc="left")
-    fig.legend(loc="outside upper right", ncols=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Accuracy by category: {shown}", fontsize=11)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
