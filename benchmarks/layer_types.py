@@ -20,9 +20,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "prune")]
 
-from conftest import byte_tokenizer  # noqa: E402
-from tiny_families import CALIB_TEXTS, SLIDING, small_prune_config, tiny_family  # noqa: E402
-
 from medprune.prune.apply import prunable_linears  # noqa: E402
 from medprune.prune.calibration import (  # noqa: E402
     LayerInputs,
@@ -31,6 +28,9 @@ from medprune.prune.calibration import (  # noqa: E402
     run_layer,
 )
 from medprune.prune.engine import prune_model  # noqa: E402
+
+from conftest import byte_tokenizer  # noqa: E402
+from tiny_families import CALIB_TEXTS, SLIDING, small_prune_config, tiny_family  # noqa: E402
 
 
 def _layer0_everywhere(self, index):  # what the engine did before: layer 0's kwargs for all

@@ -94,9 +94,9 @@ print(transformers.__version__)
 def test_transformers4_reads_what_we_write(family, pruned, tmp_path):
     model = tiny_family(family)
     if pruned:  # fewer heads: head_dim no longer hidden_size / heads
-        from tiny_families import CALIB_TEXTS, small_prune_config
-
         from medprune.prune.engine import prune_model
+
+        from tiny_families import CALIB_TEXTS, small_prune_config
 
         cfg = small_prune_config(method="width", structured={"num_attention_heads": 2, "intermediate_size": 64})
         model = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).model
