@@ -4,29 +4,65 @@
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
 
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Input, Markdown, Metrics, Model, Output
 
 from medprune.components.artifact_types import VertexModel
 
-# Default image; the pipeline sets each task's image from pipeline.base_image at compile time.
+# Only the decorators' placeholder: the pipeline sets every task's image at compile time
+# (medprune.vertex.template.component_image refuses to compile for Vertex AI without a
+# medprune image). kfp.local's SubprocessRunner runs the components in this Python.
 BASE_IMAGE = "python:3.11-slim"
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def load_component(config_json: str, model: Output[Model], metrics: Output[Metrics]):
-    """Load the dense model from model.source and save it as safetensors."""
+def resolve_inputs_component(config_json: str) -> NamedTuple(
+    "ResolvedInputs", model_source=str, model_fingerprint=str, data_sha256=str
+):
+    """Pin model.source to the version it names now and digest every data file (never
+    cached): the tasks that read them take these as inputs, so their cache keys change when
+    the alias moves or the data change."""
+    from collections import namedtuple
+
+    from medprune.config import RunConfig
+    from medprune.load.fingerprint import resolve_inputs
+
+    resolved = resolve_inputs(RunConfig.from_json(config_json))
+    print(f"model {resolved.model_source} ({resolved.model_fingerprint}); data {resolved.data_sha256}")
+    out = namedtuple("ResolvedInputs", ["model_source", "model_fingerprint", "data_sha256"])
+    return out(resolved.model_source, resolved.model_fingerprint, resolved.data_json())
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def load_component(
+    config_json: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    model_source: str = "",
+    model_fingerprint: str = "",
+):
+    """Load the dense model (``model_source``: model.source pinned to a version by the
+    resolve task; empty: model.source) and save it as safetensors. ``model_fingerprint``
+    is in the cache key only."""
     from medprune.config import RunConfig
     from medprune.load.stage import stage_load
 
-    info = stage_load(RunConfig.from_json(config_json), model.path)
+    info = stage_load(RunConfig.from_json(config_json), model.path, source=model_source or None)
+    if model_fingerprint:
+        model.metadata["source_fingerprint"] = model_fingerprint
     model.metadata.update({k: v for k, v in info.items() if isinstance(v, (str, int, float))})
     metrics.log_metric("params", info["params"])
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def prune_component(config_json: str, dense_model: Input[Model], pruned_model: Output[Model], metrics: Output[Metrics]) -> float:
-    """Prune the dense model; returns the achieved sparsity."""
+def prune_component(
+    config_json: str, dense_model: Input[Model], pruned_model: Output[Model], metrics: Output[Metrics],
+    data_sha256: str = "",
+) -> float:
+    """Prune the dense model; returns the achieved sparsity. ``data_sha256`` (digests of the
+    data files, from the resolve task) is in the cache key only."""
     from medprune.config import RunConfig
     from medprune.prune.stage import stage_prune
 
@@ -44,8 +80,10 @@ def recover_component(
     teacher_model: Input[Model],
     recovered_model: Output[Model],
     metrics: Output[Metrics],
+    data_sha256: str = "",
 ):
-    """Fine-tune the pruned model with its sparsity kept, distilling from the dense teacher."""
+    """Fine-tune the pruned model with its sparsity kept, distilling from the dense teacher.
+    ``data_sha256`` is in the cache key only."""
     from medprune.config import RunConfig
     from medprune.recover.stage import stage_recover
 
@@ -66,6 +104,7 @@ def recover_custom_job_component(
     teacher_model: Input[Model],
     recovered_model: Output[Model],
     metrics: Output[Metrics],
+    data_sha256: str = "",
 ):
     """Run recovery as a Vertex AI custom job with its own worker pools (in process when
     not on Vertex)."""
@@ -81,8 +120,12 @@ def recover_custom_job_component(
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def evaluate_component(config_json: str, label: str, model: Input[Model], evaluation: Output[Artifact], metrics: Output[Metrics]):
-    """Evaluate one model (baseline or candidate) on the clinical data."""
+def evaluate_component(
+    config_json: str, label: str, model: Input[Model], evaluation: Output[Artifact], metrics: Output[Metrics],
+    data_sha256: str = "",
+):
+    """Evaluate one model (baseline or candidate) on the clinical data. ``data_sha256`` is
+    in the cache key only."""
     from medprune.config import RunConfig
     from medprune.evaluate.runner import flat_metrics
     from medprune.evaluate.stage import stage_evaluate

@@ -1,5 +1,5 @@
-"""The medprune pipeline: load -> prune -> recover -> evaluate (baseline, candidate) -> gate
--> register if the gate passed, else record why nothing was promoted."""
+"""The medprune pipeline: resolve inputs -> load -> prune -> recover -> evaluate (baseline,
+candidate) -> gate -> register if the gate passed, else record why nothing was promoted."""
 
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
 import json
@@ -17,50 +17,48 @@ from medprune.components.stage_components import (
     register_component,
     register_vertex_component,
 )
-from medprune.config import ResourceConfig, RunConfig
+from medprune.config import RunConfig
+from medprune.pipelines.common import (
+    configure,
+    never_cache,
+    pipeline_description,
+    pipeline_image,
+    resolve_inputs_task,
+)
 
 PIPELINE_NAME = "medprune"
-
-
-def _configure(task: dsl.PipelineTask, cfg: RunConfig, stage: str, display_name: str) -> dsl.PipelineTask:
-    """Image, resources and display name of one task (resources are used by Vertex and
-    ignored by the local runner)."""
-    res: ResourceConfig = cfg.pipeline.resources[stage]
-    task.set_container_image(cfg.pipeline.base_image)
-    task.set_display_name(display_name)
-    task.set_cpu_limit(res.cpu)
-    task.set_memory_limit(res.memory)
-    if res.accelerator_type:
-        task.set_accelerator_type(res.accelerator_type)
-        task.set_accelerator_limit(res.accelerator_count)
-    return task
+SUMMARY = "Prune, recover, evaluate and gate a clinical LLM."
 
 
 def _pipeline_job_resource_name(local: bool):
     """Vertex fills this placeholder with projects/P/locations/L/pipelineJobs/ID, which tells
-    the recover launcher where to submit its custom job. kfp.local cannot resolve it, so a
-    pipeline built for the local runner passes "local" (the launcher then runs in process)."""
+    the recover launcher where to submit its custom job and the register task its project
+    and region. kfp.local cannot resolve it, so a pipeline built for the local runner passes
+    "local" (the launcher then runs in process; register uses the config)."""
     return "local" if local else dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER
 
 
-def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model, local: bool) -> dsl.PipelineTask:
+def _recover_task(cfg: RunConfig, image: str, config_json, pruned_model, teacher_model, data_sha256,
+                  local: bool) -> dsl.PipelineTask:
     """The recover step: in the pipeline's own task, or (``recover.custom_job.enabled``) a
     small launcher task that runs it as a Vertex custom job with the configured worker pools."""
     if not cfg.recover.custom_job.enabled:
-        task = recover_component(config_json=config_json, pruned_model=pruned_model, teacher_model=teacher_model)
-        return _configure(task, cfg, "recover", "recover-finetune")
+        task = recover_component(config_json=config_json, pruned_model=pruned_model,
+                                 teacher_model=teacher_model, data_sha256=data_sha256)
+        return configure(task, cfg, image, "recover", "recover-finetune")
     from medprune.recover.custom_job import worker_pool_template
 
-    pools = worker_pool_template(cfg.recover.custom_job, cfg.pipeline.base_image)
+    pools = worker_pool_template(cfg.recover.custom_job, image)
     task = recover_custom_job_component(
         config_json=config_json,
         worker_pools_json=json.dumps(pools),
         pipeline_job_resource_name=_pipeline_job_resource_name(local),
         pruned_model=pruned_model,
         teacher_model=teacher_model,
+        data_sha256=data_sha256,
     )
     # The launcher only waits; the GPUs belong to the custom job.
-    task.set_container_image(cfg.pipeline.base_image)
+    task.set_container_image(image)
     task.set_display_name("recover-finetune-custom-job")
     task.set_cpu_limit("1")
     task.set_memory_limit("4G")
@@ -69,38 +67,44 @@ def _recover_task(cfg: RunConfig, config_json, pruned_model, teacher_model, loca
 
 def build_pipeline(cfg: RunConfig, *, local: bool = False):
     """Return the pipeline function for ``cfg``. The config travels as the ``config_json``
-    pipeline parameter (its default is ``cfg``), so a compiled template can be re-run with
-    another config without recompiling. ``local`` builds it for kfp.local, which cannot
-    resolve Vertex-only placeholders."""
+    pipeline parameter (its default is ``cfg``); the settings that shape the graph (registry
+    target, custom job, image, resources) are recorded in the description, and medprune
+    refuses to run the template with a config that differs in them. ``local`` builds it for
+    kfp.local, which cannot resolve Vertex-only placeholders."""
+    image = pipeline_image(cfg, local)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Prune, recover, evaluate and gate a clinical LLM.")
+    @dsl.pipeline(name=PIPELINE_NAME, description=pipeline_description(SUMMARY, cfg, image))
     def medprune_pipeline(config_json: str = cfg.to_json()):
-        load = _configure(load_component(config_json=config_json), cfg, "load", "load")
-        prune = _configure(
-            prune_component(config_json=config_json, dense_model=load.outputs["model"]), cfg, "prune", "prune"
+        inputs = resolve_inputs_task(config_json, cfg, image)
+        data_sha256 = inputs.outputs["data_sha256"]
+        load = configure(
+            load_component(config_json=config_json, model_source=inputs.outputs["model_source"],
+                           model_fingerprint=inputs.outputs["model_fingerprint"]),
+            cfg, image, "load", "load",
         )
-        recover = _recover_task(cfg, config_json, prune.outputs["pruned_model"], load.outputs["model"], local)
-        baseline = _configure(
-            evaluate_component(config_json=config_json, label="baseline", model=load.outputs["model"]),
-            cfg,
-            "evaluate",
-            "evaluate-baseline",
+        prune = configure(
+            prune_component(config_json=config_json, dense_model=load.outputs["model"], data_sha256=data_sha256),
+            cfg, image, "prune", "prune",
         )
-        candidate = _configure(
-            evaluate_component(config_json=config_json, label="candidate", model=recover.outputs["recovered_model"]),
-            cfg,
-            "evaluate",
-            "evaluate-candidate",
+        recover = _recover_task(cfg, image, config_json, prune.outputs["pruned_model"], load.outputs["model"],
+                                data_sha256, local)
+        baseline = configure(
+            evaluate_component(config_json=config_json, label="baseline", model=load.outputs["model"],
+                               data_sha256=data_sha256),
+            cfg, image, "evaluate", "evaluate-baseline",
         )
-        gate = _configure(
+        candidate = configure(
+            evaluate_component(config_json=config_json, label="candidate", model=recover.outputs["recovered_model"],
+                               data_sha256=data_sha256),
+            cfg, image, "evaluate", "evaluate-candidate",
+        )
+        gate = configure(
             gate_component(
                 config_json=config_json,
                 baseline=baseline.outputs["evaluation"],
                 candidate=candidate.outputs["evaluation"],
             ),
-            cfg,
-            "gate",
-            "gate",
+            cfg, image, "gate", "gate",
         )
         common = dict(
             config_json=config_json,
@@ -110,17 +114,20 @@ def build_pipeline(cfg: RunConfig, *, local: bool = False):
             baseline=baseline.outputs["evaluation"],
             candidate=candidate.outputs["evaluation"],
         )
-        # The vertex target also outputs a google.VertexModel artifact for the console.
+        # Registering (a new version each time) and recording the decision are never cached.
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
             if cfg.registry.target == "vertex":
-                # The pipeline root names the bucket at run time (kfp.local has no
-                # placeholder for the job's resource name, so the project and region come
-                # from the config resolved at submit time, or CLOUD_ML_* on Vertex AI).
-                register = register_vertex_component(**common, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER)
+                # Project and region come from this run's resource name and the bucket from
+                # its pipeline root (kfp placeholders), not from environment variables.
+                register = register_vertex_component(
+                    **common,
+                    job_resource_name=_pipeline_job_resource_name(local),
+                    pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+                )
             else:
                 register = register_component(**common)
-            _configure(register, cfg, "register", "register")
+            never_cache(configure(register, cfg, image, "register", "register"))
         with dsl.Else(name="gate-failed"):
-            _configure(not_promoted_component(**common), cfg, "gate", "not-promoted")
+            never_cache(configure(not_promoted_component(**common), cfg, image, "gate", "not-promoted"))
 
     return medprune_pipeline

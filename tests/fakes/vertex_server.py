@@ -79,6 +79,9 @@ class FakeVertex:
         self.templates: list[dict[str, Any]] = []
         self.endpoints: dict[str, dict[str, Any]] = {}
         self._fail_ops: dict[str, str] = {}
+        self.custom_jobs: dict[str, dict[str, Any]] = {}
+        #: State a custom job reaches on its first GET (None: it stays running until cancelled).
+        self.custom_job_final_state: str | None = "JOB_STATE_SUCCEEDED"
         self.operation_polls = operation_polls
         self._operations: dict[str, dict[str, Any]] = {}
         self._failures: list[_Failure] = []
@@ -189,6 +192,9 @@ class FakeVertex:
             ("GET", rf"^{_LOC}/pipelineJobs/(?P<job>[^/]+)$", self._get_pipeline_job),
             ("POST", rf"^{_LOC}/schedules$", self._create_schedule),
             ("GET", rf"^{_LOC}/schedules/(?P<schedule>[^/]+)$", self._get_schedule),
+            ("POST", rf"^{_LOC}/customJobs$", self._create_custom_job),
+            ("GET", rf"^{_LOC}/customJobs/(?P<job>[^/:]+)$", self._get_custom_job),
+            ("POST", rf"^{_LOC}/customJobs/(?P<job>[^/:]+):cancel$", self._cancel_custom_job),
         ]
         for m, rx, fn in routes:
             match = re.match(rx, p)
@@ -492,6 +498,37 @@ class FakeVertex:
         if name not in self.schedules:
             raise _HttpError(404, f"Schedule {name} not found")
         return 200, self.schedules[name]
+
+    # --- custom jobs -------------------------------------------------------------------
+    def _custom_job_name(self, g: dict) -> str:
+        return f"projects/{g['project']}/locations/{g['location']}/customJobs/{g['job']}"
+
+    def _create_custom_job(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
+        pools = (body.get("jobSpec") or {}).get("workerPoolSpecs") or []
+        if not body.get("displayName") or not pools:
+            raise _HttpError(400, "custom_job.display_name and job_spec.worker_pool_specs are required")
+        if any(not (p.get("containerSpec") or {}).get("imageUri") for p in pools):
+            raise _HttpError(400, "every worker pool needs container_spec.image_uri")
+        name = f"projects/{g['project']}/locations/{g['location']}/customJobs/{next(self._ids)}"
+        job = {**body, "name": name, "state": "JOB_STATE_PENDING",
+               "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        self.custom_jobs[name] = job
+        return 200, job
+
+    def _get_custom_job(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
+        job = self.custom_jobs.get(self._custom_job_name(g))
+        if job is None:
+            raise _HttpError(404, f"CustomJob {self._custom_job_name(g)} not found")
+        if job["state"] == "JOB_STATE_PENDING":
+            job["state"] = self.custom_job_final_state or "JOB_STATE_RUNNING"
+        return 200, job
+
+    def _cancel_custom_job(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
+        job = self.custom_jobs.get(self._custom_job_name(g))
+        if job is None:
+            raise _HttpError(404, f"CustomJob {self._custom_job_name(g)} not found")
+        job["state"] = "JOB_STATE_CANCELLED"
+        return 200, {}
 
     # --- KFP template repository ------------------------------------------------------
     def _upload_template(self, path: str, body: Any) -> tuple[int, Any]:

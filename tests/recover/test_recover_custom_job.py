@@ -28,6 +28,7 @@ def _cfg(tmp_path, job=JOB):
             "model": {"source": str(tmp_path)},
             "evaluate": {"mcq": str(tmp_path / "m.jsonl")},
             "recover": {"data": "gs://b/r.jsonl", "custom_job": job},
+            "pipeline": {"base_image": "us-docker.pkg.dev/p/r/medprune-gpu:1"},
         }
     )
 
@@ -46,15 +47,55 @@ def test_launch_command_spans_all_gpus(tmp_path):
         model_dir="/gcs/b/root/prune/pruned_model", teacher_dir="/gcs/b/root/load/model", out_dir="/gcs/b/root/recover/recovered_model",
     )
     cmd = pools[1]["container_spec"]["command"]
-    assert cmd[:2] == ["sh", "-c"]
-    assert "accelerate launch --num_processes 16" in cmd[2] and "--multi_gpu" in cmd[2]
-    assert "-m medprune.recover" in cmd[2] and "--teacher-dir /gcs/b/root/load/model" in cmd[2]
+    assert cmd[:6] == ["python", "-m", "medprune.recover.launch", "--processes-per-node", "8", "--multi-gpu"]
+    assert cmd[6] == "--" and cmd[-2:] == ["--teacher-dir", "/gcs/b/root/load/model"]
     assert config_path == "/gcs/b/root/recover/recovered_model.recover_config.json"
     assert report_path.endswith(".recover_report.json")
     fsdp = launch_command(cfg.recover.custom_job.model_copy(update={"fsdp": True}), ["--x"])
-    assert "--use_fsdp --fsdp_version 2" in fsdp[2]
+    assert "--fsdp" in fsdp and "--multi-gpu" not in fsdp
     cpu = launch_command(cfg.recover.custom_job.model_copy(update={"accelerator_type": None}), ["--x"])
     assert cpu == ["python", "-m", "medprune.recover", "--x"]
+
+
+# What Vertex AI sets in a custom container of a 3-node job (docs: "distributed training",
+# CLUSTER_SPEC): the pools' replicas and this replica's pool and index.
+CLUSTER_SPEC = {
+    "cluster": {
+        "workerpool0": ["cmle-training-workerpool0-ab12-0:2222"],
+        "workerpool1": ["cmle-training-workerpool1-ab12-0:2222", "cmle-training-workerpool1-ab12-1:2222"],
+    },
+    "environment": "cloud",
+    "task": {"type": "workerpool1", "index": 1},
+    "job": "{}",
+}
+
+
+def test_cluster_env_from_vertex_cluster_spec():
+    from medprune.recover.launch import accelerate_command, cluster_env
+
+    env = {"CLUSTER_SPEC": json.dumps(CLUSTER_SPEC)}
+    assert cluster_env(env) == {"MASTER_ADDR": "cmle-training-workerpool0-ab12-0", "MASTER_PORT": "2222",
+                                "WORLD_SIZE": "3", "RANK": "2"}
+    chief = {"CLUSTER_SPEC": json.dumps({**CLUSTER_SPEC, "task": {"type": "workerpool0", "index": 0}})}
+    assert cluster_env(chief)["RANK"] == "0"
+    # Vertex's prebuilt PyTorch containers set the torch variables: they win when all are set
+    torch_env = {"MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "23456", "WORLD_SIZE": "2", "RANK": "1", **env}
+    assert cluster_env(torch_env) == {"MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "23456", "WORLD_SIZE": "2", "RANK": "1"}
+    assert cluster_env({}) == {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "1", "RANK": "0"}
+    cmd = accelerate_command(8, fsdp=False, multi_gpu=True, module_args=["--x"], environ=env)
+    assert cmd == ["accelerate", "launch", "--num_processes", "24", "--num_machines", "3", "--machine_rank", "2",
+                   "--main_process_ip", "cmle-training-workerpool0-ab12-0", "--main_process_port", "2222",
+                   "--multi_gpu", "-m", "medprune.recover", "--x"]
+
+
+def test_unreadable_cluster_spec_is_an_error():
+    from medprune.errors import RecoveryError
+    from medprune.recover.launch import cluster_env
+
+    with pytest.raises(RecoveryError, match="CLUSTER_SPEC from Vertex AI is not readable"):
+        cluster_env({"CLUSTER_SPEC": '{"cluster": {}}'})
+    with pytest.raises(RecoveryError, match="workerpool2"):
+        cluster_env({"CLUSTER_SPEC": json.dumps({**CLUSTER_SPEC, "task": {"type": "workerpool2", "index": 0}})})
 
 
 def test_vertex_detection_and_paths():
@@ -108,3 +149,67 @@ def test_compiled_pipeline_without_custom_job_passes_teacher(tmp_path):
     (_name, task), = _recover_tasks(spec).items()
     assert "worker_pools_json" not in task["inputs"].get("parameters", {})
     assert task["inputs"]["artifacts"]["teacher_model"]["taskOutputArtifact"] == {"outputArtifactKey": "model", "producerTask": "load-component"}
+
+
+CMEK = "projects/medprune-test/locations/us-central1/keyRings/kr/cryptoKeys/k"
+NETWORK = "projects/123/global/networks/vpc"
+
+
+def _vertex_cfg(tmp_path, vertex_env):
+    return parse_config(
+        {
+            "model": {"source": str(tmp_path)},
+            "evaluate": {"mcq": str(tmp_path / "m.jsonl")},
+            "recover": {"data": "/gcs/b/r.jsonl", "custom_job": JOB},
+            "vertex": vertex_env.vertex_section(network=NETWORK, encryption_spec_key_name=CMEK),
+        }
+    )
+
+
+def test_custom_job_runs_with_the_pipelines_account_network_and_key(tmp_path, vertex_env):
+    from medprune.recover.custom_job import submit_and_wait
+
+    cfg = _vertex_cfg(tmp_path, vertex_env)
+    pools, _, _ = build_job_spec(cfg, worker_pool_template(cfg.recover.custom_job, "us-docker.pkg.dev/p/r/medprune-gpu:1"),
+                                 model_dir="/gcs/b/m", teacher_dir=None, out_dir="/gcs/b/out")
+    name = submit_and_wait(cfg, pools, project="medprune-test", location="us-central1", display_name="run-1-recover",
+                           base_output_dir="gs://b/root", progress=lambda m: None)
+    (req,) = vertex_env.vertex.find("POST", r"customJobs$")
+    body = req.json
+    assert body["encryptionSpec"] == {"kmsKeyName": CMEK}
+    assert body["jobSpec"]["network"] == NETWORK
+    assert body["jobSpec"]["serviceAccount"] == cfg.vertex.service_account  # the pipeline's own account
+    assert body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] == "us-docker.pkg.dev/p/r/medprune-gpu:1"
+    assert name == vertex_env.vertex.custom_jobs[name]["name"]
+    assert not vertex_env.vertex.find("POST", r":cancel$")
+
+
+def test_cancelling_the_pipeline_task_cancels_the_custom_job(tmp_path, vertex_env):
+    import os
+    import signal
+    import threading
+
+    from medprune.errors import RecoveryError
+    from medprune.recover.custom_job import submit_and_wait
+
+    vertex_env.vertex.custom_job_final_state = None  # the job keeps running
+    cfg = _vertex_cfg(tmp_path, vertex_env)
+    pools, _, _ = build_job_spec(cfg, worker_pool_template(cfg.recover.custom_job, "img"),
+                                 model_dir="/gcs/b/m", teacher_dir=None, out_dir="/gcs/b/out")
+
+    def stop_when_running():  # Vertex AI stops a cancelled task's container with SIGTERM
+        for _ in range(200):
+            if vertex_env.vertex.find("GET", r"customJobs/\d+$"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            threading.Event().wait(0.05)
+
+    threading.Thread(target=stop_when_running, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RecoveryError, match="cancelled \\(signal SIGTERM\\)"):
+        submit_and_wait(cfg, pools, project="medprune-test", location="us-central1", display_name="run-2-recover",
+                        base_output_dir="gs://b/root", progress=lambda m: None)
+    (cancel,) = vertex_env.vertex.find("POST", r"customJobs/\d+:cancel$")
+    (job,) = vertex_env.vertex.custom_jobs.values()
+    assert cancel.path.endswith(job["name"] + ":cancel") and job["state"] == "JOB_STATE_CANCELLED"
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is removed again

@@ -19,6 +19,8 @@ def vertex_cfg(tmp_path, tiny_model_dir, vertex_env):
     data["vertex"] = vertex_env.vertex_section(
         labels={"env": "test"},
         template_repository=f"{vertex_env.vertex.endpoint}/kfp/medprune-test/pipelines")
+    # terraform output image_repository: the default image is REPO/medprune-gpu:VERSION
+    data["pipeline"] = {"image_repository": "us-central1-docker.pkg.dev/medprune-test/medprune-test"}
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -59,3 +61,39 @@ def test_bad_cron_exits_2_with_message(vertex_cfg, vertex_env, tmp_path, capsys)
     assert main(["schedule", str(vertex_cfg), "--template", str(template), "--cron", "every monday"]) == 2
     assert "expected 'TZ=Area/City" in capsys.readouterr().err
     assert vertex_env.vertex.requests == []
+
+
+def test_schedule_and_submit_refuse_a_config_the_template_was_not_compiled_from(vertex_cfg, vertex_env, tmp_path, capsys):
+    template = tmp_path / "pipeline.yaml"
+    assert main(["compile", str(vertex_cfg), "-o", str(template)]) == 0
+    capsys.readouterr()
+    # the template has the vertex register task; a config asking for the local registry and
+    # a custom job would run the template's graph, not its own
+    assert main(["schedule", str(vertex_cfg), "--template", str(template), "--cron", "TZ=Etc/UTC 0 3 * * 1",
+                 "--set", "registry.target=local", "--set", "recover.custom_job.enabled=true"]) == 2
+    err = capsys.readouterr().err
+    assert "registry.target: template 'vertex', config 'local'" in err
+    assert "recover.custom_job.enabled: template False, config True" in err
+    assert main(["submit", str(vertex_cfg), "--template", str(template),
+                 "--set", "pipeline.resources.prune.memory=200G",
+                 "--set", "pipeline.image_tag=v2"]) == 2
+    err = capsys.readouterr().err
+    assert "pipeline.resources.prune.memory: template '64G', config '200G'" in err
+    assert "pipeline.image: template 'us-central1-docker.pkg.dev/medprune-test/medprune-test/medprune-gpu:" in err
+    assert "medprune-gpu:v2'" in err
+    assert vertex_env.vertex.requests == []  # nothing was sent
+    # settings that do not shape the graph may differ: that is what config_json is for
+    assert main(["submit", str(vertex_cfg), "--template", str(template), "--set", "prune.sparsity=0.3",
+                 "--job-id", "other-sparsity"]) == 0
+    (req,) = vertex_env.vertex.find("POST", r"pipelineJobs$")
+    assert json.loads(req.json["runtimeConfig"]["parameterValues"]["config_json"])["prune"]["sparsity"] == 0.3
+
+
+def test_template_without_a_graph_record_is_refused(vertex_cfg, vertex_env, tmp_path, capsys):
+    template = tmp_path / "pipeline.yaml"
+    assert main(["compile", str(vertex_cfg), "-o", str(template)]) == 0
+    spec = yaml.safe_load(template.read_text())
+    spec["pipelineInfo"].pop("description", None)
+    template.write_text(yaml.safe_dump(spec))
+    assert main(["submit", str(vertex_cfg), "--template", str(template)]) == 2
+    assert "records no medprune graph settings" in capsys.readouterr().err

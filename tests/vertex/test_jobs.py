@@ -10,6 +10,7 @@ from kfp import compiler, dsl
 
 from medprune.config import parse_config
 from medprune.errors import ConfigError, VertexError
+from medprune.vertex.template import describe, graph_settings
 from medprune.vertex.jobs import (
     pipeline_parameters,
     schedule_pipeline,
@@ -27,7 +28,21 @@ def echo(config_json: str):
     return dsl.ContainerSpec(image="python:3.11-slim", command=["echo"], args=[config_json])
 
 
-@dsl.pipeline(name="medprune-test-pipeline")
+def make_cfg(vertex: dict):
+    return parse_config({
+        "run_name": "nightly-prune",
+        "model": {"source": "gs://models-bucket/llama", "name": "clinical-llama"},
+        "evaluate": {"mcq": "gs://data-bucket/mcq.jsonl"},
+        "registry": {"target": "vertex"},
+        "vertex": vertex,
+    })
+
+
+# A small pipeline that records the graph settings of the configs below, as medprune's does.
+_DESCRIPTION = describe("test", graph_settings(make_cfg({}), "europe-docker.pkg.dev/p/r/medprune-cpu:1"))
+
+
+@dsl.pipeline(name="medprune-test-pipeline", description=_DESCRIPTION)
 def _pipeline(config_json: str, project: str = "", location: str = ""):
     echo(config_json=config_json)
 
@@ -37,16 +52,6 @@ def template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tpl") / "pipeline.yaml"
     compiler.Compiler().compile(_pipeline, str(path))
     return path
-
-
-def make_cfg(vertex: dict):
-    return parse_config({
-        "run_name": "nightly-prune",
-        "model": {"source": "gs://models-bucket/llama", "name": "clinical-llama"},
-        "evaluate": {"mcq": "gs://data-bucket/mcq.jsonl"},
-        "registry": {"target": "vertex"},
-        "vertex": vertex,
-    })
 
 
 def test_submit_sends_everything_from_config(vertex_env, template) -> None:

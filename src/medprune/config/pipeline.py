@@ -38,9 +38,21 @@ STAGES = ("load", "prune", "recover", "evaluate", "gate", "register")
 
 
 class PipelineConfig(_Strict):
-    base_image: str = Field(
-        default="python:3.11-slim",
-        description="Container image holding medprune and kfp; every component runs in it.",
+    base_image: str | None = Field(
+        default=None,
+        description="Container image holding medprune and kfp; every component runs in it. "
+        "Unset: IMAGE_REPOSITORY/medprune-{gpu,cpu}:IMAGE_TAG, the image containers/ builds.",
+    )
+    image_repository: str | None = Field(
+        default=None,
+        description="Artifact Registry Docker repository of the medprune images, "
+        "REGION-docker.pkg.dev/PROJECT/REPO (terraform output image_repository); "
+        "defaults to $MEDPRUNE_IMAGE_REPOSITORY.",
+    )
+    image_tag: str | None = Field(
+        default=None,
+        description="Tag of the medprune image (cloudbuild _TAG); defaults to the medprune version.",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$",
     )
     resources: dict[str, ResourceConfig] = Field(default_factory=_default_resources)
 

@@ -13,10 +13,14 @@ from medprune.preflight.model import inspect_model_folder
 from medprune.progress import Progress
 
 
-def stage_load(cfg: RunConfig, out_dir: str | Path, *, progress: Progress = print) -> dict:
-    """Resolve ``model.source``, load it safely and save it as the pipeline's dense model."""
+def stage_load(
+    cfg: RunConfig, out_dir: str | Path, *, source: str | None = None, progress: Progress = print
+) -> dict:
+    """Resolve ``model.source`` (or ``source``: the same model pinned to a version by
+    :func:`medprune.load.fingerprint.resolve_inputs`), load it safely and save it as the
+    pipeline's dense model."""
     with tempfile.TemporaryDirectory(prefix="medprune-load-") as work:
-        src = resolve_model_source(cfg.model.source, work)
+        src = resolve_model_source(source or cfg.model.source, work)
         # the preflight's folder checks, again here: a gs:// or vertex:// source is only
         # on this machine now (family, remote code, tensors against the config, tokenizer)
         inspect_model_folder(src, trust_remote_code=cfg.model.trust_remote_code)
@@ -25,6 +29,7 @@ def stage_load(cfg: RunConfig, out_dir: str | Path, *, progress: Progress = prin
         params = sum(p.numel() for p in model.parameters())
         info = {
             "source": cfg.model.source,
+            "resolved_source": source or cfg.model.source,
             "model_type": model.config.model_type,
             "architecture": type(model).__name__,
             "params": params,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,24 +51,17 @@ def worker_pool_template(job: CustomJobConfig, image: str) -> list[dict[str, Any
 
 
 def launch_command(job: CustomJobConfig, module_args: list[str]) -> list[str]:
-    """The container command of every worker. ``accelerate launch`` starts one process per
-    accelerator; across nodes it reads the rendezvous Vertex sets (MASTER_ADDR, MASTER_PORT,
-    WORLD_SIZE = nodes, RANK = node rank)."""
+    """The container command of every worker: one process, or
+    :mod:`medprune.recover.launch`, which reads the node's place in the cluster from the
+    environment Vertex AI sets (``CLUSTER_SPEC``, or ``MASTER_ADDR``/``MASTER_PORT``/
+    ``WORLD_SIZE``/``RANK``) and starts ``accelerate launch`` with one process per
+    accelerator."""
     if job.launcher == "python" or not job.accelerator_type:
         return ["python", "-m", "medprune.recover", *module_args]
     per_node = max(job.accelerator_count, 1)
-    total = per_node * job.replica_count
-    launch = [
-        "accelerate", "launch",
-        "--num_processes", str(total),
-        "--num_machines", '"${WORLD_SIZE:-1}"',
-        "--machine_rank", '"${RANK:-0}"',
-        "--main_process_ip", '"${MASTER_ADDR:-127.0.0.1}"',
-        "--main_process_port", '"${MASTER_PORT:-29500}"',
-    ]
-    launch += ["--use_fsdp", "--fsdp_version", "2"] if job.fsdp else (["--multi_gpu"] if total > 1 else [])
-    launch += ["-m", "medprune.recover", *(shlex.quote(a) for a in module_args)]
-    return ["sh", "-c", " ".join(launch)]
+    mode = ["--fsdp"] if job.fsdp else ["--multi-gpu"]
+    return ["python", "-m", "medprune.recover.launch", "--processes-per-node", str(per_node), *mode,
+            "--", *module_args]
 
 
 def gcs_uri(path: str) -> str:
@@ -107,6 +102,42 @@ def build_job_spec(
     return filled, config_path, report_path
 
 
+def job_run_settings(cfg: RunConfig) -> dict[str, Any]:
+    """Service account, network and CMEK key of the custom job: the job's own service
+    account if set, else the pipeline's (``vertex.service_account``; Terraform lets it act
+    as itself), and the pipeline's network and key, so the job runs with the same identity,
+    on the same VPC and under the same key as the pipeline that started it."""
+    v = cfg.vertex
+    return {
+        "service_account": cfg.recover.custom_job.service_account or (v.service_account if v else None),
+        "network": v.network if v else None,
+        "encryption_spec_key_name": v.encryption_spec_key_name if v else None,
+    }
+
+
+@contextmanager
+def cancel_on_signals(cancel: Callable[[], None], what: str,
+                      signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """While the block runs, SIGTERM / SIGINT (Vertex AI stops a cancelled pipeline task's
+    container with SIGTERM) first calls ``cancel`` (so the custom job does not run on,
+    holding its GPUs, after the pipeline was cancelled), then raises RecoveryError."""
+    previous = {}
+
+    def handler(signum, frame):  # noqa: ARG001
+        try:
+            cancel()
+        finally:
+            raise RecoveryError(f"{what}: cancelled (signal {signal.Signals(signum).name})")
+
+    for s in signals:
+        previous[s] = signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def submit_and_wait(
     cfg: RunConfig,
     pools: list[dict[str, Any]],
@@ -115,34 +146,56 @@ def submit_and_wait(
     location: str,
     display_name: str,
     base_output_dir: str,
+    api_endpoint: str | None = None,
+    progress=print,
 ) -> str:
-    """Submit the custom job and block until it ends; return its resource name.
-    Raises :class:`RecoveryError` if it did not succeed."""
+    """Submit the custom job and block until it ends; return its resource name. The job is
+    cancelled if this process is told to stop. Raises :class:`RecoveryError` if it did not
+    succeed."""
     from google.cloud import aiplatform
 
+    from medprune.vertex.client import aiplatform_init_for
+
+    aiplatform_init_for(project, location, api_endpoint)
     job_cfg = cfg.recover.custom_job
+    settings = job_run_settings(cfg)
     job = aiplatform.CustomJob(
         display_name=display_name[:128],
         worker_pool_specs=pools,
         base_output_dir=base_output_dir,
+        # the SDK refuses to build a job without a staging bucket (none is set by
+        # aiplatform.init inside a pipeline task): the job's own output directory
+        staging_bucket=base_output_dir,
         project=project,
         location=location,
         labels={"medprune-stage": "recover"},
+        encryption_spec_key_name=settings["encryption_spec_key_name"],
     )
-    run_kwargs: dict[str, Any] = {
-        "service_account": job_cfg.service_account,
+    submit_kwargs: dict[str, Any] = {
+        "service_account": settings["service_account"],
+        "network": settings["network"],
         "timeout": int(job_cfg.timeout_hours * 3600),
         "restart_job_on_worker_restart": True,  # a preempted worker restarts and resumes
-        "sync": True,
     }
     if job_cfg.spot:
         from google.cloud.aiplatform_v1.types import custom_job as custom_job_types
 
-        run_kwargs["scheduling_strategy"] = custom_job_types.Scheduling.Strategy.SPOT
-    try:
-        job.run(**run_kwargs)
-    except Exception as exc:
-        raise RecoveryError(f"recover custom job {display_name} failed: {exc}") from exc
+        submit_kwargs["scheduling_strategy"] = custom_job_types.Scheduling.Strategy.SPOT
+
+    def cancel() -> None:
+        if getattr(job, "_gca_resource", None) is not None and job._gca_resource.name:
+            progress(f"cancelling custom job {job.resource_name}")
+            job.cancel()
+
+    with cancel_on_signals(cancel, f"recover custom job {display_name}"):
+        try:
+            job.submit(**submit_kwargs)
+            progress(f"recover custom job {job.resource_name} submitted")
+            job.wait_for_completion()
+        except RecoveryError:
+            raise
+        except Exception as exc:
+            raise RecoveryError(f"recover custom job {display_name} failed: {exc}") from exc
     return job.resource_name
 
 
@@ -178,6 +231,8 @@ def run_recover_step(
         location=location,
         display_name=f"{pipeline_job}-recover",
         base_output_dir=gcs_uri(str(Path(out_dir).parent)),
+        api_endpoint=(cfg.vertex.api_endpoint if cfg.vertex else None),
+        progress=progress,
     )
     progress(f"recover custom job {name} finished")
     try:

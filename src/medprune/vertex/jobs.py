@@ -24,6 +24,7 @@ import yaml
 from medprune.config import RunConfig, VertexConfig, resolve_vertex
 from medprune.errors import ConfigError, VertexError
 from medprune.vertex.client import aiplatform_init
+from medprune.vertex.template import check_template_matches
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ def _pipeline_job(cfg: RunConfig, template_path: str | Path, v: VertexConfig,
                   job_id: str | None):
     from google.cloud import aiplatform
 
+    # A template run with a config that would compile to another graph is refused here,
+    # naming the fields, before anything is sent.
+    check_template_matches(cfg, template_path)
     return aiplatform.PipelineJob(
         display_name=cfg.run_name,
         template_path=str(template_path),
