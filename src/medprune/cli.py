@@ -164,9 +164,18 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         name = schedule_pipeline(
             cfg, template, args.cron, max_concurrent_runs=args.max_concurrent_runs,
             start_time=args.start_time, end_time=args.end_time, max_run_count=args.max_run_count,
-            enable_caching=args.caching,
+            enable_caching=args.caching, display_name=args.display_name, replace=args.replace,
         )
     print(f"schedule: {name}")
+    return 0
+
+
+def cmd_unschedule(args: argparse.Namespace) -> int:
+    from medprune.vertex.jobs import delete_schedules
+
+    cfg = _load(args)
+    deleted = delete_schedules(cfg, args.display_name)
+    print(f"deleted {len(deleted)} schedule(s)" + "".join(f"\n  {d}" for d in deleted))
     return 0
 
 
@@ -317,7 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-time", help="first possible run, RFC 3339 (e.g. 2027-01-04T00:00:00Z)")
     p.add_argument("--end-time", help="no runs after this time, RFC 3339")
     p.add_argument("--max-run-count", type=int, help="stop after this many runs")
+    p.add_argument("--display-name", help="schedule name (default RUN_NAME-schedule)")
+    p.add_argument("--replace", action="store_true",
+                   help="first delete the schedules with this display name (re-applying leaves one)")
     p.set_defaults(func=cmd_schedule)
+
+    p = with_config(sub.add_parser("unschedule", help="delete the Vertex AI schedules of this config"))
+    p.add_argument("--display-name", help="schedule name (default RUN_NAME-schedule)")
+    p.set_defaults(func=cmd_unschedule)
 
     p = sub.add_parser("upload-template", help="upload a compiled pipeline to an Artifact Registry KFP repository")
     p.add_argument("template", help="compiled pipeline YAML")

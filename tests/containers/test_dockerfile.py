@@ -131,3 +131,25 @@ def test_cloudbuild_builds_and_pushes_both_targets() -> None:
     prefix = cb["substitutions"]["_IMAGE_PREFIX"]
     assert re.fullmatch(r"\$\{_REGION\}-docker\.pkg\.dev/\$\{PROJECT_ID\}/\$\{_REPOSITORY\}", prefix)
     assert cb["options"]["dynamicSubstitutions"] is True
+
+
+def test_cloudbuild_tag_is_never_empty_and_the_version_tag_is_pushed() -> None:
+    """`gcloud builds submit` has no SHORT_SHA: a tag defaulting to it is empty and the build
+    fails; and `medprune compile` defaults to REPO/medprune-{gpu,cpu}:VERSION."""
+    import tomllib
+
+    cb = yaml.safe_load((ROOT / "containers" / "cloudbuild.yaml").read_text())
+    tag = cb["substitutions"]["_TAG"]
+    assert "${BUILD_ID}" in tag and "SHORT_SHA" not in tag
+    (step,) = [s for s in cb["steps"] if s.get("id") == "version-tags"]
+    script = step["args"][-1]
+    assert "pyproject.toml" in script and "docker push" in script
+    assert "medprune-$$target:$$VERSION" in script
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    import re as _re
+
+    got = _re.search(r"sed -n '(.*)' pyproject.toml", script).group(1).replace("$$", "$")
+    import subprocess
+
+    out = subprocess.run(["sed", "-n", got, str(ROOT / "pyproject.toml")], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[0] == version

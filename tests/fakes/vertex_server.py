@@ -192,6 +192,8 @@ class FakeVertex:
             ("GET", rf"^{_LOC}/pipelineJobs/(?P<job>[^/]+)$", self._get_pipeline_job),
             ("POST", rf"^{_LOC}/schedules$", self._create_schedule),
             ("GET", rf"^{_LOC}/schedules/(?P<schedule>[^/]+)$", self._get_schedule),
+            ("GET", rf"^{_LOC}/schedules$", self._list_schedules),
+            ("DELETE", rf"^{_LOC}/schedules/(?P<schedule>[^/]+)$", self._delete_schedule),
             ("POST", rf"^{_LOC}/customJobs$", self._create_custom_job),
             ("GET", rf"^{_LOC}/customJobs/(?P<job>[^/:]+)$", self._get_custom_job),
             ("POST", rf"^{_LOC}/customJobs/(?P<job>[^/:]+):cancel$", self._cancel_custom_job),
@@ -498,6 +500,25 @@ class FakeVertex:
         if name not in self.schedules:
             raise _HttpError(404, f"Schedule {name} not found")
         return 200, self.schedules[name]
+
+    def _list_schedules(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
+        flt = (query.get("filter") or [""])[0]
+        m = re.search(r'display_name\s*=\s*"([^"]*)"', flt)
+        prefix = f"projects/{g['project']}/locations/{g['location']}/schedules/"
+        out = [s for n, s in self.schedules.items()
+               if n.startswith(prefix) and (m is None or s.get("displayName") == m.group(1))]
+        return 200, {"schedules": out}
+
+    def _delete_schedule(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
+        name = f"projects/{g['project']}/locations/{g['location']}/schedules/{g['schedule']}"
+        if self.schedules.pop(name, None) is None:
+            raise _HttpError(404, f"Schedule {name} not found")
+        op_id = str(next(self._ids))
+        op = {"name": f"projects/{g['project']}/locations/{g['location']}/operations/{op_id}", "done": True,
+              "metadata": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteOperationMetadata"},
+              "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}}
+        self._operations[op_id] = {"op": op, "polls_left": 0}
+        return 200, op
 
     # --- custom jobs -------------------------------------------------------------------
     def _custom_job_name(self, g: dict) -> str:

@@ -149,3 +149,63 @@ def test_terraform_fmt() -> None:
     proc = subprocess.run([tool, "fmt", "-check", "-recursive", "-diff", str(ROOT / "infra")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_kms_grants_wait_for_the_service_agents(module) -> None:
+    """On a new project the Vertex AI and Artifact Registry service agents do not exist until
+    asked for; granting the key to them first fails the apply."""
+    res = _resources(module)
+    agents = res[("google_project_service_identity", "agents")]
+    assert agents["provider"] in ("google-beta", "${google-beta}")
+    assert "aiplatform.googleapis.com" in agents["for_each"] and "artifactregistry.googleapis.com" in agents["for_each"]
+    grants = res[("google_kms_crypto_key_iam_member", "service_agents")]
+    text = str(grants["for_each"])
+    assert 'google_project_service_identity.agents["aiplatform.googleapis.com"].member' in text
+    assert 'google_project_service_identity.agents["artifactregistry.googleapis.com"].member' in text
+    assert "gcp-sa-aiplatform" not in text  # no hand-built agent e-mails
+    assert "${google_project_service_identity.agents}" in grants["depends_on"]
+    versions = _load(MODULE)["terraform"][0]["required_providers"][0]
+    assert versions["google-beta"]["source"] == "hashicorp/google-beta"
+
+
+def test_cloud_build_may_push_images_and_the_pipeline_may_act_as_itself(module) -> None:
+    res = _resources(module)
+    push = res[("google_artifact_registry_repository_iam_member", "build_push")]
+    assert push["role"] == "roles/artifactregistry.writer"
+    assert push["repository"] == "${google_artifact_registry_repository.images.name}"
+    assert push["member"] == "${google_service_account.build.member}"
+    assert res[("google_project_iam_member", "build_logs")]["role"] == "roles/logging.logWriter"
+    self_use = res[("google_service_account_iam_member", "pipeline_acts_as_itself")]
+    assert self_use["service_account_id"] == "${google_service_account.pipeline.name}"
+    assert self_use["member"] == "${google_service_account.pipeline.member}"
+    assert self_use["role"] == "roles/iam.serviceAccountUser"
+
+
+def test_schedule_waits_for_a_template_and_is_replaced_and_deleted_cleanly(module) -> None:
+    res = _resources(module)
+    variables = _variables(module)
+    assert variables["enable_schedule"]["default"] is False
+    assert variables["schedule_template"]["default"] == ""
+    schedule = res[("terraform_data", "schedule")]
+    conditions = " ".join(p["condition"] for p in schedule["lifecycle"][0]["precondition"])
+    assert "fileexists(var.schedule_template)" in conditions and "fileexists(var.schedule_config)" in conditions
+    create, destroy = (p["local-exec"] for p in schedule["provisioner"])
+    assert "--replace" in create["command"] and "--display-name" in create["command"]
+    assert destroy["when"] in ("destroy", "${destroy}") and destroy["command"].startswith("medprune unschedule ")
+    assert "${self.input.display_name}" in destroy["command"]  # destroy-time: only self
+    assert "filesha256(var.schedule_template)" in schedule["triggers_replace"]["template_sha256"]
+    for env in ENVS:
+        env_vars = _variables(_load(ROOT / "infra" / "envs" / env))
+        assert env_vars["enable_schedule"]["default"] is False, env
+        assert env_vars["schedule_template"]["default"] == "", env
+
+
+def test_outputs_give_every_value_the_example_configs_take_from_the_environment(module) -> None:
+    from medprune.config.environment import OPTIONAL_FROM_ENV
+    from medprune.vertex.template import IMAGE_REPOSITORY_ENV
+
+    outputs = {n: b for block in module["output"] for n, b in block.items()}
+    text = str(outputs["medprune_env"]["value"]) + str(module["locals"])
+    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "MEDPRUNE_BUCKET", IMAGE_REPOSITORY_ENV,
+                *(v for v in OPTIONAL_FROM_ENV.values() if v != "MEDPRUNE_NETWORK")):
+        assert var in text, var

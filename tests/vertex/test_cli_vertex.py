@@ -97,3 +97,41 @@ def test_template_without_a_graph_record_is_refused(vertex_cfg, vertex_env, tmp_
     template.write_text(yaml.safe_dump(spec))
     assert main(["submit", str(vertex_cfg), "--template", str(template)]) == 2
     assert "records no medprune graph settings" in capsys.readouterr().err
+
+
+def test_schedule_replace_and_unschedule_leave_no_orphans(vertex_cfg, vertex_env, tmp_path, capsys):
+    template = tmp_path / "pipeline.yaml"
+    assert main(["compile", str(vertex_cfg), "-o", str(template)]) == 0
+    cron = ["--cron", "TZ=Etc/UTC 0 3 * * 1"]
+    assert main(["schedule", str(vertex_cfg), "--template", str(template), *cron]) == 0
+    # terraform re-applies (cron or template changed): the old schedule is replaced, not kept
+    assert main(["schedule", str(vertex_cfg), "--template", str(template), "--cron", "TZ=Etc/UTC 0 4 * * 1",
+                 "--replace"]) == 0
+    (only,) = vertex_env.vertex.schedules.values()
+    assert only["cron"] == "TZ=Etc/UTC 0 4 * * 1" and only["displayName"] == "test-run-schedule"
+    assert len(vertex_env.vertex.find("DELETE", r"schedules/\d+$")) == 1
+    # terraform destroy
+    assert main(["unschedule", str(vertex_cfg)]) == 0
+    assert vertex_env.vertex.schedules == {}
+    assert "deleted 1 schedule(s)" in capsys.readouterr().out
+
+
+def test_config_takes_project_values_from_terraform_outputs(vertex_cfg, vertex_env, tmp_path, monkeypatch, capsys):
+    """examples/*.yaml name no project: ${VAR} in values, and the vertex fields terraform
+    outputs (medprune_env) come from the environment."""
+    data = yaml.safe_load(vertex_cfg.read_text())
+    data["vertex"].pop("service_account", None)
+    data["evaluate"]["mcq"] = "${DATA_DIR}/" + data["evaluate"]["mcq"].rsplit("/", 1)[1]
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MEDPRUNE_SERVICE_ACCOUNT", "medprune-prod-pipeline@medprune-test.iam.gserviceaccount.com")
+    monkeypatch.setenv("MEDPRUNE_KMS_KEY", "projects/medprune-test/locations/us-central1/keyRings/r/cryptoKeys/k")
+    vertex_cfg.write_text(yaml.safe_dump(data))
+    assert main(["submit", str(vertex_cfg), "--job-id", "from-env"]) == 0, capsys.readouterr().err
+    (req,) = vertex_env.vertex.find("POST", r"pipelineJobs$")
+    assert req.json["serviceAccount"] == "medprune-prod-pipeline@medprune-test.iam.gserviceaccount.com"
+    assert req.json["encryptionSpec"]["kmsKeyName"].endswith("cryptoKeys/k")
+    sent = json.loads(req.json["runtimeConfig"]["parameterValues"]["config_json"])
+    assert sent["evaluate"]["mcq"] == str(tmp_path / "data" / "mcq.jsonl")
+    monkeypatch.delenv("DATA_DIR")
+    assert main(["validate", str(vertex_cfg)]) == 2
+    assert "evaluate.mcq: ${DATA_DIR} is not set in the environment" in capsys.readouterr().err

@@ -21,3 +21,11 @@ output "pipeline_service_account" {
 output "kms_key" {
   value = module.medprune.kms_key
 }
+
+output "build_service_account" {
+  value = module.medprune.build_service_account
+}
+
+output "medprune_env" {
+  value = module.medprune.medprune_env
+}

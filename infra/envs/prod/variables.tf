@@ -16,9 +16,9 @@ variable "pipeline_submitters" {
 }
 
 variable "enable_schedule" {
-  description = "Create the Vertex AI schedule."
+  description = "Create the Vertex AI schedule (needs schedule_template: apply once without it, build and compile, then enable)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "schedule_cron" {
@@ -28,9 +28,9 @@ variable "schedule_cron" {
 }
 
 variable "schedule_template" {
-  description = "Compiled pipeline the schedule runs."
+  description = "Compiled pipeline the schedule runs (relative to this folder), e.g. ../../../pipeline.yaml."
   type        = string
-  default     = "../../../pipeline.yaml"
+  default     = ""
 }
 
 variable "team" {

@@ -27,3 +27,15 @@ output "kms_key" {
   description = "CMEK key (vertex.encryption_spec_key_name), or null."
   value       = local.kms_key_id
 }
+
+output "build_service_account" {
+  description = "Cloud Build account that pushes the images (gcloud builds submit --service-account)."
+  value       = google_service_account.build.id
+}
+
+output "medprune_env" {
+  description = "Environment for medprune (export each): project, region, bucket, run-as account, CMEK key, image and template repositories; the example configs take them from here."
+  value = merge(local.schedule_env, {
+    MEDPRUNE_TEMPLATE_REPOSITORY = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}"
+  })
+}

@@ -78,9 +78,9 @@ variable "schedule_config" {
 }
 
 variable "schedule_template" {
-  description = "Path of the compiled pipeline YAML the schedule runs."
+  description = "Path of the compiled pipeline YAML the schedule runs (needed with enable_schedule; compile it after the images are built)."
   type        = string
-  default     = "pipeline.yaml"
+  default     = ""
 }
 
 variable "labels" {

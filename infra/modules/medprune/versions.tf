@@ -5,5 +5,10 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 5.40, < 7.0"
     }
+    # google_project_service_identity (service agents before the KMS grants) is beta-only
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 5.40, < 7.0"
+    }
   }
 }

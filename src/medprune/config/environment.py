@@ -2,7 +2,10 @@
 
 ``vertex.project``, ``vertex.location`` and ``vertex.staging_bucket`` may be left out of a
 config and come from ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_REGION`` and
-``MEDPRUNE_BUCKET`` (or, inside a Vertex AI job, ``CLOUD_ML_PROJECT_ID`` / ``CLOUD_ML_REGION``).
+``MEDPRUNE_BUCKET`` (or, inside a Vertex AI job, ``CLOUD_ML_PROJECT_ID`` / ``CLOUD_ML_REGION``);
+``service_account``, ``encryption_spec_key_name``, ``network`` and ``template_repository``
+from ``MEDPRUNE_SERVICE_ACCOUNT``, ``MEDPRUNE_KMS_KEY``, ``MEDPRUNE_NETWORK`` and
+``MEDPRUNE_TEMPLATE_REPOSITORY`` (all printed by ``terraform output medprune_env``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,15 @@ from pydantic import ValidationError
 from medprune.config.loading import format_validation_errors
 from medprune.config.vertex import VertexConfig
 from medprune.errors import ConfigError
+
+
+#: Optional ``vertex`` fields filled from these variables when the config leaves them out.
+OPTIONAL_FROM_ENV = {
+    "service_account": "MEDPRUNE_SERVICE_ACCOUNT",
+    "encryption_spec_key_name": "MEDPRUNE_KMS_KEY",
+    "network": "MEDPRUNE_NETWORK",
+    "template_repository": "MEDPRUNE_TEMPLATE_REPOSITORY",
+}
 
 
 def resolve_vertex(vertex: VertexConfig, environ: Mapping[str, str] | None = None) -> VertexConfig:
@@ -36,6 +48,10 @@ def resolve_vertex(vertex: VertexConfig, environ: Mapping[str, str] | None = Non
         bucket = env["MEDPRUNE_BUCKET"]
         data["staging_bucket"] = bucket if bucket.startswith("gs://") else f"gs://{bucket}"
     data["api_endpoint"] = vertex.api_endpoint or env.get("MEDPRUNE_VERTEX_API_ENDPOINT") or None
+    # What terraform outputs (`terraform output -json medprune_env`), so example configs
+    # need not name a project's account, key, network or repository.
+    for field, var in OPTIONAL_FROM_ENV.items():
+        data[field] = getattr(vertex, field) or env.get(var) or None
     missing = [
         f"vertex.{field} (or ${var})"
         for field, var in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,30 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
         surprises.pop(dotted, None)
+    data = expand_env(data, origin=str(path))
     return parse_config(data, origin=str(path), base_dir=Path.cwd(), surprises=surprises)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(data: Any, origin: str = "<config>", environ: Mapping[str, str] | None = None, _path: str = "") -> Any:
+    """Replace ``${NAME}`` in every string value with the environment variable NAME (so a
+    config can take the project's bucket or project id from ``terraform output``); an unset
+    variable is an error naming the field. ``$$`` is not special; only ``${...}`` is."""
+    env = os.environ if environ is None else environ
+    if isinstance(data, dict):
+        return {k: expand_env(v, origin, env, f"{_path}.{k}" if _path else str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, origin, env, f"{_path}[{i}]") for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        def sub(m: re.Match) -> str:
+            if m.group(1) not in env or env[m.group(1)] == "":
+                raise ConfigError(f"{origin}: {_path or '(top level)'}: ${{{m.group(1)}}} is not set in the environment")
+            return env[m.group(1)]
+
+        return _ENV_REF.sub(sub, data)
+    return data
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -217,9 +217,13 @@ def schedule_pipeline(
     enable_caching: bool | None = None,
     parameter_values: dict[str, Any] | None = None,
     display_name: str | None = None,
+    replace: bool = False,
 ) -> str:
     """Create a Vertex AI schedule that runs the compiled pipeline on ``cron``
-    (e.g. ``"TZ=Europe/London 0 3 * * 1"``); returns the schedule resource name."""
+    (e.g. ``"TZ=Europe/London 0 3 * * 1"``); returns the schedule resource name.
+
+    ``display_name`` defaults to ``RUN_NAME-schedule``; ``replace`` first deletes every
+    schedule with that display name, so re-applying (Terraform) leaves exactly one."""
     cron = validate_cron(cron)
     if max_concurrent_runs < 1:
         raise ConfigError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
@@ -229,10 +233,13 @@ def schedule_pipeline(
         raise ConfigError(f"end_time {end} must be after start_time {start}")
     v = aiplatform_init(_require_vertex(cfg))
     job = _pipeline_job(cfg, template_path, v, enable_caching, parameter_values, None)
+    display_name = display_name or default_schedule_name(cfg)
+    if replace:
+        delete_schedules(cfg, display_name)
     try:
         schedule = job.create_schedule(
             cron=cron,
-            display_name=display_name or f"{cfg.run_name}-schedule",
+            display_name=display_name,
             start_time=start,
             end_time=end,
             max_run_count=max_run_count,
@@ -244,6 +251,36 @@ def schedule_pipeline(
         raise VertexError(f"creating schedule {cron!r} for {cfg.run_name!r} failed: {exc}") from exc
     log.info("created schedule %s", schedule.resource_name)
     return schedule.resource_name
+
+
+def default_schedule_name(cfg: RunConfig) -> str:
+    return f"{cfg.run_name}-schedule"
+
+
+def delete_schedules(cfg: RunConfig, display_name: str | None = None) -> list[str]:
+    """Delete every Vertex AI schedule named ``display_name`` (default ``RUN_NAME-schedule``)
+    in the config's project and region; returns their resource names (none: [])."""
+    from google.cloud import aiplatform
+
+    v = aiplatform_init(_require_vertex(cfg))
+    name = display_name or default_schedule_name(cfg)
+    if '"' in name:
+        raise ConfigError(f"schedule display name {name!r} may not contain '\"'")
+    try:
+        found = aiplatform.PipelineJobSchedule.list(
+            filter=f'display_name="{name}"', project=v.project, location=v.location
+        )
+        deleted = []
+        for schedule in found:
+            if schedule.display_name != name:
+                continue
+            deleted.append(schedule.resource_name)
+            schedule.delete()
+    except Exception as exc:
+        raise VertexError(f"deleting schedules named {name!r} failed: {exc}") from exc
+    for d in deleted:
+        log.info("deleted schedule %s", d)
+    return deleted
 
 
 _AR_KFP_HOST = re.compile(r"^https://[a-z0-9\-]+-kfp\.pkg\.dev/[^/]+/[^/]+/?$")
