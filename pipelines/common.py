@@ -21,7 +21,7 @@ from kfp import dsl
 from medprune.components.stage_components import resolve_inputs_component
 
 from medprune.config import ResourceConfig, RunConfig
-from medprune.vertex.template import component_image, describe, graph_settings
+from medprune.vertex.template import GRAPH_SETTINGS, component_image, describe
 
 #: kfp.local runs components in this Python; the image is not used there.
 LOCAL_IMAGE = "medprune-local"
@@ -39,8 +39,10 @@ def pipeline_image(cfg: RunConfig, local: bool) -> str:
         return LOCAL_IMAGE
 
 
-def pipeline_description(summary: str, cfg: RunConfig, image: str) -> str:
-    return describe(summary, graph_settings(cfg, image))
+def pipeline_description(summary: str, cfg: RunConfig, image: str, kind: str = "medprune") -> str:
+    """``summary`` plus the graph settings of ``cfg`` for pipeline ``kind`` (registered in
+    :data:`medprune.vertex.template.GRAPH_SETTINGS`), which submit/schedule check."""
+    return describe(summary, GRAPH_SETTINGS[kind](cfg, image), kind)
 
 
 def configure(task: dsl.PipelineTask, cfg: RunConfig, image: str, stage: str, display_name: str) -> dsl.PipelineTask:

@@ -123,6 +123,12 @@ def data_paths(cfg: RunConfig) -> dict[str, str]:
         "evaluate.perplexity": cfg.evaluate.perplexity,
         "evaluate.summarization": cfg.evaluate.summarization,
     }
+    # sections other modules add (extra MCQ sources, visit notes) when present
+    for i, source in enumerate(getattr(cfg.evaluate, "mcq_sources", None) or []):
+        fields[f"evaluate.mcq_sources[{i}].data"] = getattr(source, "data", None)
+    notes = getattr(cfg.evaluate, "visit_notes", None)
+    if notes is not None:
+        fields["evaluate.visit_notes.data"] = getattr(notes, "data", None)
     return {k: v for k, v in fields.items() if v}
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +113,24 @@ def graph_settings(cfg: RunConfig, image: str) -> dict[str, Any]:
     }
 
 
-def describe(summary: str, settings: dict[str, Any]) -> str:
+#: How each kind of medprune pipeline computes its graph settings from a config and image;
+#: another pipeline registers its own (``GRAPH_SETTINGS["search"] = search_graph_settings``)
+#: and passes ``kind="search"`` to :func:`describe`.
+GRAPH_SETTINGS: dict[str, Callable[[RunConfig, str], dict[str, Any]]] = {"medprune": graph_settings}
+
+
+def describe(summary: str, settings: dict[str, Any], kind: str = "medprune") -> str:
     """A pipeline description: ``summary``, then the recorded settings on one line."""
-    record = {"format": GRAPH_FORMAT, "medprune_version": __version__, "settings": settings}
+    record = {"format": GRAPH_FORMAT, "kind": kind, "medprune_version": __version__, "settings": settings}
     return f"{summary}\n{GRAPH_MARKER}{json.dumps(record, sort_keys=True, separators=(',', ':'))}"
 
 
 def recorded_settings(spec: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """The settings a compiled pipeline spec recorded (ConfigError if it has none)."""
+    return _recorded(spec, origin)["settings"]
+
+
+def _recorded(spec: Mapping[str, Any], origin: str) -> dict[str, Any]:
     description = str((spec.get("pipelineInfo") or {}).get("description") or "")
     for line in description.splitlines():
         if line.startswith(GRAPH_MARKER):
@@ -129,7 +139,7 @@ def recorded_settings(spec: Mapping[str, Any], origin: str) -> dict[str, Any]:
             except ValueError:
                 break
             if record.get("format") == GRAPH_FORMAT and isinstance(record.get("settings"), dict):
-                return record["settings"]
+                return record
             break
     raise ConfigError(
         f"{origin}: records no medprune graph settings (compiled by another tool or an older "
@@ -168,12 +178,16 @@ def check_template_matches(
     graph; returns the template's settings. The image is compared only when the config
     names one (``pipeline.base_image`` or an image repository): otherwise the template's
     image is the run's."""
-    recorded = recorded_settings(load_template(template_path), str(template_path))
+    record = _recorded(load_template(template_path), str(template_path))
+    recorded = record["settings"]
+    kind = record.get("kind", "medprune")
+    if kind not in GRAPH_SETTINGS:
+        raise ConfigError(f"{template_path}: a {kind!r} pipeline, which this medprune does not know")
     try:
         image = component_image(cfg, environ)
     except ConfigError:
         image = None
-    current = graph_settings(cfg, image or recorded.get("pipeline.image", ""))
+    current = GRAPH_SETTINGS[kind](cfg, image or recorded.get("pipeline.image", ""))
     differences: list[str] = []
     for key in sorted(set(recorded) | set(current)):
         _diff(key, recorded.get(key), current.get(key), differences)
