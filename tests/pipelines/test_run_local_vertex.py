@@ -89,7 +89,7 @@ def test_failed_gate_sends_nothing_to_vertex(tmp_path, tiny_model_dir, vertex_en
 def test_vertex_target_compiles_with_vertex_model_output(tmp_path, tiny_model_dir, vertex_env):
     cfg = _vertex_config(tmp_path, tiny_model_dir, vertex_env, min_accuracy=0.0)
     out = tmp_path / "pipeline.yaml"
-    assert main(["compile", str(cfg), "-o", str(out)]) == 0
+    assert main(["compile", str(cfg), "-o", str(out), "--image", "us-docker.pkg.dev/p/r/medprune-gpu:1"]) == 0
     spec = yaml.safe_load(out.read_text())
     outputs = spec["components"]["comp-register-vertex-component"]["outputDefinitions"]["artifacts"]
     assert outputs["vertex_model"]["artifactType"]["schemaTitle"] == "google.VertexModel"
@@ -98,6 +98,7 @@ def test_vertex_target_compiles_with_vertex_model_output(tmp_path, tiny_model_di
     (task,) = [t for t in _all_tasks(spec) if t["componentRef"]["name"] == "comp-register-vertex-component"]
     params = task["inputs"]["parameters"]
     assert params["pipeline_root"]["runtimeValue"]["constant"] == "{{$.pipeline_root}}"
+    assert params["job_resource_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_resource_name}}"
 
 
 def _all_tasks(spec):
