@@ -303,11 +303,15 @@ def test_vertex_fuse_paths_are_remote(tmp_path, tiny_model_dir):
     assert error.startswith("evaluate.mcq: ") and "invalid bucket name 'Bad_Bucket'" in error
 
 
-def test_shipped_vertex_examples_validate():
+def test_shipped_vertex_examples_validate(monkeypatch):
     from pathlib import Path
 
     from medprune.cli import main
 
+    # the examples take project and bucket from `terraform output medprune_env`
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "clinical-prod-1")
+    monkeypatch.setenv("GOOGLE_CLOUD_REGION", "us-central1")
+    monkeypatch.setenv("MEDPRUNE_BUCKET", "medprune-prod-clinical-prod-1")
     root = Path(__file__).resolve().parents[2]
     for name in ("dev.yaml", "prod.yaml"):
         assert main(["validate", str(root / "examples" / name)]) == 0
