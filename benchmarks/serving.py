@@ -209,11 +209,22 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
         print(format_table(data["rows"]))
         return 0
-    rows = []
+    from medprune.io.atomic import atomic_write_text
+
+    from run_info import results_path, run_info
+
+    info = run_info(args.threads)
+    info["settings"] = vars(args)
+    json_path = results_path(args.json, "serving", info) if args.json else None
+    rows: list[dict] = []
     for spec in args.rows:
         rows.append(run_row(spec, args, work, say))
-        if args.json:
-            Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
+        if json_path:
+            done = len(rows) == len(args.rows)
+            doc = {"run": {**info, "complete": done}, "args": vars(args), "rows": rows}
+            atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
+    if json_path:
+        say(f"results: {json_path}")
     print(format_table(rows))
     return 0
 
