@@ -18,8 +18,8 @@
 
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
 from kfp import dsl
-from medprune.components.stage_components import resolve_inputs_component
 
+from medprune.components.stage_components import resolve_inputs_component
 from medprune.config import ResourceConfig, RunConfig
 from medprune.vertex.template import GRAPH_SETTINGS, component_image, describe
 

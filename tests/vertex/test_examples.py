@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from medprune.config import load_config, resolve_vertex
 from medprune import __version__
+from medprune.config import load_config, resolve_vertex
 from medprune.io.uris import parse_vertex_model_uri
 from medprune.vertex.template import component_image
 

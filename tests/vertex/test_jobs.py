@@ -10,7 +10,6 @@ from kfp import compiler, dsl
 
 from medprune.config import parse_config
 from medprune.errors import ConfigError, VertexError
-from medprune.vertex.template import describe, graph_settings
 from medprune.vertex.jobs import (
     pipeline_parameters,
     schedule_pipeline,
@@ -18,6 +17,7 @@ from medprune.vertex.jobs import (
     upload_template,
     validate_cron,
 )
+from medprune.vertex.template import describe, graph_settings
 
 CMEK = "projects/medprune-test/locations/us-central1/keyRings/kr/cryptoKeys/runs"
 NETWORK = "projects/123456/global/networks/medprune-vpc"

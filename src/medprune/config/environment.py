@@ -19,7 +19,6 @@ from medprune.config.loading import format_validation_errors
 from medprune.config.vertex import VertexConfig
 from medprune.errors import ConfigError
 
-
 #: Optional ``vertex`` fields filled from these variables when the config leaves them out.
 OPTIONAL_FROM_ENV = {
     "service_account": "MEDPRUNE_SERVICE_ACCOUNT",
