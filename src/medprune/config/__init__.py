@@ -17,6 +17,7 @@ from medprune.config.environment import resolve_vertex
 from medprune.config.evaluate import (
     DEFAULT_NOTE_INSTRUCTION,
     EvaluateConfig,
+    JudgeConfig,
     MCQSourceConfig,
     VisitNotesConfig,
 )
@@ -45,6 +46,7 @@ from medprune.config.vertex import DEFAULT_SERVING_IMAGE, VertexConfig
 
 __all__ = [
     "DEFAULT_NOTE_INSTRUCTION",
+    "JudgeConfig",
     "MCQSourceConfig",
     "VisitNotesConfig",
     "DEFAULT_SERVING_IMAGE",

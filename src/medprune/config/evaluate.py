@@ -61,6 +61,68 @@ class VisitNotesConfig(_Strict):
     batch_size: int = Field(default=4, ge=1, description="Dialogues generated together.")
 
 
+class JudgeConfig(_Strict):
+    """Claude as an optional judge of generated visit notes (off by default). Sends the
+    dialogues and notes to Anthropic's API, so it refuses unless ``allow_external`` is true
+    and ``model`` is named. The API key comes from the environment or Secret Manager only."""
+
+    enabled: bool = Field(default=False, description="Rate every generated visit note with Claude.")
+    allow_external: bool = Field(
+        default=False,
+        description="Consent that dialogues and notes may leave this environment for Anthropic's API; "
+        "the judge refuses to send anything without it.",
+    )
+    model: str | None = Field(default=None, description="Claude model id, e.g. claude-sonnet-4-5; required when enabled.")
+    api_key_env: str = Field(
+        default="ANTHROPIC_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the API key."
+    )
+    auth_token_env: str | None = Field(
+        default="ANTHROPIC_AUTH_TOKEN",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable with a bearer token (gateways), used when api_key_env is unset.",
+    )
+    api_key_secret: str | None = Field(
+        default=None,
+        pattern=r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$",
+        description="Secret Manager version holding the key (projects/P/secrets/S/versions/V), instead of the environment.",
+    )
+    base_url: str | None = Field(
+        default=None, description="API base URL (default Anthropic's); https, or http only on 127.0.0.1 / localhost."
+    )
+    max_items: int | None = Field(default=None, ge=1, description="Judge only the first N notes.")
+    max_tokens: int = Field(default=1024, ge=64, le=8192, description="Token limit of each judge reply.")
+    timeout_s: float = Field(default=60.0, gt=0, le=600, description="Timeout of one request.")
+    max_retries: int = Field(default=4, ge=0, le=10, description="Retries of one request on 429, 5xx, timeout.")
+    backoff_s: float = Field(default=2.0, ge=0, description="First retry wait; doubles each retry (Retry-After wins).")
+    max_backoff_s: float = Field(default=30.0, ge=0, description="Longest single wait between retries.")
+    max_total_seconds: float = Field(default=900.0, gt=0, description="Wall-clock budget of the whole judging.")
+    max_total_tokens: int = Field(default=2_000_000, ge=1, description="Input + output token budget of the whole judging.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _safe_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlparse
+
+        url = urlparse(v)
+        loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+        if url.scheme != "https" and not (url.scheme == "http" and loopback):
+            raise ValueError(f"must be an https URL (http only on 127.0.0.1 / localhost), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consent_and_model(self) -> JudgeConfig:
+        if self.enabled and not self.allow_external:
+            raise ValueError(
+                "evaluate.judge.enabled sends dialogues and notes to Anthropic's API: set "
+                "evaluate.judge.allow_external: true to allow it, or disable the judge"
+            )
+        if self.enabled and not (self.model and self.model.strip()):
+            raise ValueError("evaluate.judge.model: name the Claude model the judge uses")
+        return self
+
+
 class EvaluateConfig(_Strict):
     mcq: str | None = Field(
         default=None,
@@ -81,6 +143,9 @@ class EvaluateConfig(_Strict):
     )
     visit_notes: VisitNotesConfig | None = Field(
         default=None, description="Visit-note summarization (ACI-BENCH or JSONL dialogue/note pairs)."
+    )
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig, description="Optional Claude judge of the visit notes (off by default)."
     )
     perplexity: str | None = Field(default=None, description="JSONL of {text} for perplexity.")
     summarization: str | None = Field(
@@ -123,6 +188,8 @@ class EvaluateConfig(_Strict):
                 "set at least one of evaluate.mcq, evaluate.mcq_sources, evaluate.visit_notes, "
                 "evaluate.perplexity or evaluate.summarization"
             )
+        if self.judge.enabled and self.visit_notes is None:
+            raise ValueError("evaluate.judge.enabled: the judge rates visit notes; set evaluate.visit_notes")
         names = [s.name for s in self.mcq_sources]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

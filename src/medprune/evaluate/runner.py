@@ -30,6 +30,7 @@ from medprune.errors import ModelLoadError
 from medprune.evaluate.classes import label_metrics
 from medprune.evaluate.concepts import hpo_vocabulary
 from medprune.evaluate.efficiency import efficiency_report
+from medprune.evaluate.judge import ClaudeJudge
 from medprune.evaluate.generation import load_generation, score_generation
 from medprune.evaluate.mcq import load_mcq, score_mcq
 from medprune.evaluate.metrics import category_key, flat_metrics, metric_values
@@ -139,6 +140,8 @@ def evaluate_model(
             field="src" if fmt == "aci" else "input",
             warn=lambda m: progress(f"[{label}] WARNING {m}"),
         )
+    # the judge's permission and key are checked before any model work; the key stays in the client
+    judge = ClaudeJudge.from_config(cfg.judge) if cfg.judge.enabled else None
     settings = evaluation_settings(cfg, dtype)
     if note_prompts is not None and vocab is not None:
         settings["visit_notes"]["prompts_sha256"] = prompts_sha256(note_prompts)
@@ -187,6 +190,25 @@ def evaluate_model(
         )
         results["visit_notes"] = {k: v for k, v in asdict(notes).items() if k != "predictions"}
         results["visit_notes"]["seconds"] = time.perf_counter() - t
+        if judge is not None:
+            rated = notes.predictions[: cfg.judge.max_items]
+            dialogues = {it.id: it.dialogue for it in note_items}
+            progress(f"[{label}] judge {cfg.judge.model}: rating {len(rated)} notes")
+            verdict = judge.judge_notes(
+                [(r["id"], dialogues[r["id"]], r["prediction"]) for r in rated],
+                progress=lambda m: progress(f"[{label}] {m}"),
+            )
+            results["judge"] = verdict.to_dict()
+            by_id = {v["id"]: v for v in verdict.per_item}
+            for row in notes.predictions:
+                if row["id"] in by_id:
+                    row["judge"] = {k: v for k, v in by_id[row["id"]].items() if k != "id"}
+            u = verdict.usage
+            progress(
+                f"[{label}] judge {'complete' if verdict.complete else 'INCOMPLETE: ' + str(verdict.error)}: "
+                f"{verdict.n} notes, {u.requests} requests ({u.retries} retries), {u.input_tokens} input + "
+                f"{u.output_tokens} output tokens"
+            )
         write_jsonl(out_dir / NOTES_FILE, notes.predictions)
         progress(
             f"[{label}] visit notes: ROUGE-1 {notes.rouge1:.3f}, ROUGE-2 {notes.rouge2:.3f}, ROUGE-Lsum "

@@ -217,6 +217,18 @@ def decide(
         done = bool(res.get("complete"))
         checks.append(_flag(f"{label}_complete", f"{label} evaluation complete", done,
                             f"{label} evaluation {'completed' if done else 'did not complete'}"))
+    for label, res in (("baseline", baseline), ("candidate", candidate)):
+        judged = ((res.get("settings") or {}).get("judge") or {}).get("enabled")
+        if judged:
+            verdict = res.get("judge") or {}
+            ok = bool(verdict.get("complete"))
+            why = verdict.get("error") or "the judge did not run"
+            checks.append(_flag(
+                f"{label}_judge_complete", f"{label} clinical judge complete", ok,
+                f"{label} judge rated {verdict.get('n', 0)} notes" if ok
+                else f"{label} judge incomplete ({why}): the gate cannot count it as passed",
+                {"usage": verdict.get("usage"), "error": verdict.get("error")},
+            ))
     if "settings" in baseline and "settings" in candidate:
         diff = _settings_differences(baseline["settings"], candidate["settings"])
         checks.append(_flag(
