@@ -130,6 +130,7 @@ def run_row(name: str, spec: str, args, dense_dir: Path, work: Path, say) -> dic
             "data": args.recovery_data,
             "steps": args.recover_steps,
             "max_minutes": args.recover_minutes,
+            "budget_clock": args.budget_clock,
             "lr": args.lr,
             "schedule": "constant",
             "batch_size": 4,
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note-batch", type=int, default=4)
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--recover-steps", type=int, default=40)
-    p.add_argument("--recover-minutes", type=float, default=4.0, help="Recovery budget per row (CPU minutes).")
+    p.add_argument("--recover-minutes", type=float, default=4.0, help="Recovery budget per row (minutes).")
+    p.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall", help="What --recover-minutes counts.")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
     p.add_argument("--work", default=None, help="Keep models and evaluations here (default: a temp dir).")

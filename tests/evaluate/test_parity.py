@@ -78,3 +78,61 @@ def test_accuracy_equals_lm_evaluation_harness(tmp_path, tiny_model_dir, monkeyp
     for sample in samples:
         theirs = [float(r[0]) for r in sample["filtered_resps"]]
         assert ours.predictions[sample["doc_id"]]["loglikelihoods"] == pytest.approx(theirs, abs=1e-4)
+
+
+def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, tiny_model_dir, monkeypatch):
+    """lm-evaluation-harness's own ``pubmedqa`` task (its yaml and ``doc_to_text``, pointed at
+    real PubMedQA items in the Hugging Face shape) against ours reading the original release:
+    the same prompt string, log-likelihoods and accuracy for every item."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    lm_eval = pytest.importorskip("lm_eval")
+    from pathlib import Path
+
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    task_yaml = Path(lm_eval.__file__).parent / "tasks" / "pubmedqa" / "pubmedqa.yaml"
+    if not task_yaml.is_file():
+        pytest.skip(f"{task_yaml} not in this lm-eval")
+    pubmedqa = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pubmedqa" / "ori_pqal_dev.json"
+    raw = json.loads(pubmedqa.read_text(encoding="utf-8"))
+    ids = list(raw)[:12]
+    harness_file = tmp_path / "pubmedqa_hf.jsonl"
+    harness_file.write_text("".join(
+        json.dumps({"pubid": int(k), "question": raw[k]["QUESTION"], "context": {"contexts": raw[k]["CONTEXTS"]},
+                    "long_answer": raw[k]["LONG_ANSWER"], "final_decision": raw[k]["final_decision"]}) + "\n"
+        for k in ids
+    ))
+    task_dir = tmp_path / "tasks"
+    task_dir.mkdir()
+    # the harness's task file itself, with only the data source replaced by the local items
+    (task_dir / "pubmedqa_local.yaml").write_text(
+        f"include: {task_yaml}\n"
+        "task: pubmedqa_local\n"
+        "dataset_path: json\n"
+        "dataset_name: null\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {harness_file}\n"
+        "training_split: null\n"
+        "validation_split: null\n"
+        "test_split: test\n"
+    )
+    harness = lm_eval.simple_evaluate(
+        model=HFLM(pretrained=str(tiny_model_dir), batch_size=4, device="cpu", dtype="float32", max_length=512),
+        tasks=["pubmedqa_local"],
+        task_manager=TaskManager(include_path=str(task_dir)),
+        log_samples=True,
+    )
+    items = load_mcq(pubmedqa, len(ids))
+    model, tokenizer = load_model(tiny_model_dir)
+    ours = score_mcq(model, tokenizer, items, batch_size=3, max_length=512)
+    samples = sorted(harness["samples"]["pubmedqa_local"], key=lambda s: s["doc_id"])
+    assert len(samples) == len(ids)
+    for sample, item, pred in zip(samples, items, ours.predictions):
+        assert str(sample["doc"]["pubid"]) == item.id
+        contexts = {a[0] if isinstance(a, (list, tuple)) else a["arg_0"] for a in sample["arguments"]}
+        assert contexts == {item.context}  # the prompt string, byte for byte
+        theirs = [float(r[0]) for r in sample["filtered_resps"]]
+        assert pred["loglikelihoods"] == pytest.approx(theirs, abs=1e-4)
+    assert ours.acc == pytest.approx(harness["results"]["pubmedqa_local"]["acc,none"])

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from medprune.evaluate.formats import LETTERS
 from medprune.evaluate.metrics import category_key, metric_values
+from medprune.report.sources import SourceSection, source_sections
 
 #: Categories the chart shows (those that changed most); the table lists them all.
 CHART_CATEGORIES = 12
@@ -61,6 +62,7 @@ class ReportData:
     run_info: dict = field(default_factory=dict)
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     candidate_metrics: dict[str, float] = field(default_factory=dict)
+    sources: list[SourceSection] = field(default_factory=list)
 
 
 def _option_text(pred: dict, index: int) -> str:
@@ -171,6 +173,8 @@ def build_report_data(
     critical_ids: Sequence[str] = (),
     run_info: dict | None = None,
     title: str = "medprune: candidate vs baseline",
+    baseline_notes: Sequence[dict] | None = None,
+    candidate_notes: Sequence[dict] | None = None,
 ) -> ReportData:
     base_m, cand_m = metric_values(baseline), metric_values(candidate)
     per_category = {
@@ -196,6 +200,7 @@ def build_report_data(
         run_info=dict(run_info or {}),
         baseline_metrics=base_m,
         candidate_metrics=cand_m,
+        sources=source_sections(baseline, candidate, baseline_notes=baseline_notes, candidate_notes=candidate_notes),
     )
 
 

@@ -96,6 +96,18 @@ def render_html(data: ReportData) -> str:
     ))
     parts.append(_img(accuracy_tradeoff(data), "accuracy vs size and latency"))
 
+    if data.sources:
+        parts.append("<h2>By source</h2>")
+        for src in data.sources:
+            parts.append(f"<h3>{_e(src.name)}: {_e(src.description)}</h3>")
+            parts.append(_table(
+                ["metric", "baseline", "candidate", "change"],
+                [[_e(n), fmt_value(b), fmt_value(c), _e(fmt_delta(b, c))] for n, b, c in src.rows],
+                num_cols=(1, 2, 3), cls="metrics-table",
+            ))
+            if src.notes:
+                parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in src.notes) + "</ul>")
+
     if data.categories:
         parts.append(f"<h2>Accuracy by category ({len(data.categories)} categories, worst change first)</h2>")
         parts.append(_img(category_bars(data), "accuracy of the categories that changed most"))
@@ -144,6 +156,8 @@ def render_report(
     critical_ids: Sequence[str] = (),
     run_info: dict | None = None,
     title: str = "medprune: candidate vs baseline",
+    baseline_notes: Sequence[dict] | None = None,
+    candidate_notes: Sequence[dict] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.html`` and ``report.md`` into ``out_dir``; return their paths."""
     data = build_report_data(
@@ -155,6 +169,8 @@ def render_report(
         critical_ids=critical_ids,
         run_info=run_info,
         title=title,
+        baseline_notes=baseline_notes,
+        candidate_notes=candidate_notes,
     )
     out = Path(out_dir)
     paths = {"html": out / HTML_FILE, "md": out / MARKDOWN_FILE}

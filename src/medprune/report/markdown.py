@@ -55,6 +55,14 @@ def render_markdown(data: ReportData) -> str:
                       [[n, fmt_value(b), fmt_value(c), fmt_delta(b, c)] for n, b, c in data.metric_rows]))
     out.append("")
     out += _img(accuracy_tradeoff(data), "accuracy vs size and latency")
+    if data.sources:
+        out += ["## By source", ""]
+        for src in data.sources:
+            out += [f"### {src.name}: {src.description}", ""]
+            out.append(_table(["metric", "baseline", "candidate", "change"],
+                              [[n, fmt_value(b), fmt_value(c), fmt_delta(b, c)] for n, b, c in src.rows]))
+            out.append("")
+            out += [f"- {n}" for n in src.notes] + ([""] if src.notes else [])
     if data.categories:
         out += [f"## Accuracy by category ({len(data.categories)} categories, worst change first)", ""]
         out += _img(category_bars(data), "accuracy of the categories that changed most")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from medprune.config import RunConfig
-from medprune.evaluate.runner import read_predictions, read_results
+from medprune.evaluate.runner import NOTES_FILE, read_predictions, read_results
 from medprune.gate.stage import GATE_FILE
 from medprune.progress import Progress
 
@@ -39,6 +39,8 @@ def stage_report(
         candidate_predictions=candidate_predictions,
         critical_ids=cfg.gate.critical_items,
         run_info=run_info,
+        baseline_notes=read_predictions(baseline_dir, NOTES_FILE),
+        candidate_notes=read_predictions(candidate_dir, NOTES_FILE),
     )
     labels, matrix = confusion_matrix(candidate_predictions or [])
     progress(f"report: {paths['html']}")
