@@ -25,7 +25,6 @@ interrupted run keeps what it finished.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile

@@ -11,8 +11,15 @@ import pytest
 
 from medprune.config import EvaluateConfig, GateConfig, JudgeConfig, parse_config
 from medprune.errors import ConfigError
-from medprune.evaluate.judge import JUDGE_SCHEMA, JUDGE_SYSTEM, ClaudeJudge, JudgeError, resolve_api_key
+from medprune.evaluate.judge import (
+    JUDGE_SCHEMA,
+    JUDGE_SYSTEM,
+    ClaudeJudge,
+    JudgeError,
+    resolve_api_key,
+)
 from medprune.gate.decision import decide
+
 from tests.fakes.anthropic_server import VALID_VERDICT, FakeAnthropic, Reply
 
 KEY = "sk-ant-test-0123456789"
@@ -157,11 +164,11 @@ def test_evaluation_refuses_a_judge_without_key_before_loading_the_model(tmp_pat
 
 
 def test_judged_evaluation_writes_scores_and_never_the_key(tmp_path, fake, api_key):
-    from conftest import byte_tokenizer, tiny_llama
-
     from medprune.evaluate.metrics import metric_values
     from medprune.evaluate.runner import NOTES_FILE, evaluate_model, read_predictions
     from medprune.load.model import save_model
+
+    from conftest import byte_tokenizer, tiny_llama
 
     tok = byte_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"

@@ -129,7 +129,7 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, tiny_model
     ours = score_mcq(model, tokenizer, items, batch_size=3, max_length=512)
     samples = sorted(harness["samples"]["pubmedqa_local"], key=lambda s: s["doc_id"])
     assert len(samples) == len(ids)
-    for sample, item, pred in zip(samples, items, ours.predictions):
+    for sample, item, pred in zip(samples, items, ours.predictions, strict=True):
         assert str(sample["doc"]["pubid"]) == item.id
         contexts = {a[0] if isinstance(a, (list, tuple)) else a["arg_0"] for a in sample["arguments"]}
         assert contexts == {item.context}  # the prompt string, byte for byte

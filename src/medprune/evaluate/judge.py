@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import mean
+from typing import Any
 
 from medprune.config.evaluate import JudgeConfig
 from medprune.errors import MedpruneError
@@ -115,7 +116,7 @@ def resolve_api_key(cfg: JudgeConfig, *, where: str = "evaluate.judge") -> tuple
     :class:`JudgeError` naming what to set when none is there. The key is never logged."""
     if cfg.api_key_secret:
         try:
-            from google.cloud import secretmanager  # type: ignore[attr-defined]
+            from google.cloud import secretmanager
         except ImportError:
             raise JudgeError(
                 f"{where}.api_key_secret is set but google-cloud-secret-manager is not installed "
@@ -213,15 +214,16 @@ class ClaudeJudge:
                 raise JudgeUnavailable(f"time budget spent (evaluate.judge.max_total_seconds {self.cfg.max_total_seconds:g})")
             usage.requests += 1
             try:
-                reply = self.client.messages.create(
-                    model=self.cfg.model,
-                    max_tokens=self.cfg.max_tokens,
-                    temperature=0.0,
-                    system=JUDGE_SYSTEM,
-                    messages=[{"role": "user", "content": judge_message(dialogue, note)}],
-                    output_config={"format": {"type": "json_schema", "schema": JUDGE_SCHEMA}},
-                    timeout=max(0.1, min(self.cfg.timeout_s, deadline - time.monotonic())),
-                )
+                request: dict[str, Any] = {
+                    "model": str(self.cfg.model),
+                    "max_tokens": self.cfg.max_tokens,
+                    "temperature": 0.0,
+                    "system": JUDGE_SYSTEM,
+                    "messages": [{"role": "user", "content": judge_message(dialogue, note)}],
+                    "output_config": {"format": {"type": "json_schema", "schema": JUDGE_SCHEMA}},
+                    "timeout": max(0.1, min(self.cfg.timeout_s, deadline - time.monotonic())),
+                }
+                reply = self.client.messages.create(**request)
             except (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError) as exc:
                 status = getattr(exc, "status_code", None)
                 what = f"HTTP {status}" if status else type(exc).__name__

@@ -30,8 +30,8 @@ from medprune.errors import ModelLoadError
 from medprune.evaluate.classes import label_metrics
 from medprune.evaluate.concepts import hpo_vocabulary
 from medprune.evaluate.efficiency import efficiency_report
-from medprune.evaluate.judge import ClaudeJudge
 from medprune.evaluate.generation import load_generation, score_generation
+from medprune.evaluate.judge import ClaudeJudge
 from medprune.evaluate.mcq import load_mcq, score_mcq
 from medprune.evaluate.metrics import category_key, flat_metrics, metric_values
 from medprune.evaluate.note_formats import detect_note_format, load_visit_notes
