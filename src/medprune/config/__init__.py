@@ -7,7 +7,7 @@ values fail early with a :class:`~medprune.errors.ConfigError` that names the fi
     cfg.prune.sparsity  # 0.5
 
 One module per section (``model``, ``prune``, ``recover``, ``evaluate``, ``gate``,
-``registry``, ``pipeline``, ``vertex``, ``serve``); ``run`` joins them; ``loading`` reads files;
+``registry``, ``pipeline``, ``vertex``, ``serve``, ``search``); ``run`` joins them; ``loading`` reads files;
 ``environment`` fills values from the environment (the schema itself has no behaviour).
 The config that produced a model is saved next to it (``medprune_config.json``), so a
 result always says how it was made.
@@ -35,6 +35,13 @@ from medprune.config.prune import (
 from medprune.config.recover import CustomJobConfig, DistillConfig, LoraConfig, RecoverConfig
 from medprune.config.registry import LocalRegistryConfig, RegistryConfig
 from medprune.config.run import RunConfig
+from medprune.config.search import (
+    AxisConfig,
+    CertificationConfig,
+    RungConfig,
+    SearchBudget,
+    SearchConfig,
+)
 from medprune.config.serve import (
     EndpointConfig,
     GGUFExportConfig,
@@ -53,7 +60,9 @@ __all__ = [
     "GATE_METRICS",
     "STAGES",
     "AllocationConfig",
+    "AxisConfig",
     "CalibrationConfig",
+    "CertificationConfig",
     "CustomJobConfig",
     "DistillConfig",
     "EndpointConfig",
@@ -72,6 +81,9 @@ __all__ = [
     "RegistryConfig",
     "ResourceConfig",
     "RunConfig",
+    "RungConfig",
+    "SearchBudget",
+    "SearchConfig",
     "ServeConfig",
     "SparseGPTConfig",
     "StructuredConfig",

@@ -164,6 +164,9 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
         cfg.evaluate.visit_notes.data = _resolve_local(cfg.evaluate.visit_notes.data, base)  # type: ignore[assignment]
     cfg.output_dir = _resolve_local(cfg.output_dir, base)  # type: ignore[assignment]
     cfg.registry.local.root = _resolve_local(cfg.registry.local.root, base)  # type: ignore[assignment]
+    if cfg.search is not None:
+        cfg.search.cache_dir = _resolve_local(cfg.search.cache_dir, base)
+        cfg.search.certification.file = _resolve_local(cfg.search.certification.file, base)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

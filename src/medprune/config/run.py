@@ -14,6 +14,7 @@ from medprune.config.pipeline import PipelineConfig
 from medprune.config.prune import PruneConfig
 from medprune.config.recover import RecoverConfig
 from medprune.config.registry import RegistryConfig
+from medprune.config.search import SearchConfig
 from medprune.config.serve import ServeConfig
 from medprune.config.vertex import VertexConfig
 
@@ -36,11 +37,19 @@ class RunConfig(_Strict):
     vertex: VertexConfig | None = Field(
         default=None, description="Vertex AI settings; required when registry.target is 'vertex'."
     )
+    search: SearchConfig | None = Field(
+        default=None, description="`medprune search`: the candidates to try and how the winner is certified."
+    )
 
     @model_validator(mode="after")
     def _vertex_target_needs_vertex(self) -> RunConfig:
         if self.registry.target == "vertex" and self.vertex is None:
             raise ValueError("registry.target is 'vertex' but the 'vertex' section is missing")
+        if self.search is not None and self.gate.non_inferiority is None:
+            raise ValueError(
+                "search needs gate.non_inferiority (its margin is what the search certifies against); "
+                "add gate.non_inferiority.margin"
+            )
         return self
 
     @model_validator(mode="after")

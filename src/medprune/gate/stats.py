@@ -161,3 +161,136 @@ def mcnemar_exact_ci(baseline: Sequence[bool], candidate: Sequence[bool], *, con
         p_lo, p_hi = clopper_pearson(c, n_d, confidence)
         lower, upper = (2 * p_lo - 1) * n_d / n, (2 * p_hi - 1) * n_d / n
     return PairedInterval("mcnemar", confidence, n, (c - b) / n, lower, upper, b, c, mcnemar_exact_p(b, c))
+
+
+# --------------------------------------------------------------------------------------
+# Search: certification by fixed-sequence testing, and how many items it needs
+# --------------------------------------------------------------------------------------
+#
+# ``medprune search`` ranks candidates on one part of the items and certifies on another.
+# Certification is fixed-sequence testing (Learn-then-Test, Angelopoulos et al. 2021): the
+# candidates are ordered before the certification items are looked at (least to most
+# compressed), each is tested in turn at level alpha, and testing stops at the first failure.
+# Because a candidate is only tested if every earlier one passed, the chance of certifying
+# any candidate that is really worse than the margin is at most alpha, with no correction
+# for the number of candidates. A level-alpha one-sided test is the lower bound of a
+# two-sided interval at confidence 1 - 2 alpha lying above -margin.
+
+
+def confidence_for_alpha(alpha: float) -> float:
+    """Two-sided confidence whose lower bound is a one-sided test at level ``alpha``."""
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    return 1.0 - 2.0 * alpha
+
+
+def fixed_sequence(passes: Sequence[bool] | np.ndarray) -> np.ndarray | int:
+    """Index of the last candidate certified by fixed-sequence testing, or -1 for none.
+
+    ``passes[..., k]`` says whether the k-th candidate in the pre-set order passed its own
+    test; testing stops at the first failure, so the answer is the number of leading passes
+    minus one. Works on a batch (any leading dimensions) for simulation.
+    """
+    arr = np.asarray(passes, dtype=bool)
+    if arr.shape[-1] == 0:
+        out = np.full(arr.shape[:-1], -1)
+    else:
+        leading = np.cumprod(arr, axis=-1).sum(axis=-1)  # passes before the first failure
+        out = leading - 1
+    return int(out) if np.ndim(out) == 0 else out
+
+
+@dataclass(frozen=True)
+class SampleSize:
+    """Paired items needed to show non-inferiority (see :func:`noninferiority_sample_size`)."""
+
+    needed: int
+    available: int | None
+    margin: float
+    alpha: float
+    power: float
+    discordance: float
+    expected_difference: float
+
+    @property
+    def enough(self) -> bool:
+        return self.available is None or self.available >= self.needed
+
+    def message(self) -> str:
+        have = "" if self.available is None else f"; the certification set has {self.available}"
+        return (
+            f"showing non-inferiority at margin {self.margin:g} with alpha {self.alpha:g} and power "
+            f"{self.power:g} needs about {self.needed} paired items at a discordance rate of "
+            f"{self.discordance:.3f} (expected difference {self.expected_difference:+.3f}){have}"
+        )
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), enough=self.enough)
+
+
+def noninferiority_sample_size(
+    margin: float,
+    alpha: float,
+    power: float,
+    discordance: float,
+    *,
+    expected_difference: float = 0.0,
+    available: int | None = None,
+) -> SampleSize:
+    """Paired items needed for a level-``alpha`` one-sided non-inferiority test at ``margin``
+    to pass with probability ``power``, when a share ``discordance`` of items is answered
+    differently by the two models and the true difference (candidate - baseline) is
+    ``expected_difference`` (the normal approximation to McNemar's test, as in Connor 1987):
+
+        n = (z_{1-alpha} + z_{power})^2 * (discordance - d^2) / (margin + d)^2
+    """
+    from statistics import NormalDist
+
+    if not 0 < margin < 1:
+        raise ValueError(f"margin must be in (0, 1), got {margin}")
+    if not 0 < alpha < 0.5 or not 0.5 <= power < 1:
+        raise ValueError(f"need 0 < alpha < 0.5 and 0.5 <= power < 1, got alpha={alpha}, power={power}")
+    if not 0 <= discordance <= 1:
+        raise ValueError(f"discordance must be in [0, 1], got {discordance}")
+    d = expected_difference
+    if margin + d <= 0:
+        raise ValueError(f"expected difference {d:+g} is beyond the margin {margin:g}: no sample size shows non-inferiority")
+    z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(power)
+    variance = max(discordance - d * d, 1e-9)
+    needed = math.ceil(z * z * variance / (margin + d) ** 2)
+    return SampleSize(max(needed, 1), available, margin, alpha, power, discordance, d)
+
+
+def _log_factorials(n: int) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
+
+
+def mcnemar_noninferiority_table(n: int, margin: float, alpha: float) -> np.ndarray:
+    """``table[n_d, c]``: whether the exact McNemar interval at confidence ``1 - 2 alpha``
+    has its lower bound above ``-margin`` when ``n_d`` of ``n`` paired items are discordant
+    and the candidate got ``c`` of them right: :func:`mcnemar_exact_ci` for every outcome
+    at once, for simulation.
+
+    By the duality of the Clopper-Pearson interval, the lower bound for ``p`` exceeds ``p0``
+    exactly when ``P(X >= c | n_d, p0) < alpha``; the lower bound of the difference,
+    ``(2 p - 1) n_d / n``, exceeds ``-margin`` when that of ``p`` exceeds
+    ``p0 = (1 - margin n / n_d) / 2``.
+    """
+    logf = _log_factorials(n)
+    table = np.zeros((n + 1, n + 1), dtype=bool)
+    table[0, 0] = True  # no discordant items: the interval is [0, 0]
+    for n_d in range(1, n + 1):
+        p0 = (1.0 - margin * n / n_d) / 2.0
+        ks = np.arange(n_d + 1)
+        if p0 <= 0:
+            # any p > 0 beats p0; the lower bound of p is 0 only when c = 0, and then the
+            # difference's lower bound is -n_d/n, above -margin iff n_d < margin * n
+            table[n_d, : n_d + 1] = True
+            table[n_d, 0] = n_d / n < margin
+            continue
+        logpmf = logf[n_d] - logf[ks] - logf[n_d - ks] + ks * math.log(p0) + (n_d - ks) * math.log1p(-p0)
+        pmf = np.exp(logpmf - logpmf.max())
+        pmf /= pmf.sum()
+        survival = np.cumsum(pmf[::-1])[::-1]  # P(X >= c)
+        table[n_d, : n_d + 1] = survival < alpha
+    return table
