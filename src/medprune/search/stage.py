@@ -227,13 +227,11 @@ def _eval_brief(results: dict) -> dict:
     return {k: v for k, v in metric_values(results).items() if not k.startswith("accuracy_")}
 
 
-def step(cfg: RunConfig, state_or_workspace: dict, task: dict, *, progress: Progress = print) -> dict:
+def step(cfg: RunConfig, workspace: dict, task: dict, *, progress: Progress = print) -> dict:
+    """One candidate task of a batch (see :func:`medprune.search.candidate.run_candidate`)."""
     from medprune.search.candidate import run_candidate
 
-    ws = state_or_workspace.get("workspace", state_or_workspace)
-    result = run_candidate(cfg, task, ws, progress=progress)
-    result.pop("traceback", None) if result.get("status") == "ok" else None
-    return result
+    return run_candidate(cfg, task, workspace, progress=progress)
 
 
 def advance(cfg: RunConfig, state: dict, results: list[dict], *, progress: Progress = print) -> list[dict]:
@@ -385,7 +383,7 @@ def run_search(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> di
     pipeline (which runs them as kfp tasks, each rung's candidates in parallel)."""
     state, batch = setup(cfg, run_id, progress=progress)
     for _ in range(planner.total_steps(state)):
-        results = [step(cfg, state, task, progress=progress) for task in batch]
+        results = [step(cfg, state["workspace"], task, progress=progress) for task in batch]
         batch = advance(cfg, state, results, progress=progress)
     cert = certify(cfg, state, progress=progress)
     return finish(cfg, state, Path(state["workspace"]["run_dir"]), register=bool(cert.get("certified")), progress=progress)
