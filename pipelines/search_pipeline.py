@@ -6,6 +6,8 @@ The number of steps is fixed from the config at compile time (bisection rounds +
 a step with nothing left to run loops over one no-op item."""
 
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
+from pathlib import Path
+
 from kfp import dsl
 from medprune.components.search_components import (
     search_advance_component,
@@ -69,7 +71,7 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
             state = adv.output
         certify = _configure(search_certify_component(config_json=config_json, state=state), cfg, heavy, "certify")
         # the register tasks read the certified state from the run's folder (certify saved it)
-        with dsl.If(certify.outputs["Output"] == True, name="certified"):  # noqa: E712
+        with dsl.If(certify.outputs["Output"] == True, name="certified"):
             _configure(search_register_component(config_json=config_json, run_id=rid),
                        cfg, cfg.pipeline.resources["register"], "register")
         with dsl.Else(name="not-certified"):
@@ -78,10 +80,8 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
     return search_pipeline
 
 
-def compile_search_pipeline(cfg: RunConfig, output) -> "Path":
+def compile_search_pipeline(cfg: RunConfig, output) -> Path:
     """Write the Vertex-ready search pipeline spec for ``cfg`` to ``output``, atomically."""
-    from pathlib import Path
-
     from kfp import compiler
 
     output = Path(output)
@@ -92,12 +92,11 @@ def compile_search_pipeline(cfg: RunConfig, output) -> "Path":
     return output
 
 
-def run_search_local(cfg: RunConfig, run_id: str) -> "Path":
+def run_search_local(cfg: RunConfig, run_id: str) -> Path:
     """Run the search pipeline with kfp.local (one candidate at a time), after every check
     that can fail before pruning; copy its summary and report to OUTPUT_DIR/RUN_ID and
     return the summary's path."""
     import shutil
-    from pathlib import Path
 
     from kfp import local
 

@@ -53,6 +53,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.image:
         cfg.pipeline.base_image = args.image
+    if cfg.search is not None:  # a config with a search section compiles the search pipeline
+        from medprune.pipelines.search_pipeline import compile_search_pipeline
+
+        out = compile_search_pipeline(cfg, args.output)
+        print(f"wrote {out}")
+        return 0
     out = compile_pipeline(cfg, args.output)
     print(f"wrote {out}")
     return 0
@@ -73,6 +79,33 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     if summary.get("log"):
         print(f"log: {summary['log']}")
     return 0 if summary["gate"]["passed"] or not args.fail_on_gate else 3
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from medprune.pipeline_runner import new_run_id
+    from medprune.search.report import format_search_summary
+
+    cfg = _load(args)
+    if cfg.search is None:
+        raise MedpruneError(f"{args.config}: no search section; `medprune search` needs one (see examples/search.yaml)")
+    run_id = args.run_id or new_run_id(cfg)
+    if args.in_process:
+        from medprune.search.stage import SEARCH_SUMMARY, preflight_search, run_dir, run_search
+
+        preflight_search(cfg)
+        run_search(cfg, run_id)
+        summary_path = run_dir(cfg, run_id) / SEARCH_SUMMARY
+    else:
+        from medprune.pipelines.search_pipeline import run_search_local
+
+        summary_path = run_search_local(cfg, run_id)
+    summary = json.loads(summary_path.read_text())
+    print(format_search_summary(summary))
+    print(f"summary: {summary_path}")
+    print(f"report: {summary_path.with_name('report.html')}")
+    if summary.get("error"):
+        return 2
+    return 0 if summary.get("certified") or not args.fail_if_none else 3
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -134,6 +167,12 @@ def _template_for(args: argparse.Namespace, cfg: Any, workdir: Path) -> Path:
 
     if args.image:
         cfg.pipeline.base_image = args.image
+    if cfg.search is not None:  # a config with a search section runs the search pipeline
+        from medprune.pipelines.search_pipeline import compile_search_pipeline
+        from medprune.search.stage import check_search_for_vertex
+
+        check_search_for_vertex(cfg)
+        return compile_search_pipeline(cfg, workdir / "search-pipeline.yaml")
     return compile_pipeline(cfg, workdir / "pipeline.yaml")
 
 
@@ -279,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-gate", action="store_true", help="exit 3 when the gate fails")
     p.add_argument("-v", "--verbose", action="store_true", help="print kfp's whole log (it is always kept in RUN_DIR/run.log)")
     p.set_defaults(func=cmd_run_local)
+
+    p = with_config(sub.add_parser("search", help="find the most compressed model that provably passes the gate (kfp.local)"))
+    p.add_argument("--run-id", help="run name (default RUN_NAME-TIMESTAMP)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the search's tasks in this process instead of as kfp.local tasks (same steps, less start-up)")
+    p.add_argument("--fail-if-none", action="store_true", help="exit 3 when no candidate is certified")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("methods", help="list pruning methods")
     p.set_defaults(func=cmd_methods)

@@ -8,6 +8,7 @@ candidate that is really worse than ``gate.non_inferiority.margin`` at most ``al
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Literal
@@ -44,7 +45,7 @@ class AxisRange(_Strict):
         return self
 
     def values(self) -> list[float]:
-        n = int(math.floor((self.max - self.min) / self.step + 1e-9))
+        n = math.floor((self.max - self.min) / self.step + 1e-9)
         return [round(self.min + i * self.step, 6) for i in range(n + 1)]
 
 
@@ -256,7 +257,7 @@ class SearchConfig(_Strict):
         if not v:
             raise ValueError("need at least one rung")
         sizes = [r.items if r.items is not None else math.inf for r in v]
-        if any(b < a for a, b in zip(sizes, sizes[1:])):
+        if any(b < a for a, b in itertools.pairwise(sizes)):
             raise ValueError(f"rung items must not shrink from one rung to the next, got {[r.items for r in v]}")
         if any(r.items is None for r in v[:-1]) and v[-1].items is not None:
             raise ValueError("only the last rungs may use all items (items: null)")
@@ -280,10 +281,10 @@ class SearchConfig(_Strict):
         if len({tuple(c) for c in self.combos}) != len(self.combos):
             raise ValueError(f"combos repeat: {self.combos}")
         final = self.rungs[-1]
-        if self.budget.cpu_minutes is not None and final.recover_minutes is not None:
-            if self.budget.cpu_minutes < final.recover_minutes:
-                raise ValueError(
-                    f"budget.cpu_minutes={self.budget.cpu_minutes} cannot pay for one candidate's final-rung "
-                    f"recovery (rungs[-1].recover_minutes={final.recover_minutes}); allowed: >= {final.recover_minutes}"
-                )
+        cpu = self.budget.cpu_minutes
+        if cpu is not None and final.recover_minutes is not None and cpu < final.recover_minutes:
+            raise ValueError(
+                f"budget.cpu_minutes={cpu} cannot pay for one candidate's final-rung recovery "
+                f"(rungs[-1].recover_minutes={final.recover_minutes}); allowed: >= {final.recover_minutes}"
+            )
         return self

@@ -18,7 +18,7 @@ import torch
 
 from medprune.config import RunConfig
 from medprune.evaluate.runner import evaluation_settings, read_predictions, read_results
-from medprune.io.atomic import atomic_directory, atomic_write_json
+from medprune.io.atomic import atomic_write_json
 from medprune.progress import Progress
 
 DONE = "medprune_cache.json"  # written last into every cache entry: its presence = complete
@@ -35,21 +35,25 @@ def cache_entry(path: Path) -> dict | None:
 
 
 def _cached(path: Path, make, progress: Progress) -> tuple[dict, bool]:
-    """``make(tmp_dir) -> metadata`` into ``path`` unless it is already there; returns the
-    metadata (with ``cpu_seconds``, what making it cost) and whether it came from the cache."""
+    """``make(dir) -> metadata`` into ``path`` unless it is already there; returns the
+    metadata (with ``cpu_seconds``, what making it cost) and whether it came from the cache.
+
+    The entry is written in place and finished by :data:`DONE` (a file rename), so it works
+    on Cloud Storage FUSE, which does not rename directories; an entry without it is the
+    leftover of an interrupted attempt and is made again."""
+    import shutil
+
     found = cache_entry(path)
     if found is not None:
         progress(f"cache hit: {path}")
         return found, True
-    if path.exists():  # an interrupted attempt: start it again
-        import shutil
-
+    if path.exists():
         shutil.rmtree(path)
+    path.mkdir(parents=True)
     t0 = time.process_time()
-    with atomic_directory(path) as tmp:
-        meta = make(tmp)
-        meta["cpu_seconds"] = time.process_time() - t0
-        atomic_write_json(tmp / DONE, meta)
+    meta = make(path)
+    meta["cpu_seconds"] = time.process_time() - t0
+    atomic_write_json(path / DONE, meta)
     return meta, False
 
 
@@ -133,7 +137,7 @@ def run_candidate(cfg: RunConfig, task: dict, workspace: dict, *, progress: Prog
     try:
         out = _run(cfg, task, workspace, progress)
         status = {"status": "ok"}
-    except Exception as exc:  # the search goes on; the error is recorded with the candidate
+    except Exception as exc:  # noqa: BLE001  the search goes on; the error is recorded with the candidate
         progress(f"candidate {task['label']} failed at rung {task['rung']}: {exc}")
         out, status = {}, {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                            "traceback": traceback.format_exc(limit=5)}

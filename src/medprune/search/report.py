@@ -131,3 +131,38 @@ def render_search_report(summary: dict, out_dir: str | Path) -> Path:
     path = Path(out_dir) / REPORT_FILE
     atomic_write_text(path, render_search_html(summary))
     return path
+
+
+def format_search_summary(summary: dict) -> str:
+    """The search summary as a plain-text table for the terminal."""
+    lines = [f"{'candidate':34s} {'rung':>4s} {'objective':>12s} {'accuracy':>9s} {'vs dense':>9s}  why it stopped", "-" * 110]
+    for c in summary["candidates"]:
+        rung = max(c["results"], key=int) if c["results"] else None
+        res = c["results"].get(rung, {}) if rung is not None else {}
+        obj = c.get("objective_value")
+        acc, diff = res.get("accuracy"), res.get("difference")
+        lines.append(
+            f"{c['label'][:34]:34s} {rung if rung is not None else '-':>4} {(f'{obj:,.0f}' if obj is not None else '-'):>12s} "
+            f"{(f'{acc:.3f}' if acc is not None else '-'):>9s} {(f'{diff:+.3f}' if diff is not None else '-'):>9s}  {c.get('stopped') or c.get('status')}"
+        )
+    lines.append("")
+    lines.append(f"candidates per rung: {summary['rung_counts']}; CPU minutes: {summary['cpu_minutes']:.1f}")
+    size = summary.get("sample_size") or {}
+    if size:
+        lines.append(f"certification set: {size.get('message')}")
+    if summary.get("error"):
+        lines.append(f"search stopped: {summary['error']}")
+    cert = summary.get("certified")
+    if cert:
+        ci = (cert.get("certification") or {}).get("interval") or {}
+        lines.append(
+            f"CERTIFIED: {cert['label']} ({summary['objective']} {cert.get('objective_value'):,.0f}); on the certification set "
+            f"difference {ci.get('difference', 0):+.3f}, interval [{ci.get('lower', 0):+.3f}, {ci.get('upper', 0):+.3f}] "
+            f"vs margin {summary['margin']:g}"
+        )
+    else:
+        lines.append(f"nothing certified: {summary['error'] or (summary.get('certification') or {}).get('why')}")
+    reg = summary.get("registered")
+    if reg:
+        lines.append(f"registered: {reg.get('model')} version {reg.get('version')} at {reg.get('path')}")
+    return "\n".join(lines)

@@ -111,7 +111,7 @@ def build_space(cfg: RunConfig) -> list[Chain]:
         for s in steps:
             try:
                 step_config(cfg, s)
-            except Exception as exc:  # pydantic ValidationError: name the axis value
+            except ValueError as exc:  # pydantic ValidationError: name the axis value
                 msg = str(exc).splitlines()
                 raise ConfigError(f"search.axes: chain {chain!r} value {_step_label(s)!r} is not a valid prune setting: {' '.join(msg[1:3]) or msg[0]}") from None
         return Candidate(candidate_id(cfg, steps), " + ".join(_step_label(s) for s in steps), chain, index, steps, first_value)

@@ -109,7 +109,7 @@ def stratified_split(
     strata: dict[str, dict[str, int]] = {}
     for key in sorted(groups):
         members = sorted(groups[key], key=lambda r: _order_key(seed, r.id))
-        n_cert = min(len(members) - 1, max(1, int(math.floor(fraction * len(members) + 0.5))))
+        n_cert = min(len(members) - 1, max(1, math.floor(fraction * len(members) + 0.5)))
         cert.extend(members[:n_cert])
         search.extend(members[n_cert:])
         strata[key] = {"search": len(members) - n_cert, "certification": n_cert}

@@ -95,6 +95,18 @@ def _check_candidates_fit_model(cfg: RunConfig, chains) -> None:
                 raise ConfigError(f"search.axes: candidate {cand.label!r} cannot be made from this model: {exc}") from None
 
 
+def check_search_for_vertex(cfg: RunConfig) -> None:
+    """On Vertex AI the search's tasks share their work through Cloud Storage."""
+    sc = cfg.search
+    if sc is None:
+        raise ConfigError("the config has no search section")
+    if not (sc.cache_dir or "").startswith(("gs://", "/gcs/")):
+        raise ConfigError(
+            f"search.cache_dir={sc.cache_dir!r}: on Vertex AI the search's tasks share candidates, state and "
+            "report through Cloud Storage; set it to gs://BUCKET/PATH"
+        )
+
+
 def preflight_search(cfg: RunConfig) -> dict:
     """Every check that can fail before any pruning: the space, each value against the
     model, the split, rung sizes, recovery text against certification items, and whether
@@ -131,11 +143,12 @@ def preflight_search(cfg: RunConfig) -> dict:
             f"{cfg.gate.non_inferiority.min_items}"  # type: ignore[union-attr]
         )
     if cfg.recover.enabled and cfg.recover.data and "://" not in cfg.recover.data and any(r.recover_steps for r in sc.rungs):
-        from medprune.data.clinical import check_leakage
-        from medprune.io.atomic import atomic_write_text
         import tempfile
 
-        _, raw, cert_raw = _split(cfg)
+        from medprune.data.clinical import check_leakage
+        from medprune.io.atomic import atomic_write_text
+
+        _, _, cert_raw = _split(cfg)
         by_id = {str(r["id"]): r for r in cert_raw}
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "certification.jsonl"

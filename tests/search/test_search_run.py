@@ -1,0 +1,202 @@
+"""The search end to end on a tiny random Llama: in process (bisection, certification,
+registration, resume from the cache, a failed candidate) and as the kfp.local pipeline
+(ParallelFor, Collected, If -> register); bad input exits 2 before any pruning; the search
+pipeline compiles for Vertex AI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import save_tiny_model
+
+from medprune.cli import main
+from medprune.config import load_config
+from medprune.register.local import LocalRegistry
+
+RECOVERY = [f"Patient {i} was seen in clinic today and reported feeling well after visit number {i}." for i in range(40)]
+TERMS = ["hypertension", "tachycardia", "pneumonia", "anemia"]
+
+
+def _data(root: Path, n_per_category: int = 12) -> dict[str, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    rec = root / "recovery.jsonl"
+    rec.write_text("".join(json.dumps({"text": t}) + "\n" for t in RECOVERY))
+    calib = root / "calibration.jsonl"
+    calib.write_text("".join(json.dumps({"text": f"The blood pressure reading number {i} was taken at rest in the morning."}) + "\n" for i in range(40)))
+    items = []
+    for cat, src in (("cardio", "hpo"), ("lungs", "hpo"), ("codes", "icd")):
+        for i in range(n_per_category):
+            answer = (i * 7 + len(cat)) % 4
+            items.append({"id": f"{cat}-{i}", "question": f"Question {i} about {cat}: which term fits?\nAnswer:",
+                          "options": TERMS, "answer": answer, "category": cat, "source": src})
+    mcq = root / "mcq.jsonl"
+    mcq.write_text("".join(json.dumps(r) + "\n" for r in items))
+    return {"recovery": rec, "calibration": calib, "mcq": mcq}
+
+
+def _config(root: Path, model_dir: Path, search: dict | None = None, **sections) -> Path:
+    data = _data(root / "data")
+    cfg = {
+        "run_name": "search-test",
+        "output_dir": str(root / "runs"),
+        "model": {"source": str(model_dir), "name": "tiny-llama"},
+        "prune": {"method": "wanda", "calibration": {"data": str(data["calibration"]), "num_samples": 4, "seq_len": 32}},
+        "recover": {"data": str(data["recovery"]), "seq_len": 32, "batch_size": 2, "lr": 1e-4},
+        "evaluate": {"mcq": str(data["mcq"]), "batch_size": 8, "seq_len": 64, "latency_repeats": 1, "latency_seq_len": 16},
+        "gate": {"min_accuracy": 0.0, "non_inferiority": {"margin": 0.6, "min_items": 5}},
+        "registry": {"local": {"root": str(root / "registry")}, "aliases": ["candidate"]},
+        "search": {
+            "axes": [{"kind": "width", "values": [0.2, 0.4]}, {"kind": "unstructured", "values": [0.3, 0.6, 0.9]}],
+            "rungs": [{"items": 10, "tolerance": 0.3}, {"items": 16, "recover_steps": 1}],
+            "kl": {"texts": 2, "seq_len": 32},
+            "certification": {"fraction": 0.5, "assumed_discordance": 0.3},
+            **(search or {}),
+        },
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    path = root / "search.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _summary(capsys) -> dict:
+    out = capsys.readouterr().out
+    path = [line for line in out.splitlines() if line.startswith("summary: ")][-1].removeprefix("summary: ")
+    return json.loads(Path(path).read_text())
+
+
+@pytest.mark.slow
+def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir)
+    assert main(["search", str(cfg_path), "--run-id", "s1", "--in-process"]) == 0
+    s = _summary(capsys)
+    # the split is recorded, stratified, and certification items were never used to rank
+    split_ids = s["split_ids"]
+    assert len(split_ids["certification"]) == 18 and not set(split_ids["search"]) & set(split_ids["certification"])
+    assert s["split"]["strata"]["cardio | hpo"] == {"search": 6, "certification": 6}
+    for c in s["candidates"]:
+        for res in c["results"].values():
+            if res.get("status") == "ok":
+                assert res["n_items"] in (10, 16)
+    # every candidate is listed with why it stopped; the answer is certified and registered
+    assert all(c["stopped"] or c["status"] == "certified" for c in s["candidates"])
+    cert = s["certified"]
+    assert cert is not None and cert["certification"]["passed"]
+    assert s["certification"]["order"][-1] == cert["id"] or any(
+        "failed certification" in (c["stopped"] or "") for c in s["candidates"])
+    interval = cert["certification"]["interval"]
+    assert interval["confidence"] == pytest.approx(0.9) and interval["method"] == "mcnemar" and interval["n"] == 18
+    assert s["registered"]["version"] == 1
+    reg = LocalRegistry(tmp_path / "registry")
+    assert reg.versions("tiny-llama") == [1]
+    meta = reg.metadata("tiny-llama", 1)
+    assert meta["gate"]["passed"] and meta["config"]["search"] is not None
+    assert s["rung_counts"][0] < 5  # bisection did not prune all five values
+    assert s["rung_counts"][1] >= 1
+    report = (Path(s["split"].get("run_dir", "")) if False else tmp_path / "runs" / "search-cache" / "runs" / "s1" / "report.html")
+    html = report.read_text()
+    assert "Pareto plot" in html and "Certified" in html
+
+    # a second run reuses the cache: same answer, no pruning or training again
+    before = s["budget"]["cpu_seconds"]
+    assert main(["search", str(cfg_path), "--run-id", "s2", "--in-process"]) == 0
+    s2 = _summary(capsys)
+    assert s2["certified"]["id"] == cert["id"]
+    assert s2["budget"]["cpu_seconds_cached"] > 0
+    assert s2["budget"]["cpu_seconds"] < before
+    assert LocalRegistry(tmp_path / "registry").versions("tiny-llama") == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, capsys):
+    from medprune.search.space import build_space
+
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir, search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False})
+    cfg = load_config(cfg_path)
+    bad = build_space(cfg)[0].candidates[1]  # width 40%: its cached "pruned model" is broken
+    entry = tmp_path / "runs" / "search-cache" / "candidates" / bad.id / "pruned"
+    (entry / "model").mkdir(parents=True)
+    (entry / "medprune_cache.json").write_text(json.dumps({"total_params": 1, "nonzero_params": 1, "sparsity": 0, "cpu_seconds": 0}))
+    assert main(["search", str(cfg_path), "--run-id", "f1", "--in-process"]) == 0
+    s = _summary(capsys)
+    by_label = {c["label"]: c for c in s["candidates"]}
+    assert by_label["width 40%"]["status"] == "failed"
+    assert "failed at rung 0" in by_label["width 40%"]["stopped"] and "config.json" in by_label["width 40%"]["stopped"]
+    assert s["certified"]["label"] == "width 20%"
+
+
+@pytest.mark.slow
+def test_search_pipeline_runs_with_kfp_local(tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir, search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False})
+    assert main(["search", str(cfg_path), "--run-id", "k1"]) == 0
+    s = _summary(capsys)
+    assert s["rung_counts"] == [2, len(s["certification"]["order"]) if False else s["rung_counts"][1]]
+    assert s["rung_counts"][0] == 2 and s["rung_counts"][1] >= 1
+    assert s["certified"] is not None and s["registered"]["version"] == 1
+    run = tmp_path / "runs" / "k1"
+    assert (run / "summary.json").is_file() and (run / "report.html").is_file()
+    # the pipeline ran the candidates as loop iterations and registered in the If branch
+    artifacts = next((run / "artifacts").iterdir())
+    names = {p.name for p in artifacts.iterdir()}
+    assert any(n.startswith("for-loop") for n in names) and "search-register-component" in names
+    assert LocalRegistry(tmp_path / "registry").versions("tiny-llama") == [1]
+
+
+def test_one_item_category_exits_2_before_any_pruning(tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir)
+    mcq = tmp_path / "data" / "mcq.jsonl"
+    with mcq.open("a") as fh:
+        fh.write(json.dumps({"id": "odd", "question": "Q?\nAnswer:", "options": TERMS, "answer": 0, "category": "rare", "source": "hpo"}) + "\n")
+    assert main(["search", str(cfg_path), "--run-id", "b1"]) == 2
+    err = capsys.readouterr().err
+    assert "'rare | hpo'" in err and "cannot be split" in err
+    assert not (tmp_path / "runs" / "search-cache").exists()
+
+
+def test_too_small_certification_set_exits_2_naming_the_numbers(tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir, gate={"non_inferiority": {"margin": 0.05, "min_items": 5}})
+    assert main(["search", str(cfg_path), "--run-id", "b2"]) == 2
+    err = capsys.readouterr().err
+    assert "too small for the margin" in err and "margin 0.05" in err and "the certification set has 18" in err
+    assert not (tmp_path / "runs" / "search-cache").exists()
+
+
+def test_leaking_recovery_text_exits_2(tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir)
+    rec = tmp_path / "data" / "recovery.jsonl"
+    leaked = [f"Notes. Question {i} about cardio: which term fits? Answer: a term we trained on." for i in range(12)]
+    rec.write_text(rec.read_text() + "".join(json.dumps({"text": t}) + "\n" for t in leaked))
+    assert main(["search", str(cfg_path), "--run-id", "b3", "--in-process"]) == 2
+    assert "must not train on what certifies it" in capsys.readouterr().err
+
+
+def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir)
+    out = tmp_path / "search-pipeline.yaml"
+    assert main(["compile", str(cfg_path), "-o", str(out)]) == 0
+    spec = yaml.safe_load(out.read_text())
+    assert spec["pipelineInfo"]["name"] == "medprune-search"
+    text = out.read_text()
+    assert "parameterIterator" in text and "search-candidate-component" in text and "condition" in text
+    tasks = spec["root"]["dag"]["tasks"]
+    assert "search-setup-component" in tasks and "search-certify-component" in tasks
+    # each candidate branch gets the configured machine
+    assert "NVIDIA_L4" in text
+    # Vertex needs a shared workspace in Cloud Storage
+    cfg = load_config(cfg_path)
+    from medprune.errors import ConfigError
+    from medprune.search.stage import check_search_for_vertex
+
+    with pytest.raises(ConfigError, match="search.cache_dir=None.*gs://"):
+        check_search_for_vertex(cfg)
