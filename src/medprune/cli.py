@@ -90,10 +90,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise MedpruneError(f"{args.config}: no search section; `medprune search` needs one (see examples/search.yaml)")
     run_id = args.run_id or new_run_id(cfg)
     if args.in_process:
-        from medprune.search.stage import SEARCH_SUMMARY, preflight_search, run_dir, run_search
+        from medprune.search.stage import SEARCH_SUMMARY, run_dir, run_search
 
-        preflight_search(cfg)
-        run_search(cfg, run_id)
+        run_search(cfg, run_id)  # its setup checks everything before any pruning
         summary_path = run_dir(cfg, run_id) / SEARCH_SUMMARY
     else:
         from medprune.pipelines.search_pipeline import run_search_local

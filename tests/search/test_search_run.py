@@ -127,7 +127,7 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, capsys
     s = _summary(capsys)
     by_label = {c["label"]: c for c in s["candidates"]}
     assert by_label["width 40%"]["status"] == "failed"
-    assert "failed at rung 0" in by_label["width 40%"]["stopped"] and "config.json" in by_label["width 40%"]["stopped"]
+    assert "failed at rung 0" in by_label["width 40%"]["stopped"] and "Error" in by_label["width 40%"]["stopped"]
     assert s["certified"]["label"] == "width 20%"
 
 

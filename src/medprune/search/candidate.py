@@ -66,11 +66,15 @@ def _with(cfg: RunConfig, **sections) -> RunConfig:
 
 def rung_eval_config(cfg: RunConfig, items_file: str, ppl_texts: int) -> dict:
     """The evaluate section used at a search rung: the rung's items, perplexity on the
-    first ``ppl_texts`` texts (or none), no generation."""
+    first ``ppl_texts`` texts (or none), no generation and no other MCQ sources (the
+    certification evaluation runs everything the gate checks)."""
     ev = json.loads(cfg.evaluate.model_dump_json())
     ev["mcq"] = str(items_file)
     ev["max_items"] = None
     ev["summarization"] = None
+    for key, off in (("mcq_sources", []), ("visit_notes", None)):  # other tasks: certification only
+        if key in ev:
+            ev[key] = off
     if ppl_texts and ev.get("perplexity"):
         ev["max_ppl_texts"] = ppl_texts
     else:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medprune.config import GateConfig, RunConfig
-from medprune.gate.decision import GateDecision, decide
+from medprune.gate.decision import GateDecision
 from medprune.gate.stats import confidence_for_alpha, fixed_sequence
 
 
@@ -46,20 +46,14 @@ def certify_sequence(order: list[str], test: Callable[[str], GateDecision]) -> t
 def gate_on_certification(
     cfg: RunConfig, baseline_eval: str | Path, candidate_eval: str | Path, out_dir: str | Path
 ) -> GateDecision:
-    """The certification gate for one candidate; writes ``gate.json`` into ``out_dir``."""
-    from medprune.evaluate.runner import read_predictions, read_results
-    from medprune.gate.stage import GATE_FILE
-    from medprune.io.atomic import atomic_write_json
+    """The certification gate for one candidate (the gate stage, with the non-inferiority
+    test at level alpha); writes ``gate.json`` into ``out_dir``."""
+    from medprune.gate.stage import stage_gate
 
-    decision = decide(
-        read_results(baseline_eval),
-        read_results(candidate_eval),
-        certification_gate(cfg),
-        baseline_predictions=read_predictions(baseline_eval),
-        candidate_predictions=read_predictions(candidate_eval),
-    )
-    atomic_write_json(Path(out_dir) / GATE_FILE, decision.to_dict())
-    return decision
+    data = json.loads(cfg.to_json())
+    data["gate"] = json.loads(certification_gate(cfg).model_dump_json())
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return stage_gate(RunConfig.model_validate(data), baseline_eval, candidate_eval, out_dir)
 
 
 def decision_summary(decision: GateDecision) -> dict:
