@@ -9,6 +9,7 @@ a step with nothing left to run loops over one no-op item."""
 from pathlib import Path
 
 from kfp import dsl
+
 from medprune.components.search_components import (
     search_advance_component,
     search_batch_component,
@@ -18,7 +19,6 @@ from medprune.components.search_components import (
     search_register_component,
     search_setup_component,
 )
-
 from medprune.config import ResourceConfig, RunConfig
 from medprune.search.space import bisect_rounds, build_space
 
@@ -71,7 +71,7 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
             state = adv.output
         certify = _configure(search_certify_component(config_json=config_json, state=state), cfg, heavy, "certify")
         # the register tasks read the certified state from the run's folder (certify saved it)
-        with dsl.If(certify.outputs["Output"] == True, name="certified"):
+        with dsl.If(certify.outputs["Output"] == True, name="certified"):  # noqa: E712
             _configure(search_register_component(config_json=config_json, run_id=rid),
                        cfg, cfg.pipeline.resources["register"], "register")
         with dsl.Else(name="not-certified"):

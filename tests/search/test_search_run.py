@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import save_tiny_model
 
 from medprune.cli import main
 from medprune.config import load_config
 from medprune.register.local import LocalRegistry
+
+from conftest import save_tiny_model
 
 RECOVERY = [f"Patient {i} was seen in clinic today and reported feeling well after visit number {i}." for i in range(40)]
 TERMS = ["hypertension", "tachycardia", "pneumonia", "anemia"]

@@ -121,8 +121,10 @@ class AxisConfig(_Strict):
     def points(self) -> list[float | str]:
         """The axis's values, least to most compressed (nm: patterns by sparsity 1 - N/M)."""
         if self.kind == "nm":
-            return sorted(self.patterns or [], key=lambda p: 1 - int(p.split(":")[0]) / int(p.split(":")[1]))
-        return sorted(self.values if self.values is not None else self.range.values())  # type: ignore[union-attr]
+            patterns: list[str] = sorted(self.patterns or [], key=lambda p: 1 - int(p.split(":")[0]) / int(p.split(":")[1]))
+            return list(patterns)
+        assert self.values is not None or self.range is not None
+        return list(sorted(self.values if self.values is not None else self.range.values()))  # type: ignore[union-attr]
 
 
 class RungConfig(_Strict):
@@ -167,6 +169,9 @@ class KLConfig(_Strict):
     seq_len: int = Field(default=128, ge=8, description="Tokens per text for the KL measurement.")
 
 
+_STRATA: tuple[Literal["category", "source"], ...] = ("category", "source")
+
+
 class CertificationConfig(_Strict):
     file: str | None = Field(
         default=None, description="A separate MCQ file used only to certify; default: split evaluate.mcq."
@@ -175,7 +180,7 @@ class CertificationConfig(_Strict):
         default=0.4, gt=0, lt=1, description="Share of evaluate.mcq items set aside for certification (when file is unset)."
     )
     stratify_by: list[Literal["category", "source"]] = Field(
-        default_factory=lambda: ["category", "source"], description="Item fields whose combinations are split in proportion."
+        default_factory=lambda: list(_STRATA), description="Item fields whose combinations are split in proportion."
     )
     rare_strata: Literal["error", "pool"] = Field(
         default="error",

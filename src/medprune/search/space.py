@@ -91,8 +91,8 @@ def candidate_id(cfg: RunConfig, steps: tuple[dict, ...]) -> str:
     prune = json.loads(cfg.prune.model_dump_json())
     for key in ("method", "sparsity", "pattern"):
         prune.pop(key)
-    key = {"source": cfg.model.source, "dtype": cfg.model.dtype, "seed": cfg.seed, "prune": prune, "steps": list(steps)}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    identity = {"source": cfg.model.source, "dtype": cfg.model.dtype, "seed": cfg.seed, "prune": prune, "steps": list(steps)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_space(cfg: RunConfig) -> list[Chain]:
@@ -117,19 +117,19 @@ def build_space(cfg: RunConfig) -> list[Chain]:
         return Candidate(candidate_id(cfg, steps), " + ".join(_step_label(s) for s in steps), chain, index, steps, first_value)
 
     for pos, axis in enumerate(sc.axes):
-        cands = []
+        single: list[Candidate] = []
         for i, v in enumerate(axis.points()):
-            first = float(v) if axis.kind in ("width", "depth") else None
-            cands.append(make(axis.label, i, (axis_step(axis, v),), first))
-        chains.append(Chain(axis.label, KIND_PRIORITY[axis.kind] * 100 + pos, tuple(cands), axis.kind in ("width", "depth")))
+            share = float(v) if axis.kind in ("width", "depth") else None
+            single.append(make(axis.label, i, (axis_step(axis, v),), share))
+        chains.append(Chain(axis.label, KIND_PRIORITY[axis.kind] * 100 + pos, tuple(single), axis.kind in ("width", "depth")))
     for pos, (a, b) in enumerate(sc.combos):
-        first, second = by_label[a], by_label[b]
-        for v in first.points():
+        outer, inner = by_label[a], by_label[b]
+        for v in outer.points():
             name = f"{a}={v}+{b}"
-            cands = tuple(
-                make(name, i, (axis_step(first, v), axis_step(second, w)), float(v)) for i, w in enumerate(second.points())
+            combo = tuple(
+                make(name, i, (axis_step(outer, v), axis_step(inner, w)), float(v)) for i, w in enumerate(inner.points())
             )
-            chains.append(Chain(name, 1000 + pos * 100 + KIND_PRIORITY[first.kind], cands, False))
+            chains.append(Chain(name, 1000 + pos * 100 + KIND_PRIORITY[outer.kind], combo, False))
     chains.sort(key=lambda c: c.priority)
     for chain in chains:
         for cand in chain.candidates:

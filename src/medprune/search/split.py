@@ -131,7 +131,7 @@ def read_split_records(path: str | Path, *, fmt: str = "auto", cop_base: int = 0
     if len(rows) != len(items):
         raise DataError(f"{path}: {len(rows)} records but {len(items)} items were read")
     records, raw = [], []
-    for item, (_, rec) in zip(items, rows):
+    for item, (_, rec) in zip(items, rows, strict=True):
         src = rec.get("source")
         records.append(SplitRecord(item.id, item.category, str(src) if src is not None else "-"))
         raw.append({**rec, "id": rec.get("id", item.id)})

@@ -51,6 +51,7 @@ def _split(cfg: RunConfig):
     if not cfg.evaluate.mcq:
         raise ConfigError("search needs evaluate.mcq: candidates are ranked and certified on multiple-choice items")
     ev = cfg.evaluate
+    assert ev.mcq is not None
     records, raw = read_split_records(ev.mcq, fmt=ev.mcq_format, cop_base=ev.medmcqa_cop_base)
     if sc.certification.file:
         cert_records, cert_raw = read_split_records(sc.certification.file, fmt=ev.mcq_format, cop_base=ev.medmcqa_cop_base)
