@@ -20,13 +20,15 @@ from medprune.components.search_components import (
     search_setup_component,
 )
 from medprune.config import ResourceConfig, RunConfig
+from medprune.pipelines.common import pipeline_description, pipeline_image
 from medprune.search.space import bisect_rounds, build_space
 
 PIPELINE_NAME = "medprune-search"
+SUMMARY = "Find the most compressed clinical LLM that provably passes the gate."
 
 
-def _configure(task: dsl.PipelineTask, cfg: RunConfig, res: ResourceConfig, display_name: str) -> dsl.PipelineTask:
-    task.set_container_image(cfg.pipeline.base_image)
+def _configure(task: dsl.PipelineTask, image: str, res: ResourceConfig, display_name: str) -> dsl.PipelineTask:
+    task.set_container_image(image)
     task.set_display_name(display_name)
     task.set_cpu_limit(res.cpu)
     task.set_memory_limit(res.memory)
@@ -52,30 +54,31 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
     heavy = cfg.pipeline.resources["evaluate"]
     n_steps = search_steps(cfg)
     run_id_default = "" if not local else "local"
+    image = pipeline_image(cfg, local)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Find the most compressed clinical LLM that provably passes the gate.")
+    @dsl.pipeline(name=PIPELINE_NAME, description=pipeline_description(SUMMARY, cfg, image, kind="search"))
     def search_pipeline(config_json: str = cfg.to_json(), run_id: str = run_id_default):
         rid = run_id if local else dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        state = _configure(search_setup_component(config_json=config_json, run_id=rid), cfg, heavy, "search-setup").output
+        state = _configure(search_setup_component(config_json=config_json, run_id=rid), image, heavy, "search-setup").output
         for i in range(n_steps):
-            batch = _configure(search_batch_component(state=state), cfg, small, f"batch-step-{i}").output
+            batch = _configure(search_batch_component(state=state), image, small, f"batch-step-{i}").output
             with dsl.ParallelFor(items=batch, parallelism=sc.parallelism, name=f"step-{i}") as task:
                 cand = _configure(
                     search_candidate_component(config_json=config_json, task=task),
-                    cfg, sc.candidate_resources, f"candidate-step-{i}",
+                    image, sc.candidate_resources, f"candidate-step-{i}",
                 )
             adv = _configure(
                 search_advance_component(config_json=config_json, state=state, results=dsl.Collected(cand.output)),
-                cfg, small, f"advance-step-{i}",
+                image, small, f"advance-step-{i}",
             )
             state = adv.output
-        certify = _configure(search_certify_component(config_json=config_json, state=state), cfg, heavy, "certify")
+        certify = _configure(search_certify_component(config_json=config_json, state=state), image, heavy, "certify")
         # the register tasks read the certified state from the run's folder (certify saved it)
         with dsl.If(certify.outputs["Output"] == True, name="certified"):  # noqa: E712
             _configure(search_register_component(config_json=config_json, run_id=rid),
-                       cfg, cfg.pipeline.resources["register"], "register")
+                       image, cfg.pipeline.resources["register"], "register")
         with dsl.Else(name="not-certified"):
-            _configure(search_not_certified_component(config_json=config_json, run_id=rid), cfg, small, "not-certified")
+            _configure(search_not_certified_component(config_json=config_json, run_id=rid), image, small, "not-certified")
 
     return search_pipeline
 

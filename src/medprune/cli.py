@@ -160,6 +160,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 def _template_for(args: argparse.Namespace, cfg: Any, workdir: Path) -> Path:
     """The compiled pipeline to run: --template, or compiled now (with --image) into workdir."""
+    import medprune.search.space  # noqa: F401  (registers the search pipeline's graph settings)
+
     if args.template:
         return Path(args.template)
     from medprune.pipeline_runner import compile_pipeline

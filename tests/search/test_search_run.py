@@ -183,7 +183,7 @@ def test_leaking_recovery_text_exits_2(tmp_path, capsys):
 
 def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir)
+    cfg_path = _config(tmp_path, model_dir, pipeline={"base_image": "europe-west4-docker.pkg.dev/p/r/medprune-gpu:1"})
     out = tmp_path / "search-pipeline.yaml"
     assert main(["compile", str(cfg_path), "-o", str(out)]) == 0
     spec = yaml.safe_load(out.read_text())
@@ -192,8 +192,11 @@ def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
     assert "parameterIterator" in text and "search-candidate-component" in text and "condition" in text
     tasks = spec["root"]["dag"]["tasks"]
     assert "search-setup-component" in tasks and "search-certify-component" in tasks
-    # each candidate branch gets the configured machine
-    assert "NVIDIA_L4" in text
+    # each candidate branch gets the configured machine and the medprune image
+    assert "NVIDIA_L4" in text and "medprune-gpu:1" in text
+    from medprune.vertex.template import check_template_matches
+
+    assert check_template_matches(load_config(cfg_path), out)["search.steps"] >= 2
     # Vertex needs a shared workspace in Cloud Storage
     cfg = load_config(cfg_path)
     from medprune.errors import ConfigError

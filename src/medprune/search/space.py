@@ -156,3 +156,28 @@ def bisect_rounds(chains: list[Chain], bisect: bool) -> int:
         return 1
     longest = max(len(c.candidates) for c in chains)
     return max(1, (longest).bit_length() + 1)
+
+
+def search_graph_settings(cfg: RunConfig, image: str) -> dict:
+    """The settings the compiled search pipeline's graph depends on (recorded in the
+    template, checked at submit/schedule): the image, the number of steps, the candidate
+    machines and the registry target."""
+    sc = cfg.search
+    steps = None if sc is None else bisect_rounds(build_space(cfg), sc.bisect) + len(sc.rungs) - 1
+    return {
+        "pipeline.image": image,
+        "registry.target": cfg.registry.target,
+        "search.steps": steps,
+        "search.parallelism": None if sc is None else sc.parallelism,
+        "search.candidate_resources": None if sc is None else sc.candidate_resources.model_dump(mode="json"),
+        "pipeline.resources": {k: v.model_dump(mode="json") for k, v in sorted(cfg.pipeline.resources.items())},
+    }
+
+
+def _register_graph_settings() -> None:
+    from medprune.vertex.template import GRAPH_SETTINGS
+
+    GRAPH_SETTINGS.setdefault("search", search_graph_settings)
+
+
+_register_graph_settings()
