@@ -75,6 +75,8 @@ def rung_eval_config(cfg: RunConfig, items_file: str, ppl_texts: int) -> dict:
     for key, off in (("mcq_sources", []), ("visit_notes", None)):  # other tasks: certification only
         if key in ev:
             ev[key] = off
+    if isinstance(ev.get("judge"), dict):
+        ev["judge"]["enabled"] = False  # judges visit notes, which rungs do not generate
     if ppl_texts and ev.get("perplexity"):
         ev["max_ppl_texts"] = ppl_texts
     else:
