@@ -80,7 +80,7 @@ def test_accuracy_equals_lm_evaluation_harness(tmp_path, tiny_model_dir, monkeyp
         assert ours.predictions[sample["doc_id"]]["loglikelihoods"] == pytest.approx(theirs, abs=1e-4)
 
 
-def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, tiny_model_dir, monkeypatch):
+def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatch):
     """lm-evaluation-harness's own ``pubmedqa`` task (its yaml and ``doc_to_text``, pointed at
     real PubMedQA items in the Hugging Face shape) against ours reading the original release:
     the same prompt string, log-likelihoods and accuracy for every item."""
@@ -93,6 +93,10 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, tiny_model
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from conftest import save_tiny_model
+
+    # abstracts are ~1,500 byte tokens: a context long enough that neither side truncates
+    tiny_model_dir = save_tiny_model(tmp_path / "tiny-long", max_position_embeddings=4096)
     task_yaml = Path(lm_eval.__file__).parent / "tasks" / "pubmedqa" / "pubmedqa.yaml"
     if not task_yaml.is_file():
         pytest.skip(f"{task_yaml} not in this lm-eval")
@@ -101,8 +105,11 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, tiny_model
     ids = list(raw)[:12]
     harness_file = tmp_path / "pubmedqa_hf.jsonl"
     harness_file.write_text("".join(
-        json.dumps({"pubid": int(k), "question": raw[k]["QUESTION"], "context": {"contexts": raw[k]["CONTEXTS"]},
-                    "long_answer": raw[k]["LONG_ANSWER"], "final_decision": raw[k]["final_decision"]}) + "\n"
+        # both record shapes the harness has read: the release's keys (bigbio source schema,
+        # lm-eval >= 0.4.3) and the Hugging Face pubmed_qa ones (earlier 0.4 releases)
+        json.dumps({"pubid": int(k), "QUESTION": raw[k]["QUESTION"], "CONTEXTS": raw[k]["CONTEXTS"],
+                    "question": raw[k]["QUESTION"], "context": {"contexts": raw[k]["CONTEXTS"]},
+                    "final_decision": raw[k]["final_decision"]}) + "\n"
         for k in ids
     ))
     task_dir = tmp_path / "tasks"
@@ -119,14 +126,14 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, tiny_model
         "test_split: test\n"
     )
     harness = lm_eval.simple_evaluate(
-        model=HFLM(pretrained=str(tiny_model_dir), batch_size=4, device="cpu", dtype="float32", max_length=512),
+        model=HFLM(pretrained=str(tiny_model_dir), batch_size=4, device="cpu", dtype="float32", max_length=4096),
         tasks=["pubmedqa_local"],
         task_manager=TaskManager(include_path=str(task_dir)),
         log_samples=True,
     )
     items = load_mcq(pubmedqa, len(ids))
     model, tokenizer = load_model(tiny_model_dir)
-    ours = score_mcq(model, tokenizer, items, batch_size=3, max_length=512)
+    ours = score_mcq(model, tokenizer, items, batch_size=3, max_length=4096)
     samples = sorted(harness["samples"]["pubmedqa_local"], key=lambda s: s["doc_id"])
     assert len(samples) == len(ids)
     for sample, item, pred in zip(samples, items, ours.predictions, strict=True):
