@@ -35,7 +35,7 @@ test: setup
 
 # `ruff format --check` joins `make lint` when LINT_FORMAT is yes: it becomes the default once
 # the code base has been formatted in one commit (`make format`).
-LINT_FORMAT ?= no
+LINT_FORMAT ?= yes
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -41,7 +41,9 @@ def eval_config(args):
     from medprune.config import EvaluateConfig, MCQSourceConfig, VisitNotesConfig
 
     return EvaluateConfig(
-        mcq_sources=[MCQSourceConfig(name="pubmedqa", data=args.pubmedqa, max_items=args.pubmedqa_items)],
+        mcq_sources=[
+            MCQSourceConfig(name="pubmedqa", data=args.pubmedqa, max_items=args.pubmedqa_items)
+        ],
         visit_notes=VisitNotesConfig(
             data=args.aci,
             max_items=args.dialogues,
@@ -66,10 +68,22 @@ def summarize(results: dict, eval_dir: Path) -> dict:
         "pubmedqa_majority_baseline": pubmed["classes"]["majority_baseline"],
         "pubmedqa_per_class_f1": {k: v["f1"] for k, v in pubmed["classes"]["per_class"].items()},
         "pubmedqa_items": pubmed["n"],
-        **{f"notes_{k}": notes[k] for k in (
-            "rouge1", "rouge2", "rougeLsum", "section_coverage", "hallucination_rate", "omission_rate",
-            "reference_hallucination_rate", "mean_new_tokens", "budget_hits", "truncated_items", "n",
-        )},
+        **{
+            f"notes_{k}": notes[k]
+            for k in (
+                "rouge1",
+                "rouge2",
+                "rougeLsum",
+                "section_coverage",
+                "hallucination_rate",
+                "omission_rate",
+                "reference_hallucination_rate",
+                "mean_new_tokens",
+                "budget_hits",
+                "truncated_items",
+                "n",
+            )
+        },
         "nonzero_params": results["efficiency"]["nonzero_params"],
         "total_params": results["efficiency"]["total_params"],
         "eval_dir": str(eval_dir),
@@ -178,25 +192,48 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(CACHE / "models/smollm2-135m-instruct"), help="Dense model directory.")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        default=str(CACHE / "models/smollm2-135m-instruct"),
+        help="Dense model directory.",
+    )
     p.add_argument("--pubmedqa", default=str(SHARED / "pubmedqa/ori_pqal_dev.json"))
     p.add_argument("--aci", default=str(SHARED / "aci-bench/valid_full.json"))
     p.add_argument("--recovery-data", default=str(CACHE / "data/recovery.jsonl"))
-    p.add_argument("--row", action="append", dest="rows", help=f"NAME=METHOD:SPARSITY (default {DEFAULT_ROWS})")
-    p.add_argument("--pubmedqa-items", type=int, default=None, help="First N PubMedQA items (default all 500).")
-    p.add_argument("--dialogues", type=int, default=None, help="First N ACI-BENCH dialogues (default all 20).")
+    p.add_argument(
+        "--row", action="append", dest="rows", help=f"NAME=METHOD:SPARSITY (default {DEFAULT_ROWS})"
+    )
+    p.add_argument(
+        "--pubmedqa-items", type=int, default=None, help="First N PubMedQA items (default all 500)."
+    )
+    p.add_argument(
+        "--dialogues", type=int, default=None, help="First N ACI-BENCH dialogues (default all 20)."
+    )
     p.add_argument("--max-new-tokens", type=int, default=384)
     p.add_argument("--max-input-tokens", type=int, default=2048)
     p.add_argument("--note-batch", type=int, default=4)
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--recover-steps", type=int, default=40)
-    p.add_argument("--recover-minutes", type=float, default=4.0, help="Recovery budget per row (minutes).")
-    p.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall", help="What --recover-minutes counts.")
+    p.add_argument(
+        "--recover-minutes", type=float, default=4.0, help="Recovery budget per row (minutes)."
+    )
+    p.add_argument(
+        "--budget-clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="What --recover-minutes counts.",
+    )
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
-    p.add_argument("--work", default=None, help="Keep models and evaluations here (default: a temp dir).")
-    p.add_argument("--json", default=None, help="Write the rows as JSON (rewritten after each row).")
+    p.add_argument(
+        "--work", default=None, help="Keep models and evaluations here (default: a temp dir)."
+    )
+    p.add_argument(
+        "--json", default=None, help="Write the rows as JSON (rewritten after each row)."
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -222,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        dense = evaluate_model(dense_dir, eval_config(args), work / "dense-eval", label="dense", progress=say)
+        dense = evaluate_model(
+            dense_dir, eval_config(args), work / "dense-eval", label="dense", progress=say
+        )
         rows = [{"row": "dense", "method": "none", **summarize(dense, work / "dense-eval")}]
         for entry in args.rows or DEFAULT_ROWS:
             name, _, spec = entry.partition("=")

@@ -30,9 +30,19 @@ def main() -> int:
     import numpy as np
     from llama_cpp import Llama
 
-    texts = [json.loads(line)["text"] for line in open(args.texts, encoding="utf-8") if line.strip()]
-    llm = Llama(model_path=args.gguf, n_ctx=max(512, args.seq_len + args.gen_tokens + 8), n_threads=args.threads,
-                n_threads_batch=args.threads, n_batch=512, logits_all=True, verbose=False, seed=0)
+    texts = [
+        json.loads(line)["text"] for line in open(args.texts, encoding="utf-8") if line.strip()
+    ]
+    llm = Llama(
+        model_path=args.gguf,
+        n_ctx=max(512, args.seq_len + args.gen_tokens + 8),
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        n_batch=512,
+        logits_all=True,
+        verbose=False,
+        seed=0,
+    )
 
     # perplexity from llama.cpp's logits (same texts and window as the transformers numbers)
     nll, count = 0.0, 0
@@ -64,11 +74,20 @@ def main() -> int:
             if n >= args.gen_tokens:
                 break
         gen_rates.append(n / (time.perf_counter() - t0))
-    print(json.dumps({
-        "ppl": ppl, "ppl_tokens": count, "prompt_tokens": len(prompt),
-        "prompt_tok_s": statistics.median(prompt_rates), "gen_tok_s": statistics.median(gen_rates),
-        "gen_tokens": args.gen_tokens, "threads": args.threads, "repeats": args.repeats,
-    }))
+    print(
+        json.dumps(
+            {
+                "ppl": ppl,
+                "ppl_tokens": count,
+                "prompt_tokens": len(prompt),
+                "prompt_tok_s": statistics.median(prompt_rates),
+                "gen_tok_s": statistics.median(gen_rates),
+                "gen_tokens": args.gen_tokens,
+                "threads": args.threads,
+                "repeats": args.repeats,
+            }
+        )
+    )
     return 0
 
 

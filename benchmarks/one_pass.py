@@ -50,7 +50,9 @@ def two_pass_prune(model, token_ids, method: str, sparsity: float, batch_size: i
             for group in stats.groups:
                 members = [linears[n] for n in group.members]
                 new = sparsegpt_prune(
-                    torch.cat([m.weight for m in members]), group.hessian, sparsity=sparsity,
+                    torch.cat([m.weight for m in members]),
+                    group.hessian,
+                    sparsity=sparsity,
                     row_segments=[m.out_features for m in members],
                 )
                 offset = 0
@@ -104,17 +106,28 @@ def main(argv: list[str] | None = None) -> int:
                 two_pass_prune(model, ids, method, args.sparsity, args.batch_size)
             else:
                 cfg = PruneConfig(
-                    method=method, sparsity=args.sparsity,
-                    calibration={"num_samples": args.num_samples, "seq_len": args.seq_len,
-                                 "batch_size": args.batch_size},
+                    method=method,
+                    sparsity=args.sparsity,
+                    calibration={
+                        "num_samples": args.num_samples,
+                        "seq_len": args.seq_len,
+                        "batch_size": args.batch_size,
+                    },
                 )
                 prune_model(model, tokenizer, cfg, calib_texts=texts, device="cpu")
             row[f"{mode} prune_wall_s"] = time.perf_counter() - wall
             row[f"{mode} prune_cpu_s"] = time.process_time() - cpu
-            masks[mode] = {n: (m.weight != 0) for n, m in prunable_linears(model.model.layers).items()}
-            row[f"{mode} perplexity"] = perplexity(model, tokenizer, heldout, max_length=args.eval_seq_len).perplexity
-            print(f"[{method} {mode}] {row[f'{mode} prune_wall_s']:.0f}s, ppl {row[f'{mode} perplexity']:.3f}",
-                  file=sys.stderr, flush=True)
+            masks[mode] = {
+                n: (m.weight != 0) for n, m in prunable_linears(model.model.layers).items()
+            }
+            row[f"{mode} perplexity"] = perplexity(
+                model, tokenizer, heldout, max_length=args.eval_seq_len
+            ).perplexity
+            print(
+                f"[{method} {mode}] {row[f'{mode} prune_wall_s']:.0f}s, ppl {row[f'{mode} perplexity']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
         differ: dict[str, list[int]] = {}
         for name, keep in masks["one-pass"].items():
             kind = name.rsplit(".", 1)[-1]
@@ -122,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             d[0] += int((keep != masks["two-pass"][name]).sum())
             d[1] += keep.numel()
         row["mask_differs"] = {k: v[0] / v[1] for k, v in differ.items()}
-        row["mask_differs_all"] = sum(v[0] for v in differ.values()) / sum(v[1] for v in differ.values())
+        row["mask_differs_all"] = sum(v[0] for v in differ.values()) / sum(
+            v[1] for v in differ.values()
+        )
         row["perplexity_ratio"] = row["one-pass perplexity"] / row["two-pass perplexity"]
         results.append(row)
         print(json.dumps(row, indent=1), flush=True)

@@ -48,7 +48,12 @@ ROWS: list[dict] = [  # the rows the targets compare come first
     {"name": "wanda 2:4", "tool": "medprune", "method": "wanda", "pattern": "2:4"},
     {"name": "llmc wanda 2:4", "tool": "llmcompressor", "method": "wanda", "pattern": "2:4"},
     {"name": "sparsegpt 2:4", "tool": "medprune", "method": "sparsegpt", "pattern": "2:4"},
-    {"name": "llmc sparsegpt 2:4", "tool": "llmcompressor", "method": "sparsegpt", "pattern": "2:4"},
+    {
+        "name": "llmc sparsegpt 2:4",
+        "tool": "llmcompressor",
+        "method": "sparsegpt",
+        "pattern": "2:4",
+    },
     {"name": "width -25% params", "tool": "medprune", "method": "width", "sparsity": 0.25},
     {"name": "depth -25% layers", "tool": "medprune", "method": "depth", "sparsity": 0.25},
     {"name": "magnitude 50%", "tool": "medprune", "method": "magnitude", "sparsity": 0.5},
@@ -101,7 +106,9 @@ def perplexity(model, tokenizer, texts: list[str], seq_len: int) -> float:
     count = 0
     with torch.no_grad():
         for text in texts:
-            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)["input_ids"]
+            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)[
+                "input_ids"
+            ]
             if ids.shape[1] < 2:
                 continue
             logits = model(input_ids=ids).logits[0, :-1].float()
@@ -134,7 +141,9 @@ def mcq_accuracy(model, tokenizer, items: list[dict]) -> float:
 def throughput(model, batch: int = 2, seq_len: int = 256, repeats: int = 2) -> float:
     import torch
 
-    ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, model.config.vocab_size, (batch, seq_len), generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         model(input_ids=ids)  # warm-up
         best = float("inf")
@@ -161,7 +170,9 @@ def _prune_llmcompressor(model, tokenizer, ids, row: dict, batch_size: int) -> N
         targets=["Linear"],
         ignore=["re:.*lm_head"],
     )
-    ds = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * ids.shape[1]] * ids.shape[0]})
+    ds = Dataset.from_dict(
+        {"input_ids": ids.tolist(), "attention_mask": [[1] * ids.shape[1]] * ids.shape[0]}
+    )
     oneshot(
         model=model,
         tokenizer=tokenizer,
@@ -215,13 +226,25 @@ def run_row(row: dict, args) -> dict:
             method=row["method"],
             sparsity=row.get("sparsity", 0.5),
             pattern=row.get("pattern", "unstructured"),
-            calibration={"num_samples": args.num_samples, "seq_len": args.seq_len, "batch_size": args.batch_size},
+            calibration={
+                "num_samples": args.num_samples,
+                "seq_len": args.seq_len,
+                "batch_size": args.batch_size,
+            },
         )
         result = prune_model(
-            model, tokenizer, cfg, calib_texts=load_calibration_texts(args.calibration), device="cpu"
+            model,
+            tokenizer,
+            cfg,
+            calib_texts=load_calibration_texts(args.calibration),
+            device="cpu",
         )
         model = result.model
-        out["report"] = {k: v for k, v in result.report.items() if k in ("sparsity", "param_ratio", "config", "removed_layers", "plan")}
+        out["report"] = {
+            k: v
+            for k, v in result.report.items()
+            if k in ("sparsity", "param_ratio", "config", "removed_layers", "plan")
+        }
     elif row["tool"] == "llmcompressor":
         _prune_llmcompressor(model, tokenizer, ids, row, args.batch_size)
     out["prune_time_s"] = time.perf_counter() - t if row["tool"] != "none" else 0.0
@@ -231,7 +254,9 @@ def run_row(row: dict, args) -> dict:
     out["rss_before_load_mb"] = rss_before_load / 1024
     out["rss_loaded_mb"] = rss_loaded / 1024
     out["model_mb"] = model_bytes / 2**20
-    out["peak_over_model"] = (model_bytes + (peak - rss_loaded) * 1024) / model_bytes if row["tool"] != "none" else None
+    out["peak_over_model"] = (
+        (model_bytes + (peak - rss_loaded) * 1024) / model_bytes if row["tool"] != "none" else None
+    )
     model.eval()
     rep = sparsity_report(model)
     out["params"] = rep["total_params"]
@@ -246,7 +271,9 @@ def run_row(row: dict, args) -> dict:
         from medprune.evaluate.mcq import load_mcq, score_mcq
         from medprune.evaluate.perplexity import perplexity as project_perplexity
 
-        out["perplexity"] = project_perplexity(model, tokenizer, heldout, max_length=args.eval_seq_len).perplexity
+        out["perplexity"] = project_perplexity(
+            model, tokenizer, heldout, max_length=args.eval_seq_len
+        ).perplexity
         out["mcq_accuracy"] = score_mcq(model, tokenizer, load_mcq(args.mcq, args.mcq_items)).acc
         out["evaluator"] = "medprune.evaluate"
     except ImportError:
@@ -288,7 +315,8 @@ def targets(rows: list[dict]) -> list[str]:
                 tm = ours["prune_time_s"] / theirs["prune_time_s"]
                 cpu_ratio = (
                     ours["prune_cpu_s"] / theirs["prune_cpu_s"]
-                    if ours.get("prune_cpu_s") and theirs.get("prune_cpu_s") else None
+                    if ours.get("prune_cpu_s") and theirs.get("prune_cpu_s")
+                    else None
                 )
                 lines.append(
                     f"{m} {pat}: ppl ratio {ppl:.4f} (target <= {PPL_TARGET}: "
@@ -306,7 +334,9 @@ def targets(rows: list[dict]) -> list[str]:
     half = by.get("width -50% params")
     if half and by.get("dense"):
         s = half["tokens_per_s"] / by["dense"]["tokens_per_s"]
-        lines.append(f"width -50% params: {s:.2f}x dense throughput (target >= 1.7: {'met' if s >= 1.7 else 'NOT met'})")
+        lines.append(
+            f"width -50% params: {s:.2f}x dense throughput (target >= 1.7: {'met' if s >= 1.7 else 'NOT met'})"
+        )
     return lines
 
 
@@ -317,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout", default=str(CACHE / "data/heldout.jsonl"))
     p.add_argument("--mcq", default=str(CACHE / "data/mcq.jsonl"))
     p.add_argument(
-        "--json", default=None,
+        "--json",
+        default=None,
         help="Also write the run (commit, versions, command, machine, date), the rows and the "
         "targets as JSON to this file, or into this directory (a trailing '/' or an existing "
         "directory) as pruning-<date>-<commit>.json: one file per run.",
@@ -329,14 +360,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-seq-len", type=int, default=512)
     p.add_argument("--mcq-items", type=int, default=100)
     p.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch threads per row (0: torch default). One is fastest on a small shared machine.",
     )
     p.add_argument("--tput-batch", type=int, default=2, help="Throughput: sequences per forward.")
     p.add_argument("--tput-seq-len", type=int, default=256, help="Throughput: tokens per sequence.")
     p.add_argument("--only", default=None, help="Comma-separated row names to run (default: all).")
     p.add_argument(
-        "--jobs", type=int, default=1,
+        "--jobs",
+        type=int,
+        default=1,
         help="Rows run at the same time (each its own process with --threads threads). On a "
         "busy shared machine, running a method's two tools side by side gives them the same "
         "conditions; compare prune CPU seconds as well as wall time.",
@@ -368,8 +403,22 @@ def main(argv: list[str] | None = None) -> int:
     info = run_info(args.threads)
     info["settings"] = {
         k: getattr(args, k)
-        for k in ("model", "calibration", "heldout", "mcq", "num_samples", "seq_len", "batch_size",
-                  "ppl_texts", "eval_seq_len", "mcq_items", "tput_batch", "tput_seq_len", "only", "jobs")
+        for k in (
+            "model",
+            "calibration",
+            "heldout",
+            "mcq",
+            "num_samples",
+            "seq_len",
+            "batch_size",
+            "ppl_texts",
+            "eval_seq_len",
+            "mcq_items",
+            "tput_batch",
+            "tput_seq_len",
+            "only",
+            "jobs",
+        )
     }
     json_path = results_path(args.json, "pruning", info) if args.json else None
     results = []
@@ -381,30 +430,61 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
 
     passthrough = [
-        f"--model={args.model}", f"--calibration={args.calibration}", f"--heldout={args.heldout}",
-        f"--mcq={args.mcq}", f"--num-samples={args.num_samples}", f"--seq-len={args.seq_len}",
-        f"--batch-size={args.batch_size}", f"--ppl-texts={args.ppl_texts}",
-        f"--eval-seq-len={args.eval_seq_len}", f"--mcq-items={args.mcq_items}",
-        f"--threads={args.threads}", f"--tput-batch={args.tput_batch}",
+        f"--model={args.model}",
+        f"--calibration={args.calibration}",
+        f"--heldout={args.heldout}",
+        f"--mcq={args.mcq}",
+        f"--num-samples={args.num_samples}",
+        f"--seq-len={args.seq_len}",
+        f"--batch-size={args.batch_size}",
+        f"--ppl-texts={args.ppl_texts}",
+        f"--eval-seq-len={args.eval_seq_len}",
+        f"--mcq-items={args.mcq_items}",
+        f"--threads={args.threads}",
+        f"--tput-batch={args.tput_batch}",
         f"--tput-seq-len={args.tput_seq_len}",
     ]
+
     def run_one(row: dict) -> dict:
         if row["tool"] == "llmcompressor" and not have_llmc:
-            return {"name": row["name"], "tool": row["tool"], "method": row["method"], "skipped": "no llmcompressor"}
+            return {
+                "name": row["name"],
+                "tool": row["tool"],
+                "method": row["method"],
+                "skipped": "no llmcompressor",
+            }
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
             out_path = fh.name
         t = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, __file__, *passthrough, "--row", json.dumps(row), "--row-out", out_path],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                __file__,
+                *passthrough,
+                "--row",
+                json.dumps(row),
+                "--row-out",
+                out_path,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             print(f"[{row['name']}] FAILED: {' / '.join(tail)}", file=sys.stderr)
-            return {"name": row["name"], "tool": row["tool"], "method": row["method"], "skipped": "failed", "error": " / ".join(tail)}
+            return {
+                "name": row["name"],
+                "tool": row["tool"],
+                "method": row["method"],
+                "skipped": "failed",
+                "error": " / ".join(tail),
+            }
         out = json.loads(Path(out_path).read_text())
         os.unlink(out_path)
-        print(f"[{row['name']}] done in {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)
+        print(
+            f"[{row['name']}] done in {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True
+        )
         return out
 
     # Rows run in their own processes, --jobs at a time; results keep the table's order.

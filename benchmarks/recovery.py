@@ -71,7 +71,11 @@ def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path
         return {**row, "skipped": f"method {method!r} not available"}
     pcfg_fields = {"method": method, "sparsity": sparsity, "pattern": pattern}
     if "calibration" in PruneConfig.model_fields:
-        pcfg_fields["calibration"] = {"data": args.recovery_data, "num_samples": args.calib_samples, "seq_len": args.seq_len}
+        pcfg_fields["calibration"] = {
+            "data": args.recovery_data,
+            "num_samples": args.calib_samples,
+            "seq_len": args.seq_len,
+        }
     pcfg = PruneConfig(**pcfg_fields)
     for old in work.glob(f"{name}-*"):  # a rerun in the same --work starts this row afresh
         shutil.rmtree(old)
@@ -88,7 +92,11 @@ def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path
     params_pruned = before["total_params"]
     del model
     ecfg = _eval_cfg(args)
-    pruned = _metrics(evaluate_model(pruned_dir, ecfg, work / f"{name}-eval-pruned", label=f"{name}-pruned", progress=say))
+    pruned = _metrics(
+        evaluate_model(
+            pruned_dir, ecfg, work / f"{name}-eval-pruned", label=f"{name}-pruned", progress=say
+        )
+    )
     cfg = RunConfig(
         seed=args.seed,
         model={"source": str(dense_dir), "dtype": "float32"},
@@ -104,13 +112,22 @@ def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path
             "schedule": "constant",
             "batch_size": args.batch_size,
             "seq_len": args.seq_len,
-            "distill": {"enabled": True, "temperature": args.temperature, "kl_weight": 1.0, "ce_weight": args.ce_weight},
+            "distill": {
+                "enabled": True,
+                "temperature": args.temperature,
+                "kl_weight": 1.0,
+                "ce_weight": args.ce_weight,
+            },
             "log_every": 10,
         },
     )
     rec_dir = work / f"{name}-recovered"
     report = stage_recover(cfg, pruned_dir, rec_dir, teacher_dir=dense_dir, progress=say)
-    recovered = _metrics(evaluate_model(rec_dir, ecfg, work / f"{name}-eval-recovered", label=f"{name}-recovered", progress=say))
+    recovered = _metrics(
+        evaluate_model(
+            rec_dir, ecfg, work / f"{name}-eval-recovered", label=f"{name}-recovered", progress=say
+        )
+    )
     return {
         **row,
         "params_dense": dense["params"],
@@ -120,11 +137,15 @@ def run_row(name: str, spec: str, args, dense_dir: Path, dense: dict, work: Path
         "ppl_dense": dense["perplexity"],
         "ppl_pruned": pruned["perplexity"],
         "ppl_recovered": recovered["perplexity"],
-        "ppl_gap_recovered": gap_recovered(dense["perplexity"], pruned["perplexity"], recovered["perplexity"]),
+        "ppl_gap_recovered": gap_recovered(
+            dense["perplexity"], pruned["perplexity"], recovered["perplexity"]
+        ),
         "acc_dense": dense["accuracy"],
         "acc_pruned": pruned["accuracy"],
         "acc_recovered": recovered["accuracy"],
-        "acc_gap_recovered": gap_recovered(dense["accuracy"], pruned["accuracy"], recovered["accuracy"]),
+        "acc_gap_recovered": gap_recovered(
+            dense["accuracy"], pruned["accuracy"], recovered["accuracy"]
+        ),
         "recover_steps": report["steps"],
         "recover_minutes": report["seconds"] / 60,
         "recover_tokens_per_s": report["tokens_per_second"],
@@ -136,8 +157,12 @@ def _eval_cfg(args):
     from medprune.config import EvaluateConfig
 
     return EvaluateConfig(
-        mcq=args.mcq, perplexity=args.heldout, batch_size=8, seq_len=256,
-        max_items=args.max_mcq, max_ppl_texts=args.max_ppl_texts,
+        mcq=args.mcq,
+        perplexity=args.heldout,
+        batch_size=8,
+        seq_len=256,
+        max_items=args.max_mcq,
+        max_ppl_texts=args.max_ppl_texts,
     )
 
 
@@ -166,14 +191,30 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(CACHE / "models/smollm2-135m-instruct"), help="Dense model directory (safetensors).")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        default=str(CACHE / "models/smollm2-135m-instruct"),
+        help="Dense model directory (safetensors).",
+    )
     p.add_argument("--recovery-data", default=str(CACHE / "data/recovery.jsonl"))
     p.add_argument("--heldout", default=str(CACHE / "data/heldout.jsonl"))
     p.add_argument("--mcq", default=str(CACHE / "data/mcq.jsonl"))
-    p.add_argument("--row", action="append", dest="rows", help=f"NAME=METHOD:SPARSITY[:PATTERN] (default {DEFAULT_ROWS})")
+    p.add_argument(
+        "--row",
+        action="append",
+        dest="rows",
+        help=f"NAME=METHOD:SPARSITY[:PATTERN] (default {DEFAULT_ROWS})",
+    )
     p.add_argument("--budget-minutes", type=float, default=10.0, help="Recovery time per row.")
-    p.add_argument("--budget-clock", choices=["cpu", "wall"], default="cpu", help="CPU time (default) or wall time.")
+    p.add_argument(
+        "--budget-clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="CPU time (default) or wall time.",
+    )
     p.add_argument("--max-steps", type=int, default=100000)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--batch-size", type=int, default=4)
@@ -183,11 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-samples", type=int, default=64)
     p.add_argument("--max-mcq", type=int, default=None)
     p.add_argument("--max-ppl-texts", type=int, default=None)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default). The budget counts CPU time of all threads.")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", default=None, help="Keep intermediate models here (default: a temp dir).")
     p.add_argument(
-        "--json", default=None,
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch default). The budget counts CPU time of all threads.",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--work", default=None, help="Keep intermediate models here (default: a temp dir)."
+    )
+    p.add_argument(
+        "--json",
+        default=None,
         help="Also write the rows and how the run was made (commit, versions, command, machine, "
         "date) as JSON to this file, or into this folder (a path ending in /) as "
         "recovery-<date>-<commit>.json: one file per run.",
@@ -207,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     for path in (args.recovery_data, args.heldout, args.mcq):
         if not Path(path).is_file():
-            print(f"error: {path} not found (run `medprune fetch-default` and `medprune build-data`, or pass the path)", file=sys.stderr)
+            print(
+                f"error: {path} not found (run `medprune fetch-default` and `medprune build-data`, or pass the path)",
+                file=sys.stderr,
+            )
             return 2
     dense_dir = check_model_dir(args.model)
     info = run_info(torch.get_num_threads())  # after set_num_threads: the threads the rows use
@@ -226,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.work and cached.is_file():  # the dense model does not change between runs
             dense_results = json.loads(cached.read_text())
         else:
-            dense_results = evaluate_model(dense_dir, _eval_cfg(args), work / "eval-dense", label="dense", progress=say)
+            dense_results = evaluate_model(
+                dense_dir, _eval_cfg(args), work / "eval-dense", label="dense", progress=say
+            )
         dense = _metrics(dense_results)
         dense["params"] = dense_results.get("efficiency", {}).get("total_params")
         rows = []

@@ -13,15 +13,24 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = (
-    "medprune", "torch", "transformers", "accelerate", "numpy", "llmcompressor",
-    "compressed-tensors", "datasets",
+    "medprune",
+    "torch",
+    "transformers",
+    "accelerate",
+    "numpy",
+    "llmcompressor",
+    "compressed-tensors",
+    "datasets",
 )
 
 
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, check=True,
+            ["git", *args],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.CalledProcessError):

@@ -28,7 +28,9 @@ from pathlib import Path
 
 CACHE = Path(".cache/medprune")
 GATE = {  # examples/local.yaml's gate, with the exact McNemar interval for the guarantee
-    "min_accuracy": 0.55, "max_accuracy_drop": 0.08, "max_perplexity_ratio": 1.5,
+    "min_accuracy": 0.55,
+    "max_accuracy_drop": 0.08,
+    "max_perplexity_ratio": 1.5,
     "non_inferiority": {"margin": 0.10, "method": "mcnemar"},
 }
 
@@ -60,31 +62,78 @@ def build_config(args, work: Path):
     search_items = work / "search-items.jsonl"  # the first --search-items of mcq.jsonl
     lines = (data / "mcq.jsonl").read_text().splitlines()[: args.search_items]
     search_items.write_text("\n".join(lines) + "\n")
-    return parse_config({
-        "run_name": "bench-search", "output_dir": str(work / "runs"), "seed": 0,
-        "model": {"source": str(CACHE / "models" / "smollm2-135m-instruct"), "name": "smollm2-135m-clinical", "dtype": "float32"},
-        "prune": {"method": "wanda", "calibration": {"data": str(data / "calibration.jsonl"), "num_samples": args.calib_samples, "seq_len": 128}},
-        "recover": {"enabled": True, "data": str(data / "recovery.jsonl"), "lr": 2e-4, "schedule": "constant", "batch_size": 4,
-                    "seq_len": 128, "budget_clock": "cpu", "distill": {"enabled": True, "temperature": 2.0, "kl_weight": 1.0, "ce_weight": 0.5}},
-        "evaluate": {"mcq": str(search_items), "perplexity": str(data / "heldout.jsonl"), "max_ppl_texts": args.ppl_texts,
-                     "batch_size": 8, "seq_len": 256, "latency_repeats": 3, "num_threads": args.threads},
-        "gate": GATE,
-        "registry": {"local": {"root": str(work / "registry")}},
-        "search": {
-            "axes": [{"kind": "width", "values": args.width}, {"kind": "unstructured", "values": args.sparsity}],
-            "objective": "params" if not args.nonzero else "nonzero_params",
-            "rungs": [
-                {"items": args.rung_items[0], "tolerance": 0.15},
-                {"items": args.rung_items[1], "recover_steps": 500, "recover_minutes": args.rung1_minutes, "tolerance": 0.05},
-                {"recover_steps": 500, "recover_minutes": args.final_minutes},
-            ],
-            "eta": 3,
-            "budget": {"candidates": 24},
-            "kl": {"texts": 4, "seq_len": 128},
-            "certification": {"file": str(cert), "method": "mcnemar", "max_candidates": args.max_certify},
-            "cache_dir": str(work / "cache"),
-        },
-    })
+    return parse_config(
+        {
+            "run_name": "bench-search",
+            "output_dir": str(work / "runs"),
+            "seed": 0,
+            "model": {
+                "source": str(CACHE / "models" / "smollm2-135m-instruct"),
+                "name": "smollm2-135m-clinical",
+                "dtype": "float32",
+            },
+            "prune": {
+                "method": "wanda",
+                "calibration": {
+                    "data": str(data / "calibration.jsonl"),
+                    "num_samples": args.calib_samples,
+                    "seq_len": 128,
+                },
+            },
+            "recover": {
+                "enabled": True,
+                "data": str(data / "recovery.jsonl"),
+                "lr": 2e-4,
+                "schedule": "constant",
+                "batch_size": 4,
+                "seq_len": 128,
+                "budget_clock": "cpu",
+                "distill": {
+                    "enabled": True,
+                    "temperature": 2.0,
+                    "kl_weight": 1.0,
+                    "ce_weight": 0.5,
+                },
+            },
+            "evaluate": {
+                "mcq": str(search_items),
+                "perplexity": str(data / "heldout.jsonl"),
+                "max_ppl_texts": args.ppl_texts,
+                "batch_size": 8,
+                "seq_len": 256,
+                "latency_repeats": 3,
+                "num_threads": args.threads,
+            },
+            "gate": GATE,
+            "registry": {"local": {"root": str(work / "registry")}},
+            "search": {
+                "axes": [
+                    {"kind": "width", "values": args.width},
+                    {"kind": "unstructured", "values": args.sparsity},
+                ],
+                "objective": "params" if not args.nonzero else "nonzero_params",
+                "rungs": [
+                    {"items": args.rung_items[0], "tolerance": 0.15},
+                    {
+                        "items": args.rung_items[1],
+                        "recover_steps": 500,
+                        "recover_minutes": args.rung1_minutes,
+                        "tolerance": 0.05,
+                    },
+                    {"recover_steps": 500, "recover_minutes": args.final_minutes},
+                ],
+                "eta": 3,
+                "budget": {"candidates": 24},
+                "kl": {"texts": 4, "seq_len": 128},
+                "certification": {
+                    "file": str(cert),
+                    "method": "mcnemar",
+                    "max_candidates": args.max_certify,
+                },
+                "cache_dir": str(work / "cache"),
+            },
+        }
+    )
 
 
 def hand_picked(results_dir: Path, objective: str) -> dict | None:
@@ -93,14 +142,31 @@ def hand_picked(results_dir: Path, objective: str) -> dict | None:
     for path in sorted(results_dir.glob("recovery-*.json")):
         for row in json.loads(path.read_text()):
             acc, dense = row.get("acc_recovered"), row.get("acc_dense")
-            ppl_ratio = row["ppl_recovered"] / row["ppl_dense"] if row.get("ppl_recovered") else None
-            passes = acc is not None and acc >= GATE["min_accuracy"] and dense - acc <= GATE["max_accuracy_drop"] + 1e-12 \
-                and ppl_ratio is not None and ppl_ratio <= GATE["max_perplexity_ratio"]
+            ppl_ratio = (
+                row["ppl_recovered"] / row["ppl_dense"] if row.get("ppl_recovered") else None
+            )
+            passes = (
+                acc is not None
+                and acc >= GATE["min_accuracy"]
+                and dense - acc <= GATE["max_accuracy_drop"] + 1e-12
+                and ppl_ratio is not None
+                and ppl_ratio <= GATE["max_perplexity_ratio"]
+            )
             if not passes:
                 continue
-            size = row["params_pruned"] if objective == "params" else round(row["params_dense"] * (1 - row["sparsity_after_recover"]))
+            size = (
+                row["params_pruned"]
+                if objective == "params"
+                else round(row["params_dense"] * (1 - row["sparsity_after_recover"]))
+            )
             if best is None or size < best["size"]:
-                best = {"row": row["row"], "file": path.name, "size": size, "accuracy": acc, "ppl_ratio": ppl_ratio}
+                best = {
+                    "row": row["row"],
+                    "file": path.name,
+                    "size": size,
+                    "accuracy": acc,
+                    "ppl_ratio": ppl_ratio,
+                }
     return best
 
 
@@ -124,35 +190,73 @@ def grid_estimate(summary: dict, state: dict, dense_eval_cpu: float) -> dict:
             rec = [cache_entry(p) for p in (cache / cid).glob("recovered-*")]
             recover_cpu.append(sum(m["cpu_seconds"] for m in rec if m))
             evals = [cache_entry(p) for p in (cache / cid).glob("eval-*")]
-            full = [m for m in evals if m and m.get("model_dir", "").startswith(str(cache / cid / "recovered"))]
+            full = [
+                m
+                for m in evals
+                if m and m.get("model_dir", "").startswith(str(cache / cid / "recovered"))
+            ]
             if full:
                 eval_cpu.append(max(m["cpu_seconds"] for m in full))
     full_recover = statistics.mean(recover_cpu) if recover_cpu else None
     full_eval = statistics.mean(eval_cpu) if eval_cpu else dense_eval_cpu
     total = 0.0
     for cid, cand in state["candidates"].items():
-        total += per_cand_prune.get(cid, statistics.mean(prune_cpu.get(cand["chain"], [0.0]) or [0.0]))
+        total += per_cand_prune.get(
+            cid, statistics.mean(prune_cpu.get(cand["chain"], [0.0]) or [0.0])
+        )
         total += (full_recover or 0.0) + full_eval
-    return {"candidates": len(state["candidates"]), "cpu_seconds": total, "estimated": True,
-            "prune_cpu_mean_by_axis": {k: statistics.mean(v) for k, v in prune_cpu.items()},
-            "full_recovery_cpu": full_recover, "full_eval_cpu": full_eval}
+    return {
+        "candidates": len(state["candidates"]),
+        "cpu_seconds": total,
+        "estimated": True,
+        "prune_cpu_mean_by_axis": {k: statistics.mean(v) for k, v in prune_cpu.items()},
+        "full_recovery_cpu": full_recover,
+        "full_eval_cpu": full_eval,
+    }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--json", type=Path, help="write the result here")
-    p.add_argument("--work", type=Path, default=Path("/tmp/medprune-bench-search"), help="cache and runs (reused on rerun)")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/medprune-bench-search"),
+        help="cache and runs (reused on rerun)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--width", type=float, nargs="+", default=[0.2, 0.25, 0.3, 0.35])
     p.add_argument("--sparsity", type=float, nargs="+", default=[0.4, 0.5, 0.6])
-    p.add_argument("--nonzero", action="store_true", help="objective nonzero_params instead of params")
-    p.add_argument("--rung1-minutes", type=float, default=1.0, help="recovery CPU minutes at rung 1")
-    p.add_argument("--final-minutes", type=float, default=4.0, help="recovery CPU minutes added at the final rung")
+    p.add_argument(
+        "--nonzero", action="store_true", help="objective nonzero_params instead of params"
+    )
+    p.add_argument(
+        "--rung1-minutes", type=float, default=1.0, help="recovery CPU minutes at rung 1"
+    )
+    p.add_argument(
+        "--final-minutes",
+        type=float,
+        default=4.0,
+        help="recovery CPU minutes added at the final rung",
+    )
     p.add_argument("--calib-samples", type=int, default=16)
     p.add_argument("--ppl-texts", type=int, default=50)
     p.add_argument("--cert-items", type=int, default=600)
-    p.add_argument("--search-items", type=int, default=300, help="first N items of mcq.jsonl form the search set")
-    p.add_argument("--rung-items", type=int, nargs=2, default=[60, 150], help="search items scored at rungs 0 and 1")
+    p.add_argument(
+        "--search-items",
+        type=int,
+        default=300,
+        help="first N items of mcq.jsonl form the search set",
+    )
+    p.add_argument(
+        "--rung-items",
+        type=int,
+        nargs=2,
+        default=[60, 150],
+        help="search items scored at rungs 0 and 1",
+    )
     p.add_argument("--max-certify", type=int, default=3)
     args = p.parse_args()
 
@@ -175,15 +279,37 @@ def main() -> int:
     cert = summary.get("certified")
     picked = hand_picked(Path("benchmarks/results"), cfg.search.objective)
     result = {
-        "command": "python benchmarks/search.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("json", "work")),
+        "command": "python benchmarks/search.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k not in ("json", "work")
+        ),
         "objective": cfg.search.objective,
-        "certified": None if cert is None else {
-            "label": cert["label"], "objective_value": cert["objective_value"],
+        "certified": None
+        if cert is None
+        else {
+            "label": cert["label"],
+            "objective_value": cert["objective_value"],
             "certification_interval": (cert.get("certification") or {}).get("interval"),
-            "search": {k: cert["search"].get(k) for k in ("accuracy", "baseline_accuracy", "difference", "n_items", "total_params",
-                                                          "nonzero_params", "size_bytes", "tokens_per_s", "latency_ms_p50")},
+            "search": {
+                k: cert["search"].get(k)
+                for k in (
+                    "accuracy",
+                    "baseline_accuracy",
+                    "difference",
+                    "n_items",
+                    "total_params",
+                    "nonzero_params",
+                    "size_bytes",
+                    "tokens_per_s",
+                    "latency_ms_p50",
+                )
+            },
         },
-        "certification_order": [state["candidates"][c]["label"] for c in summary["certification"].get("order", [])],
+        "certification_order": [
+            state["candidates"][c]["label"] for c in summary["certification"].get("order", [])
+        ],
         "error": summary.get("error"),
         "rung_counts": summary["rung_counts"],
         "search_cpu_seconds": cpu,
@@ -192,12 +318,22 @@ def main() -> int:
         "grid": grid,
         "compute_ratio_search_to_grid": cpu / grid["cpu_seconds"] if grid["cpu_seconds"] else None,
         "hand_picked": picked,
-        "at_least_as_small_as_hand_picked": None if (cert is None or picked is None) else cert["objective_value"] <= picked["size"],
+        "at_least_as_small_as_hand_picked": None
+        if (cert is None or picked is None)
+        else cert["objective_value"] <= picked["size"],
         "baseline": summary["baseline"],
         "sample_size": summary["sample_size"],
-        "candidates": [{"label": c["label"], "stopped": c["stopped"],
-                        "rungs": {r: {k: v.get(k) for k in ("accuracy", "difference", "kl", "cpu_seconds")} for r, v in c["results"].items()}}
-                       for c in summary["candidates"]],
+        "candidates": [
+            {
+                "label": c["label"],
+                "stopped": c["stopped"],
+                "rungs": {
+                    r: {k: v.get(k) for k in ("accuracy", "difference", "kl", "cpu_seconds")}
+                    for r, v in c["results"].items()
+                },
+            }
+            for c in summary["candidates"]
+        ],
     }
     text = json.dumps(result, indent=2, default=str)
     print(text)

@@ -57,22 +57,36 @@ def _hf_speed(model, tok, text: str, args) -> dict:
     import torch
 
     ids = tok(text, return_tensors="pt", truncation=True, max_length=args.seq_len).input_ids
-    rates: dict[str, list[float]] = {"prompt_tok_s": [], "gen_tok_s": [], "prompt_tok_cpu_s": [], "gen_tok_cpu_s": []}
+    rates: dict[str, list[float]] = {
+        "prompt_tok_s": [],
+        "gen_tok_s": [],
+        "prompt_tok_cpu_s": [],
+        "gen_tok_cpu_s": [],
+    }
     for _ in range(args.repeats):
         with torch.no_grad():
             t0, c0 = time.perf_counter(), time.process_time()
             model(ids)
             t1, c1 = time.perf_counter(), time.process_time()
-            out = model.generate(ids, max_new_tokens=args.gen_tokens, min_new_tokens=args.gen_tokens,
-                                 do_sample=False, pad_token_id=tok.eos_token_id)
+            out = model.generate(
+                ids,
+                max_new_tokens=args.gen_tokens,
+                min_new_tokens=args.gen_tokens,
+                do_sample=False,
+                pad_token_id=tok.eos_token_id,
+            )
             t2, c2 = time.perf_counter(), time.process_time()
         n = out.shape[1] - ids.shape[1]
         rates["prompt_tok_s"].append(ids.shape[1] / (t1 - t0))
         rates["prompt_tok_cpu_s"].append(ids.shape[1] / max(c1 - c0, 1e-9))
         rates["gen_tok_s"].append(n / (t2 - t1))
         rates["gen_tok_cpu_s"].append(n / max(c2 - c1, 1e-9))
-    return {**{k: statistics.median(v) for k, v in rates.items()},
-            "prompt_tokens": int(ids.shape[1]), "gen_tokens": args.gen_tokens, "threads": args.threads}
+    return {
+        **{k: statistics.median(v) for k, v in rates.items()},
+        "prompt_tokens": int(ids.shape[1]),
+        "gen_tokens": args.gen_tokens,
+        "threads": args.threads,
+    }
 
 
 def run_row(spec: str, args, work: Path, say) -> dict:
@@ -92,16 +106,26 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     if rest:
         method, sparsity = rest.split(":")[0], float(rest.split(":")[1])
         row.update(method=method, sparsity=sparsity)
-        calib = read_texts(Path(args.data) / "calibration.jsonl")  # the engine packs num_samples x seq_len
-        pcfg = PruneConfig(method=method, sparsity=sparsity,
-                           calibration={"num_samples": args.calib_samples, "seq_len": args.seq_len})
+        calib = read_texts(
+            Path(args.data) / "calibration.jsonl"
+        )  # the engine packs num_samples x seq_len
+        pcfg = PruneConfig(
+            method=method,
+            sparsity=sparsity,
+            calibration={"num_samples": args.calib_samples, "seq_len": args.seq_len},
+        )
         t0 = time.perf_counter()
         model = prune_model(model, tok, pcfg, calib_texts=calib).model
         row["prune_s"] = round(time.perf_counter() - t0, 1)
     cfg = model.config
-    row["shape"] = {"layers": cfg.num_hidden_layers, "heads": cfg.num_attention_heads,
-                    "kv_heads": cfg.num_key_value_heads, "head_dim": getattr(cfg, "head_dim", None),
-                    "hidden": cfg.hidden_size, "mlp": cfg.intermediate_size}
+    row["shape"] = {
+        "layers": cfg.num_hidden_layers,
+        "heads": cfg.num_attention_heads,
+        "kv_heads": cfg.num_key_value_heads,
+        "head_dim": getattr(cfg, "head_dim", None),
+        "hidden": cfg.hidden_size,
+        "mlp": cfg.intermediate_size,
+    }
     row["params"] = sum(p.numel() for p in model.parameters())
     hf_dir = work / name / "hf"
     if hf_dir.exists():
@@ -112,13 +136,15 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     row["export_s"] = round(time.perf_counter() - t0, 1)
     row["files_mb"] = {t: round(p.stat().st_size / 1e6, 1) for t, p in out.gguf.items()}
     heldout = read_texts(Path(args.data) / "heldout.jsonl")
-    ppl_texts, logit_texts = heldout[: args.ppl_texts], heldout[-args.logit_texts:]
+    ppl_texts, logit_texts = heldout[: args.ppl_texts], heldout[-args.logit_texts :]
     ref = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     row["ppl_hf"] = perplexity(ref, tok, ppl_texts, max_length=args.seq_len).perplexity
     row["hf_speed"] = _hf_speed(ref, tok, heldout[-1], args)
     row["logits"] = {}
     for outtype, path in out.gguf.items():
-        g = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+        g = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32
+        ).eval()
         row["logits"][outtype] = _logit_stats(ref, g, tok, logit_texts, args.seq_len)
         if outtype == "q8_0":
             row["ppl_q8_0"] = perplexity(g, tok, ppl_texts, max_length=args.seq_len).perplexity
@@ -135,9 +161,23 @@ def run_row(spec: str, args, work: Path, say) -> dict:
 def run_llama_cpp(row: dict, gguf_path: Path, args, say) -> None:
     """llama.cpp's own numbers for one q8_0 file, in a subprocess with --llama-python."""
     runner = Path(__file__).with_name("llama_cpp_run.py")
-    cmd = [args.llama_python, str(runner), str(gguf_path), "--threads", str(args.threads),
-           "--texts", str(Path(args.data) / "heldout.jsonl"), "--ppl-texts", str(args.llama_ppl_texts),
-           "--seq-len", str(args.seq_len), "--gen-tokens", str(args.gen_tokens), "--repeats", str(args.repeats)]
+    cmd = [
+        args.llama_python,
+        str(runner),
+        str(gguf_path),
+        "--threads",
+        str(args.threads),
+        "--texts",
+        str(Path(args.data) / "heldout.jsonl"),
+        "--ppl-texts",
+        str(args.llama_ppl_texts),
+        "--seq-len",
+        str(args.seq_len),
+        "--gen-tokens",
+        str(args.gen_tokens),
+        "--repeats",
+        str(args.repeats),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         row["llama_cpp"] = {"error": proc.stderr.strip()[-800:]}
@@ -147,11 +187,15 @@ def run_llama_cpp(row: dict, gguf_path: Path, args, say) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = ("| row | layers/heads/kv/head_dim/hidden/mlp | params | f16 MB | q8_0 MB | f16 max/mean abs dlogit | "
-            "q8_0 max/mean abs dlogit, top1 agree | ppl HF | ppl q8_0 (transformers) | ppl q8_0 (llama.cpp) | "
-            "llama.cpp prompt tok/s | gen tok/s | gen speed vs dense | HF (PyTorch f32) prompt / gen tok/s |")
+    head = (
+        "| row | layers/heads/kv/head_dim/hidden/mlp | params | f16 MB | q8_0 MB | f16 max/mean abs dlogit | "
+        "q8_0 max/mean abs dlogit, top1 agree | ppl HF | ppl q8_0 (transformers) | ppl q8_0 (llama.cpp) | "
+        "llama.cpp prompt tok/s | gen tok/s | gen speed vs dense | HF (PyTorch f32) prompt / gen tok/s |"
+    )
     lines = [head, "|" + "---|" * 14]
-    dense_gen = next((r.get("llama_cpp", {}).get("gen_tok_s") for r in rows if r["row"] == "dense"), None)
+    dense_gen = next(
+        (r.get("llama_cpp", {}).get("gen_tok_s") for r in rows if r["row"] == "dense"), None
+    )
     for r in rows:
         s = r["shape"]
         lc = r.get("llama_cpp") or {}
@@ -172,7 +216,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default=str(CACHE / "models/smollm2-135m-instruct"))
     p.add_argument("--data", default=str(CACHE / "data"))
     p.add_argument("--rows", nargs="*", default=DEFAULT_ROWS)
@@ -181,15 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ppl-texts", type=int, default=20)
     p.add_argument("--logit-texts", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--llama-python", help="a Python with llama-cpp-python, to run the files with llama.cpp")
+    p.add_argument(
+        "--llama-python", help="a Python with llama-cpp-python, to run the files with llama.cpp"
+    )
     p.add_argument("--llama-ppl-texts", type=int, default=20)
     p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--work", default="/tmp/medprune-serving-bench")
     p.add_argument("--keep", action="store_true", help="keep the GGUF files under --work")
     p.add_argument("--json", help="write the rows here (after every row)")
-    p.add_argument("--llama-only", action="store_true",
-                   help="add llama.cpp numbers to the rows of an earlier --json run made with --keep")
+    p.add_argument(
+        "--llama-only",
+        action="store_true",
+        help="add llama.cpp numbers to the rows of an earlier --json run made with --keep",
+    )
     args = p.parse_args(argv)
 
     import torch

@@ -55,7 +55,9 @@ def search_advance_component(config_json: str, state: str, results: List[str]) -
     from medprune.search.stage import advance
 
     st = json.loads(state)
-    st["next_batch"] = advance(RunConfig.from_json(config_json), st, [json.loads(r) for r in results])
+    st["next_batch"] = advance(
+        RunConfig.from_json(config_json), st, [json.loads(r) for r in results]
+    )
     return json.dumps(st)
 
 
@@ -84,7 +86,12 @@ def search_register_component(config_json: str, run_id: str, summary: Output[Art
 
     cfg = RunConfig.from_json(config_json)
     result = finish(cfg, load_state(cfg, run_id), summary.path, register=True)
-    summary.metadata.update({"certified": result["certified"]["label"], "registered_version": str(result["registered"]["version"])})
+    summary.metadata.update(
+        {
+            "certified": result["certified"]["label"],
+            "registered_version": str(result["registered"]["version"]),
+        }
+    )
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -95,4 +102,6 @@ def search_not_certified_component(config_json: str, run_id: str, summary: Outpu
 
     cfg = RunConfig.from_json(config_json)
     result = finish(cfg, load_state(cfg, run_id), summary.path, register=False)
-    summary.metadata.update({"certified": "", "why": str(result["error"] or result["certification"].get("why"))})
+    summary.metadata.update(
+        {"certified": "", "why": str(result["error"] or result["certification"].get("why"))}
+    )

@@ -3,7 +3,6 @@
 
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
 
-
 from typing import NamedTuple
 
 from kfp import dsl
@@ -30,7 +29,9 @@ def resolve_inputs_component(config_json: str) -> NamedTuple(
     from medprune.load.fingerprint import resolve_inputs
 
     resolved = resolve_inputs(RunConfig.from_json(config_json))
-    print(f"model {resolved.model_source} ({resolved.model_fingerprint}); data {resolved.data_sha256}")
+    print(
+        f"model {resolved.model_source} ({resolved.model_fingerprint}); data {resolved.data_sha256}"
+    )
     out = namedtuple("ResolvedInputs", ["model_source", "model_fingerprint", "data_sha256"])
     return out(resolved.model_source, resolved.model_fingerprint, resolved.data_json())
 
@@ -58,7 +59,10 @@ def load_component(
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def prune_component(
-    config_json: str, dense_model: Input[Model], pruned_model: Output[Model], metrics: Output[Metrics],
+    config_json: str,
+    dense_model: Input[Model],
+    pruned_model: Output[Model],
+    metrics: Output[Metrics],
     data_sha256: str = "",
 ) -> float:
     """Prune the dense model; returns the achieved sparsity. ``data_sha256`` (digests of the
@@ -88,7 +92,10 @@ def recover_component(
     from medprune.recover.stage import stage_recover
 
     report = stage_recover(
-        RunConfig.from_json(config_json), pruned_model.path, recovered_model.path, teacher_dir=teacher_model.path
+        RunConfig.from_json(config_json),
+        pruned_model.path,
+        recovered_model.path,
+        teacher_dir=teacher_model.path,
     )
     for key, value in report.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -111,8 +118,12 @@ def recover_custom_job_component(
     from medprune.recover.custom_job import run_recover_step
 
     report = run_recover_step(
-        config_json, worker_pools_json, pipeline_job_resource_name,
-        model_dir=pruned_model.path, teacher_dir=teacher_model.path, out_dir=recovered_model.path,
+        config_json,
+        worker_pools_json,
+        pipeline_job_resource_name,
+        model_dir=pruned_model.path,
+        teacher_dir=teacher_model.path,
+        out_dir=recovered_model.path,
     )
     for key, value in report.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -121,7 +132,11 @@ def recover_custom_job_component(
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate_component(
-    config_json: str, label: str, model: Input[Model], evaluation: Output[Artifact], metrics: Output[Metrics],
+    config_json: str,
+    label: str,
+    model: Input[Model],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
     data_sha256: str = "",
 ):
     """Evaluate one model (baseline or candidate) on the clinical data. ``data_sha256`` is
@@ -130,7 +145,9 @@ def evaluate_component(
     from medprune.evaluate.runner import flat_metrics
     from medprune.evaluate.stage import stage_evaluate
 
-    results = stage_evaluate(RunConfig.from_json(config_json), model.path, evaluation.path, label=label)
+    results = stage_evaluate(
+        RunConfig.from_json(config_json), model.path, evaluation.path, label=label
+    )
     for key, value in flat_metrics(results, label).items():
         metrics.log_metric(key, value)
 
@@ -159,7 +176,13 @@ def gate_component(
     for key, value in gate_task_metrics(result, baseline.path, candidate.path).items():
         metrics.log_metric(key, value)
     with tempfile.TemporaryDirectory() as tmp:
-        report = stage_report(cfg, gate_dir=decision.path, baseline_dir=baseline.path, candidate_dir=candidate.path, out_dir=tmp)
+        report = stage_report(
+            cfg,
+            gate_dir=decision.path,
+            baseline_dir=baseline.path,
+            candidate_dir=candidate.path,
+            out_dir=tmp,
+        )
         shutil.copyfile(report["html"], report_html.path)
         shutil.copyfile(report["md"], report_md.path)
     if report["confusion"]["labels"]:
@@ -184,7 +207,9 @@ def register_component(
 
     result = stage_register(
         RunConfig.from_json(config_json),
-        RunArtifacts(run_id, model.path, decision.path, baseline.path, candidate.path, summary.path),
+        RunArtifacts(
+            run_id, model.path, decision.path, baseline.path, candidate.path, summary.path
+        ),
     )
     summary.metadata.update({"registered_version": result["registered"]["version"], "passed": True})
 
@@ -215,13 +240,20 @@ def register_vertex_component(
 
     result = stage_register(
         RunConfig.from_json(config_json),
-        RunArtifacts(run_id, model.path, decision.path, baseline.path, candidate.path, summary.path),
+        RunArtifacts(
+            run_id, model.path, decision.path, baseline.path, candidate.path, summary.path
+        ),
     )
     registered = result["registered"]
     vertex_model.uri = registered["uri"]
     vertex_model.metadata.update(registered["vertex_model_metadata"])
-    summary.metadata.update({"registered_version": registered["version"], "passed": True,
-                             "resource_name": registered["versioned_name"]})
+    summary.metadata.update(
+        {
+            "registered_version": registered["version"],
+            "passed": True,
+            "resource_name": registered["versioned_name"],
+        }
+    )
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -240,6 +272,8 @@ def not_promoted_component(
 
     result = stage_not_promoted(
         RunConfig.from_json(config_json),
-        RunArtifacts(run_id, model.path, decision.path, baseline.path, candidate.path, summary.path),
+        RunArtifacts(
+            run_id, model.path, decision.path, baseline.path, candidate.path, summary.path
+        ),
     )
     summary.metadata.update({"passed": False, "reasons": "; ".join(result["gate"]["reasons"])})

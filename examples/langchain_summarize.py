@@ -27,9 +27,15 @@ def main() -> int:
         summarization_chain,
     )
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", default=".cache/medprune/models/smollm2-135m-instruct",
-                   help="registry://NAME@ALIAS, NAME@VERSION, vertex://..., or a model directory")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=".cache/medprune/models/smollm2-135m-instruct",
+        help="registry://NAME@ALIAS, NAME@VERSION, vertex://..., or a model directory",
+    )
     p.add_argument("--root", default="registry", help="local registry root")
     p.add_argument("--ollama", metavar="NAME", help="use this model on an Ollama server instead")
     p.add_argument("--ollama-url", default="http://127.0.0.1:11434")
@@ -37,9 +43,13 @@ def main() -> int:
     p.add_argument("--note", default=NOTE, help="the clinical note to summarise")
     args = p.parse_args()
     if args.ollama:
-        chat = ollama_chat_model(args.ollama, base_url=args.ollama_url, num_predict=args.max_new_tokens)
+        chat = ollama_chat_model(
+            args.ollama, base_url=args.ollama_url, num_predict=args.max_new_tokens
+        )
     else:
-        chat = load_chat_model(args.model, registry_root=args.root, max_new_tokens=args.max_new_tokens)
+        chat = load_chat_model(
+            args.model, registry_root=args.root, max_new_tokens=args.max_new_tokens
+        )
     print(summarization_chain(chat).invoke({"note": args.note}))
     return 0
 

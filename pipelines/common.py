@@ -45,7 +45,9 @@ def pipeline_description(summary: str, cfg: RunConfig, image: str, kind: str = "
     return describe(summary, GRAPH_SETTINGS[kind](cfg, image), kind)
 
 
-def configure(task: dsl.PipelineTask, cfg: RunConfig, image: str, stage: str, display_name: str) -> dsl.PipelineTask:
+def configure(
+    task: dsl.PipelineTask, cfg: RunConfig, image: str, stage: str, display_name: str
+) -> dsl.PipelineTask:
     """Image, resources and display name of one task (resources are used by Vertex and
     ignored by the local runner)."""
     res: ResourceConfig = cfg.pipeline.resources[stage]

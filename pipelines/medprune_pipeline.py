@@ -38,13 +38,18 @@ def _pipeline_job_resource_name(local: bool):
     return "local" if local else dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER
 
 
-def _recover_task(cfg: RunConfig, image: str, config_json, pruned_model, teacher_model, data_sha256,
-                  local: bool) -> dsl.PipelineTask:
+def _recover_task(
+    cfg: RunConfig, image: str, config_json, pruned_model, teacher_model, data_sha256, local: bool
+) -> dsl.PipelineTask:
     """The recover step: in the pipeline's own task, or (``recover.custom_job.enabled``) a
     small launcher task that runs it as a Vertex custom job with the configured worker pools."""
     if not cfg.recover.custom_job.enabled:
-        task = recover_component(config_json=config_json, pruned_model=pruned_model,
-                                 teacher_model=teacher_model, data_sha256=data_sha256)
+        task = recover_component(
+            config_json=config_json,
+            pruned_model=pruned_model,
+            teacher_model=teacher_model,
+            data_sha256=data_sha256,
+        )
         return configure(task, cfg, image, "recover", "recover-finetune")
     from medprune.recover.custom_job import worker_pool_template
 
@@ -78,25 +83,57 @@ def build_pipeline(cfg: RunConfig, *, local: bool = False):
         inputs = resolve_inputs_task(config_json, cfg, image)
         data_sha256 = inputs.outputs["data_sha256"]
         load = configure(
-            load_component(config_json=config_json, model_source=inputs.outputs["model_source"],
-                           model_fingerprint=inputs.outputs["model_fingerprint"]),
-            cfg, image, "load", "load",
+            load_component(
+                config_json=config_json,
+                model_source=inputs.outputs["model_source"],
+                model_fingerprint=inputs.outputs["model_fingerprint"],
+            ),
+            cfg,
+            image,
+            "load",
+            "load",
         )
         prune = configure(
-            prune_component(config_json=config_json, dense_model=load.outputs["model"], data_sha256=data_sha256),
-            cfg, image, "prune", "prune",
+            prune_component(
+                config_json=config_json, dense_model=load.outputs["model"], data_sha256=data_sha256
+            ),
+            cfg,
+            image,
+            "prune",
+            "prune",
         )
-        recover = _recover_task(cfg, image, config_json, prune.outputs["pruned_model"], load.outputs["model"],
-                                data_sha256, local)
+        recover = _recover_task(
+            cfg,
+            image,
+            config_json,
+            prune.outputs["pruned_model"],
+            load.outputs["model"],
+            data_sha256,
+            local,
+        )
         baseline = configure(
-            evaluate_component(config_json=config_json, label="baseline", model=load.outputs["model"],
-                               data_sha256=data_sha256),
-            cfg, image, "evaluate", "evaluate-baseline",
+            evaluate_component(
+                config_json=config_json,
+                label="baseline",
+                model=load.outputs["model"],
+                data_sha256=data_sha256,
+            ),
+            cfg,
+            image,
+            "evaluate",
+            "evaluate-baseline",
         )
         candidate = configure(
-            evaluate_component(config_json=config_json, label="candidate", model=recover.outputs["recovered_model"],
-                               data_sha256=data_sha256),
-            cfg, image, "evaluate", "evaluate-candidate",
+            evaluate_component(
+                config_json=config_json,
+                label="candidate",
+                model=recover.outputs["recovered_model"],
+                data_sha256=data_sha256,
+            ),
+            cfg,
+            image,
+            "evaluate",
+            "evaluate-candidate",
         )
         gate = configure(
             gate_component(
@@ -104,7 +141,10 @@ def build_pipeline(cfg: RunConfig, *, local: bool = False):
                 baseline=baseline.outputs["evaluation"],
                 candidate=candidate.outputs["evaluation"],
             ),
-            cfg, image, "gate", "gate",
+            cfg,
+            image,
+            "gate",
+            "gate",
         )
         common = dict(
             config_json=config_json,
@@ -128,6 +168,8 @@ def build_pipeline(cfg: RunConfig, *, local: bool = False):
                 register = register_component(**common)
             never_cache(configure(register, cfg, image, "register", "register"))
         with dsl.Else(name="gate-failed"):
-            never_cache(configure(not_promoted_component(**common), cfg, image, "gate", "not-promoted"))
+            never_cache(
+                configure(not_promoted_component(**common), cfg, image, "gate", "not-promoted")
+            )
 
     return medprune_pipeline

@@ -27,7 +27,9 @@ PIPELINE_NAME = "medprune-search"
 SUMMARY = "Find the most compressed clinical LLM that provably passes the gate."
 
 
-def _configure(task: dsl.PipelineTask, image: str, res: ResourceConfig, display_name: str) -> dsl.PipelineTask:
+def _configure(
+    task: dsl.PipelineTask, image: str, res: ResourceConfig, display_name: str
+) -> dsl.PipelineTask:
     task.set_container_image(image)
     task.set_display_name(display_name)
     task.set_cpu_limit(res.cpu)
@@ -56,29 +58,55 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
     run_id_default = "" if not local else "local"
     image = pipeline_image(cfg, local)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=pipeline_description(SUMMARY, cfg, image, kind="search"))
+    @dsl.pipeline(
+        name=PIPELINE_NAME, description=pipeline_description(SUMMARY, cfg, image, kind="search")
+    )
     def search_pipeline(config_json: str = cfg.to_json(), run_id: str = run_id_default):
         rid = run_id if local else dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        state = _configure(search_setup_component(config_json=config_json, run_id=rid), image, heavy, "search-setup").output
+        state = _configure(
+            search_setup_component(config_json=config_json, run_id=rid),
+            image,
+            heavy,
+            "search-setup",
+        ).output
         for i in range(n_steps):
-            batch = _configure(search_batch_component(state=state), image, small, f"batch-step-{i}").output
+            batch = _configure(
+                search_batch_component(state=state), image, small, f"batch-step-{i}"
+            ).output
             with dsl.ParallelFor(items=batch, parallelism=sc.parallelism, name=f"step-{i}") as task:
                 cand = _configure(
                     search_candidate_component(config_json=config_json, task=task),
-                    image, sc.candidate_resources, f"candidate-step-{i}",
+                    image,
+                    sc.candidate_resources,
+                    f"candidate-step-{i}",
                 )
             adv = _configure(
-                search_advance_component(config_json=config_json, state=state, results=dsl.Collected(cand.output)),
-                image, small, f"advance-step-{i}",
+                search_advance_component(
+                    config_json=config_json, state=state, results=dsl.Collected(cand.output)
+                ),
+                image,
+                small,
+                f"advance-step-{i}",
             )
             state = adv.output
-        certify = _configure(search_certify_component(config_json=config_json, state=state), image, heavy, "certify")
+        certify = _configure(
+            search_certify_component(config_json=config_json, state=state), image, heavy, "certify"
+        )
         # the register tasks read the certified state from the run's folder (certify saved it)
         with dsl.If(certify.outputs["Output"] == True, name="certified"):  # noqa: E712
-            _configure(search_register_component(config_json=config_json, run_id=rid),
-                       image, cfg.pipeline.resources["register"], "register")
+            _configure(
+                search_register_component(config_json=config_json, run_id=rid),
+                image,
+                cfg.pipeline.resources["register"],
+                "register",
+            )
         with dsl.Else(name="not-certified"):
-            _configure(search_not_certified_component(config_json=config_json, run_id=rid), image, small, "not-certified")
+            _configure(
+                search_not_certified_component(config_json=config_json, run_id=rid),
+                image,
+                small,
+                "not-certified",
+            )
 
     return search_pipeline
 
@@ -112,11 +140,17 @@ def run_search_local(cfg: RunConfig, run_id: str) -> Path:
         raise MedpruneError(f"run directory {out_dir} already exists")
     out_dir.mkdir(parents=True)
     pipeline_root = out_dir / "artifacts"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+    )
     try:
         build_search_pipeline(cfg, local=True)(config_json=cfg.to_json(), run_id=run_id)
     except RuntimeError as exc:
-        raise MedpruneError(f"search run {run_id} failed: {exc} (logs above; artifacts in {pipeline_root})") from None
+        raise MedpruneError(
+            f"search run {run_id} failed: {exc} (logs above; artifacts in {pipeline_root})"
+        ) from None
     work = run_dir(cfg, run_id)
     for name in (SEARCH_SUMMARY, "report.html"):
         if (work / name).is_file():

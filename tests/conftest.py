@@ -40,7 +40,11 @@ def byte_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
     )
 
 
@@ -95,7 +99,9 @@ def write_fixture_data(root: Path) -> dict[str, Path]:
 
     root.mkdir(parents=True, exist_ok=True)
     text = root / "text.jsonl"
-    text.write_text("".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS * 3)))
+    text.write_text(
+        "".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS * 3))
+    )
     terms = ["hypertension", "tachycardia", "pneumonia", "anemia"]
     mcq = root / "mcq.jsonl"
     lines = []
@@ -124,8 +130,19 @@ def write_run_config(root: Path, model_dir: Path, **overrides) -> Path:
         "output_dir": str(root / "runs"),
         "model": {"source": str(model_dir), "name": "tiny-llama"},
         "prune": {"method": "magnitude", "sparsity": 0.5},
-        "recover": {"data": str(data["text"]), "steps": 2, "seq_len": 32, "batch_size": 2, "lr": 1e-4},
-        "evaluate": {"mcq": str(data["mcq"]), "perplexity": str(data["text"]), "batch_size": 8, "seq_len": 128},
+        "recover": {
+            "data": str(data["text"]),
+            "steps": 2,
+            "seq_len": 32,
+            "batch_size": 2,
+            "lr": 1e-4,
+        },
+        "evaluate": {
+            "mcq": str(data["mcq"]),
+            "perplexity": str(data["text"]),
+            "batch_size": 8,
+            "seq_len": 128,
+        },
         "gate": {"min_accuracy": 0.0},
         "registry": {"local": {"root": str(root / "registry")}, "aliases": ["candidate"]},
     }

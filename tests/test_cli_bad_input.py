@@ -61,7 +61,9 @@ def test_malformed_jsonl_names_file_and_line(tmp_path, tiny_model_dir, capsys):
 def test_unwritable_registry(tmp_path, tiny_model_dir, capsys):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the registry's parent should be")
-    cfg = write_run_config(tmp_path, tiny_model_dir, registry={"local": {"root": str(blocker / "registry")}})
+    cfg = write_run_config(
+        tmp_path, tiny_model_dir, registry={"local": {"root": str(blocker / "registry")}}
+    )
     _fails(capsys, ["run-local", str(cfg)], "not a directory")
     assert blocker.is_file()
 
@@ -87,7 +89,14 @@ def test_validate_checks_the_model_folder_and_every_data_line(tmp_path, tiny_mod
     tensors.pop("model.layers.1.mlp.up_proj.weight")
     save_file(tensors, path, metadata={"format": "pt"})
     mcq = tmp_path / "data" / "mcq.jsonl"
-    mcq.write_text(mcq.read_text() + mcq.read_text().splitlines()[0].replace('"q0"', '"q99"').replace('"answer": 0', '"answer": 9') + "\n")
+    mcq.write_text(
+        mcq.read_text()
+        + mcq.read_text()
+        .splitlines()[0]
+        .replace('"q0"', '"q99"')
+        .replace('"answer": 0', '"answer": 9')
+        + "\n"
+    )
     err = _fails(capsys, ["validate", str(cfg)], "2 problems found before any work")
     assert "model.source: " in err and "'model.layers.1.mlp.up_proj.weight'" in err
     assert "mcq.jsonl:9: field 'answer' 9 is out of range" in err

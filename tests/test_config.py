@@ -26,7 +26,14 @@ def test_defaults():
     assert cfg.prune.method == "magnitude"
     assert cfg.prune.exclude == ["lm_head", "embed_tokens"]
     assert cfg.model.trust_remote_code is False
-    assert set(cfg.pipeline.resources) == {"load", "prune", "recover", "evaluate", "gate", "register"}
+    assert set(cfg.pipeline.resources) == {
+        "load",
+        "prune",
+        "recover",
+        "evaluate",
+        "gate",
+        "register",
+    }
 
 
 def test_unknown_key_names_the_field():

@@ -43,7 +43,9 @@ def _preflight(cfg, *, local_run: bool = True, show_checked: bool = False):
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _preflight(cfg, show_checked=True)
-    print(f"{args.config}: valid (model {cfg.model.name}, method {cfg.prune.method}, sparsity {cfg.prune.sparsity})")
+    print(
+        f"{args.config}: valid (model {cfg.model.name}, method {cfg.prune.method}, sparsity {cfg.prune.sparsity})"
+    )
     return 0
 
 
@@ -87,7 +89,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     if cfg.search is None:
-        raise MedpruneError(f"{args.config}: no search section; `medprune search` needs one (see examples/search.yaml)")
+        raise MedpruneError(
+            f"{args.config}: no search section; `medprune search` needs one (see examples/search.yaml)"
+        )
     run_id = args.run_id or new_run_id(cfg)
     if args.in_process:
         from medprune.search.stage import SEARCH_SUMMARY, run_dir, run_search
@@ -151,7 +155,9 @@ def cmd_registry(args: argparse.Namespace) -> int:
             names = ",".join(a for a, v in sorted(aliases.items()) if v == version)
             acc = meta.get("metrics", {}).get("candidate", {}).get("candidate_accuracy")
             acc_s = f"{acc:.3f}" if acc is not None else "-"
-            print(f"{args.model} v{version}  sparsity={meta.get('sparsity')}  accuracy={acc_s}  aliases=[{names}]  run={meta.get('run_id')}")
+            print(
+                f"{args.model} v{version}  sparsity={meta.get('sparsity')}  accuracy={acc_s}  aliases=[{names}]  run={meta.get('run_id')}"
+            )
     else:  # promote
         registry.set_alias(args.model, args.alias, args.version)
         print(f"{args.model}: alias {args.alias} -> version {args.version}")
@@ -186,8 +192,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     _preflight(cfg, local_run=False)
     with tempfile.TemporaryDirectory(prefix="medprune-submit-") as work:
         template = _template_for(args, cfg, Path(work))
-        name = submit_pipeline(cfg, template, enable_caching=args.caching, job_id=args.job_id,
-                               experiment=args.experiment)
+        name = submit_pipeline(
+            cfg,
+            template,
+            enable_caching=args.caching,
+            job_id=args.job_id,
+            experiment=args.experiment,
+        )
     print(f"submitted: {name}")
     return 0
 
@@ -202,9 +213,16 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="medprune-schedule-") as work:
         template = _template_for(args, cfg, Path(work))
         name = schedule_pipeline(
-            cfg, template, args.cron, max_concurrent_runs=args.max_concurrent_runs,
-            start_time=args.start_time, end_time=args.end_time, max_run_count=args.max_run_count,
-            enable_caching=args.caching, display_name=args.display_name, replace=args.replace,
+            cfg,
+            template,
+            args.cron,
+            max_concurrent_runs=args.max_concurrent_runs,
+            start_time=args.start_time,
+            end_time=args.end_time,
+            max_run_count=args.max_run_count,
+            enable_caching=args.caching,
+            display_name=args.display_name,
+            replace=args.replace,
         )
     print(f"schedule: {name}")
     return 0
@@ -227,7 +245,9 @@ def cmd_upload_template(args: argparse.Namespace) -> int:
         cfg = _load(args)
         host = cfg.vertex.template_repository if cfg.vertex else None
     if not host:
-        raise MedpruneError("upload-template needs --host, or a config whose vertex.template_repository is set")
+        raise MedpruneError(
+            "upload-template needs --host, or a config whose vertex.template_repository is set"
+        )
     package, version = upload_template(args.template, host, args.tag)
     print(f"uploaded: {package} {version} tags={','.join(args.tag) or '-'}")
     return 0
@@ -258,14 +278,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         if serve.ollama.quantization not in serve.gguf.outtypes:
             serve.ollama.quantization = serve.gguf.outtypes[-1]
     name = args.name or args.model.rstrip("/").split("/")[-1].replace("@", "-")
-    with tempfile.TemporaryDirectory(prefix="medprune-export-") as work:  # downloads (vertex://) only
-        model_dir = resolve_model_ref(args.model, registry_root=args.root or default_root, workdir=work)
-        result = export_for_ollama(model_dir, args.output, serve=serve, name=name,
-                                   modelfile=not args.no_modelfile, source=args.model)
+    with tempfile.TemporaryDirectory(
+        prefix="medprune-export-"
+    ) as work:  # downloads (vertex://) only
+        model_dir = resolve_model_ref(
+            args.model, registry_root=args.root or default_root, workdir=work
+        )
+        result = export_for_ollama(
+            model_dir,
+            args.output,
+            serve=serve,
+            name=name,
+            modelfile=not args.no_modelfile,
+            source=args.model,
+        )
     for outtype, path in result.gguf.items():
         print(f"{outtype:5s} {path}  ({path.stat().st_size / 1e6:.1f} MB)")
     if result.modelfile:
-        print(f"Modelfile {result.modelfile}  ->  cd {args.output} && ollama create {name} -f Modelfile")
+        print(
+            f"Modelfile {result.modelfile}  ->  cd {args.output} && ollama create {name} -f Modelfile"
+        )
     return 0
 
 
@@ -273,7 +305,9 @@ def _print_regions(results) -> None:
     for r in results:
         split = ", ".join(f"{k}={v}%" for k, v in sorted(r.traffic.items())) or "none"
         copied = f", copied from {r.copied_from}" if r.copied_from else ""
-        print(f"{r.location}: {r.action}: {r.model}@{r.version_id} on {r.endpoint} (traffic {split}{copied})")
+        print(
+            f"{r.location}: {r.action}: {r.model}@{r.version_id} on {r.endpoint} (traffic {split}{copied})"
+        )
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -286,7 +320,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from medprune.serve.vertex_endpoint import promote
 
-    _print_regions(promote(_load(args), args.model, region=args.region, undeploy_previous=args.undeploy_previous))
+    _print_regions(
+        promote(
+            _load(args), args.model, region=args.region, undeploy_previous=args.undeploy_previous
+        )
+    )
     return 0
 
 
@@ -303,7 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("config", help="run config YAML (see examples/local.yaml)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. prune.sparsity=0.3")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. prune.sparsity=0.3",
+        )
         return p
 
     p = with_config(sub.add_parser("validate", help="check a config file"))
@@ -311,35 +355,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("compile", help="compile the pipeline for Vertex AI"))
     p.add_argument("-o", "--output", default="pipeline.yaml", help="output YAML path")
-    p.add_argument("--image", help="container image for every component (overrides pipeline.base_image)")
+    p.add_argument(
+        "--image", help="container image for every component (overrides pipeline.base_image)"
+    )
     p.set_defaults(func=cmd_compile)
 
-    p = with_config(sub.add_parser("run-local", help="run the whole pipeline on this machine (kfp.local)"))
+    p = with_config(
+        sub.add_parser("run-local", help="run the whole pipeline on this machine (kfp.local)")
+    )
     p.add_argument("--run-id", help="run directory name (default RUN_NAME-TIMESTAMP)")
     p.add_argument("--fail-on-gate", action="store_true", help="exit 3 when the gate fails")
-    p.add_argument("-v", "--verbose", action="store_true", help="print kfp's whole log (it is always kept in RUN_DIR/run.log)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print kfp's whole log (it is always kept in RUN_DIR/run.log)",
+    )
     p.set_defaults(func=cmd_run_local)
 
-    p = with_config(sub.add_parser("search", help="find the most compressed model that provably passes the gate (kfp.local)"))
+    p = with_config(
+        sub.add_parser(
+            "search",
+            help="find the most compressed model that provably passes the gate (kfp.local)",
+        )
+    )
     p.add_argument("--run-id", help="run name (default RUN_NAME-TIMESTAMP)")
-    p.add_argument("--in-process", action="store_true",
-                   help="run the search's tasks in this process instead of as kfp.local tasks (same steps, less start-up)")
-    p.add_argument("--fail-if-none", action="store_true", help="exit 3 when no candidate is certified")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the search's tasks in this process instead of as kfp.local tasks (same steps, less start-up)",
+    )
+    p.add_argument(
+        "--fail-if-none", action="store_true", help="exit 3 when no candidate is certified"
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("methods", help="list pruning methods")
     p.set_defaults(func=cmd_methods)
 
-    p = sub.add_parser("support", help="list the model families (config.json model_type) and the methods each takes")
+    p = sub.add_parser(
+        "support",
+        help="list the model families (config.json model_type) and the methods each takes",
+    )
     p.set_defaults(func=cmd_support)
 
-    p = sub.add_parser("fetch-default", help="convert the bundled SmolLM2-135M-Instruct into a safetensors model")
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)")
+    p = sub.add_parser(
+        "fetch-default", help="convert the bundled SmolLM2-135M-Instruct into a safetensors model"
+    )
+    p.add_argument(
+        "--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)"
+    )
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
     p.set_defaults(func=cmd_fetch_default)
 
-    p = sub.add_parser("build-data", help="build the clinical evaluation/calibration/recovery data offline")
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)")
+    p = sub.add_parser(
+        "build-data", help="build the clinical evaluation/calibration/recovery data offline"
+    )
+    p.add_argument(
+        "--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-mcq", type=int, default=300, help="multiple-choice items in mcq.jsonl")
     p.set_defaults(func=cmd_build_data)
@@ -354,73 +428,148 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_vertex_run(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--template", help="compiled pipeline YAML (default: compile CONFIG now)")
-        p.add_argument("--image", help="container image when compiling now (overrides pipeline.base_image)")
+        p.add_argument(
+            "--image", help="container image when compiling now (overrides pipeline.base_image)"
+        )
         caching = p.add_mutually_exclusive_group()
-        caching.add_argument("--caching", dest="caching", action="store_true", default=None,
-                             help="turn step caching on for this run")
-        caching.add_argument("--no-caching", dest="caching", action="store_false",
-                             help="turn step caching off for this run")
+        caching.add_argument(
+            "--caching",
+            dest="caching",
+            action="store_true",
+            default=None,
+            help="turn step caching on for this run",
+        )
+        caching.add_argument(
+            "--no-caching",
+            dest="caching",
+            action="store_false",
+            help="turn step caching off for this run",
+        )
         return p
 
-    p = with_vertex_run(with_config(sub.add_parser("submit", help="submit one run to Vertex AI Pipelines")))
+    p = with_vertex_run(
+        with_config(sub.add_parser("submit", help="submit one run to Vertex AI Pipelines"))
+    )
     p.add_argument("--job-id", help="pipeline job ID (default: pipeline name + timestamp)")
     p.add_argument("--experiment", help="Vertex AI Experiment (overrides vertex.experiment)")
     p.set_defaults(func=cmd_submit)
 
-    p = with_vertex_run(with_config(sub.add_parser("schedule", help="create a Vertex AI schedule for the pipeline")))
-    p.add_argument("--cron", required=True, help='cron with time zone, e.g. "TZ=Europe/London 0 3 * * 1"')
-    p.add_argument("--max-concurrent-runs", type=int, default=1, help="runs allowed at once (default 1)")
+    p = with_vertex_run(
+        with_config(sub.add_parser("schedule", help="create a Vertex AI schedule for the pipeline"))
+    )
+    p.add_argument(
+        "--cron", required=True, help='cron with time zone, e.g. "TZ=Europe/London 0 3 * * 1"'
+    )
+    p.add_argument(
+        "--max-concurrent-runs", type=int, default=1, help="runs allowed at once (default 1)"
+    )
     p.add_argument("--start-time", help="first possible run, RFC 3339 (e.g. 2027-01-04T00:00:00Z)")
     p.add_argument("--end-time", help="no runs after this time, RFC 3339")
     p.add_argument("--max-run-count", type=int, help="stop after this many runs")
     p.add_argument("--display-name", help="schedule name (default RUN_NAME-schedule)")
-    p.add_argument("--replace", action="store_true",
-                   help="first delete the schedules with this display name (re-applying leaves one)")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="first delete the schedules with this display name (re-applying leaves one)",
+    )
     p.set_defaults(func=cmd_schedule)
 
-    p = with_config(sub.add_parser("unschedule", help="delete the Vertex AI schedules of this config"))
+    p = with_config(
+        sub.add_parser("unschedule", help="delete the Vertex AI schedules of this config")
+    )
     p.add_argument("--display-name", help="schedule name (default RUN_NAME-schedule)")
     p.set_defaults(func=cmd_unschedule)
 
-    p = sub.add_parser("upload-template", help="upload a compiled pipeline to an Artifact Registry KFP repository")
+    p = sub.add_parser(
+        "upload-template", help="upload a compiled pipeline to an Artifact Registry KFP repository"
+    )
     p.add_argument("template", help="compiled pipeline YAML")
-    p.add_argument("--host", help="https://LOCATION-kfp.pkg.dev/PROJECT/REPO (default: vertex.template_repository of --config)")
-    p.add_argument("--config", help="run config whose vertex.template_repository names the repository")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument(
+        "--host",
+        help="https://LOCATION-kfp.pkg.dev/PROJECT/REPO (default: vertex.template_repository of --config)",
+    )
+    p.add_argument(
+        "--config", help="run config whose vertex.template_repository names the repository"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
     p.add_argument("--tag", action="append", default=[], help="tag for this version (repeatable)")
     p.set_defaults(func=cmd_upload_template)
 
     p = sub.add_parser("export", help="export a registered model for llama.cpp / Ollama")
     p.add_argument("format", choices=["gguf"], help="export format")
-    p.add_argument("model", help="NAME@ALIAS or NAME@VERSION in the local registry, vertex://..., or a model directory")
+    p.add_argument(
+        "model",
+        help="NAME@ALIAS or NAME@VERSION in the local registry, vertex://..., or a model directory",
+    )
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--config", help="run config whose serve section (gguf, ollama) and registry root apply")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--root", help="local registry root (default: registry.local.root of --config, else registry)")
-    p.add_argument("--outtype", action="append", choices=["f32", "f16", "bf16", "q8_0"],
-                   help="GGUF weight type (repeatable; default serve.gguf.outtypes: f16 and q8_0)")
+    p.add_argument(
+        "--config", help="run config whose serve section (gguf, ollama) and registry root apply"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
+    p.add_argument(
+        "--root",
+        help="local registry root (default: registry.local.root of --config, else registry)",
+    )
+    p.add_argument(
+        "--outtype",
+        action="append",
+        choices=["f32", "f16", "bf16", "q8_0"],
+        help="GGUF weight type (repeatable; default serve.gguf.outtypes: f16 and q8_0)",
+    )
     p.add_argument("--name", help="file name stem (default NAME-ALIAS)")
     p.add_argument("--no-modelfile", action="store_true", help="write only the GGUF files")
     p.set_defaults(func=cmd_export)
 
     def with_endpoint(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", required=True, help="run config with the vertex and serve.endpoint sections")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+        p.add_argument(
+            "--config", required=True, help="run config with the vertex and serve.endpoint sections"
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value",
+        )
         p.add_argument("--region", help="only this region of serve.endpoint.regions")
         return p
 
-    p = with_endpoint(sub.add_parser("deploy", help="deploy a registered version to a Vertex AI endpoint as a canary"))
+    p = with_endpoint(
+        sub.add_parser(
+            "deploy", help="deploy a registered version to a Vertex AI endpoint as a canary"
+        )
+    )
     p.add_argument("model", help="NAME@ALIAS or NAME@VERSION in the Vertex AI Model Registry")
-    p.add_argument("--target", choices=["vertex"], default="vertex", help="serving target (default %(default)s)")
+    p.add_argument(
+        "--target",
+        choices=["vertex"],
+        default="vertex",
+        help="serving target (default %(default)s)",
+    )
     p.set_defaults(func=cmd_deploy)
 
-    p = with_endpoint(sub.add_parser("promote", help="move all traffic and the production alias to a deployed version"))
+    p = with_endpoint(
+        sub.add_parser(
+            "promote", help="move all traffic and the production alias to a deployed version"
+        )
+    )
     p.add_argument("model", help="NAME@ALIAS or NAME@VERSION of the canary")
-    p.add_argument("--undeploy-previous", action="store_true",
-                   help="undeploy the replaced version (default: keep it at 0%% for an instant rollback)")
+    p.add_argument(
+        "--undeploy-previous",
+        action="store_true",
+        help="undeploy the replaced version (default: keep it at 0%% for an instant rollback)",
+    )
     p.set_defaults(func=cmd_promote)
 
-    p = with_endpoint(sub.add_parser("rollback", help="return traffic and the production alias to the previous version"))
+    p = with_endpoint(
+        sub.add_parser(
+            "rollback", help="return traffic and the production alias to the previous version"
+        )
+    )
     p.add_argument("model", help="NAME (the model's display name)")
     p.set_defaults(func=cmd_rollback)
     return parser

@@ -121,7 +121,9 @@ def run_local(
     # PIPELINE_ROOT/<pipeline run>/<task>/summary/summary.json
     found = sorted(pipeline_root.glob(f"*/*/summary/{SUMMARY_FILE}"))
     if len(found) != 1:
-        raise MedpruneError(f"pipeline run {run_id} finished with {len(found)} summaries under {pipeline_root}")
+        raise MedpruneError(
+            f"pipeline run {run_id} finished with {len(found)} summaries under {pipeline_root}"
+        )
     summary = json.loads(found[0].read_text())
     summary["run_dir"] = str(run_dir)
     summary["artifacts"] = str(pipeline_root)
@@ -136,4 +138,3 @@ def run_local(
     out = run_dir / SUMMARY_FILE
     atomic_write_json(out, summary)
     return out
-

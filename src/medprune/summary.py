@@ -38,7 +38,9 @@ def _category_rows(summary: dict, width: int) -> list[str]:
     for cat in sorted(set(base) | set(cand)):
         n = (base.get(cat) or cand.get(cat) or {}).get("n")
         suffix = f" (n={n})" if n is not None else ""
-        name = cat if len(cat) + len(suffix) <= width - 4 else cat[: width - 7 - len(suffix)] + "..."
+        name = (
+            cat if len(cat) + len(suffix) <= width - 4 else cat[: width - 7 - len(suffix)] + "..."
+        )
         b, c = (base.get(cat) or {}).get("acc"), (cand.get(cat) or {}).get("acc")
         rows.append(f"{'  ' + name + suffix:{width}s} {_fmt(b, 'pct'):>14s} {_fmt(c, 'pct'):>14s}")
     return rows
@@ -58,7 +60,9 @@ def format_summary(summary: dict) -> str:
             lines.extend(_category_rows(summary, width))
     sparsity = summary.get("sparsity")
     if sparsity is not None:
-        lines.append(f"{'sparsity of pruned layers':{width}s} {'':>14s} {_fmt(sparsity, 'pct'):>14s}")
+        lines.append(
+            f"{'sparsity of pruned layers':{width}s} {'':>14s} {_fmt(sparsity, 'pct'):>14s}"
+        )
     gate = summary["gate"]
     lines.append("")
     lines.append(f"gate: {'PASSED' if gate['passed'] else 'FAILED'}")
@@ -69,7 +73,9 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  [FAIL] {reason}")
     reg = summary.get("registered")
     if reg:
-        lines.append(f"registered: {reg['model']} version {reg['version']} at {reg['path']} (aliases: {', '.join(reg['aliases']) or '-'})")
+        lines.append(
+            f"registered: {reg['model']} version {reg['version']} at {reg['path']} (aliases: {', '.join(reg['aliases']) or '-'})"
+        )
     else:
         lines.append("registered: nothing (the gate did not pass)")
     return "\n".join(lines)

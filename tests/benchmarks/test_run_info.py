@@ -17,10 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 def test_run_info_records_commit_versions_command_machine_and_date(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["benchmarks/pruning.py", "--only", "dense,wanda 50%"])
     info = run_info(threads_per_row=1)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     assert info["commit"] == head and isinstance(info["commit_dirty"], bool)
     # the command pastes back into a shell: the quoted row list stays one argument
-    assert shlex.split(info["command"])[1:] == ["benchmarks/pruning.py", "--only", "dense,wanda 50%"]
+    assert shlex.split(info["command"])[1:] == [
+        "benchmarks/pruning.py",
+        "--only",
+        "dense,wanda 50%",
+    ]
     assert info["packages"]["torch"] == __import__("torch").__version__
     assert info["date"].endswith("+00:00")
     machine = info["machine"]
@@ -36,7 +42,10 @@ def test_a_folder_gets_a_new_file_for_every_run(tmp_path):
     second = results_path(str(tmp_path / "out"), "pruning", info)  # same minute, same commit
     assert second.name == "pruning-20261130T1405Z-0123456-2.json"
     assert results_path(str(tmp_path / "mine.json"), "pruning", info) == tmp_path / "mine.json"
-    assert results_path(f"{tmp_path}/", "r", {"date": info["date"], "commit": None}).name == "r-20261130T1405Z-nogit.json"
+    assert (
+        results_path(f"{tmp_path}/", "r", {"date": info["date"], "commit": None}).name
+        == "r-20261130T1405Z-nogit.json"
+    )
 
 
 def test_result_files_in_the_repository_record_what_produced_them():
@@ -48,7 +57,9 @@ def test_result_files_in_the_repository_record_what_produced_them():
         assert isinstance(doc, dict) and doc["rows"], path
         run = doc["run"]
         assert run["command"].split()[1].startswith("benchmarks/"), path
-        assert {"date", "commit", "commit_dirty", "packages", "machine", "complete"} <= set(run), path
+        assert {"date", "commit", "commit_dirty", "packages", "machine", "complete"} <= set(run), (
+            path
+        )
         assert run["complete"] is True, path
         if run.get("recorded") is False:  # converted from before runs recorded this
             assert run["note"] and run["date_committed"] and path.stem.endswith("-unknown"), path

@@ -69,16 +69,24 @@ def test_base_images_pinned(parsed) -> None:
 
 @pytest.mark.parametrize("target", ["cpu", "gpu"])
 def test_runs_as_non_root(parsed, target) -> None:
-    users = [i["value"].strip() for i in _stages(parsed)[target]["instructions"] if i["instruction"] == "USER"]
+    users = [
+        i["value"].strip()
+        for i in _stages(parsed)[target]["instructions"]
+        if i["instruction"] == "USER"
+    ]
     assert users, f"{target}: no USER instruction (would run as root)"
     assert users[-1] not in ("root", "0") and not users[-1].startswith("0:")
-    runs = " ".join(i["value"] for i in _stages(parsed)[target]["instructions"] if i["instruction"] == "RUN")
+    runs = " ".join(
+        i["value"] for i in _stages(parsed)[target]["instructions"] if i["instruction"] == "RUN"
+    )
     assert "useradd" in runs and users[-1] in runs  # the user is created in the image
 
 
 @pytest.mark.parametrize("target", ["cpu", "gpu"])
 def test_torch_pinned_and_installed_before_medprune(parsed, target) -> None:
-    runs = [i["value"] for i in _stages(parsed)[target]["instructions"] if i["instruction"] == "RUN"]
+    runs = [
+        i["value"] for i in _stages(parsed)[target]["instructions"] if i["instruction"] == "RUN"
+    ]
     torch_idx = next(i for i, r in enumerate(runs) if "torch==${TORCH_VERSION}" in r)
     wheel_idx = next(i for i, r in enumerate(runs) if "/tmp/wheels/*.whl" in r)
     assert torch_idx < wheel_idx and "--index-url" in runs[torch_idx]
@@ -89,7 +97,11 @@ def test_entry_points_exist(parsed) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     scripts = project["project"]["scripts"]
     for target in ("cpu", "gpu"):
-        cmds = [i for i in _stages(parsed)[target]["instructions"] if i["instruction"] in ("CMD", "ENTRYPOINT")]
+        cmds = [
+            i
+            for i in _stages(parsed)[target]["instructions"]
+            if i["instruction"] in ("CMD", "ENTRYPOINT")
+        ]
         assert cmds, f"{target}: no CMD"
         argv = yaml.safe_load(cmds[-1]["value"])  # exec form is a JSON list
         assert isinstance(argv, list), f"{target}: use the exec form of CMD"
@@ -99,7 +111,9 @@ def test_entry_points_exist(parsed) -> None:
         assert path.is_file(), f"{scripts[argv[0]]}: {path} missing"
         assert re.search(rf"^def {func}\(", path.read_text(), re.MULTILINE), f"{func} not in {path}"
     # the build smoke-tests the installed entry point, too
-    runs = " ".join(i["value"] for i in _stages(parsed)["cpu"]["instructions"] if i["instruction"] == "RUN")
+    runs = " ".join(
+        i["value"] for i in _stages(parsed)["cpu"]["instructions"] if i["instruction"] == "RUN"
+    )
     assert "medprune --help" in runs
 
 
@@ -129,7 +143,9 @@ def test_cloudbuild_builds_and_pushes_both_targets() -> None:
         assert f"${{_IMAGE_PREFIX}}/medprune-{target}:${{_TAG}}" in tags
         assert set(tags) <= set(cb["images"])  # everything built is pushed
     prefix = cb["substitutions"]["_IMAGE_PREFIX"]
-    assert re.fullmatch(r"\$\{_REGION\}-docker\.pkg\.dev/\$\{PROJECT_ID\}/\$\{_REPOSITORY\}", prefix)
+    assert re.fullmatch(
+        r"\$\{_REGION\}-docker\.pkg\.dev/\$\{PROJECT_ID\}/\$\{_REPOSITORY\}", prefix
+    )
     assert cb["options"]["dynamicSubstitutions"] is True
 
 
@@ -151,5 +167,7 @@ def test_cloudbuild_tag_is_never_empty_and_the_version_tag_is_pushed() -> None:
     got = _re.search(r"sed -n '(.*)' pyproject.toml", script).group(1).replace("$$", "$")
     import subprocess
 
-    out = subprocess.run(["sed", "-n", got, str(ROOT / "pyproject.toml")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["sed", "-n", got, str(ROOT / "pyproject.toml")], capture_output=True, text=True, check=True
+    )
     assert out.stdout.splitlines()[0] == version

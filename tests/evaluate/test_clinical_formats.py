@@ -40,7 +40,11 @@ def test_pubmedqa_prompt_is_the_harness_template(index):
     raw = json.loads(PUBMEDQA.read_text(encoding="utf-8"))
     pubid = list(raw)[index]
     rec = raw[pubid]
-    hf_doc = {"question": rec["QUESTION"], "context": {"contexts": rec["CONTEXTS"]}, "final_decision": rec["final_decision"]}
+    hf_doc = {
+        "question": rec["QUESTION"],
+        "context": {"contexts": rec["CONTEXTS"]},
+        "final_decision": rec["final_decision"],
+    }
     item = {i.id: i for i in load_mcq(PUBMEDQA)}[pubid]
     assert item.context == harness_pubmedqa_doc_to_text(hf_doc)
     assert "\n".join(rec["CONTEXTS"]) in item.context  # sections joined by newlines, verbatim
@@ -51,20 +55,41 @@ def test_pubmedqa_jsonl_gives_the_same_prompt_as_the_release(tmp_path):
     raw = json.loads(PUBMEDQA.read_text(encoding="utf-8"))
     first = list(raw)[:3]
     path = tmp_path / "pubmedqa.jsonl"
-    path.write_text("".join(
-        json.dumps({"pubid": int(k), "question": raw[k]["QUESTION"], "context": {"contexts": raw[k]["CONTEXTS"]},
-                    "final_decision": raw[k]["final_decision"]}) + "\n" for k in first
-    ))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "pubid": int(k),
+                    "question": raw[k]["QUESTION"],
+                    "context": {"contexts": raw[k]["CONTEXTS"]},
+                    "final_decision": raw[k]["final_decision"],
+                }
+            )
+            + "\n"
+            for k in first
+        )
+    )
     ours = load_mcq(path)
     release = load_mcq(PUBMEDQA, 3)
-    assert [(i.id, i.context, i.answer) for i in ours] == [(i.id, i.context, i.answer) for i in release]
+    assert [(i.id, i.context, i.answer) for i in ours] == [
+        (i.id, i.context, i.answer) for i in release
+    ]
 
 
 def test_pubmedqa_release_bad_records_name_file_record_and_field(tmp_path):
-    good = {"QUESTION": "Does X help?", "CONTEXTS": ["Background.", "Results."], "final_decision": "yes"}
+    good = {
+        "QUESTION": "Does X help?",
+        "CONTEXTS": ["Background.", "Results."],
+        "final_decision": "yes",
+    }
     path = tmp_path / "ori_pqal.json"
-    path.write_text(json.dumps({"111": good, "222": dict(good, final_decision="perhaps")}, indent=1))
-    with pytest.raises(DataError, match=r"ori_pqal\.json:10: record '222': field 'final_decision' must be one of \['yes', 'no', 'maybe'\], got 'perhaps'"):
+    path.write_text(
+        json.dumps({"111": good, "222": dict(good, final_decision="perhaps")}, indent=1)
+    )
+    with pytest.raises(
+        DataError,
+        match=r"ori_pqal\.json:10: record '222': field 'final_decision' must be one of \['yes', 'no', 'maybe'\], got 'perhaps'",
+    ):
         load_mcq(path)
     path.write_text(json.dumps({"111": good, "222": {"CONTEXTS": ["c"], "final_decision": "no"}}))
     with pytest.raises(DataError, match=r"record '222': missing field 'QUESTION'"):
@@ -92,8 +117,18 @@ def test_aci_bench_valid_reads_as_released():
 def test_note_jsonl_format(tmp_path):
     path = tmp_path / "notes.jsonl"
     path.write_text(
-        json.dumps({"id": "v1", "input": "[doctor] any pain?\n[patient] my knee.", "reference": "CHIEF COMPLAINT\n\nKnee pain."}) + "\n"
-        + json.dumps({"input": "[doctor] hello", "reference": "CC: follow-up", "category": "clinic"}) + "\n"
+        json.dumps(
+            {
+                "id": "v1",
+                "input": "[doctor] any pain?\n[patient] my knee.",
+                "reference": "CHIEF COMPLAINT\n\nKnee pain.",
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {"input": "[doctor] hello", "reference": "CC: follow-up", "category": "clinic"}
+        )
+        + "\n"
     )
     items = load_visit_notes(path)
     assert [(i.id, i.category) for i in items] == [("v1", "all"), ("notes-2", "clinic")]
@@ -104,15 +139,31 @@ def test_note_jsonl_format(tmp_path):
     ("record", "message"),
     [
         ({"tgt": "note", "file": "D1-aci"}, r"record 1 \(file 'D1-aci'\): missing field 'src'"),
-        ({"src": "[doctor] hi", "file": "D1-aci"}, r"record 1 \(file 'D1-aci'\): missing field 'tgt'"),
-        ({"src": " \n ", "tgt": "note", "file": "D1-aci"}, r"record 1 \(file 'D1-aci'\): field 'src' is empty"),
-        ({"src": "[doctor] hi", "tgt": ["note"], "file": "D1-aci"}, r"record 1 \(file 'D1-aci'\): field 'tgt' must be a string, got list"),
-        ({"src": "[doctor] hi", "tgt": "note", "file": "D0-aci"}, r"record 1 \(file 'D0-aci'\): field 'file' duplicate id 'D0-aci' \(first in record 0\)"),
+        (
+            {"src": "[doctor] hi", "file": "D1-aci"},
+            r"record 1 \(file 'D1-aci'\): missing field 'tgt'",
+        ),
+        (
+            {"src": " \n ", "tgt": "note", "file": "D1-aci"},
+            r"record 1 \(file 'D1-aci'\): field 'src' is empty",
+        ),
+        (
+            {"src": "[doctor] hi", "tgt": ["note"], "file": "D1-aci"},
+            r"record 1 \(file 'D1-aci'\): field 'tgt' must be a string, got list",
+        ),
+        (
+            {"src": "[doctor] hi", "tgt": "note", "file": "D0-aci"},
+            r"record 1 \(file 'D0-aci'\): field 'file' duplicate id 'D0-aci' \(first in record 0\)",
+        ),
     ],
 )
 def test_aci_bad_records_name_file_record_and_field(tmp_path, record, message):
     path = tmp_path / "aci.json"
-    path.write_text(json.dumps({"data": [{"src": "[doctor] hi", "tgt": "note", "file": "D0-aci"}, record]}, indent=4))
+    path.write_text(
+        json.dumps(
+            {"data": [{"src": "[doctor] hi", "tgt": "note", "file": "D0-aci"}, record]}, indent=4
+        )
+    )
     with pytest.raises(DataError, match=r"aci\.json:\d+: " + message):
         load_visit_notes(path)
 

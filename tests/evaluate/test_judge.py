@@ -42,8 +42,16 @@ def api_key(monkeypatch):
 
 
 def judge_cfg(fake, **kw) -> JudgeConfig:
-    args = {"enabled": True, "allow_external": True, "model": "claude-test-1", "base_url": fake.url,
-            "timeout_s": 2, "backoff_s": 0.01, "max_retries": 2, **kw}
+    args = {
+        "enabled": True,
+        "allow_external": True,
+        "model": "claude-test-1",
+        "base_url": fake.url,
+        "timeout_s": 2,
+        "backoff_s": 0.01,
+        "max_retries": 2,
+        **kw,
+    }
     return JudgeConfig(**args)
 
 
@@ -53,15 +61,28 @@ def test_request_body_auth_and_schema(fake, api_key):
     assert result.complete and result.n == 2 and result.error is None
     assert result.metrics["judge_overall"] == 4.0 and result.metrics["judge_faithfulness"] == 5.0
     assert result.metrics["judge_harmful_error_rate"] == 0.0
-    assert result.usage.requests == 2 and result.usage.input_tokens == 240 and result.usage.output_tokens == 90
+    assert (
+        result.usage.requests == 2
+        and result.usage.input_tokens == 240
+        and result.usage.output_tokens == 90
+    )
     req = fake.requests[0]
     assert req.path == "/v1/messages"
     assert req.headers["x-api-key"] == KEY and "authorization" not in req.headers
     assert req.headers["anthropic-version"]
     body = req.body
-    assert body["model"] == "claude-test-1" and body["max_tokens"] == 1024 and body["temperature"] == 0.0
+    assert (
+        body["model"] == "claude-test-1"
+        and body["max_tokens"] == 1024
+        and body["temperature"] == 0.0
+    )
     assert body["system"] == JUDGE_SYSTEM
-    assert body["messages"] == [{"role": "user", "content": f"<transcript>\n{DIALOGUE}\n</transcript>\n\n<note>\n{NOTE}\n</note>"}]
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": f"<transcript>\n{DIALOGUE}\n</transcript>\n\n<note>\n{NOTE}\n</note>",
+        }
+    ]
     assert body["output_config"] == {"format": {"type": "json_schema", "schema": JUDGE_SCHEMA}}
     assert result.per_item[0] == {"id": "D1", **VALID_VERDICT}
 
@@ -77,7 +98,9 @@ def test_bearer_token_when_no_api_key(fake, monkeypatch):
 def test_429_then_success_is_retried_with_backoff(fake, api_key):
     fake.queue(Reply(429, headers={"retry-after": "0.05"}), Reply(503))
     waits: list[float] = []
-    judge = ClaudeJudge.from_config(judge_cfg(fake, max_retries=3), sleep=lambda s: (waits.append(s), time.sleep(s)))
+    judge = ClaudeJudge.from_config(
+        judge_cfg(fake, max_retries=3), sleep=lambda s: (waits.append(s), time.sleep(s))
+    )
     result = judge.judge_notes([("D1", DIALOGUE, NOTE)])
     assert result.complete and result.usage.requests == 3 and result.usage.retries == 2
     assert waits == [0.05, 0.02]  # Retry-After honoured, then backoff_s * 2
@@ -85,7 +108,9 @@ def test_429_then_success_is_retried_with_backoff(fake, api_key):
 
 def test_outage_marks_the_judge_incomplete(fake, api_key):
     fake.queue(*[Reply(500)] * 5)
-    result = ClaudeJudge.from_config(judge_cfg(fake, max_retries=2)).judge_notes([("D1", DIALOGUE, NOTE)])
+    result = ClaudeJudge.from_config(judge_cfg(fake, max_retries=2)).judge_notes(
+        [("D1", DIALOGUE, NOTE)]
+    )
     assert not result.complete and result.metrics == {}
     assert "item 'D1': judge API unavailable after 3 attempts (last: HTTP 500)" in result.error
     assert result.usage.requests == 3
@@ -94,14 +119,16 @@ def test_outage_marks_the_judge_incomplete(fake, api_key):
 def test_timeouts_are_bounded_in_time(fake, api_key):
     fake.queue(*[Reply(delay_s=1.5)] * 4)
     t0 = time.monotonic()
-    result = ClaudeJudge.from_config(judge_cfg(fake, timeout_s=0.3, max_retries=1)).judge_notes([("D1", DIALOGUE, NOTE)])
+    result = ClaudeJudge.from_config(judge_cfg(fake, timeout_s=0.3, max_retries=1)).judge_notes(
+        [("D1", DIALOGUE, NOTE)]
+    )
     assert not result.complete and "APITimeoutError" in result.error
     assert time.monotonic() - t0 < 3 and result.usage.requests == 2
     fake.queue(*[Reply(delay_s=1.0)] * 4)
     t0 = time.monotonic()
-    result = ClaudeJudge.from_config(judge_cfg(fake, timeout_s=5, max_retries=5, max_total_seconds=0.5)).judge_notes(
-        [("D1", DIALOGUE, NOTE), ("D2", DIALOGUE, NOTE)]
-    )
+    result = ClaudeJudge.from_config(
+        judge_cfg(fake, timeout_s=5, max_retries=5, max_total_seconds=0.5)
+    ).judge_notes([("D1", DIALOGUE, NOTE), ("D2", DIALOGUE, NOTE)])
     assert not result.complete and time.monotonic() - t0 < 2.5  # the whole judging's budget holds
 
 
@@ -110,27 +137,39 @@ def test_timeouts_are_bounded_in_time(fake, api_key):
     [
         ("Sure! The note looks good.", "not JSON"),
         (json.dumps({**VALID_VERDICT, "overall": 7}), "overall must be an integer 1-5, got 7"),
-        (json.dumps({k: v for k, v in VALID_VERDICT.items() if k != "harmful_errors"}), "missing ['harmful_errors']"),
+        (
+            json.dumps({k: v for k, v in VALID_VERDICT.items() if k != "harmful_errors"}),
+            "missing ['harmful_errors']",
+        ),
         (json.dumps({**VALID_VERDICT, "omissions": "none"}), "omissions must be a list of strings"),
     ],
 )
 def test_malformed_reply_marks_the_judge_incomplete(fake, api_key, text, message):
     fake.queue(Reply(text=text))
     result = ClaudeJudge.from_config(judge_cfg(fake)).judge_notes([("D1", DIALOGUE, NOTE)])
-    assert not result.complete and message in result.error and "malformed judge reply" in result.error
+    assert (
+        not result.complete and message in result.error and "malformed judge reply" in result.error
+    )
 
 
 def test_token_budget_stops_the_judge(fake, api_key):
     result = ClaudeJudge.from_config(judge_cfg(fake, max_total_tokens=150)).judge_notes(
         [("D1", DIALOGUE, NOTE), ("D2", DIALOGUE, NOTE)]
     )
-    assert not result.complete and result.n == 1 and "token budget spent (165 >= evaluate.judge.max_total_tokens 150)" in result.error
+    assert (
+        not result.complete
+        and result.n == 1
+        and "token budget spent (165 >= evaluate.judge.max_total_tokens 150)" in result.error
+    )
 
 
 def test_no_key_no_consent_no_model_fail_before_anything_is_sent(fake, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
-    with pytest.raises(JudgeError, match=r"evaluate\.judge: no API key: set the environment variable ANTHROPIC_API_KEY"):
+    with pytest.raises(
+        JudgeError,
+        match=r"evaluate\.judge: no API key: set the environment variable ANTHROPIC_API_KEY",
+    ):
         resolve_api_key(judge_cfg(fake))
     base = {"model": {"source": "/m"}, "evaluate": {"visit_notes": {"data": "/a.json"}}}
     for judge, message in [
@@ -144,7 +183,9 @@ def test_no_key_no_consent_no_model_fail_before_anything_is_sent(fake, monkeypat
     assert fake.requests == []
 
 
-def test_evaluation_refuses_a_judge_without_key_before_loading_the_model(tmp_path, fake, monkeypatch):
+def test_evaluation_refuses_a_judge_without_key_before_loading_the_model(
+    tmp_path, fake, monkeypatch
+):
     from medprune.evaluate.runner import evaluate_model
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
@@ -174,9 +215,18 @@ def test_judged_evaluation_writes_scores_and_never_the_key(tmp_path, fake, api_k
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     model_dir = save_model(tiny_llama(), tok, tmp_path / "m")
     notes = tmp_path / "n.jsonl"
-    notes.write_text("".join(json.dumps({"id": f"v{i}", "input": DIALOGUE, "reference": NOTE}) + "\n" for i in range(2)))
-    cfg = EvaluateConfig(visit_notes={"data": str(notes), "max_new_tokens": 4, "max_input_tokens": 400},
-                         judge=judge_cfg(fake), latency_seq_len=8, latency_repeats=1)
+    notes.write_text(
+        "".join(
+            json.dumps({"id": f"v{i}", "input": DIALOGUE, "reference": NOTE}) + "\n"
+            for i in range(2)
+        )
+    )
+    cfg = EvaluateConfig(
+        visit_notes={"data": str(notes), "max_new_tokens": 4, "max_input_tokens": 400},
+        judge=judge_cfg(fake),
+        latency_seq_len=8,
+        latency_repeats=1,
+    )
     logs: list[str] = []
     res = evaluate_model(model_dir, cfg, tmp_path / "eval", label="baseline", progress=logs.append)
     assert res["judge"]["complete"] and res["judge"]["usage"]["input_tokens"] == 240
@@ -188,12 +238,22 @@ def test_judged_evaluation_writes_scores_and_never_the_key(tmp_path, fake, api_k
 
 def test_gate_fails_closed_when_the_judge_is_incomplete():
     settings = {"judge": {"enabled": True}}
-    done = {"complete": True, "settings": settings, "judge": {"complete": True, "n": 5, "metrics": {"judge_overall": 4.0}}}
-    out = {"complete": True, "settings": settings, "judge": {"complete": False, "n": 2, "error": "item 'D3': HTTP 529"}}
+    done = {
+        "complete": True,
+        "settings": settings,
+        "judge": {"complete": True, "n": 5, "metrics": {"judge_overall": 4.0}},
+    }
+    out = {
+        "complete": True,
+        "settings": settings,
+        "judge": {"complete": False, "n": 2, "error": "item 'D3': HTTP 529"},
+    }
     cfg = GateConfig(max_drop={"judge_overall": 0.5})
     ok = decide(done, done, cfg)
     assert ok.passed
     failed = decide(done, out, cfg)
     assert not failed.passed
     assert any("candidate judge incomplete (item 'D3': HTTP 529)" in r for r in failed.reasons)
-    assert any("judge_overall drop (baseline - candidate): not measured" in r for r in failed.reasons)
+    assert any(
+        "judge_overall drop (baseline - candidate): not measured" in r for r in failed.reasons
+    )

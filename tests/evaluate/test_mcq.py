@@ -18,7 +18,9 @@ def bigram_model(tokenizer, scores: dict[tuple[str, str], float]):
     on that position's token: log p(next | prev) = log_softmax(S[prev])[next], where S is
     zero except ``scores[(prev_char, next_char)]``."""
     hidden = 320  # >= vocab, so every token gets its own one-hot embedding
-    model = tiny_llama(hidden_size=hidden, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2)
+    model = tiny_llama(
+        hidden_size=hidden, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2
+    )
     S = torch.zeros(TINY_VOCAB, TINY_VOCAB)
     for (prev, nxt), value in scores.items():
         (p,), (n,) = tokenizer(prev)["input_ids"], tokenizer(nxt)["input_ids"]
@@ -28,7 +30,9 @@ def bigram_model(tokenizer, scores: dict[tuple[str, str], float]):
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
         emb = torch.zeros(TINY_VOCAB, hidden)
-        emb[torch.arange(TINY_VOCAB), torch.arange(TINY_VOCAB)] = math.sqrt(hidden)  # RMS 1: the norm keeps it
+        emb[torch.arange(TINY_VOCAB), torch.arange(TINY_VOCAB)] = math.sqrt(
+            hidden
+        )  # RMS 1: the norm keeps it
         model.model.embed_tokens.weight.copy_(emb)
         model.lm_head.weight.zero_()
         model.lm_head.weight[:, :TINY_VOCAB] = S.T / math.sqrt(hidden)
@@ -58,17 +62,30 @@ def test_scores_match_a_hand_computed_example():
 def _naive(model, tok, context: str, continuation: str) -> float:
     ctx, cont = encode_pair(tok, context, continuation)
     with torch.no_grad():
-        logprobs = torch.log_softmax(model(input_ids=torch.tensor([ctx + cont])).logits.float(), -1)[0]
+        logprobs = torch.log_softmax(
+            model(input_ids=torch.tensor([ctx + cont])).logits.float(), -1
+        )[0]
     return sum(float(logprobs[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
 
 
 def test_batched_prefix_sharing_equals_one_sequence_at_a_time():
     model, tok = tiny_llama(seed=3), byte_tokenizer()
-    contexts = ["Question: which antidote?\nAnswer:", "Q: dose of amoxicillin for a child with otitis media\nA:", "Hi"]
-    options = [[" naloxone", " atropine", " flumazenil"], [" 50 mg/kg/day", " 5 g"], [" x", " yy", " zzz", " w"]]
+    contexts = [
+        "Question: which antidote?\nAnswer:",
+        "Q: dose of amoxicillin for a child with otitis media\nA:",
+        "Hi",
+    ]
+    options = [
+        [" naloxone", " atropine", " flumazenil"],
+        [" 50 mg/kg/day", " 5 g"],
+        [" x", " yy", " zzz", " w"],
+    ]
     for batch_size in (1, 2, 8):
         got = option_loglikelihoods(model, tok, contexts, options, batch_size=batch_size)
-        want = [[_naive(model, tok, c, o) for o in opts] for c, opts in zip(contexts, options, strict=True)]
+        want = [
+            [_naive(model, tok, c, o) for o in opts]
+            for c, opts in zip(contexts, options, strict=True)
+        ]
         for g, w in zip(got, want, strict=True):
             assert g == pytest.approx(w, abs=1e-4)
     # the request-list form groups by context and returns the same numbers in request order
@@ -90,4 +107,7 @@ def test_long_context_is_truncated_from_the_left():
     context = "x" * 100 + "\nAnswer:"
     got = option_loglikelihoods(model, tok, [context], [[" a", " bc"]], max_length=16)[0]
     # the model saw only the last 16 - 3 + 1 context tokens, like lm-evaluation-harness
-    assert got == pytest.approx([_naive(model, tok, context[-14:], " a"), _naive(model, tok, context[-14:], " bc")], abs=1e-4)
+    assert got == pytest.approx(
+        [_naive(model, tok, context[-14:], " a"), _naive(model, tok, context[-14:], " bc")],
+        abs=1e-4,
+    )

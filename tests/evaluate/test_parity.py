@@ -16,16 +16,46 @@ from medprune.load.model import load_model
 pytestmark = pytest.mark.slow
 
 ITEMS = [
-    ("Which drug reverses opioid overdose?", ["naloxone", "atropine", "flumazenil", "glucagon"], 0, "toxicology"),
-    ("First-line treatment of anaphylaxis?", ["oral antihistamine", "intramuscular epinephrine", "steroids"], 1, "emergency"),
-    ("Peaked T waves suggest?", ["hypokalaemia", "hyperkalaemia", "hypocalcaemia", "hypernatraemia"], 1, "cardiology"),
+    (
+        "Which drug reverses opioid overdose?",
+        ["naloxone", "atropine", "flumazenil", "glucagon"],
+        0,
+        "toxicology",
+    ),
+    (
+        "First-line treatment of anaphylaxis?",
+        ["oral antihistamine", "intramuscular epinephrine", "steroids"],
+        1,
+        "emergency",
+    ),
+    (
+        "Peaked T waves suggest?",
+        ["hypokalaemia", "hyperkalaemia", "hypocalcaemia", "hypernatraemia"],
+        1,
+        "cardiology",
+    ),
     ("Warfarin in pregnancy is?", ["safe", "contraindicated"], 1, "contraindications"),
     ("Maximum daily paracetamol dose in adults?", ["4 g", "40 g", "400 mg", "1 kg"], 0, "dosing"),
     ("Vitamin deficient in scurvy?", ["A", "B12", "C", "D", "K"], 2, "nutrition"),
-    ("Does smoking raise the risk of lung cancer? Answer yes, no or maybe.", ["yes", "no", "maybe"], 0, "pubmedqa"),
-    ("Antidote for paracetamol overdose?", ["N-acetylcysteine", "naloxone", "vitamin K"], 0, "toxicology"),
+    (
+        "Does smoking raise the risk of lung cancer? Answer yes, no or maybe.",
+        ["yes", "no", "maybe"],
+        0,
+        "pubmedqa",
+    ),
+    (
+        "Antidote for paracetamol overdose?",
+        ["N-acetylcysteine", "naloxone", "vitamin K"],
+        0,
+        "toxicology",
+    ),
     ("ACE inhibitors end in?", ["-pril", "-olol", "-statin", "-sartan"], 0, "pharmacology"),
-    ("A common cause of community-acquired pneumonia?", ["Streptococcus pneumoniae", "Clostridium difficile"], 0, "infection"),
+    (
+        "A common cause of community-acquired pneumonia?",
+        ["Streptococcus pneumoniae", "Clostridium difficile"],
+        0,
+        "infection",
+    ),
 ]
 
 
@@ -38,16 +68,23 @@ def test_accuracy_equals_lm_evaluation_harness(tmp_path, tiny_model_dir, monkeyp
     from lm_eval.tasks import TaskManager
 
     ours_file = tmp_path / "items.jsonl"
-    ours_file.write_text("".join(
-        json.dumps({"id": f"p{i}", "question": q, "options": o, "answer": a, "category": c}) + "\n"
-        for i, (q, o, a, c) in enumerate(ITEMS)
-    ))
+    ours_file.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "question": q, "options": o, "answer": a, "category": c})
+            + "\n"
+            for i, (q, o, a, c) in enumerate(ITEMS)
+        )
+    )
     items = load_mcq(ours_file)
     # the same items for lm-eval: our prompt as doc_to_text, options as choices
     harness_file = tmp_path / "harness.jsonl"
-    harness_file.write_text("".join(
-        json.dumps({"prompt": it.context, "options": list(it.options), "answer": it.answer}) + "\n" for it in items
-    ))
+    harness_file.write_text(
+        "".join(
+            json.dumps({"prompt": it.context, "options": list(it.options), "answer": it.answer})
+            + "\n"
+            for it in items
+        )
+    )
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     (task_dir / "medprune_parity.yaml").write_text(
@@ -77,7 +114,9 @@ def test_accuracy_equals_lm_evaluation_harness(tmp_path, tiny_model_dir, monkeyp
     assert len(samples) == len(ITEMS)
     for sample in samples:
         theirs = [float(r[0]) for r in sample["filtered_resps"]]
-        assert ours.predictions[sample["doc_id"]]["loglikelihoods"] == pytest.approx(theirs, abs=1e-4)
+        assert ours.predictions[sample["doc_id"]]["loglikelihoods"] == pytest.approx(
+            theirs, abs=1e-4
+        )
 
 
 def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatch):
@@ -100,18 +139,35 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatc
     task_yaml = Path(lm_eval.__file__).parent / "tasks" / "pubmedqa" / "pubmedqa.yaml"
     if not task_yaml.is_file():
         pytest.skip(f"{task_yaml} not in this lm-eval")
-    pubmedqa = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pubmedqa" / "ori_pqal_dev.json"
+    pubmedqa = (
+        Path(__file__).resolve().parents[2]
+        / ".."
+        / "shared"
+        / "data"
+        / "pubmedqa"
+        / "ori_pqal_dev.json"
+    )
     raw = json.loads(pubmedqa.read_text(encoding="utf-8"))
     ids = list(raw)[:12]
     harness_file = tmp_path / "pubmedqa_hf.jsonl"
-    harness_file.write_text("".join(
-        # both record shapes the harness has read: the release's keys (bigbio source schema,
-        # lm-eval >= 0.4.3) and the Hugging Face pubmed_qa ones (earlier 0.4 releases)
-        json.dumps({"pubid": int(k), "QUESTION": raw[k]["QUESTION"], "CONTEXTS": raw[k]["CONTEXTS"],
-                    "question": raw[k]["QUESTION"], "context": {"contexts": raw[k]["CONTEXTS"]},
-                    "final_decision": raw[k]["final_decision"]}) + "\n"
-        for k in ids
-    ))
+    harness_file.write_text(
+        "".join(
+            # both record shapes the harness has read: the release's keys (bigbio source schema,
+            # lm-eval >= 0.4.3) and the Hugging Face pubmed_qa ones (earlier 0.4 releases)
+            json.dumps(
+                {
+                    "pubid": int(k),
+                    "QUESTION": raw[k]["QUESTION"],
+                    "CONTEXTS": raw[k]["CONTEXTS"],
+                    "question": raw[k]["QUESTION"],
+                    "context": {"contexts": raw[k]["CONTEXTS"]},
+                    "final_decision": raw[k]["final_decision"],
+                }
+            )
+            + "\n"
+            for k in ids
+        )
+    )
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     # the harness's task file itself, with only the data source replaced by the local items
@@ -126,7 +182,13 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatc
         "test_split: test\n"
     )
     harness = lm_eval.simple_evaluate(
-        model=HFLM(pretrained=str(tiny_model_dir), batch_size=4, device="cpu", dtype="float32", max_length=4096),
+        model=HFLM(
+            pretrained=str(tiny_model_dir),
+            batch_size=4,
+            device="cpu",
+            dtype="float32",
+            max_length=4096,
+        ),
         tasks=["pubmedqa_local"],
         task_manager=TaskManager(include_path=str(task_dir)),
         log_samples=True,
@@ -138,7 +200,9 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatc
     assert len(samples) == len(ids)
     for sample, item, pred in zip(samples, items, ours.predictions, strict=True):
         assert str(sample["doc"]["pubid"]) == item.id
-        contexts = {a[0] if isinstance(a, (list, tuple)) else a["arg_0"] for a in sample["arguments"]}
+        contexts = {
+            a[0] if isinstance(a, (list, tuple)) else a["arg_0"] for a in sample["arguments"]
+        }
         assert contexts == {item.context}  # the prompt string, byte for byte
         theirs = [float(r[0]) for r in sample["filtered_resps"]]
         assert pred["loglikelihoods"] == pytest.approx(theirs, abs=1e-4)

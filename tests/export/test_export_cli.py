@@ -26,20 +26,38 @@ def registry(tmp_path_factory):
 
 def test_export_from_registry_alias(registry, tmp_path, capsys) -> None:
     out = tmp_path / "dist"
-    rc = main(["export", "gguf", "clinical-tiny@production", "-o", str(out), "--root", str(registry.root),
-               "--outtype", "q8_0"])
+    rc = main(
+        [
+            "export",
+            "gguf",
+            "clinical-tiny@production",
+            "-o",
+            str(out),
+            "--root",
+            str(registry.root),
+            "--outtype",
+            "q8_0",
+        ]
+    )
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "clinical-tiny-production-q8_0.gguf", "export.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "Modelfile",
+        "clinical-tiny-production-q8_0.gguf",
+        "export.json",
+    ]
     md = read_gguf_metadata(out / "clinical-tiny-production-q8_0.gguf")
     assert md["llama.attention.head_count"] == 2 and md["llama.embedding_length"] == 48
     assert "ollama create clinical-tiny-production -f Modelfile" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("ref, message", [
-    ("clinical-tiny@staging", "has no alias 'staging'"),
-    ("other-model@production", "'other-model' is not in the registry"),
-    ("Not A Ref", "expected NAME@ALIAS"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("clinical-tiny@staging", "has no alias 'staging'"),
+        ("other-model@production", "'other-model' is not in the registry"),
+        ("Not A Ref", "expected NAME@ALIAS"),
+    ],
+)
 def test_bad_reference_names_it(registry, tmp_path, capsys, ref, message) -> None:
     out = tmp_path / "dist"
     assert main(["export", "gguf", ref, "-o", str(out), "--root", str(registry.root)]) == 2
@@ -53,7 +71,13 @@ def test_registry_export_adds_gguf_to_the_version(registry, tmp_path) -> None:
     with with_serving_exports(src, ["gguf"], serve=serve, name="clinical-tiny") as staged:
         version = registry.register("clinical-tiny", staged, {"run_id": "r2", "exports": ["gguf"]})
     names = {p.name for p in (registry.root / "clinical-tiny" / str(version.version)).iterdir()}
-    assert {"clinical-tiny-q8_0.gguf", "Modelfile", "export.json", "config.json", "model.safetensors"} <= names
+    assert {
+        "clinical-tiny-q8_0.gguf",
+        "Modelfile",
+        "export.json",
+        "config.json",
+        "model.safetensors",
+    } <= names
     assert not staged.exists()  # the staging copy is gone
     with with_serving_exports(src, [], serve=serve) as same:
         assert same == src

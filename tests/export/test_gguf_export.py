@@ -68,7 +68,9 @@ def test_export_loads_back_with_matching_logits(exported, kind) -> None:
         assert weight_type == {"f16": "F16", "q8_0": "Q8_0"}[outtype]
         assert md["tensors"]["blk.0.attn_norm.weight"][0] == "F32"
 
-        loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+        loaded = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32
+        ).eval()
         assert loaded.config.head_dim == config["head_dim"]
         assert loaded.config.num_hidden_layers == config["num_hidden_layers"]
         diff = (_logits(loaded, ids) - reference).abs().max().item()
@@ -102,14 +104,24 @@ def test_modelfile_and_manifest(exported) -> None:
     assert manifest["files"]["q8_0"]["bytes"] == result.gguf["q8_0"].stat().st_size
     assert manifest["shape"]["head_dim"] == 16
     assert sorted(p.name for p in result.gguf["f16"].parent.iterdir()) == [
-        "Modelfile", "dense-f16.gguf", "dense-q8_0.gguf", "export.json"]
+        "Modelfile",
+        "dense-f16.gguf",
+        "dense-q8_0.gguf",
+        "export.json",
+    ]
 
 
 def test_modelfile_settings_from_config(exported, tmp_path) -> None:
     model_dir, _ = exported["depth"]
-    serve = ServeConfig(gguf={"outtypes": ["bf16"]},
-                        ollama={"quantization": "bf16", "num_ctx": 256, "system_prompt": "Summarise the note.",
-                                "stop": ["###"]})
+    serve = ServeConfig(
+        gguf={"outtypes": ["bf16"]},
+        ollama={
+            "quantization": "bf16",
+            "num_ctx": 256,
+            "system_prompt": "Summarise the note.",
+            "stop": ["###"],
+        },
+    )
     result = export_for_ollama(model_dir, tmp_path, serve=serve, name="depth")
     assert set(result.gguf) == {"bf16"}
     assert read_gguf_metadata(result.gguf["bf16"])["tensors"]["blk.0.ffn_up.weight"][0] == "BF16"
@@ -132,10 +144,14 @@ def test_unsupported_architecture_is_refused_before_writing(tmp_path) -> None:
 
     from conftest import TINY_CONFIG
 
-    model = tf.GemmaForCausalLM(tf.GemmaConfig(**{**TINY_CONFIG, "vocab_size": 267, "head_dim": 16}))
+    model = tf.GemmaForCausalLM(
+        tf.GemmaConfig(**{**TINY_CONFIG, "vocab_size": 267, "head_dim": 16})
+    )
     model_dir = save_model(model, chat_tokenizer(), tmp_path / "gemma")
     out = tmp_path / "out"
-    with pytest.raises(ExportError, match=r"architecture 'gemma'.*supported: llama, mistral, qwen2"):
+    with pytest.raises(
+        ExportError, match=r"architecture 'gemma'.*supported: llama, mistral, qwen2"
+    ):
         export_for_ollama(model_dir, out)
     assert not out.exists() or not any(out.iterdir())
 
@@ -153,7 +169,9 @@ def test_no_chat_template_is_refused_before_writing(tmp_path) -> None:
 
 def test_unknown_chat_template_needs_an_explicit_one(tmp_path) -> None:
     tok = bpe_tokenizer()
-    tok.chat_template = "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}### assistant:"
+    tok.chat_template = (
+        "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}### assistant:"
+    )
     model_dir = save_model(variant_llama(), tok, tmp_path / "odd")
     with pytest.raises(ExportError, match=r"not one medprune can translate.*chatml, llama3"):
         export_for_ollama(model_dir, tmp_path / "out")
@@ -197,15 +215,26 @@ def test_smollm2_q8_0_matches_hf(tmp_path) -> None:
     src = Path(__file__).resolve().parents[2] / ".cache/medprune/models/smollm2-135m-instruct"
     if not (src / "config.json").is_file():
         pytest.skip("SmolLM2 not converted (medprune fetch-default)")
-    result = export_for_ollama(src, tmp_path, serve=ServeConfig(gguf={"outtypes": ["q8_0"]}), name="smollm2")
+    result = export_for_ollama(
+        src, tmp_path, serve=ServeConfig(gguf={"outtypes": ["q8_0"]}), name="smollm2"
+    )
     md = read_gguf_metadata(result.gguf["q8_0"])
-    assert (md["llama.block_count"], md["llama.attention.head_count"], md["llama.attention.head_count_kv"]) == (30, 9, 3)
+    assert (
+        md["llama.block_count"],
+        md["llama.attention.head_count"],
+        md["llama.attention.head_count_kv"],
+    ) == (30, 9, 3)
     assert md["tokenizer.chat_template"].startswith("{% for message in messages %}")
     tok = AutoTokenizer.from_pretrained(src)
     ids = tok(CLINICAL_TEXT, return_tensors="pt").input_ids
     ref = _logits(AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval(), ids)
     path = result.gguf["q8_0"]
-    got = _logits(AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval(), ids)
+    got = _logits(
+        AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32
+        ).eval(),
+        ids,
+    )
     # q8_0 on a 30-layer model: logits within 1.5 of +-40, next-token argmax mostly kept
     assert (got - ref).abs().max().item() < 1.5
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.9

@@ -19,11 +19,20 @@ from variants import build_variant
 
 def test_register_stage_adds_gguf_and_modelfile(tmp_path) -> None:
     model_dir = save_model(*build_variant("dense"), tmp_path / "src")
-    cfg = load_config(write_run_config(
-        tmp_path, model_dir, gate={"min_accuracy": 0.0}, recover={"enabled": False},
-        registry={"export": ["gguf"], "local": {"root": str(tmp_path / "registry")}, "aliases": ["candidate"]},
-        serve={"gguf": {"outtypes": ["q8_0"]}},
-    ))
+    cfg = load_config(
+        write_run_config(
+            tmp_path,
+            model_dir,
+            gate={"min_accuracy": 0.0},
+            recover={"enabled": False},
+            registry={
+                "export": ["gguf"],
+                "local": {"root": str(tmp_path / "registry")},
+                "aliases": ["candidate"],
+            },
+            serve={"gguf": {"outtypes": ["q8_0"]}},
+        )
+    )
     a = tmp_path / "artifacts"
     quiet = lambda m: None  # noqa: E731
     for name in ("dense", "pruned", "baseline", "candidate", "gate", "summary"):
@@ -35,13 +44,22 @@ def test_register_stage_adds_gguf_and_modelfile(tmp_path) -> None:
     assert stage_gate(cfg, a / "baseline", a / "candidate", a / "gate").passed
     messages = []
     summary = stage_register(
-        cfg, RunArtifacts("r1", a / "pruned", a / "gate", a / "baseline", a / "candidate", a / "summary"),
+        cfg,
+        RunArtifacts(
+            "r1", a / "pruned", a / "gate", a / "baseline", a / "candidate", a / "summary"
+        ),
         progress=messages.append,
     )
     version_dir = LocalRegistry(tmp_path / "registry").resolve("tiny-llama", "candidate")
     assert summary["registered"]["path"] == str(version_dir)
     names = {p.name for p in version_dir.iterdir()}
-    assert {"tiny-llama-q8_0.gguf", "Modelfile", "export.json", "model.safetensors", "config.json"} <= names
+    assert {
+        "tiny-llama-q8_0.gguf",
+        "Modelfile",
+        "export.json",
+        "model.safetensors",
+        "config.json",
+    } <= names
     assert read_gguf_metadata(version_dir / "tiny-llama-q8_0.gguf")["llama.block_count"] == 2
     assert "FROM ./tiny-llama-q8_0.gguf" in (version_dir / "Modelfile").read_text()
     assert any("exported gguf" in m for m in messages)

@@ -9,7 +9,16 @@ from conftest import TINY_CONFIG, tiny_llama
 
 #: A byte-level BPE with a few real merges (GGUF's tokenizer needs merges), the specials
 #: after them; the tiny models get this vocabulary size.
-MERGES = [("Ġ", "t"), ("h", "e"), ("i", "n"), ("Ġ", "a"), ("Ġt", "he"), ("e", "r"), ("Ġ", "s"), ("o", "n")]
+MERGES = [
+    ("Ġ", "t"),
+    ("h", "e"),
+    ("i", "n"),
+    ("Ġ", "a"),
+    ("Ġt", "he"),
+    ("e", "r"),
+    ("Ġ", "s"),
+    ("o", "n"),
+]
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 VOCAB = 256 + len(MERGES) + len(SPECIALS)
 IDS = {"unk": 256 + len(MERGES), "bos": 256 + len(MERGES) + 1, "eos": 256 + len(MERGES) + 2}
@@ -27,15 +36,27 @@ def bpe_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     out = PreTrainedTokenizerFast(tokenizer_object=tok)
-    out.add_special_tokens({"unk_token": SPECIALS[0], "bos_token": SPECIALS[1], "eos_token": SPECIALS[2],
-                            "pad_token": SPECIALS[2]})
+    out.add_special_tokens(
+        {
+            "unk_token": SPECIALS[0],
+            "bos_token": SPECIALS[1],
+            "eos_token": SPECIALS[2],
+            "pad_token": SPECIALS[2],
+        }
+    )
     assert len(out) == VOCAB and out.eos_token_id == IDS["eos"]
     return out
 
 
 def variant_llama(**overrides):
-    return tiny_llama(vocab_size=VOCAB, bos_token_id=IDS["bos"], eos_token_id=IDS["eos"],
-                      pad_token_id=IDS["eos"], **overrides)
+    return tiny_llama(
+        vocab_size=VOCAB,
+        bos_token_id=IDS["bos"],
+        eos_token_id=IDS["eos"],
+        pad_token_id=IDS["eos"],
+        **overrides,
+    )
+
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
@@ -48,7 +69,10 @@ CLINICAL_TEXT = (
     "elevated and the ECG showed ST elevation. Known type 2 diabetes on metformin."
 )
 
-CALIB = [CLINICAL_TEXT, "Fever, dysuria and flank pain for three days. Urine culture grew E. coli."] * 8
+CALIB = [
+    CLINICAL_TEXT,
+    "Fever, dysuria and flank pain for three days. Urine culture grew E. coli.",
+] * 8
 
 
 def chat_tokenizer():
@@ -74,9 +98,19 @@ def build_variant(kind: str):
     if kind == "width":
         # keeps 2 of 4 query heads (1 KV group), MLP 64 and hidden 48: head_dim 16 is no
         # longer hidden_size / heads (24), the shape Ollama's own import gets wrong
-        model = _prune(variant_llama(), method="width", structured={
-            "num_attention_heads": 2, "num_key_value_heads": 1, "head_mode": "kv_groups",
-            "intermediate_size": 64, "prune_hidden": True, "hidden_size": 48, "channel_multiple": 16})
+        model = _prune(
+            variant_llama(),
+            method="width",
+            structured={
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_mode": "kv_groups",
+                "intermediate_size": 64,
+                "prune_hidden": True,
+                "hidden_size": 48,
+                "channel_multiple": 16,
+            },
+        )
         return model, chat_tokenizer()
     if kind == "depth":
         model = variant_llama(num_hidden_layers=3)
@@ -90,4 +124,13 @@ def save_variants(root: Path, kinds=("dense", "unstructured", "width", "depth"))
     return {kind: save_model(*build_variant(kind), root / kind) for kind in kinds}
 
 
-__all__ = ["CHATML", "CLINICAL_TEXT", "TINY_CONFIG", "build_variant", "chat_tokenizer", "save_variants", "bpe_tokenizer", "variant_llama"]
+__all__ = [
+    "CHATML",
+    "CLINICAL_TEXT",
+    "TINY_CONFIG",
+    "build_variant",
+    "chat_tokenizer",
+    "save_variants",
+    "bpe_tokenizer",
+    "variant_llama",
+]

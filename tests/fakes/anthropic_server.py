@@ -65,29 +65,49 @@ class FakeAnthropic:
                 except json.JSONDecodeError:
                     body = raw.decode("utf-8", "replace")
                 with fake._lock:
-                    fake.requests.append(RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    fake.requests.append(
+                        RecordedRequest(
+                            self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                        )
+                    )
                     reply = fake._queue.pop(0) if fake._queue else Reply()
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 if self.path != "/v1/messages":
-                    return self._send(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+                    return self._send(
+                        404,
+                        {
+                            "type": "error",
+                            "error": {"type": "not_found_error", "message": self.path},
+                        },
+                    )
                 if reply.status != 200:
                     kind = "rate_limit_error" if reply.status == 429 else "api_error"
-                    return self._send(reply.status, {"type": "error", "error": {"type": kind, "message": "scripted"}}, reply.headers)
+                    return self._send(
+                        reply.status,
+                        {"type": "error", "error": {"type": kind, "message": "scripted"}},
+                        reply.headers,
+                    )
                 text = reply.text if reply.text is not None else json.dumps(fake.verdict)
                 model = body.get("model", "claude") if isinstance(body, dict) else "claude"
-                self._send(200, {
-                    "id": f"msg_{len(fake.requests):04d}",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": 120, "output_tokens": 45},
-                }, reply.headers)
+                self._send(
+                    200,
+                    {
+                        "id": f"msg_{len(fake.requests):04d}",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [{"type": "text", "text": text}],
+                        "stop_reason": "end_turn",
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": 120, "output_tokens": 45},
+                    },
+                    reply.headers,
+                )
 
-            def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, payload: dict, headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)

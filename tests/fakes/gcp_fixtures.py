@@ -150,11 +150,14 @@ class VertexEnv:
 
 
 @pytest.fixture
-def vertex_env(gcs_emulator: GcsEmulator, fake_vertex: FakeVertex,
-               monkeypatch: pytest.MonkeyPatch) -> VertexEnv:
+def vertex_env(
+    gcs_emulator: GcsEmulator, fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch
+) -> VertexEnv:
     """Both fakes plus GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_REGION / MEDPRUNE_BUCKET set and
     the bucket created, so a config with ``vertex: {}`` works against loopback only."""
-    env = VertexEnv("medprune-test", "us-central1", "medprune-test-bucket", gcs_emulator, fake_vertex)
+    env = VertexEnv(
+        "medprune-test", "us-central1", "medprune-test-bucket", gcs_emulator, fake_vertex
+    )
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", env.project)
     monkeypatch.setenv("GOOGLE_CLOUD_REGION", env.location)
     monkeypatch.setenv("MEDPRUNE_BUCKET", env.bucket)

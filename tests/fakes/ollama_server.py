@@ -34,7 +34,9 @@ class FakeOllama:
         return [body for method, path, body in self.requests if path == "/api/chat"]
 
     def _has(self, name: str) -> bool:
-        return any(name == m or m == f"{name}:latest" or m.startswith(f"{name}:") for m in self.models)
+        return any(
+            name == m or m == f"{name}:latest" or m.startswith(f"{name}:") for m in self.models
+        )
 
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any, bool]:
         """(status, payload, ndjson)"""
@@ -43,13 +45,36 @@ class FakeOllama:
         if method == "GET" and path == "/api/version":
             return 200, {"version": "0.12.0"}, False
         if method == "GET" and path == "/api/tags":
-            return 200, {"models": [{"name": m, "model": m, "modified_at": now, "size": 1,
-                                     "digest": "0" * 64, "details": {"format": "gguf", "family": "llama"}}
-                                    for m in self.models]}, False
+            return (
+                200,
+                {
+                    "models": [
+                        {
+                            "name": m,
+                            "model": m,
+                            "modified_at": now,
+                            "size": 1,
+                            "digest": "0" * 64,
+                            "details": {"format": "gguf", "family": "llama"},
+                        }
+                        for m in self.models
+                    ]
+                },
+                False,
+            )
         if method == "POST" and path == "/api/show":
             if not self._has(body.get("model", "")):
                 return 404, {"error": f"model '{body.get('model')}' not found"}, False
-            return 200, {"modelfile": "", "template": "", "details": {"format": "gguf"}, "capabilities": ["completion"]}, False
+            return (
+                200,
+                {
+                    "modelfile": "",
+                    "template": "",
+                    "details": {"format": "gguf"},
+                    "capabilities": ["completion"],
+                },
+                False,
+            )
         if method == "POST" and path == "/api/chat":
             model = body.get("model", "")
             if not self._has(model):
@@ -57,13 +82,29 @@ class FakeOllama:
             if not isinstance(body.get("messages"), list) or not body["messages"]:
                 return 400, {"error": "messages are required"}, False
             text = self.replies.pop(0) if self.replies else "ok"
-            final = {"model": model, "created_at": now, "message": {"role": "assistant", "content": ""},
-                     "done": True, "done_reason": "stop", "total_duration": 1000, "load_duration": 10,
-                     "prompt_eval_count": 12, "prompt_eval_duration": 100, "eval_count": len(text.split()),
-                     "eval_duration": 500}
+            final = {
+                "model": model,
+                "created_at": now,
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "total_duration": 1000,
+                "load_duration": 10,
+                "prompt_eval_count": 12,
+                "prompt_eval_duration": 100,
+                "eval_count": len(text.split()),
+                "eval_duration": 500,
+            }
             if body.get("stream", True):
-                chunks = [{"model": model, "created_at": now, "message": {"role": "assistant", "content": w},
-                           "done": False} for w in _pieces(text)]
+                chunks = [
+                    {
+                        "model": model,
+                        "created_at": now,
+                        "message": {"role": "assistant", "content": w},
+                        "done": False,
+                    }
+                    for w in _pieces(text)
+                ]
                 return 200, [*chunks, final], True
             final["message"]["content"] = text
             return 200, final, False
@@ -103,13 +144,19 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def start_fake_ollama(models: list[str] | None = None, replies: list[str] | None = None) -> FakeOllama:
+def start_fake_ollama(
+    models: list[str] | None = None, replies: list[str] | None = None
+) -> FakeOllama:
     fake = FakeOllama(models=list(models or []), replies=list(replies or []))
     handler = type("Handler", (_Handler,), {"fake": fake})
     fake.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     fake.port = fake.server.server_address[1]
-    threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                     name="fake-ollama").start()
+    threading.Thread(
+        target=fake.server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        daemon=True,
+        name="fake-ollama",
+    ).start()
     return fake
 
 

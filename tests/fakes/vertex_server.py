@@ -35,8 +35,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 _LOC = r"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 500: "INTERNAL",
-           503: "UNAVAILABLE", 403: "PERMISSION_DENIED"}
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    403: "PERMISSION_DENIED",
+}
 
 
 @dataclass
@@ -96,10 +102,18 @@ class FakeVertex:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def fail_next(self, method: str, path_regex: str, status: int = 500,
-                  message: str = "injected failure", times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int = 500,
+        message: str = "injected failure",
+        times: int = 1,
+    ) -> None:
         """Answer the next ``times`` requests matching METHOD and PATH regex with an error."""
-        self._failures.append(_Failure(method.upper(), re.compile(path_regex), status, message, times))
+        self._failures.append(
+            _Failure(method.upper(), re.compile(path_regex), status, message, times)
+        )
 
     def fail_next_upload_operation(self, message: str = "model import failed midway") -> None:
         """The next models:upload is accepted, but its long-running operation ends in error."""
@@ -121,15 +135,25 @@ class FakeVertex:
             out[d["id"]] = d["model"].rsplit("/", 1)[1] + "@" + d.get("modelVersionId", "")
         return out
 
-    def add_model(self, display_name: str, project: str, location: str,
-                  aliases: list[str] | None = None, artifact_uri: str = "gs://seed/model",
-                  labels: dict[str, str] | None = None) -> str:
+    def add_model(
+        self,
+        display_name: str,
+        project: str,
+        location: str,
+        aliases: list[str] | None = None,
+        artifact_uri: str = "gs://seed/model",
+        labels: dict[str, str] | None = None,
+    ) -> str:
         """Seed an existing model with one version; returns its resource name."""
         model_id = str(next(self._ids))
         m = FakeModel(model_id, display_name)
         self.models[model_id] = m
-        body = {"displayName": display_name, "artifactUri": artifact_uri,
-                "versionAliases": ["default", *(aliases or [])], "labels": labels or {}}
+        body = {
+            "displayName": display_name,
+            "artifactUri": artifact_uri,
+            "versionAliases": ["default", *(aliases or [])],
+            "labels": labels or {},
+        }
         self._new_version(m, project, location, body)
         return f"projects/{project}/locations/{location}/models/{model_id}"
 
@@ -173,21 +197,32 @@ class FakeVertex:
         prefix = next((pre for pre in ("/v1/", "/ui/") if path.startswith(pre)), None)
         if prefix is None:
             raise _HttpError(404, f"unknown path {path}")
-        p = path[len(prefix):]
+        p = path[len(prefix) :]
         routes = [
             ("POST", rf"^{_LOC}/models:upload$", self._upload_model),
             ("GET", rf"^{_LOC}/operations/(?P<op>[^/]+)$", self._get_operation),
             ("GET", rf"^{_LOC}/models$", self._list_models),
             ("GET", rf"^{_LOC}/models/(?P<model>[^/@:]+):listVersions$", self._list_versions),
-            ("POST", rf"^{_LOC}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?:mergeVersionAliases$",
-             self._merge_aliases),
-            ("GET", rf"^{_LOC}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?$", self._get_model),
+            (
+                "POST",
+                rf"^{_LOC}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?:mergeVersionAliases$",
+                self._merge_aliases,
+            ),
+            (
+                "GET",
+                rf"^{_LOC}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?$",
+                self._get_model,
+            ),
             ("POST", rf"^{_LOC}/endpoints$", self._create_endpoint),
             ("GET", rf"^{_LOC}/endpoints$", self._list_endpoints),
             ("GET", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+)$", self._get_endpoint),
             ("PATCH", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+)$", self._patch_endpoint),
             ("POST", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+):deployModel$", self._deploy_model),
-            ("POST", rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+):undeployModel$", self._undeploy_model),
+            (
+                "POST",
+                rf"^{_LOC}/endpoints/(?P<endpoint>[^/:]+):undeployModel$",
+                self._undeploy_model,
+            ),
             ("POST", rf"^{_LOC}/pipelineJobs$", self._create_pipeline_job),
             ("GET", rf"^{_LOC}/pipelineJobs/(?P<job>[^/]+)$", self._get_pipeline_job),
             ("POST", rf"^{_LOC}/schedules$", self._create_schedule),
@@ -235,8 +270,13 @@ class FakeVertex:
             "versionId": version_id,
             "versionAliases": aliases,
             # a model with a serving container deploys on dedicated machines, as on Vertex
-            "supportedDeploymentResourcesTypes": spec.get("supportedDeploymentResourcesTypes", ["DEDICATED_RESOURCES"]),
-            "createTime": now, "updateTime": now, "versionCreateTime": now, "versionUpdateTime": now,
+            "supportedDeploymentResourcesTypes": spec.get(
+                "supportedDeploymentResourcesTypes", ["DEDICATED_RESOURCES"]
+            ),
+            "createTime": now,
+            "updateTime": now,
+            "versionCreateTime": now,
+            "versionUpdateTime": now,
         }
         m.versions.append(version)
         return version
@@ -259,15 +299,23 @@ class FakeVertex:
             model = None
         op: dict[str, Any] = {
             "name": op_name,
-            "metadata": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelOperationMetadata"},
+            "metadata": {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelOperationMetadata"
+            },
             "done": False,
         }
         fail = self._fail_upload_op
         self._fail_upload_op = None
         # The version is created only when the operation finishes without error, so a
         # failed upload leaves no version and moves no alias (as Vertex does).
-        self._operations[op_id] = {"op": op, "polls_left": self.operation_polls, "fail": fail,
-                                   "model": model, "spec": spec, "g": g}
+        self._operations[op_id] = {
+            "op": op,
+            "polls_left": self.operation_polls,
+            "fail": fail,
+            "model": model,
+            "spec": spec,
+            "g": g,
+        }
         if self.operation_polls <= 0:
             self._finish(op_id)
         return 200, op
@@ -316,9 +364,12 @@ class FakeVertex:
         flt = (query.get("filter") or [""])[0]
         m = re.search(r'display_name\s*=\s*"([^"]*)"', flt)
         here = f"projects/{g['project']}/locations/{g['location']}/"
-        out = [self._version(model, "default") for model in self.models.values()
-               if (m is None or model.display_name == m.group(1))
-               and (not model.versions or model.versions[0]["name"].startswith(here))]  # one region's models
+        out = [
+            self._version(model, "default")
+            for model in self.models.values()
+            if (m is None or model.display_name == m.group(1))
+            and (not model.versions or model.versions[0]["name"].startswith(here))
+        ]  # one region's models
         return 200, {"models": out}
 
     def _list_versions(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
@@ -345,18 +396,29 @@ class FakeVertex:
     def _operation(self, g: dict, kind: str, apply: Any, metadata_type: str) -> dict[str, Any]:
         """A long-running operation that runs ``apply`` (endpoint changes) when it finishes."""
         op_id = str(next(self._ids))
-        op = {"name": f"projects/{g['project']}/locations/{g['location']}/operations/{op_id}",
-              "metadata": {"@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{metadata_type}"},
-              "done": False}
-        self._operations[op_id] = {"op": op, "polls_left": self.operation_polls,
-                                   "fail": self._fail_ops.pop(kind, None), "apply": apply, "g": g}
+        op = {
+            "name": f"projects/{g['project']}/locations/{g['location']}/operations/{op_id}",
+            "metadata": {
+                "@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{metadata_type}"
+            },
+            "done": False,
+        }
+        self._operations[op_id] = {
+            "op": op,
+            "polls_left": self.operation_polls,
+            "fail": self._fail_ops.pop(kind, None),
+            "apply": apply,
+            "g": g,
+        }
         if self.operation_polls <= 0:
             self._finish(op_id)
         return op
 
     def _endpoint(self, g: dict) -> dict[str, Any]:
         ep = self.endpoints.get(g["endpoint"])
-        if ep is None or not ep["name"].startswith(f"projects/{g['project']}/locations/{g['location']}/"):
+        if ep is None or not ep["name"].startswith(
+            f"projects/{g['project']}/locations/{g['location']}/"
+        ):
             name = f"projects/{g['project']}/locations/{g['location']}/endpoints/{g['endpoint']}"
             raise _HttpError(404, f"Endpoint {name} not found.")
         return ep
@@ -366,8 +428,14 @@ class FakeVertex:
             raise _HttpError(400, "endpoint.display_name is required")
         endpoint_id = (query.get("endpointId") or [str(next(self._ids))])[0]
         now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        endpoint = {**body, "name": f"projects/{g['project']}/locations/{g['location']}/endpoints/{endpoint_id}",
-                    "deployedModels": [], "trafficSplit": {}, "createTime": now, "updateTime": now}
+        endpoint = {
+            **body,
+            "name": f"projects/{g['project']}/locations/{g['location']}/endpoints/{endpoint_id}",
+            "deployedModels": [],
+            "trafficSplit": {},
+            "createTime": now,
+            "updateTime": now,
+        }
 
         def apply() -> dict[str, Any]:
             self.endpoints[endpoint_id] = endpoint
@@ -379,8 +447,11 @@ class FakeVertex:
         flt = (query.get("filter") or [""])[0]
         m = re.search(r'display_name\s*=\s*"([^"]*)"', flt)
         prefix = f"projects/{g['project']}/locations/{g['location']}/"
-        out = [e for e in self.endpoints.values() if e["name"].startswith(prefix)
-               and (m is None or e.get("displayName") == m.group(1))]
+        out = [
+            e
+            for e in self.endpoints.values()
+            if e["name"].startswith(prefix) and (m is None or e.get("displayName") == m.group(1))
+        ]
         return 200, {"endpoints": out}
 
     def _get_endpoint(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
@@ -391,7 +462,9 @@ class FakeVertex:
         split = {k: int(v) for k, v in split.items()}
         unknown = set(split) - ids
         if unknown:
-            raise _HttpError(400, f"traffic split names deployed models that do not exist: {sorted(unknown)}")
+            raise _HttpError(
+                400, f"traffic split names deployed models that do not exist: {sorted(unknown)}"
+            )
         if ids and sum(split.values()) != 100:
             raise _HttpError(400, f"traffic split must sum to 100, got {sum(split.values())}")
         if any(v < 0 for v in split.values()):
@@ -419,11 +492,15 @@ class FakeVertex:
     def _deploy_model(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
         ep = self._endpoint(g)
         dm = dict(body.get("deployedModel") or {})
-        mm = re.fullmatch(rf"{_LOC}/models/(?P<model>[^/@]+)(?:@(?P<version>[^/]+))?", dm.get("model", ""))
+        mm = re.fullmatch(
+            rf"{_LOC}/models/(?P<model>[^/@]+)(?:@(?P<version>[^/]+))?", dm.get("model", "")
+        )
         if not mm or mm["model"] not in self.models:
             raise _HttpError(404, f"Model {dm.get('model')} not found.")
         if (mm["project"], mm["location"]) != (g["project"], g["location"]):
-            raise _HttpError(400, f"model {dm['model']} is not in the endpoint's region {g['location']}")
+            raise _HttpError(
+                400, f"model {dm['model']} is not in the endpoint's region {g['location']}"
+            )
         version = self._version(self.models[mm["model"]], mm["version"])
         resources = dm.get("dedicatedResources") or dm.get("automaticResources")
         if not resources:
@@ -437,13 +514,19 @@ class FakeVertex:
             if not resolved:
                 resolved = {new_id: 100} if not ep["deployedModels"] else dict(ep["trafficSplit"])
             new_split = self._check_split(resolved, ids)
-            deployed = {**dm, "id": new_id, "model": f"projects/{g['project']}/locations/{g['location']}/models/{mm['model']}",
-                        "modelVersionId": version["versionId"],
-                        "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+            deployed = {
+                **dm,
+                "id": new_id,
+                "model": f"projects/{g['project']}/locations/{g['location']}/models/{mm['model']}",
+                "modelVersionId": version["versionId"],
+                "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            }
             ep["deployedModels"].append(deployed)
             ep["trafficSplit"] = new_split
-            return {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
-                    "deployedModel": deployed}
+            return {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
+                "deployedModel": deployed,
+            }
 
         return 200, self._operation(g, "deployModel", apply, "DeployModelOperationMetadata")
 
@@ -457,8 +540,11 @@ class FakeVertex:
         split = body.get("trafficSplit")
         if split is None:
             if ep["trafficSplit"].get(dm_id, 0) > 0 and remaining:
-                raise _HttpError(400, f"deployed model {dm_id} receives traffic; give a traffic split "
-                                      "for the remaining models")
+                raise _HttpError(
+                    400,
+                    f"deployed model {dm_id} receives traffic; give a traffic split "
+                    "for the remaining models",
+                )
             split = {k: v for k, v in ep["trafficSplit"].items() if k != dm_id}
         new_split = self._check_split(dict(split), remaining)
 
@@ -475,8 +561,12 @@ class FakeVertex:
         name = f"projects/{g['project']}/locations/{g['location']}/pipelineJobs/{job_id}"
         if name in self.pipeline_jobs:
             raise _HttpError(409, f"PipelineJob {name} already exists")
-        job = {**body, "name": name, "state": "PIPELINE_STATE_PENDING",
-               "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        job = {
+            **body,
+            "name": name,
+            "state": "PIPELINE_STATE_PENDING",
+            "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        }
         self.pipeline_jobs[name] = job
         return 200, job
 
@@ -490,8 +580,12 @@ class FakeVertex:
         if not body.get("cron"):
             raise _HttpError(400, "schedule.cron is required")
         name = f"projects/{g['project']}/locations/{g['location']}/schedules/{next(self._ids)}"
-        schedule = {**body, "name": name, "state": "ACTIVE",
-                    "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        schedule = {
+            **body,
+            "name": name,
+            "state": "ACTIVE",
+            "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        }
         self.schedules[name] = schedule
         return 200, schedule
 
@@ -505,8 +599,11 @@ class FakeVertex:
         flt = (query.get("filter") or [""])[0]
         m = re.search(r'display_name\s*=\s*"([^"]*)"', flt)
         prefix = f"projects/{g['project']}/locations/{g['location']}/schedules/"
-        out = [s for n, s in self.schedules.items()
-               if n.startswith(prefix) and (m is None or s.get("displayName") == m.group(1))]
+        out = [
+            s
+            for n, s in self.schedules.items()
+            if n.startswith(prefix) and (m is None or s.get("displayName") == m.group(1))
+        ]
         return 200, {"schedules": out}
 
     def _delete_schedule(self, g: dict, query: dict, body: Any) -> tuple[int, Any]:
@@ -514,9 +611,14 @@ class FakeVertex:
         if self.schedules.pop(name, None) is None:
             raise _HttpError(404, f"Schedule {name} not found")
         op_id = str(next(self._ids))
-        op = {"name": f"projects/{g['project']}/locations/{g['location']}/operations/{op_id}", "done": True,
-              "metadata": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteOperationMetadata"},
-              "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}}
+        op = {
+            "name": f"projects/{g['project']}/locations/{g['location']}/operations/{op_id}",
+            "done": True,
+            "metadata": {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteOperationMetadata"
+            },
+            "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
+        }
         self._operations[op_id] = {"op": op, "polls_left": 0}
         return 200, op
 
@@ -527,12 +629,18 @@ class FakeVertex:
     def _create_custom_job(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
         pools = (body.get("jobSpec") or {}).get("workerPoolSpecs") or []
         if not body.get("displayName") or not pools:
-            raise _HttpError(400, "custom_job.display_name and job_spec.worker_pool_specs are required")
+            raise _HttpError(
+                400, "custom_job.display_name and job_spec.worker_pool_specs are required"
+            )
         if any(not (p.get("containerSpec") or {}).get("imageUri") for p in pools):
             raise _HttpError(400, "every worker pool needs container_spec.image_uri")
         name = f"projects/{g['project']}/locations/{g['location']}/customJobs/{next(self._ids)}"
-        job = {**body, "name": name, "state": "JOB_STATE_PENDING",
-               "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        job = {
+            **body,
+            "name": name,
+            "state": "JOB_STATE_PENDING",
+            "createTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        }
         self.custom_jobs[name] = job
         return 200, job
 
@@ -563,8 +671,9 @@ class FakeVertex:
             raise _HttpError(400, "content is not a compiled KFP pipeline") from None
         version = "sha256:" + hashlib.sha256(content).hexdigest()
         tags = [t for t in body["fields"].get("tags", "").split(",") if t]
-        self.templates.append({"path": path, "package": package, "version": version,
-                               "tags": tags, "content": content})
+        self.templates.append(
+            {"path": path, "package": package, "version": version, "tags": tags, "content": content}
+        )
         return 200, f"{package}/{version}"
 
 
@@ -621,8 +730,12 @@ def start_fake_vertex(operation_polls: int = 1) -> FakeVertex:
     handler = type("Handler", (_Handler,), {"fake": fake})
     fake.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     fake.port = fake.server.server_address[1]
-    threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True, name="fake-vertex").start()
+    threading.Thread(
+        target=fake.server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        daemon=True,
+        name="fake-vertex",
+    ).start()
     return fake
 
 

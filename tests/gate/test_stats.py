@@ -43,7 +43,9 @@ def test_mcnemar_interval_is_conservative():
     rng = np.random.default_rng(7)
     truth = 0.3 * 0.2 - 0.7 * 0.15
     covered = sum(
-        (ci := mcnemar_exact_ci(*_simulate(rng, 150, 0.7, 0.15, 0.2), confidence=0.90)).lower <= truth <= ci.upper
+        (ci := mcnemar_exact_ci(*_simulate(rng, 150, 0.7, 0.15, 0.2), confidence=0.90)).lower
+        <= truth
+        <= ci.upper
         for _ in range(300)
     )
     assert covered / 300 >= 0.87  # exact intervals cover at least the nominal level (up to noise)

@@ -27,27 +27,42 @@ from tests.fakes.ollama_server import start_fake_ollama, stop_fake_ollama  # noq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
 from variants import bpe_tokenizer, build_variant, variant_llama  # noqa: E402
 
-NOTE = ("67-year-old man with chest pain radiating to the left arm for two hours. Troponin raised, "
-        "ECG with anterior ST elevation. Taken for PCI; started aspirin and ticagrelor.")
+NOTE = (
+    "67-year-old man with chest pain radiating to the left arm for two hours. Troponin raised, "
+    "ECG with anterior ST elevation. Taken for PCI; started aspirin and ticagrelor."
+)
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> LocalRegistry:
     root = tmp_path_factory.mktemp("lc")
     reg = LocalRegistry(root / "registry")
-    reg.register("clinical-tiny", save_model(*build_variant("width"), root / "m"), {}, aliases=["production"])
-    reg.register("no-template", save_model(variant_llama(), bpe_tokenizer(), root / "plain"), {}, aliases=["production"])
+    reg.register(
+        "clinical-tiny", save_model(*build_variant("width"), root / "m"), {}, aliases=["production"]
+    )
+    reg.register(
+        "no-template",
+        save_model(variant_llama(), bpe_tokenizer(), root / "plain"),
+        {},
+        aliases=["production"],
+    )
     return reg
 
 
 def test_chat_model_from_registry_answers_without_the_prompt(registry) -> None:
-    chat = load_chat_model("registry://clinical-tiny@production", registry_root=registry.root, max_new_tokens=4)
-    assert chat.llm.pipeline.tokenizer is chat.tokenizer  # passed explicitly, not looked up on a hub
+    chat = load_chat_model(
+        "registry://clinical-tiny@production", registry_root=registry.root, max_new_tokens=4
+    )
+    assert (
+        chat.llm.pipeline.tokenizer is chat.tokenizer
+    )  # passed explicitly, not looked up on a hub
     messages = [SystemMessage("Summarise."), HumanMessage(NOTE)]
     # the prompt ChatHuggingFace builds is the model's own chat template
     assert chat._to_chat_prompt(messages) == chat.tokenizer.apply_chat_template(
         [{"role": "system", "content": "Summarise."}, {"role": "user", "content": NOTE}],
-        tokenize=False, add_generation_prompt=True)
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     reply = chat.invoke(messages)
     assert isinstance(reply, AIMessage) and isinstance(reply.content, str)
     # return_full_text=False: only generated tokens (at most 4 of them), not the note
@@ -58,7 +73,9 @@ def test_chat_model_from_registry_answers_without_the_prompt(registry) -> None:
 
 
 def test_summarization_chain_runs_offline(registry) -> None:
-    chat = load_chat_model("clinical-tiny@production", registry_root=registry.root, max_new_tokens=3)
+    chat = load_chat_model(
+        "clinical-tiny@production", registry_root=registry.root, max_new_tokens=3
+    )
     out = summarization_chain(chat).invoke({"note": NOTE})
     assert isinstance(out, str)
 
@@ -74,7 +91,9 @@ def test_bad_references_name_the_problem(registry) -> None:
 
 @pytest.fixture
 def fake_ollama():
-    fake = start_fake_ollama(models=["clinical-tiny:latest"], replies=["Chest pain with STEMI; PCI done."])
+    fake = start_fake_ollama(
+        models=["clinical-tiny:latest"], replies=["Chest pain with STEMI; PCI done."]
+    )
     try:
         yield fake
     finally:
@@ -82,7 +101,9 @@ def fake_ollama():
 
 
 def test_ollama_chat_model_sends_the_chat_request(fake_ollama) -> None:
-    chat = ollama_chat_model("clinical-tiny", base_url=fake_ollama.base_url, num_ctx=2048, num_predict=64)
+    chat = ollama_chat_model(
+        "clinical-tiny", base_url=fake_ollama.base_url, num_ctx=2048, num_predict=64
+    )
     out = summarization_chain(chat, system_prompt="Summarise for handover.").invoke({"note": NOTE})
     assert out == "Chest pain with STEMI; PCI done."
     (req,) = fake_ollama.chats()
@@ -95,7 +116,9 @@ def test_ollama_chat_model_sends_the_chat_request(fake_ollama) -> None:
 
 
 def test_missing_ollama_model_is_a_clear_error(fake_ollama) -> None:
-    with pytest.raises(MedpruneError, match=r"has no model 'clinical-big'.*ollama create clinical-big -f Modelfile"):
+    with pytest.raises(
+        MedpruneError, match=r"has no model 'clinical-big'.*ollama create clinical-big -f Modelfile"
+    ):
         ollama_chat_model("clinical-big", base_url=fake_ollama.base_url)
     assert not fake_ollama.chats()
 

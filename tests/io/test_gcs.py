@@ -41,7 +41,7 @@ def test_upload_then_download_round_trip(tmp_path: Path, gcs_emulator) -> None:
         "gs://medprune-test/models/m1/model.safetensors",
         "gs://medprune-test/models/m1/tokenizer/tokenizer.json",
     ]
-    assert gcs_emulator.objects("medprune-test") == [u[len("gs://medprune-test/"):] for u in uris]
+    assert gcs_emulator.objects("medprune-test") == [u[len("gs://medprune-test/") :] for u in uris]
 
     out = download_dir("gs://medprune-test/models/m1", tmp_path / "copy")
     for f in src.rglob("*"):

@@ -16,7 +16,7 @@ def test_reads_records_with_line_numbers(tmp_path):
     [
         ("", "empty"),
         ('{"text": "a"}\n{"text": \n', r"b\.jsonl:2: invalid JSON"),
-        ('[1, 2]\n', r"b\.jsonl:1: expected a JSON object"),
+        ("[1, 2]\n", r"b\.jsonl:1: expected a JSON object"),
         ('{"txt": "a"}\n', r"b\.jsonl:1: missing field 'text'"),
         ('{"text": 3}\n', r"b\.jsonl:1: field 'text' must be str"),
         ('{"text": "  "}\n', r"b\.jsonl:1: field 'text' is empty"),

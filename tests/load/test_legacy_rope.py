@@ -34,14 +34,21 @@ def _logits(model):
 def test_legacy_keys_of_llama3_and_gemma3():
     llama3 = {
         "rope_parameters": {
-            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
         }
     }
     assert legacy_rope_keys(llama3) == {
         "rope_theta": 500000.0,
         "rope_scaling": {
-            "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192,
         },
     }
@@ -56,7 +63,9 @@ def test_legacy_keys_of_llama3_and_gemma3():
         "rope_local_base_freq": 10000.0,
         "rope_scaling": {"rope_type": "linear", "factor": 8.0},
     }
-    assert legacy_rope_keys({"rope_theta": 1.0, "rope_parameters": {"rope_theta": 2.0}}) == {"rope_scaling": None}
+    assert legacy_rope_keys({"rope_theta": 1.0, "rope_parameters": {"rope_theta": 2.0}}) == {
+        "rope_scaling": None
+    }
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -98,13 +107,17 @@ def test_transformers4_reads_what_we_write(family, pruned, tmp_path):
 
         from tiny_families import CALIB_TEXTS, small_prune_config
 
-        cfg = small_prune_config(method="width", structured={"num_attention_heads": 2, "intermediate_size": 64})
+        cfg = small_prune_config(
+            method="width", structured={"num_attention_heads": 2, "intermediate_size": 64}
+        )
         model = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).model
     save_model(model, byte_tokenizer(), tmp_path / "m")
     out = tmp_path / "logits.pt"
     run = subprocess.run(
         [OLD_PYTHON, "-c", _LOAD_4X, str(tmp_path / "m"), json.dumps(IDS), str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     torch.testing.assert_close(torch.load(out), _logits(model), rtol=1e-4, atol=1e-4)

@@ -30,7 +30,9 @@ def test_refuses_pickle_weights(tiny_model_dir):
     (tiny_model_dir / "medprune_complete.json").unlink()  # a plain Hugging Face directory
     for f in tiny_model_dir.glob("*.safetensors"):
         f.rename(f.with_suffix(".bin"))
-    with pytest.raises(ModelLoadError, match=r"only pickle weights found \(model\.bin\).*safetensors only"):
+    with pytest.raises(
+        ModelLoadError, match=r"only pickle weights found \(model\.bin\).*safetensors only"
+    ):
         load_model(tiny_model_dir)
 
 
@@ -56,7 +58,9 @@ def test_save_refuses_non_empty_dir(tmp_path, tiny_model):
 
 
 def test_save_writes_extra_files(tmp_path, tiny_model):
-    out = save_model(tiny_model, None, tmp_path / "out", extra_files={"medprune_config.json": {"a": 1}})
+    out = save_model(
+        tiny_model, None, tmp_path / "out", extra_files={"medprune_config.json": {"a": 1}}
+    )
     assert json.loads((out / "medprune_config.json").read_text()) == {"a": 1}
     assert not list(tmp_path.glob(".out.*"))  # no temporary left behind
 

@@ -22,16 +22,36 @@ def tiny_gemma3_multimodal(path: Path) -> Path:
     import transformers as tf
 
     text = dict(
-        vocab_size=TINY_VOCAB + 4, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-        sliding_window=8, max_position_embeddings=512,
+        vocab_size=TINY_VOCAB + 4,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=8,
+        max_position_embeddings=512,
         layer_types=["sliding_attention", "full_attention"] * 2,
-        bos_token_id=256, eos_token_id=257, pad_token_id=258,
+        bos_token_id=256,
+        eos_token_id=257,
+        pad_token_id=258,
     )
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+    )
     cfg = tf.Gemma3Config(
-        text_config=text, vision_config=vision, mm_tokens_per_image=4,
-        boi_token_index=TINY_VOCAB, eoi_token_index=TINY_VOCAB + 1, image_token_index=TINY_VOCAB + 2,
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        boi_token_index=TINY_VOCAB,
+        eoi_token_index=TINY_VOCAB + 1,
+        image_token_index=TINY_VOCAB + 2,
     )
     torch.manual_seed(0)
     model = tf.Gemma3ForConditionalGeneration(cfg).eval()
@@ -45,7 +65,11 @@ def _text_logits(model):
 
 
 def _vision_state(model):
-    return {k: v.clone() for k, v in model.state_dict().items() if "vision_tower" in k or "multi_modal_projector" in k}
+    return {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if "vision_tower" in k or "multi_modal_projector" in k
+    }
 
 
 @pytest.mark.parametrize("method", ["wanda", "width", "depth"])
@@ -63,14 +87,19 @@ def test_prunes_the_language_model_and_keeps_the_rest(method, tmp_path):
 
     settings = {
         "wanda": {"method": "wanda", "sparsity": 0.5},
-        "width": {"method": "width", "structured": {"num_attention_heads": 2, "intermediate_size": 64}},
+        "width": {
+            "method": "width",
+            "structured": {"num_attention_heads": 2, "intermediate_size": 64},
+        },
         "depth": {"method": "depth", "sparsity": 0.5},
     }[method]
     result = prune_model(model, tok, small_prune_config(**settings), calib_texts=CALIB_TEXTS)
     assert result.report["params_before"] == text_params
     save_model(result.model, tok, tmp_path / "pruned")
 
-    again = Gemma3ForConditionalGeneration.from_pretrained(tmp_path / "pruned", dtype=torch.float32).eval()
+    again = Gemma3ForConditionalGeneration.from_pretrained(
+        tmp_path / "pruned", dtype=torch.float32
+    ).eval()
     for k, v in _vision_state(again).items():
         assert torch.equal(v, vision[k]), k
     torch.testing.assert_close(_text_logits(again), _text_logits(result.model), rtol=0, atol=0)
@@ -83,5 +112,9 @@ def test_prunes_the_language_model_and_keeps_the_rest(method, tmp_path):
         assert again.config.text_config.num_hidden_layers == 2
         assert len(again.config.text_config.layer_types) == 2
     if method == "wanda":
-        zeros = sum(int((p == 0).sum()) for n, p in again.named_parameters() if "language_model.layers" in n and p.dim() == 2)
+        zeros = sum(
+            int((p == 0).sum())
+            for n, p in again.named_parameters()
+            if "language_model.layers" in n and p.dim() == 2
+        )
         assert zeros > 0

@@ -52,13 +52,16 @@ def test_gcs_source_missing_objects(tmp_path: Path, gcs_emulator) -> None:
         resolve_model_source("gs://models-bucket/nothing", tmp_path)
 
 
-@pytest.mark.parametrize("source", [
-    "gs://Bad_Bucket/x",
-    "vertex://projects/p/models/1",
-    "vertex://projects/p/locations/us-central1/models/",
-    "vertex://projects/p/locations/us-central1/models/1@",
-    "vertex://projects/p/locations/us-central1/models/1@a@b",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "gs://Bad_Bucket/x",
+        "vertex://projects/p/models/1",
+        "vertex://projects/p/locations/us-central1/models/",
+        "vertex://projects/p/locations/us-central1/models/1@",
+        "vertex://projects/p/locations/us-central1/models/1@a@b",
+    ],
+)
 def test_malformed_uris(tmp_path: Path, source: str) -> None:
     with pytest.raises(UriError, match="expected|invalid bucket"):
         resolve_model_source(source, tmp_path)
@@ -67,17 +70,27 @@ def test_malformed_uris(tmp_path: Path, source: str) -> None:
 def test_vertex_source_by_alias_and_version(tmp_path: Path, vertex_env) -> None:
     fake = vertex_env.vertex
     upload_dir(_model(tmp_path, "v1"), f"gs://{vertex_env.bucket}/models/m/v1")
-    name = fake.add_model("m", "medprune-test", "us-central1", aliases=["production"],
-                          artifact_uri=f"gs://{vertex_env.bucket}/models/m/v1")
+    name = fake.add_model(
+        "m",
+        "medprune-test",
+        "us-central1",
+        aliases=["production"],
+        artifact_uri=f"gs://{vertex_env.bucket}/models/m/v1",
+    )
     model_id = name.rsplit("/", 1)[1]
     out = resolve_model_source(
         f"vertex://projects/medprune-test/locations/us-central1/models/{model_id}@production",
-        tmp_path / "work")
+        tmp_path / "work",
+    )
     assert (out / "config.json").read_text() == '{"marker": "v1"}'
     (get,) = fake.find("GET", rf"/models/{model_id}@production$")
-    assert get.path == f"/v1/projects/medprune-test/locations/us-central1/models/{model_id}@production"
+    assert (
+        get.path == f"/v1/projects/medprune-test/locations/us-central1/models/{model_id}@production"
+    )
     out1 = resolve_model_source(
-        f"vertex://projects/medprune-test/locations/us-central1/models/{model_id}@1", tmp_path / "work")
+        f"vertex://projects/medprune-test/locations/us-central1/models/{model_id}@1",
+        tmp_path / "work",
+    )
     assert out1 != out and (out1 / "model.safetensors").read_bytes() == b"v1" * 1000
 
 
@@ -86,6 +99,10 @@ def test_vertex_source_missing_version(tmp_path: Path, vertex_env) -> None:
     model_id = name.rsplit("/", 1)[1]
     with pytest.raises(ModelLoadError, match=rf"models/{model_id}@staging not found"):
         resolve_model_source(
-            f"vertex://projects/medprune-test/locations/us-central1/models/{model_id}@staging", tmp_path)
+            f"vertex://projects/medprune-test/locations/us-central1/models/{model_id}@staging",
+            tmp_path,
+        )
     with pytest.raises(ModelLoadError, match="models/999@default not found"):
-        resolve_model_source("vertex://projects/medprune-test/locations/us-central1/models/999", tmp_path)
+        resolve_model_source(
+            "vertex://projects/medprune-test/locations/us-central1/models/999", tmp_path
+        )

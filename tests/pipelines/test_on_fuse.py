@@ -19,9 +19,14 @@ from medprune.register.stage import RunArtifacts, stage_register
 from conftest import write_run_config
 
 
-def test_each_stage_writes_its_artifacts_without_directory_renames(tmp_path, tiny_model_dir, fuse_fs):
-    cfg = load_config(write_run_config(tmp_path, tiny_model_dir, gate={"min_accuracy": 0.0},
-                                       recover={"checkpoint_every": 1}))
+def test_each_stage_writes_its_artifacts_without_directory_renames(
+    tmp_path, tiny_model_dir, fuse_fs
+):
+    cfg = load_config(
+        write_run_config(
+            tmp_path, tiny_model_dir, gate={"min_accuracy": 0.0}, recover={"checkpoint_every": 1}
+        )
+    )
     a = fuse_fs.root / "artifacts"
     quiet = lambda m: None  # noqa: E731
     for name in ("dense", "pruned", "recovered", "baseline", "candidate", "gate", "summary"):
@@ -35,7 +40,10 @@ def test_each_stage_writes_its_artifacts_without_directory_renames(tmp_path, tin
     stage_evaluate(cfg, a / "recovered", a / "candidate", label="candidate", progress=quiet)
     assert stage_gate(cfg, a / "baseline", a / "candidate", a / "gate").passed
     summary = stage_register(
-        cfg, RunArtifacts("r1", a / "recovered", a / "gate", a / "baseline", a / "candidate", a / "summary"),
+        cfg,
+        RunArtifacts(
+            "r1", a / "recovered", a / "gate", a / "baseline", a / "candidate", a / "summary"
+        ),
         progress=quiet,
     )
     assert summary["registered"]["version"] == 1
@@ -43,14 +51,20 @@ def test_each_stage_writes_its_artifacts_without_directory_renames(tmp_path, tin
 
 
 @pytest.mark.slow
-def test_whole_local_pipeline_runs_without_directory_renames(tmp_path, tiny_model_dir, fuse_fs, capsys):
+def test_whole_local_pipeline_runs_without_directory_renames(
+    tmp_path, tiny_model_dir, fuse_fs, capsys
+):
     from medprune.cli import main
 
     # run directory (kfp.local's pipeline root: all artifacts) on the "FUSE" mount; the local
     # registry stays on a local disk, as it would beside a real deployment
-    cfg = write_run_config(tmp_path, tiny_model_dir, output_dir=str(fuse_fs.root / "runs"),
-                           gate={"min_accuracy": 0.0, "max_perplexity_ratio": 100.0},
-                           recover={"checkpoint_every": 1})
+    cfg = write_run_config(
+        tmp_path,
+        tiny_model_dir,
+        output_dir=str(fuse_fs.root / "runs"),
+        gate={"min_accuracy": 0.0, "max_perplexity_ratio": 100.0},
+        recover={"checkpoint_every": 1},
+    )
     assert main(["run-local", str(cfg), "--run-id", "fuse"]) == 0
     out = capsys.readouterr().out
     summary = json.loads(Path(out.split("summary: ")[-1].splitlines()[0]).read_text())

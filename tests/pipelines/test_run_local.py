@@ -15,12 +15,16 @@ pytestmark = pytest.mark.slow
 
 def _summary(capsys, out: str | None = None) -> dict:
     out = capsys.readouterr().out if out is None else out
-    path = [line for line in out.splitlines() if line.startswith("summary: ")][-1].removeprefix("summary: ")
+    path = [line for line in out.splitlines() if line.startswith("summary: ")][-1].removeprefix(
+        "summary: "
+    )
     return json.loads(Path(path).read_text())
 
 
 def test_passing_gate_registers_version_1(tmp_path, tiny_model_dir, capsys):
-    cfg = write_run_config(tmp_path, tiny_model_dir, gate={"min_accuracy": 0.0, "max_perplexity_ratio": 100.0})
+    cfg = write_run_config(
+        tmp_path, tiny_model_dir, gate={"min_accuracy": 0.0, "max_perplexity_ratio": 100.0}
+    )
     assert main(["run-local", str(cfg), "--run-id", "r1"]) == 0
     out = capsys.readouterr().out
     summary = _summary(capsys, out)
@@ -29,7 +33,15 @@ def test_passing_gate_registers_version_1(tmp_path, tiny_model_dir, capsys):
     log = Path(summary["log"])
     assert log == tmp_path / "runs" / "r1" / "run.log" and f"log: {log}" in out
     assert "executor_input" not in out and "\x1b[" not in out
-    for task in ("load", "prune", "recover", "evaluate baseline", "evaluate candidate", "gate", "register"):
+    for task in (
+        "load",
+        "prune",
+        "recover",
+        "evaluate baseline",
+        "evaluate candidate",
+        "gate",
+        "register",
+    ):
         assert sum(line.endswith(f"] {task}: started") for line in out.splitlines()) == 1, out
         assert sum(f"] {task}: done in " in line for line in out.splitlines()) == 1, out
     assert len(out.splitlines()) < 80, out
@@ -67,4 +79,7 @@ def test_impossible_threshold_registers_nothing(tmp_path, tiny_model_dir, capsys
     assert summary["gate"]["passed"] is False
     assert summary["registered"] is None
     assert any("min_accuracy" in r and "0.99" in r for r in summary["gate"]["reasons"])
-    assert not (tmp_path / "registry" / "tiny-llama").exists() or LocalRegistry(tmp_path / "registry").versions("tiny-llama") == []
+    assert (
+        not (tmp_path / "registry" / "tiny-llama").exists()
+        or LocalRegistry(tmp_path / "registry").versions("tiny-llama") == []
+    )

@@ -206,8 +206,14 @@ def test_non_finite_weights_refused_at_load(tiny_model_dir):
 @pytest.mark.parametrize(
     "prune,match",
     [
-        ({"method": "depth", "structured": {"layers_to_remove": [0, 5]}}, r"layers_to_remove has indices \[5\]; the model has layers 0\.\.1"),
-        ({"method": "width", "structured": {"num_attention_heads": 3}}, r"num_attention_heads=3.*not possible"),
+        (
+            {"method": "depth", "structured": {"layers_to_remove": [0, 5]}},
+            r"layers_to_remove has indices \[5\]; the model has layers 0\.\.1",
+        ),
+        (
+            {"method": "width", "structured": {"num_attention_heads": 3}},
+            r"num_attention_heads=3.*not possible",
+        ),
         ({"method": "magnitude", "pattern": "2:3"}, r"needs in_features divisible by M=3"),
     ],
 )

@@ -90,14 +90,18 @@ def test_width_reloads_and_matches_masked_model(family, head_mode, tmp_path):
     n_new = sum(p.numel() for p in reloaded.parameters())
     assert n_new == result.report["total_params"] < sum(p.numel() for p in original.parameters())
     torch.testing.assert_close(_logits(reloaded), _logits(new), rtol=0, atol=0)
-    torch.testing.assert_close(_logits(reloaded), _logits(_masked_copy(original, kept)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        _logits(reloaded), _logits(_masked_copy(original, kept)), rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "phi3", "qwen3", "llama3"])
 def test_width_with_hidden_channels_reloads(family, tmp_path):
     model = tiny_family(family)
     total = sum(p.numel() for p in model.parameters())
-    cfg = small_prune_config(method="width", sparsity=0.5, structured={"prune_hidden": True, "channel_multiple": 8})
+    cfg = small_prune_config(
+        method="width", sparsity=0.5, structured={"prune_hidden": True, "channel_multiple": 8}
+    )
     result = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS)
     new = result.model
     assert new.config.hidden_size < 64
@@ -110,11 +114,18 @@ def test_width_with_hidden_channels_reloads(family, tmp_path):
 def test_depth_removes_lowest_influence_layers(family, tmp_path):
     original = tiny_family(family, num_hidden_layers=4)
     model = copy.deepcopy(original)
-    result = prune_model(model, byte_tokenizer(), small_prune_config(method="depth", sparsity=0.5), calib_texts=CALIB_TEXTS)
+    result = prune_model(
+        model,
+        byte_tokenizer(),
+        small_prune_config(method="depth", sparsity=0.5),
+        calib_texts=CALIB_TEXTS,
+    )
     influence = result.report["block_influence"]
     removed = result.report["removed_layers"]
     assert len(removed) == 2 and result.model.config.num_hidden_layers == 2
-    assert max(influence[i] for i in removed) <= min(influence[i] for i in range(4) if i not in removed)
+    assert max(influence[i] for i in removed) <= min(
+        influence[i] for i in range(4) if i not in removed
+    )
     reloaded = _reload(result.model, tmp_path)
     torch.testing.assert_close(_logits(reloaded), _logits(result.model), rtol=0, atol=0)
     # Same as the original with those layers skipped.

@@ -29,7 +29,10 @@ def test_impossible_nm_rejected_by_config(pattern):
 def test_nm_that_does_not_divide_features():
     model = tiny_family("llama")
     snap = _snapshot(model)
-    with pytest.raises(PruneError, match=r"pattern='3:5'.*divisible by M=5.*\[128, 64\]|pattern='3:5'.*divisible by M=5"):
+    with pytest.raises(
+        PruneError,
+        match=r"pattern='3:5'.*divisible by M=5.*\[128, 64\]|pattern='3:5'.*divisible by M=5",
+    ):
         prune_model(model, None, PruneConfig(pattern="3:5"))
     assert _unchanged(model, snap)
 
@@ -46,7 +49,12 @@ def test_removing_every_layer():
 def test_depth_index_out_of_range():
     model = tiny_family("llama")
     with pytest.raises(PruneError, match=r"\[5\].*0\.\.1"):
-        prune_model(model, byte_tokenizer(), small_prune_config(method="depth", structured={"layers_to_remove": [5]}), calib_texts=CALIB_TEXTS)
+        prune_model(
+            model,
+            byte_tokenizer(),
+            small_prune_config(method="depth", structured={"layers_to_remove": [5]}),
+            calib_texts=CALIB_TEXTS,
+        )
 
 
 def test_width_not_dividing_groups():
@@ -103,11 +111,22 @@ def test_depth_share_that_rounds_to_zero_layers_is_refused():
     snap = _snapshot(model)
     cfg = small_prune_config(method="depth", sparsity=0.25)
     with pytest.raises(
-        PruneError, match=r"prune.sparsity=0.25 of 2 layers rounds to 0 layers.*smallest prune.sparsity that removes one layer is 0.251"
+        PruneError,
+        match=r"prune.sparsity=0.25 of 2 layers rounds to 0 layers.*smallest prune.sparsity that removes one layer is 0.251",
     ):
         prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS)
     assert _unchanged(model, snap)
     with pytest.raises(PruneError, match="layers_to_remove is empty"):
-        prune_model(model, byte_tokenizer(), small_prune_config(method="depth", structured={"layers_to_remove": []}), calib_texts=CALIB_TEXTS)
-    result = prune_model(model, byte_tokenizer(), small_prune_config(method="depth", sparsity=0.251), calib_texts=CALIB_TEXTS)
+        prune_model(
+            model,
+            byte_tokenizer(),
+            small_prune_config(method="depth", structured={"layers_to_remove": []}),
+            calib_texts=CALIB_TEXTS,
+        )
+    result = prune_model(
+        model,
+        byte_tokenizer(),
+        small_prune_config(method="depth", sparsity=0.251),
+        calib_texts=CALIB_TEXTS,
+    )
     assert result.model.config.num_hidden_layers == 1 and len(result.report["removed_layers"]) == 1

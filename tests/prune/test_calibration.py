@@ -53,7 +53,9 @@ def test_engine_block_influence_uses_each_layers_own_mask(family):
     cfg = small_prune_config(method="depth", sparsity=0.25)
     ids = calibration_token_ids(byte_tokenizer(), CALIB_TEXTS, 8, 64)
     real = _real_hidden_states(copy.deepcopy(model), ids)
-    influence = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).report["block_influence"]
+    influence = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).report[
+        "block_influence"
+    ]
     for index in range(LAYERS - 1):
         total, count = block_influence(real[index], real[index + 1])
         assert influence[index] == pytest.approx(total / count, rel=1e-4, abs=1e-6), index

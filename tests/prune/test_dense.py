@@ -10,10 +10,22 @@ from conftest import byte_tokenizer
 from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 CANDIDATES = [
-    {"method": "wanda", "sparsity": 0.4, "allocation": {"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0}},
-    {"method": "sparsegpt", "sparsity": 0.5, "allocation": {"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0}},
+    {
+        "method": "wanda",
+        "sparsity": 0.4,
+        "allocation": {"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0},
+    },
+    {
+        "method": "sparsegpt",
+        "sparsity": 0.5,
+        "allocation": {"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0},
+    },
     {"method": "depth", "sparsity": 0.25},
-    {"method": "width", "sparsity": 0.3, "structured": {"plan_search": False, "channel_multiple": 8}},
+    {
+        "method": "width",
+        "sparsity": 0.3,
+        "structured": {"plan_search": False, "channel_multiple": 8},
+    },
     {"method": "wanda", "sparsity": 0.5},
 ]
 
@@ -41,7 +53,9 @@ class _CountLayerCalls:
         self.calls += 1
 
 
-@pytest.mark.parametrize("settings", CANDIDATES, ids=lambda s: f"{s['method']}-{s.get('allocation', {}).get('kind', '')}")
+@pytest.mark.parametrize(
+    "settings", CANDIDATES, ids=lambda s: f"{s['method']}-{s.get('allocation', {}).get('kind', '')}"
+)
 def test_reused_statistics_give_the_same_model_without_the_dense_pass(settings, tmp_path):
     tok = byte_tokenizer()
     cfg = small_prune_config(**settings)
@@ -69,7 +83,11 @@ def test_statistics_belong_to_one_model_and_one_calibration_setting():
     tok = byte_tokenizer()
     cfg = small_prune_config(method="depth", sparsity=0.25)
     dense = collect_dense_calibration(_model(), tok, cfg, CALIB_TEXTS)
-    other = small_prune_config(method="depth", sparsity=0.25, calibration={"num_samples": 4, "seq_len": 64, "batch_size": 4})
+    other = small_prune_config(
+        method="depth",
+        sparsity=0.25,
+        calibration={"num_samples": 4, "seq_len": 64, "batch_size": 4},
+    )
     with pytest.raises(PruneError, match="num_samples=4"):
         prune_model(_model(), None, other, dense=dense)
     with pytest.raises(PruneError, match="num_hidden_layers"):

@@ -40,7 +40,9 @@ def test_magnitude_prunes_smallest(tiny_model):
 
 def test_exclude_skips_matching_linears(tiny_model):
     before = tiny_model.model.layers[0].mlp.down_proj.weight.clone()
-    report = prune_model(tiny_model, None, PruneConfig(sparsity=0.5, exclude=["lm_head", "embed", "down_proj"])).report
+    report = prune_model(
+        tiny_model, None, PruneConfig(sparsity=0.5, exclude=["lm_head", "embed", "down_proj"])
+    ).report
     assert torch.equal(before, tiny_model.model.layers[0].mlp.down_proj.weight)
     assert not any("down_proj" in n for n in report["layers"])
 
@@ -76,7 +78,9 @@ def test_deterministic_bit_identical(method):
     weights = []
     for _ in range(2):
         model = tiny_family("llama", seed=3)
-        prune_model(model, byte_tokenizer(), small_prune_config(method=method), calib_texts=CALIB_TEXTS)
+        prune_model(
+            model, byte_tokenizer(), small_prune_config(method=method), calib_texts=CALIB_TEXTS
+        )
         weights.append({k: v.clone() for k, v in model.state_dict().items()})
     for k in weights[0]:
         assert torch.equal(weights[0][k], weights[1][k]), k
@@ -94,7 +98,9 @@ def test_calibrated_pruning_beats_magnitude_on_output_error():
     for method in ("magnitude", "wanda", "sparsegpt"):
         model = tiny_family("llama", seed=1)
         # Scale a few input features up so that activation-aware methods have an edge.
-        prune_model(model, tok, small_prune_config(method=method, sparsity=0.6), calib_texts=CALIB_TEXTS)
+        prune_model(
+            model, tok, small_prune_config(method=method, sparsity=0.6), calib_texts=CALIB_TEXTS
+        )
         errors[method] = float((model(input_ids=ids).logits - ref).pow(2).mean())
     assert errors["sparsegpt"] < errors["magnitude"]
     assert errors["wanda"] < errors["magnitude"] * 1.05
@@ -104,7 +110,11 @@ def test_owl_allocation_keeps_global_sparsity():
     from tiny_families import tiny_family
 
     model = tiny_family("llama", seed=0, num_hidden_layers=4)
-    cfg = small_prune_config(method="wanda", sparsity=0.5, allocation={"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0})
+    cfg = small_prune_config(
+        method="wanda",
+        sparsity=0.5,
+        allocation={"kind": "owl", "owl_lambda": 0.1, "owl_threshold": 2.0},
+    )
     report = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).report
     per_layer = report["layer_sparsity"]
     assert len(per_layer) == 4
@@ -130,10 +140,16 @@ def test_layer_outputs_in_place_equal_returned_outputs(tiny_model):
     inputs = capture_layer_inputs(tiny_model, ids, 2, torch.device("cpu"))
     first = list(inputs.hidden)
     fresh = run_layer(layer, inputs)
-    stats_ret, returned = collect_input_stats(layer, linears, inputs, hessian=True, outputs="return")
-    stats_drop, dropped = collect_input_stats(layer, linears, inputs, hessian=True, outputs="discard")
+    stats_ret, returned = collect_input_stats(
+        layer, linears, inputs, hessian=True, outputs="return"
+    )
+    stats_drop, dropped = collect_input_stats(
+        layer, linears, inputs, hessian=True, outputs="discard"
+    )
     assert dropped == [] and all(a is b for a, b in zip(inputs.hidden, first, strict=True))
-    stats_in, in_place = collect_input_stats(layer, linears, inputs, hessian=True, outputs="in_place")
+    stats_in, in_place = collect_input_stats(
+        layer, linears, inputs, hessian=True, outputs="in_place"
+    )
     assert in_place is inputs.hidden and len(in_place) == len(fresh) == 2
     for a, b, c in zip(fresh, returned, in_place, strict=True):
         assert torch.equal(a, b) and torch.equal(a, c)
@@ -141,7 +157,10 @@ def test_layer_outputs_in_place_equal_returned_outputs(tiny_model):
         for s in (stats_drop, stats_in):
             assert torch.equal(s.by_linear[name].hessian, stats_ret.by_linear[name].hessian)
     again = capture_layer_inputs(tiny_model, ids, 2, torch.device("cpu"))
-    assert all(torch.equal(a, b) for a, b in zip(run_layer(layer, again, in_place=True), fresh, strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(run_layer(layer, again, in_place=True), fresh, strict=True)
+    )
     with pytest.raises(ValueError, match="outputs='keep'"):
         collect_input_stats(layer, linears, again, hessian=False, outputs="keep")
     assert not any(lin._forward_pre_hooks for lin in linears.values())  # no hook left behind

@@ -13,7 +13,9 @@ def _rss_mb() -> float:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
 def test_free_heap_pages_go_back_to_the_os():
     # 200 MB in 100 kB blocks (below glibc's mmap threshold, so they live in the heap); every
     # 20th block stays alive, so the freed ones are holes the heap cannot simply shrink past.

@@ -20,7 +20,11 @@ from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 NEW = ["gemma3_text", "qwen3", "llama3"]
 METHODS = {
     "wanda 2:4": {"method": "wanda", "sparsity": 0.5, "pattern": "2:4"},
-    "width": {"method": "width", "sparsity": 0.3, "structured": {"prune_mlp": True, "prune_attention": True}},
+    "width": {
+        "method": "width",
+        "sparsity": 0.3,
+        "structured": {"prune_mlp": True, "prune_attention": True},
+    },
     "depth": {"method": "depth", "sparsity": 0.5},
 }
 PROMPT = torch.tensor([[5, 17, 99, 200, 3, 42]])
@@ -35,7 +39,9 @@ def _logits(model, ids=PROMPT):
 @pytest.mark.parametrize("label", list(METHODS))
 def test_prune_save_reload_generate_recover(family, label, tmp_path):
     tok = byte_tokenizer()
-    model = tiny_family(family, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=8)
+    model = tiny_family(
+        family, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=8
+    )
     total = sum(p.numel() for p in model.parameters())
     result = prune_model(model, tok, small_prune_config(**METHODS[label]), calib_texts=CALIB_TEXTS)
     pruned = result.model
@@ -48,7 +54,9 @@ def test_prune_save_reload_generate_recover(family, label, tmp_path):
     back, back_tok = load_model(tmp_path / "m")
     assert type(back) is type(pruned) and back.config.model_type == pruned.config.model_type
     torch.testing.assert_close(_logits(back), _logits(pruned), rtol=0, atol=0)
-    out = back.generate(PROMPT, max_new_tokens=8, do_sample=False, pad_token_id=back_tok.pad_token_id)
+    out = back.generate(
+        PROMPT, max_new_tokens=8, do_sample=False, pad_token_id=back_tok.pad_token_id
+    )
     assert out.shape == (1, PROMPT.shape[1] + 8) and torch.equal(out[:, : PROMPT.shape[1]], PROMPT)
     expected = int(_logits(pruned)[0, -1].argmax())
     assert int(out[0, PROMPT.shape[1]]) == expected
@@ -58,7 +66,12 @@ def test_prune_save_reload_generate_recover(family, label, tmp_path):
     keep_masks = label == "wanda 2:4"
     before = copy.deepcopy(back.state_dict())
     rec = recover_model(
-        back, back_tok, examples, cfg, keep_masks=keep_masks, nm=(2, 4) if keep_masks else None,
+        back,
+        back_tok,
+        examples,
+        cfg,
+        keep_masks=keep_masks,
+        nm=(2, 4) if keep_masks else None,
         reference_dir=tmp_path / "m" if keep_masks else None,
     )
     assert rec.report["steps"] == 1 and torch.isfinite(torch.tensor(rec.report["final_loss"]))
@@ -74,7 +87,9 @@ def test_gemma3_single_kv_head_prunes_query_heads_and_mlp(tmp_path):
     heads and MLP channels; whole-group pruning can only shrink the MLP."""
     original = tiny_family("gemma3_text", num_attention_heads=4, num_key_value_heads=1, head_dim=16)
     model = copy.deepcopy(original)
-    cfg = small_prune_config(method="width", structured={"num_attention_heads": 2, "intermediate_size": 64})
+    cfg = small_prune_config(
+        method="width", structured={"num_attention_heads": 2, "intermediate_size": 64}
+    )
     new = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).model
     assert (new.config.num_attention_heads, new.config.num_key_value_heads) == (2, 1)
     assert new.model.layers[0].self_attn.k_proj.out_features == 16

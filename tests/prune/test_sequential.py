@@ -59,12 +59,16 @@ def test_one_pass_equals_the_pruned_layer_and_its_statistics(family):
         assert torch.equal(a, b)
     for name in linears:
         assert torch.equal(stats.by_linear[name].sq_sum, pruned_stats.by_linear[name].sq_sum), name
-        assert torch.equal(stats.by_linear[name].hessian, pruned_stats.by_linear[name].hessian), name
+        assert torch.equal(stats.by_linear[name].hessian, pruned_stats.by_linear[name].hessian), (
+            name
+        )
         assert stats.by_linear[name].tokens == sum(h.shape[0] * h.shape[1] for h in original)
     # The first linears read the layer's (dense) input; the later ones see pruned sub-layers.
     first = order[0]
     assert torch.equal(stats.by_linear[first].sq_sum, dense_stats.by_linear[first].sq_sum)
-    assert not torch.equal(stats.by_linear["mlp.down_proj"].sq_sum, dense_stats.by_linear["mlp.down_proj"].sq_sum)
+    assert not torch.equal(
+        stats.by_linear["mlp.down_proj"].sq_sum, dense_stats.by_linear["mlp.down_proj"].sq_sum
+    )
     # Linears that read the same tensor share one statistics object.
     if family == "llama":
         groups = {frozenset(g.members) for g in stats.groups}

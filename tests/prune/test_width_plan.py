@@ -37,19 +37,42 @@ def test_top_channels_sorted_and_stable():
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
 def test_plan_hits_parameter_target(ratio):
-    model = tiny_family("llama", num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=8, intermediate_size=256)
+    model = tiny_family(
+        "llama",
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=256,
+    )
     total = sum(p.numel() for p in model.parameters())
-    plan = plan_width(model, PruneConfig(method="width", sparsity=ratio, structured={"channel_multiple": 8}))
+    plan = plan_width(
+        model, PruneConfig(method="width", sparsity=ratio, structured={"channel_multiple": 8})
+    )
     from medprune.prune.width import _count_params
 
-    kept = _count_params(model, {k: getattr(plan, k) for k in ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "hidden_size")})
+    kept = _count_params(
+        model,
+        {
+            k: getattr(plan, k)
+            for k in (
+                "num_attention_heads",
+                "num_key_value_heads",
+                "head_dim",
+                "intermediate_size",
+                "hidden_size",
+            )
+        },
+    )
     assert abs(kept / total - (1 - ratio)) < 0.03
     assert plan.num_attention_heads % plan.num_key_value_heads == 0
 
 
 def test_plan_rejects_heads_that_do_not_divide_groups():
     model = tiny_family("llama", num_attention_heads=8, num_key_value_heads=2, head_dim=8)
-    with pytest.raises(PruneError, match=r"num_attention_heads=3.*allowed: 2 heads/2 kv, 4 heads/2 kv"):
+    with pytest.raises(
+        PruneError, match=r"num_attention_heads=3.*allowed: 2 heads/2 kv, 4 heads/2 kv"
+    ):
         plan_width(model, PruneConfig(method="width", structured={"num_attention_heads": 3}))
 
 
@@ -72,7 +95,14 @@ def test_plan_rejects_unreachable_ratio():
 
 
 def _searchable_llama():
-    return tiny_family("llama", num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2, head_dim=8, intermediate_size=256)
+    return tiny_family(
+        "llama",
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=256,
+    )
 
 
 def test_candidate_plans_each_meet_the_parameter_target():
@@ -89,8 +119,12 @@ def test_candidate_plans_each_meet_the_parameter_target():
         assert plan.hidden_size == model.config.hidden_size
     # fewer heads leave room for more MLP channels
     by_heads = sorted(plans, key=lambda p: p.num_attention_heads)
-    assert [p.intermediate_size for p in by_heads] == sorted((p.intermediate_size for p in by_heads), reverse=True)
-    off = PruneConfig(method="width", sparsity=0.3, structured={"channel_multiple": 8, "plan_search": False})
+    assert [p.intermediate_size for p in by_heads] == sorted(
+        (p.intermediate_size for p in by_heads), reverse=True
+    )
+    off = PruneConfig(
+        method="width", sparsity=0.3, structured={"channel_multiple": 8, "plan_search": False}
+    )
     assert candidate_plans(model, off) == [plan_width(model, off)]
 
 
@@ -112,7 +146,9 @@ def test_masked_layer_equals_sliced_layer(mode):
     gen = torch.Generator().manual_seed(0)
     heads = [torch.rand(8, generator=gen) for _ in range(3)]
     channels = [torch.rand(256, generator=gen) for _ in range(3)]
-    inputs = capture_layer_inputs(model, calibration_token_ids(byte_tokenizer(), CALIB_TEXTS, 4, 32), 2, torch.device("cpu"))
+    inputs = capture_layer_inputs(
+        model, calibration_token_ids(byte_tokenizer(), CALIB_TEXTS, 4, 32), 2, torch.device("cpu")
+    )
     layer = model.model.layers[0]
     before = {n: p.clone() for n, p in layer.named_parameters()}
     small, _ = build_width_model(copy.deepcopy(model), plan, heads, channels, None)
@@ -120,7 +156,9 @@ def test_masked_layer_equals_sliced_layer(mode):
     dense = run_layer(layer, inputs)
     scale = sum(float((d - s).pow(2).sum()) for d, s in zip(dense, sliced, strict=True))
     assert scale > 1e-3  # removing heads/channels does change the layer
-    err = masked_layer_error(layer, plan, layout, heads[0], channels[0], inputs.hidden, inputs.kwargs, sliced)
+    err = masked_layer_error(
+        layer, plan, layout, heads[0], channels[0], inputs.hidden, inputs.kwargs, sliced
+    )
     assert err < 1e-9 * max(1.0, scale)
     assert all(torch.equal(p, before[n]) for n, p in layer.named_parameters())  # weights restored
 
@@ -140,7 +178,9 @@ def test_width_search_keeps_the_lowest_error_split():
     assert report["plan"]["intermediate_size"] == best["intermediate_size"]
     assert report["total_params"] == best["params"]
     assert len({round(t["layer_error"], 6) for t in tried}) > 1  # the splits really differ
-    off = small_prune_config(method="width", sparsity=0.3, structured={"channel_multiple": 8, "plan_search": False})
+    off = small_prune_config(
+        method="width", sparsity=0.3, structured={"channel_multiple": 8, "plan_search": False}
+    )
     plain = prune_model(_searchable_llama(), byte_tokenizer(), off, calib_texts=CALIB_TEXTS).report
     assert "plan_search" not in plain
     assert {k: plain["plan"][k] for k in ("num_attention_heads", "intermediate_size")} == {

@@ -23,7 +23,13 @@ def _saves(model, plan, tmp_path):
     from transformers import AutoConfig
 
     cfg = copy.deepcopy(model.config)
-    for key in ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "hidden_size"):
+    for key in (
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "intermediate_size",
+        "hidden_size",
+    ):
         setattr(cfg, key, getattr(plan, key))
     cfg.save_pretrained(tmp_path)
     back = AutoConfig.from_pretrained(tmp_path)
@@ -37,7 +43,9 @@ def test_every_candidate_plan_saves(family, head_mode, tmp_path):
     model = tiny_family(family, **HEADS)
     plans = None
     for sparsity in (0.35, 0.5):  # some tiny models cannot reach 35% in whole key/value groups
-        cfg = small_prune_config(method="width", sparsity=sparsity, structured={"head_mode": head_mode})
+        cfg = small_prune_config(
+            method="width", sparsity=sparsity, structured={"head_mode": head_mode}
+        )
         try:
             plans = candidate_plans(model, cfg)
             break
@@ -74,16 +82,22 @@ def test_explicit_head_count_kept_where_the_family_saves_it(family, tmp_path):
     assert back.config.num_attention_heads == 6 and back.config.head_dim == 8
     ids = torch.tensor([[5, 17, 99, 200, 3, 42]])
     with torch.no_grad():
-        torch.testing.assert_close(back(input_ids=ids).logits, new(input_ids=ids).logits, rtol=0, atol=0)
+        torch.testing.assert_close(
+            back(input_ids=ids).logits, new(input_ids=ids).logits, rtol=0, atol=0
+        )
 
 
 @pytest.mark.parametrize("plan_search", [True, False])
 def test_llama_kv_groups_35_percent_prunes_saves_and_reloads(plan_search, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    model = tiny_family("llama", num_attention_heads=12, num_key_value_heads=4, head_dim=8, hidden_size=48)
+    model = tiny_family(
+        "llama", num_attention_heads=12, num_key_value_heads=4, head_dim=8, hidden_size=48
+    )
     cfg = small_prune_config(
-        method="width", sparsity=0.35, structured={"head_mode": "kv_groups", "plan_search": plan_search}
+        method="width",
+        sparsity=0.35,
+        structured={"head_mode": "kv_groups", "plan_search": plan_search},
     )
     result = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS)
     assert 48 % result.model.config.num_attention_heads == 0

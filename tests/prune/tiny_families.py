@@ -51,15 +51,25 @@ def tiny_family(family: str, seed: int = 0, **overrides):
         "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, {}),
         # Gemma 3 text (MedGemma's language model): q/k norms, sliding and full layers with
         # their own rotary bases, tied and scaled embeddings.
-        "gemma3_text": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM, {"head_dim": 16, "query_pre_attn_scalar": 16}),
+        "gemma3_text": (
+            tf.Gemma3TextConfig,
+            tf.Gemma3ForCausalLM,
+            {"head_dim": 16, "query_pre_attn_scalar": 16},
+        ),
         "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM, {"head_dim": 16}),
-        "llama3": (tf.LlamaConfig, tf.LlamaForCausalLM, {"tie_word_embeddings": True, "rope_scaling": LLAMA3_ROPE}),
+        "llama3": (
+            tf.LlamaConfig,
+            tf.LlamaForCausalLM,
+            {"tie_word_embeddings": True, "rope_scaling": LLAMA3_ROPE},
+        ),
     }
     config_cls, model_cls, extra = classes[family]
     cfg = {**TINY, **extra, **overrides}
     if family == "gemma3_text" and "layer_types" not in cfg:  # alternate, full attention last
         n = cfg["num_hidden_layers"]
-        cfg["layer_types"] = ["sliding_attention" if (n - i) % 2 == 0 else "full_attention" for i in range(n)]
+        cfg["layer_types"] = [
+            "sliding_attention" if (n - i) % 2 == 0 else "full_attention" for i in range(n)
+        ]
     torch.manual_seed(seed)
     model = model_cls(config_cls(**cfg)).eval()
     # Random init leaves biases at zero; make them matter (Qwen2 q/k/v biases).

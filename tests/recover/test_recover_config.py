@@ -39,11 +39,15 @@ def test_bad_recover_settings_name_the_field(fields, where):
 
 
 def test_eval_settings_message_names_fields():
-    with pytest.raises(ConfigError, match="eval_every needs recover.eval_data or recover.eval_fraction"):
+    with pytest.raises(
+        ConfigError, match="eval_every needs recover.eval_data or recover.eval_fraction"
+    ):
         _recover(eval_every=5)
 
 
 def test_relative_paths_resolve(tmp_path):
-    cfg = parse_config({**BASE, "recover": {"eval_data": "e.jsonl", "checkpoint_dir": "ck"}}, base_dir=tmp_path)
+    cfg = parse_config(
+        {**BASE, "recover": {"eval_data": "e.jsonl", "checkpoint_dir": "ck"}}, base_dir=tmp_path
+    )
     assert cfg.recover.eval_data == str(tmp_path / "e.jsonl")
     assert cfg.recover.checkpoint_dir == str(tmp_path / "ck")

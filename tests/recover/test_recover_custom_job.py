@@ -34,26 +34,44 @@ def _cfg(tmp_path, job=JOB):
 
 
 def test_worker_pools_chief_and_workers(tmp_path):
-    pools = worker_pool_template(_cfg(tmp_path).recover.custom_job, "us-docker.pkg.dev/p/r/medprune:1")
+    pools = worker_pool_template(
+        _cfg(tmp_path).recover.custom_job, "us-docker.pkg.dev/p/r/medprune:1"
+    )
     assert [p["replica_count"] for p in pools] == [1, 1]
-    assert pools[0]["machine_spec"] == {"machine_type": "a3-highgpu-8g", "accelerator_type": "NVIDIA_H100_80GB", "accelerator_count": 8}
+    assert pools[0]["machine_spec"] == {
+        "machine_type": "a3-highgpu-8g",
+        "accelerator_type": "NVIDIA_H100_80GB",
+        "accelerator_count": 8,
+    }
     assert pools[0]["container_spec"]["image_uri"] == "us-docker.pkg.dev/p/r/medprune:1"
 
 
 def test_launch_command_spans_all_gpus(tmp_path):
     cfg = _cfg(tmp_path)
     pools, config_path, report_path = build_job_spec(
-        cfg, worker_pool_template(cfg.recover.custom_job, "img"),
-        model_dir="/gcs/b/root/prune/pruned_model", teacher_dir="/gcs/b/root/load/model", out_dir="/gcs/b/root/recover/recovered_model",
+        cfg,
+        worker_pool_template(cfg.recover.custom_job, "img"),
+        model_dir="/gcs/b/root/prune/pruned_model",
+        teacher_dir="/gcs/b/root/load/model",
+        out_dir="/gcs/b/root/recover/recovered_model",
     )
     cmd = pools[1]["container_spec"]["command"]
-    assert cmd[:6] == ["python", "-m", "medprune.recover.launch", "--processes-per-node", "8", "--multi-gpu"]
+    assert cmd[:6] == [
+        "python",
+        "-m",
+        "medprune.recover.launch",
+        "--processes-per-node",
+        "8",
+        "--multi-gpu",
+    ]
     assert cmd[6] == "--" and cmd[-2:] == ["--teacher-dir", "/gcs/b/root/load/model"]
     assert config_path == "/gcs/b/root/recover/recovered_model.recover_config.json"
     assert report_path.endswith(".recover_report.json")
     fsdp = launch_command(cfg.recover.custom_job.model_copy(update={"fsdp": True}), ["--x"])
     assert "--fsdp" in fsdp and "--multi-gpu" not in fsdp
-    cpu = launch_command(cfg.recover.custom_job.model_copy(update={"accelerator_type": None}), ["--x"])
+    cpu = launch_command(
+        cfg.recover.custom_job.model_copy(update={"accelerator_type": None}), ["--x"]
+    )
     assert cpu == ["python", "-m", "medprune.recover", "--x"]
 
 
@@ -62,7 +80,10 @@ def test_launch_command_spans_all_gpus(tmp_path):
 CLUSTER_SPEC = {
     "cluster": {
         "workerpool0": ["cmle-training-workerpool0-ab12-0:2222"],
-        "workerpool1": ["cmle-training-workerpool1-ab12-0:2222", "cmle-training-workerpool1-ab12-1:2222"],
+        "workerpool1": [
+            "cmle-training-workerpool1-ab12-0:2222",
+            "cmle-training-workerpool1-ab12-1:2222",
+        ],
     },
     "environment": "cloud",
     "task": {"type": "workerpool1", "index": 1},
@@ -74,18 +95,55 @@ def test_cluster_env_from_vertex_cluster_spec():
     from medprune.recover.launch import accelerate_command, cluster_env
 
     env = {"CLUSTER_SPEC": json.dumps(CLUSTER_SPEC)}
-    assert cluster_env(env) == {"MASTER_ADDR": "cmle-training-workerpool0-ab12-0", "MASTER_PORT": "2222",
-                                "WORLD_SIZE": "3", "RANK": "2"}
-    chief = {"CLUSTER_SPEC": json.dumps({**CLUSTER_SPEC, "task": {"type": "workerpool0", "index": 0}})}
+    assert cluster_env(env) == {
+        "MASTER_ADDR": "cmle-training-workerpool0-ab12-0",
+        "MASTER_PORT": "2222",
+        "WORLD_SIZE": "3",
+        "RANK": "2",
+    }
+    chief = {
+        "CLUSTER_SPEC": json.dumps({**CLUSTER_SPEC, "task": {"type": "workerpool0", "index": 0}})
+    }
     assert cluster_env(chief)["RANK"] == "0"
     # Vertex's prebuilt PyTorch containers set the torch variables: they win when all are set
-    torch_env = {"MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "23456", "WORLD_SIZE": "2", "RANK": "1", **env}
-    assert cluster_env(torch_env) == {"MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "23456", "WORLD_SIZE": "2", "RANK": "1"}
-    assert cluster_env({}) == {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "1", "RANK": "0"}
+    torch_env = {
+        "MASTER_ADDR": "10.0.0.2",
+        "MASTER_PORT": "23456",
+        "WORLD_SIZE": "2",
+        "RANK": "1",
+        **env,
+    }
+    assert cluster_env(torch_env) == {
+        "MASTER_ADDR": "10.0.0.2",
+        "MASTER_PORT": "23456",
+        "WORLD_SIZE": "2",
+        "RANK": "1",
+    }
+    assert cluster_env({}) == {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+        "WORLD_SIZE": "1",
+        "RANK": "0",
+    }
     cmd = accelerate_command(8, fsdp=False, multi_gpu=True, module_args=["--x"], environ=env)
-    assert cmd == ["accelerate", "launch", "--num_processes", "24", "--num_machines", "3", "--machine_rank", "2",
-                   "--main_process_ip", "cmle-training-workerpool0-ab12-0", "--main_process_port", "2222",
-                   "--multi_gpu", "-m", "medprune.recover", "--x"]
+    assert cmd == [
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "24",
+        "--num_machines",
+        "3",
+        "--machine_rank",
+        "2",
+        "--main_process_ip",
+        "cmle-training-workerpool0-ab12-0",
+        "--main_process_port",
+        "2222",
+        "--multi_gpu",
+        "-m",
+        "medprune.recover",
+        "--x",
+    ]
 
 
 def test_unreadable_cluster_spec_is_an_error():
@@ -95,11 +153,21 @@ def test_unreadable_cluster_spec_is_an_error():
     with pytest.raises(RecoveryError, match="CLUSTER_SPEC from Vertex AI is not readable"):
         cluster_env({"CLUSTER_SPEC": '{"cluster": {}}'})
     with pytest.raises(RecoveryError, match="workerpool2"):
-        cluster_env({"CLUSTER_SPEC": json.dumps({**CLUSTER_SPEC, "task": {"type": "workerpool2", "index": 0}})})
+        cluster_env(
+            {
+                "CLUSTER_SPEC": json.dumps(
+                    {**CLUSTER_SPEC, "task": {"type": "workerpool2", "index": 0}}
+                )
+            }
+        )
 
 
 def test_vertex_detection_and_paths():
-    assert parse_pipeline_job("projects/p1/locations/europe-west4/pipelineJobs/medprune-123") == ("p1", "europe-west4", "medprune-123")
+    assert parse_pipeline_job("projects/p1/locations/europe-west4/pipelineJobs/medprune-123") == (
+        "p1",
+        "europe-west4",
+        "medprune-123",
+    )
     assert parse_pipeline_job("{{$.pipeline_job_resource_name}}") is None  # kfp.local leaves it
     assert gcs_uri("/gcs/b/x/y") == "gs://b/x/y" and gcs_uri("/tmp/x") == "/tmp/x"
 
@@ -128,27 +196,35 @@ def _recover_tasks(spec):
 
 def test_compiled_pipeline_shows_worker_pools(tmp_path):
     spec = _compile(_cfg(tmp_path), tmp_path / "p.yaml")
-    (_name, task), = _recover_tasks(spec).items()
+    ((_name, task),) = _recover_tasks(spec).items()
     params = task["inputs"]["parameters"]
     pools = json.loads(params["worker_pools_json"]["runtimeValue"]["constant"])
     assert pools[0]["machine_spec"]["machine_type"] == "a3-highgpu-8g"
     assert pools[0]["machine_spec"]["accelerator_type"] == "NVIDIA_H100_80GB"
     assert pools[0]["machine_spec"]["accelerator_count"] == 8
     assert sum(p["replica_count"] for p in pools) == 2
-    assert params["pipeline_job_resource_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_resource_name}}"
+    assert (
+        params["pipeline_job_resource_name"]["runtimeValue"]["constant"]
+        == "{{$.pipeline_job_resource_name}}"
+    )
     arts = task["inputs"]["artifacts"]
     assert arts["teacher_model"]["taskOutputArtifact"]["producerTask"] == "load-component"
     # the launcher task itself asks for no accelerator
-    executor = spec["deploymentSpec"]["executors"][task["componentRef"]["name"].replace("comp-", "exec-")]
+    executor = spec["deploymentSpec"]["executors"][
+        task["componentRef"]["name"].replace("comp-", "exec-")
+    ]
     assert "accelerator" not in executor["container"].get("resources", {})
 
 
 def test_compiled_pipeline_without_custom_job_passes_teacher(tmp_path):
     cfg = _cfg(tmp_path, {"enabled": False})
     spec = _compile(cfg, tmp_path / "p.yaml")
-    (_name, task), = _recover_tasks(spec).items()
+    ((_name, task),) = _recover_tasks(spec).items()
     assert "worker_pools_json" not in task["inputs"].get("parameters", {})
-    assert task["inputs"]["artifacts"]["teacher_model"]["taskOutputArtifact"] == {"outputArtifactKey": "model", "producerTask": "load-component"}
+    assert task["inputs"]["artifacts"]["teacher_model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "model",
+        "producerTask": "load-component",
+    }
 
 
 CMEK = "projects/medprune-test/locations/us-central1/keyRings/kr/cryptoKeys/k"
@@ -170,16 +246,33 @@ def test_custom_job_runs_with_the_pipelines_account_network_and_key(tmp_path, ve
     from medprune.recover.custom_job import submit_and_wait
 
     cfg = _vertex_cfg(tmp_path, vertex_env)
-    pools, _, _ = build_job_spec(cfg, worker_pool_template(cfg.recover.custom_job, "us-docker.pkg.dev/p/r/medprune-gpu:1"),
-                                 model_dir="/gcs/b/m", teacher_dir=None, out_dir="/gcs/b/out")
-    name = submit_and_wait(cfg, pools, project="medprune-test", location="us-central1", display_name="run-1-recover",
-                           base_output_dir="gs://b/root", progress=lambda m: None)
+    pools, _, _ = build_job_spec(
+        cfg,
+        worker_pool_template(cfg.recover.custom_job, "us-docker.pkg.dev/p/r/medprune-gpu:1"),
+        model_dir="/gcs/b/m",
+        teacher_dir=None,
+        out_dir="/gcs/b/out",
+    )
+    name = submit_and_wait(
+        cfg,
+        pools,
+        project="medprune-test",
+        location="us-central1",
+        display_name="run-1-recover",
+        base_output_dir="gs://b/root",
+        progress=lambda m: None,
+    )
     (req,) = vertex_env.vertex.find("POST", r"customJobs$")
     body = req.json
     assert body["encryptionSpec"] == {"kmsKeyName": CMEK}
     assert body["jobSpec"]["network"] == NETWORK
-    assert body["jobSpec"]["serviceAccount"] == cfg.vertex.service_account  # the pipeline's own account
-    assert body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] == "us-docker.pkg.dev/p/r/medprune-gpu:1"
+    assert (
+        body["jobSpec"]["serviceAccount"] == cfg.vertex.service_account
+    )  # the pipeline's own account
+    assert (
+        body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"]
+        == "us-docker.pkg.dev/p/r/medprune-gpu:1"
+    )
     assert name == vertex_env.vertex.custom_jobs[name]["name"]
     assert not vertex_env.vertex.find("POST", r":cancel$")
 
@@ -194,8 +287,13 @@ def test_cancelling_the_pipeline_task_cancels_the_custom_job(tmp_path, vertex_en
 
     vertex_env.vertex.custom_job_final_state = None  # the job keeps running
     cfg = _vertex_cfg(tmp_path, vertex_env)
-    pools, _, _ = build_job_spec(cfg, worker_pool_template(cfg.recover.custom_job, "img"),
-                                 model_dir="/gcs/b/m", teacher_dir=None, out_dir="/gcs/b/out")
+    pools, _, _ = build_job_spec(
+        cfg,
+        worker_pool_template(cfg.recover.custom_job, "img"),
+        model_dir="/gcs/b/m",
+        teacher_dir=None,
+        out_dir="/gcs/b/out",
+    )
 
     def stop_when_running():  # Vertex AI stops a cancelled task's container with SIGTERM
         for _ in range(200):
@@ -207,8 +305,15 @@ def test_cancelling_the_pipeline_task_cancels_the_custom_job(tmp_path, vertex_en
     threading.Thread(target=stop_when_running, daemon=True).start()
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(RecoveryError, match="cancelled \\(signal SIGTERM\\)"):
-        submit_and_wait(cfg, pools, project="medprune-test", location="us-central1", display_name="run-2-recover",
-                        base_output_dir="gs://b/root", progress=lambda m: None)
+        submit_and_wait(
+            cfg,
+            pools,
+            project="medprune-test",
+            location="us-central1",
+            display_name="run-2-recover",
+            base_output_dir="gs://b/root",
+            progress=lambda m: None,
+        )
     (cancel,) = vertex_env.vertex.find("POST", r"customJobs/\d+:cancel$")
     (job,) = vertex_env.vertex.custom_jobs.values()
     assert cancel.path.endswith(job["name"] + ":cancel") and job["state"] == "JOB_STATE_CANCELLED"

@@ -35,8 +35,14 @@ def test_instruction_loss_only_on_response(tmp_path):
     prompt_len = 1 + len(tok("Q0: what is the next step? ", add_special_tokens=False)["input_ids"])
     assert all(x == IGNORE_INDEX for x in row_labels[:prompt_len])
     n_resp = sum(1 for x in row_labels if x != IGNORE_INDEX)
-    response = tok.decode([t for t, lab in zip(row_ids, row_labels, strict=True) if lab != IGNORE_INDEX], skip_special_tokens=True)
-    assert response.startswith("Patient presents") and n_resp == int(ex.attention_mask[0].sum()) - prompt_len
+    response = tok.decode(
+        [t for t, lab in zip(row_ids, row_labels, strict=True) if lab != IGNORE_INDEX],
+        skip_special_tokens=True,
+    )
+    assert (
+        response.startswith("Patient presents")
+        and n_resp == int(ex.attention_mask[0].sum()) - prompt_len
+    )
 
 
 def test_empty_file_names_the_file(tmp_path):
@@ -52,7 +58,10 @@ def test_empty_file_names_the_file(tmp_path):
         (['{"text": "ok text here"}', "{not json"], r"bad.jsonl:2: invalid JSON"),
         (['{"text": "ok text here"}', '{"txt": "x"}'], r"bad.jsonl:2: missing field 'text'"),
         (['{"text": "ok"}', '{"text": 5}'], r"bad.jsonl:2: field 'text' must be a string"),
-        (['{"prompt": "p", "response": "r"}', '{"prompt": "p", "response": ""}'], r"bad.jsonl:2: field 'response' is empty"),
+        (
+            ['{"prompt": "p", "response": "r"}', '{"prompt": "p", "response": ""}'],
+            r"bad.jsonl:2: field 'response' is empty",
+        ),
         (['{"question": "q"}'], r"bad.jsonl:1: cannot tell the data format"),
     ],
 )
@@ -112,9 +121,15 @@ def gcs_emulator(monkeypatch):
 def test_gs_data_is_downloaded_when_no_fuse_mount(gcs_emulator, tmp_path):
     from google.cloud import storage
 
-    text = "".join(json.dumps({"text": f"note {i}: chest pain and dyspnea, troponin raised"}) + "\n" for i in range(8))
+    text = "".join(
+        json.dumps({"text": f"note {i}: chest pain and dyspnea, troponin raised"}) + "\n"
+        for i in range(8)
+    )
     storage.Client().bucket("clinical").blob("data/recovery.jsonl").upload_from_string(text)
     ex = load_examples(byte_tokenizer(), "gs://clinical/data/recovery.jsonl", seq_len=32)
-    assert ex.fmt == "text" and len(ex) == (8 * len(json.loads(text.splitlines()[0])["text"]) + 8) // 32
+    assert (
+        ex.fmt == "text"
+        and len(ex) == (8 * len(json.loads(text.splitlines()[0])["text"]) + 8) // 32
+    )
     with pytest.raises(DataError, match="gs://clinical/data/missing.jsonl: data file not found"):
         load_examples(byte_tokenizer(), "gs://clinical/data/missing.jsonl", seq_len=32)

@@ -15,7 +15,12 @@ EXCLUDE = ["lm_head", "embed_tokens"]
 
 
 def _examples(seq_len=32):
-    return pack_text(byte_tokenizer(), "mem", list(enumerate(({"text": t} for t in clinical_texts()), 1)), seq_len)
+    return pack_text(
+        byte_tokenizer(),
+        "mem",
+        list(enumerate(({"text": t} for t in clinical_texts()), 1)),
+        seq_len,
+    )
 
 
 def _zeros(model):
@@ -35,10 +40,18 @@ def test_full_training_keeps_exact_zeros_and_nm(pattern):
     before = {n: m.weight.detach().clone() for n, m in prunable_linears(model, EXCLUDE).items()}
     # Weight decay and a large lr would move every weight if the masks did not hold.
     cfg = RecoverConfig(
-        steps=4, lr=5e-2, weight_decay=0.1, batch_size=2, seq_len=32, log_every=100,
-        gradient_checkpointing=pattern == "2:4", grad_accum=2 if pattern == "2:4" else 1,
+        steps=4,
+        lr=5e-2,
+        weight_decay=0.1,
+        batch_size=2,
+        seq_len=32,
+        log_every=100,
+        gradient_checkpointing=pattern == "2:4",
+        grad_accum=2 if pattern == "2:4" else 1,
     )
-    result = recover_model(model, byte_tokenizer(), _examples(), cfg, nm=(2, 4) if pattern == "2:4" else None)
+    result = recover_model(
+        model, byte_tokenizer(), _examples(), cfg, nm=(2, 4) if pattern == "2:4" else None
+    )
     moved = 0
     for name, m in prunable_linears(result.model, EXCLUDE).items():
         w = m.weight.detach()
@@ -56,8 +69,18 @@ def test_lora_merge_keeps_zeros_and_returns_plain_model():
     zeros = _zeros(model)
     before = {n: m.weight.detach().clone() for n, m in prunable_linears(model, EXCLUDE).items()}
     cfg = RecoverConfig(
-        steps=4, lr=5e-2, batch_size=2, seq_len=32, mode="lora", log_every=100,
-        lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]},
+        steps=4,
+        lr=5e-2,
+        batch_size=2,
+        seq_len=32,
+        mode="lora",
+        log_every=100,
+        lora={
+            "r": 4,
+            "alpha": 8,
+            "dropout": 0.0,
+            "target_modules": ["q_proj", "v_proj", "down_proj"],
+        },
     )
     result = recover_model(model, byte_tokenizer(), _examples(), cfg, nm=(2, 4))
     assert type(result.model) is LlamaForCausalLM
@@ -82,7 +105,9 @@ def test_reference_check_fails_loudly_on_leaked_weight(tmp_path):
     key = "model.layers.1.mlp.up_proj.weight"
     idx = (state[key] == 0).nonzero()[0]
     state[key][tuple(idx)] = 0.5
-    with pytest.raises(RecoveryError, match=r"model.layers.1.mlp.up_proj.weight: 1 pruned weights became non-zero"):
+    with pytest.raises(
+        RecoveryError, match=r"model.layers.1.mlp.up_proj.weight: 1 pruned weights became non-zero"
+    ):
         verify_against_reference(state, tmp_path / "pruned", EXCLUDE)
 
 
@@ -103,5 +128,8 @@ def test_structured_models_train_every_weight():
     zeros = _zeros(model)
     cfg = RecoverConfig(steps=2, lr=5e-2, batch_size=2, seq_len=32, log_every=100)
     result = recover_model(model, byte_tokenizer(), _examples(), cfg, keep_masks=False)
-    revived = sum(int((m.weight.detach()[zeros[n]] != 0).sum()) for n, m in prunable_linears(result.model, EXCLUDE).items())
+    revived = sum(
+        int((m.weight.detach()[zeros[n]] != 0).sum())
+        for n, m in prunable_linears(result.model, EXCLUDE).items()
+    )
     assert revived > 0 and result.report["masked_layers"] == 0

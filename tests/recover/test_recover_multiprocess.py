@@ -18,8 +18,14 @@ from conftest import byte_tokenizer
 from recover_helpers import pruned_tiny, write_text_jsonl
 
 RECOVER = {
-    "steps": 4, "lr": 1e-3, "seq_len": 32, "schedule": "constant", "eval_every": 2, "eval_fraction": 0.2,
-    "checkpoint_every": 2, "log_every": 100,
+    "steps": 4,
+    "lr": 1e-3,
+    "seq_len": 32,
+    "schedule": "constant",
+    "eval_every": 2,
+    "eval_fraction": 0.2,
+    "checkpoint_every": 2,
+    "log_every": 100,
 }
 
 
@@ -38,11 +44,30 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
     write_text_jsonl(tmp_path / "t.jsonl")
     (tmp_path / "cfg2.json").write_text(json.dumps(_config(tmp_path, batch_size=2)))
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-        "-m", "medprune.recover", "--config-json", f"@{tmp_path / 'cfg2.json'}",
-        "--model-dir", str(tmp_path / "pruned"), "--out-dir", str(tmp_path / "out2"),
-        "--report", str(tmp_path / "report2.json"),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        "-m",
+        "medprune.recover",
+        "--config-json",
+        f"@{tmp_path / 'cfg2.json'}",
+        "--model-dir",
+        str(tmp_path / "pruned"),
+        "--out-dir",
+        str(tmp_path / "out2"),
+        "--report",
+        str(tmp_path / "report2.json"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -64,10 +89,14 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
 
     # one process with the same global batch (4 = 2 processes x 2) takes the same steps
     one_cfg = parse_config(_config(tmp_path, batch_size=4))
-    one_report = stage_recover(one_cfg, tmp_path / "pruned", tmp_path / "out1", progress=lambda m: None)
+    one_report = stage_recover(
+        one_cfg, tmp_path / "pruned", tmp_path / "out1", progress=lambda m: None
+    )
     assert one_report["num_processes"] == 1
     assert report["losses"] == pytest.approx(one_report["losses"], rel=1e-5)
-    assert [e["loss"] for e in report["evals"]] == pytest.approx([e["loss"] for e in one_report["evals"]], rel=1e-5)
+    assert [e["loss"] for e in report["evals"]] == pytest.approx(
+        [e["loss"] for e in one_report["evals"]], rel=1e-5
+    )
     one, _ = load_model(tmp_path / "out1")
     s1, s2 = one.state_dict(), two.state_dict()
     # not bit-equal: the gradient mean over 4 sequences is summed in another order (two halves,
@@ -80,7 +109,16 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
 @pytest.mark.slow
 def test_best_weights_snapshot_on_fsdp2_shards(tmp_path):
     worker = Path(__file__).with_name("fsdp2_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(worker),
+        str(tmp_path),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -20,7 +20,14 @@ def _cfg(tmp_path, **recover):
             "model": {"source": str(tmp_path / "dense")},
             "evaluate": {"perplexity": str(tmp_path / "t.jsonl")},
             "prune": {"pattern": "2:4"},
-            "recover": {"steps": 3, "lr": 1e-3, "batch_size": 2, "seq_len": 32, "checkpoint_every": 1, **recover},
+            "recover": {
+                "steps": 3,
+                "lr": 1e-3,
+                "batch_size": 2,
+                "seq_len": 32,
+                "checkpoint_every": 1,
+                **recover,
+            },
         }
     )
 
@@ -39,10 +46,14 @@ def test_stage_recover_distils_and_keeps_sparsity(dirs, data, mode):
     cfg = _cfg(dirs, data=str(dirs / data), mode=mode)
     out = dirs / "recovered"
     out.mkdir()  # kfp creates artifact folders up front
-    report = stage_recover(cfg, dirs / "pruned", out, teacher_dir=dirs / "dense", progress=lambda m: None)
+    report = stage_recover(
+        cfg, dirs / "pruned", out, teacher_dir=dirs / "dense", progress=lambda m: None
+    )
     assert report["distill"] is True and report["steps"] == 3
     assert report["train_format"] == ("text" if data == "t.jsonl" else "instruction")
-    assert report["verified_layers"] == 14 and report["sparsity_after"] == report["sparsity_before"] == pytest.approx(0.5)
+    assert report["verified_layers"] == 14 and report["sparsity_after"] == report[
+        "sparsity_before"
+    ] == pytest.approx(0.5)
     model, _ = load_model(out)
     assert sparsity_report(model)["sparsity"] == pytest.approx(0.5)
     lineage = json.loads((out / LINEAGE_FILE).read_text())
@@ -64,22 +75,44 @@ def test_stage_recover_needs_data(dirs):
 def test_checkpoint_dir_from_config_maps_gs_to_fuse(dirs):
     cfg = _cfg(dirs, data="gs://bucket/r.jsonl", checkpoint_dir="gs://bucket/ckpts/run1")
     assert str(recover_checkpoint_dir(cfg, dirs / "out")) == "/gcs/bucket/ckpts/run1"
-    assert recover_checkpoint_dir(_cfg(dirs), dirs / "a" / "recovered_model") == dirs / "a" / "recovered_model.checkpoints"
+    assert (
+        recover_checkpoint_dir(_cfg(dirs), dirs / "a" / "recovered_model")
+        == dirs / "a" / "recovered_model.checkpoints"
+    )
 
 
 def test_module_entry_point(dirs, capsys):
     cfg = _cfg(dirs, data=str(dirs / "t.jsonl"), steps=1)
     (dirs / "cfg.json").write_text(cfg.to_json())
-    rc = recover_main([
-        "--config-json", f"@{dirs / 'cfg.json'}", "--model-dir", str(dirs / "pruned"),
-        "--teacher-dir", str(dirs / "dense"), "--out-dir", str(dirs / "m"), "--report", str(dirs / "r.json"),
-    ])
+    rc = recover_main(
+        [
+            "--config-json",
+            f"@{dirs / 'cfg.json'}",
+            "--model-dir",
+            str(dirs / "pruned"),
+            "--teacher-dir",
+            str(dirs / "dense"),
+            "--out-dir",
+            str(dirs / "m"),
+            "--report",
+            str(dirs / "r.json"),
+        ]
+    )
     assert rc == 0 and json.loads((dirs / "r.json").read_text())["steps"] == 1
     assert (dirs / "m" / "config.json").is_file()
     bad = cfg.model_copy(deep=True)
     bad.recover.data = str(dirs / "missing.jsonl")
     (dirs / "bad.json").write_text(bad.to_json())
-    rc = recover_main(["--config-json", f"@{dirs / 'bad.json'}", "--model-dir", str(dirs / "pruned"), "--out-dir", str(dirs / "m2")])
+    rc = recover_main(
+        [
+            "--config-json",
+            f"@{dirs / 'bad.json'}",
+            "--model-dir",
+            str(dirs / "pruned"),
+            "--out-dir",
+            str(dirs / "m2"),
+        ]
+    )
     assert rc == 2 and "missing.jsonl: data file not found" in capsys.readouterr().err
 
 
@@ -88,8 +121,12 @@ def test_custom_job_step_runs_in_process_outside_vertex(dirs):
 
     cfg = _cfg(dirs, data=str(dirs / "t.jsonl"), steps=1, custom_job={"enabled": True})
     report = run_recover_step(
-        cfg.to_json(), "[]", "{{$.pipeline_job_resource_name}}",
-        model_dir=str(dirs / "pruned"), teacher_dir=str(dirs / "dense"), out_dir=str(dirs / "cj"),
+        cfg.to_json(),
+        "[]",
+        "{{$.pipeline_job_resource_name}}",
+        model_dir=str(dirs / "pruned"),
+        teacher_dir=str(dirs / "dense"),
+        out_dir=str(dirs / "cj"),
         progress=lambda m: None,
     )
     assert report["steps"] == 1 and report["distill"] is True

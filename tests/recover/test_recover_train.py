@@ -16,10 +16,24 @@ from recover_helpers import clinical_texts, pruned_tiny
 
 
 def _examples(seq_len=32):
-    return pack_text(byte_tokenizer(), "mem", list(enumerate(({"text": t} for t in clinical_texts()), 1)), seq_len)
+    return pack_text(
+        byte_tokenizer(),
+        "mem",
+        list(enumerate(({"text": t} for t in clinical_texts()), 1)),
+        seq_len,
+    )
 
 
-CKPT_CFG = {"steps": 6, "lr": 1e-2, "weight_decay": 0.01, "batch_size": 2, "grad_accum": 2, "seq_len": 32, "checkpoint_every": 2, "log_every": 100}
+CKPT_CFG = {
+    "steps": 6,
+    "lr": 1e-2,
+    "weight_decay": 0.01,
+    "batch_size": 2,
+    "grad_accum": 2,
+    "seq_len": 32,
+    "checkpoint_every": 2,
+    "log_every": 100,
+}
 
 
 def _run(tmp, **kw):
@@ -30,7 +44,11 @@ def _run(tmp, **kw):
 def test_lr_schedule_warmup_then_decay():
     cfg = RecoverConfig(steps=10, lr=1.0, warmup_steps=2, schedule="cosine")
     lrs = [lr_at(s, cfg) for s in range(10)]
-    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0) and lrs[2] == pytest.approx(1.0)
+    assert (
+        lrs[0] == pytest.approx(0.5)
+        and lrs[1] == pytest.approx(1.0)
+        and lrs[2] == pytest.approx(1.0)
+    )
     assert all(a >= b for a, b in itertools.pairwise(lrs[1:])) and lrs[-1] < 0.05
     lin = RecoverConfig(steps=4, lr=1.0, schedule="linear")
     assert [lr_at(s, lin) for s in range(4)] == pytest.approx([1.0, 0.75, 0.5, 0.25])
@@ -39,7 +57,9 @@ def test_lr_schedule_warmup_then_decay():
 def test_kl_is_zero_for_identical_logits_and_ignores_masked_positions():
     logits = torch.randn(2, 5, 11)
     labels = torch.randint(0, 11, (2, 5))
-    assert float(kl_distill_loss(logits, logits.clone(), labels, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kl_distill_loss(logits, logits.clone(), labels, 2.0)) == pytest.approx(
+        0.0, abs=1e-6
+    )
     other = torch.randn(2, 5, 11)
     assert float(kl_distill_loss(logits, other, labels, 2.0)) > 0
     labels_masked = labels.clone()
@@ -72,7 +92,9 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     data = bytearray(weights.read_bytes())
     data[-8] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(RecoveryError, match=r"checkpoint-2 is corrupt: .*safetensors does not match its checksum"):
+    with pytest.raises(
+        RecoveryError, match=r"checkpoint-2 is corrupt: .*safetensors does not match its checksum"
+    ):
         _run(tmp_path, checkpoint_dir=tmp_path / "c")
     (ckpt / MANIFEST).unlink()
     with pytest.raises(RecoveryError, match=r"checkpoint-2 is corrupt: no manifest.json"):
@@ -117,10 +139,16 @@ def test_checkpoints_resume_on_a_file_system_without_directory_renames(fuse_fs):
 def test_distillation_loss_decreases():
     teacher = tiny_llama(seed=1)  # a different (dense) model the student must imitate
     cfg = RecoverConfig(
-        steps=12, lr=3e-3, batch_size=4, seq_len=32, log_every=100,
+        steps=12,
+        lr=3e-3,
+        batch_size=4,
+        seq_len=32,
+        log_every=100,
         distill={"temperature": 2.0, "kl_weight": 1.0, "ce_weight": 0.0},
     )
-    result = recover_model(pruned_tiny(), byte_tokenizer(), _examples(), cfg, teacher=teacher, seed=0)
+    result = recover_model(
+        pruned_tiny(), byte_tokenizer(), _examples(), cfg, teacher=teacher, seed=0
+    )
     losses = result.report["losses"]
     assert result.report["distill"] is True
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
@@ -129,12 +157,25 @@ def test_distillation_loss_decreases():
 def test_eval_and_early_stopping(tmp_path):
     ex = _examples()
     cfg = RecoverConfig(
-        steps=40, lr=0.5, max_grad_norm=100.0, batch_size=2, seq_len=32, eval_every=1, eval_fraction=0.2,
-        early_stopping_patience=2, log_every=100, schedule="constant",
+        steps=40,
+        lr=0.5,
+        max_grad_norm=100.0,
+        batch_size=2,
+        seq_len=32,
+        eval_every=1,
+        eval_fraction=0.2,
+        early_stopping_patience=2,
+        log_every=100,
+        schedule="constant",
     )
     # an lr this large makes the eval loss worse: patience runs out long before step 40
-    result = recover_model(pruned_tiny(), byte_tokenizer(), ex.subset(torch.arange(len(ex) - 4)), cfg,
-                           eval_examples=ex.subset(torch.arange(len(ex) - 4, len(ex))))
+    result = recover_model(
+        pruned_tiny(),
+        byte_tokenizer(),
+        ex.subset(torch.arange(len(ex) - 4)),
+        cfg,
+        eval_examples=ex.subset(torch.arange(len(ex) - 4, len(ex))),
+    )
     r = result.report
     assert [e["step"] for e in r["evals"]] == list(range(1, r["steps"] + 1))
     assert r["stopped_early"] and r["steps"] < 40
@@ -143,9 +184,19 @@ def test_eval_and_early_stopping(tmp_path):
 
 # lr 0.5 with a constant schedule makes the eval loss worse after the first steps
 BEST_CFG = {
-    "steps": 40, "lr": 0.5, "max_grad_norm": 100.0, "batch_size": 2, "grad_accum": 1, "seq_len": 32,
-    "eval_every": 1, "eval_fraction": 0.2, "early_stopping_patience": 2, "schedule": "constant",
-    "weight_decay": 0.0, "checkpoint_every": 0, "log_every": 100,
+    "steps": 40,
+    "lr": 0.5,
+    "max_grad_norm": 100.0,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "seq_len": 32,
+    "eval_every": 1,
+    "eval_fraction": 0.2,
+    "early_stopping_patience": 2,
+    "schedule": "constant",
+    "weight_decay": 0.0,
+    "checkpoint_every": 0,
+    "log_every": 100,
 }
 
 
@@ -157,7 +208,9 @@ def _split():
 def _best_run(cfg=None, **kw):
     train, held_out = _split()
     rc = RecoverConfig(**{**BEST_CFG, **(cfg or {})})
-    return recover_model(pruned_tiny(), byte_tokenizer(), train, rc, eval_examples=held_out, seed=3, **kw)
+    return recover_model(
+        pruned_tiny(), byte_tokenizer(), train, rc, eval_examples=held_out, seed=3, **kw
+    )
 
 
 def _same_weights(a, b, atol=0.0):
@@ -172,7 +225,10 @@ def _zeros(model):
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_early_stopping_keeps_the_best_weights(mode):
-    extra = {"mode": mode, **({"lr": 0.05, "lora": {"r": 4, "alpha": 32}} if mode == "lora" else {})}
+    extra = {
+        "mode": mode,
+        **({"lr": 0.05, "lora": {"r": 4, "alpha": 32}} if mode == "lora" else {}),
+    }
     best = _best_run(extra)
     r = best.report
     b = r["best_step"]
@@ -199,7 +255,9 @@ def test_best_weights_survive_resume(tmp_path):
     cfg = {"checkpoint_every": 1, "keep_checkpoints": 1}
     first = _best_run(cfg, checkpoint_dir=tmp_path / "ck", stop_after=n - 1)  # "preempted"
     latest = latest_checkpoint(tmp_path / "ck")
-    assert latest.name == f"checkpoint-{n - 1}" and (latest / "best_trainable-0.safetensors").is_file()
+    assert (
+        latest.name == f"checkpoint-{n - 1}" and (latest / "best_trainable-0.safetensors").is_file()
+    )
     assert first.report["restored_best"]  # a run that ends early still ends with its best weights
     resumed = _best_run(cfg, checkpoint_dir=tmp_path / "ck")
     r = resumed.report

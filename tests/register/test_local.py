@@ -59,7 +59,11 @@ def test_failure_midway_leaves_nothing(tmp_path, model_dir):
         reg.register("m", model_dir, {"bad": Unserialisable()}, aliases=["candidate"])
     assert reg.versions("m") == [1]
     assert reg.aliases("m") == {"candidate": 1}
-    leftovers = [p.name for p in (tmp_path / "reg" / "m").iterdir() if p.name not in {"1", "aliases.json", ".lock"}]
+    leftovers = [
+        p.name
+        for p in (tmp_path / "reg" / "m").iterdir()
+        if p.name not in {"1", "aliases.json", ".lock"}
+    ]
     assert leftovers == []
 
 
@@ -82,7 +86,13 @@ def test_bad_name_and_alias(tmp_path, model_dir):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_refuses_non_finite_metrics(tmp_path, model_dir, bad):
     reg = LocalRegistry(tmp_path / "reg")
-    metrics = {"baseline": {"baseline_accuracy": 0.7}, "candidate": {"candidate_accuracy": 0.6, "candidate_perplexity": bad}}
-    with pytest.raises(RegistryError, match=rf"1 metric\(s\) are not finite: candidate\.candidate_perplexity = {bad}"):
+    metrics = {
+        "baseline": {"baseline_accuracy": 0.7},
+        "candidate": {"candidate_accuracy": 0.6, "candidate_perplexity": bad},
+    }
+    with pytest.raises(
+        RegistryError,
+        match=rf"1 metric\(s\) are not finite: candidate\.candidate_perplexity = {bad}",
+    ):
         reg.register("m", model_dir, {"metrics": metrics})
     assert reg.versions("m") == []

@@ -19,33 +19,47 @@ CMEK = "projects/medprune-test/locations/us-central1/keyRings/kr/cryptoKeys/mode
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     d = tmp_path_factory.mktemp("tiny") / "model"
     LlamaForCausalLM(cfg).save_pretrained(d)
     return d
 
 
 def make_cfg(vertex: dict, **registry) -> object:
-    return parse_config({
-        "run_name": "nightly",
-        "model": {"source": "/models/clinical-llama-3b", "name": "clinical-llama"},
-        "prune": {"method": "wanda", "sparsity": 0.5, "pattern": "2:4"},
-        "evaluate": {"mcq": "mcq.jsonl"},
-        "registry": {"target": "vertex", **registry},
-        "vertex": vertex,
-    })
+    return parse_config(
+        {
+            "run_name": "nightly",
+            "model": {"source": "/models/clinical-llama-3b", "name": "clinical-llama"},
+            "prune": {"method": "wanda", "sparsity": 0.5, "pattern": "2:4"},
+            "evaluate": {"mcq": "mcq.jsonl"},
+            "registry": {"target": "vertex", **registry},
+            "vertex": vertex,
+        }
+    )
 
 
-METRICS = {"metrics": {"accuracy": 0.61, "baseline_accuracy": 0.64, "perplexity_ratio": 1.08},
-           "run_id": "run-42"}
+METRICS = {
+    "metrics": {"accuracy": 0.61, "baseline_accuracy": 0.64, "perplexity_ratio": 1.08},
+    "run_id": "run-42",
+}
 
 
 def test_new_model_then_new_version_moves_aliases(vertex_env, tiny_model_dir) -> None:
     fake = vertex_env.vertex
-    cfg = make_cfg(vertex_env.vertex_section(promotion_alias="production",
-                                             encryption_spec_key_name=CMEK,
-                                             labels={"team": "clinical-ai"}))
+    cfg = make_cfg(
+        vertex_env.vertex_section(
+            promotion_alias="production",
+            encryption_spec_key_name=CMEK,
+            labels={"team": "clinical-ai"},
+        )
+    )
     first = register_vertex(tiny_model_dir, cfg=cfg, metadata=METRICS, gate_passed=True)
     model_id = first["resource_name"].rsplit("/", 1)[1]
     assert first["version_id"] == "1"
@@ -64,8 +78,15 @@ def test_new_model_then_new_version_moves_aliases(vertex_env, tiny_model_dir) ->
     assert m["artifactUri"].startswith("gs://medprune-test-bucket/models/clinical-llama/run-42-")
     assert sorted(m["versionAliases"]) == ["candidate", "production"]  # is_default_version off
     assert m["encryptionSpec"] == {"kmsKeyName": CMEK}
-    assert m["labels"] == {"medprune": "true", "method": "wanda", "sparsity": "0_5", "pattern": "2-4",
-                           "base-model": "clinical-llama-3b", "gate": "passed", "team": "clinical-ai"}
+    assert m["labels"] == {
+        "medprune": "true",
+        "method": "wanda",
+        "sparsity": "0_5",
+        "pattern": "2-4",
+        "base-model": "clinical-llama-3b",
+        "gate": "passed",
+        "team": "clinical-ai",
+    }
     assert "accuracy=0.61" in m["description"] and "wanda" in m["description"]
     assert m["containerSpec"]["imageUri"].startswith("us-docker.pkg.dev/vertex-ai/")
     assert f"--model={first['artifact_uri']}" in m["containerSpec"]["args"]
@@ -90,8 +111,10 @@ def test_explicit_parent_model_and_default_version(vertex_env, tiny_model_dir) -
     parent = fake.add_model("clinical-llama", "medprune-test", "us-central1", aliases=["candidate"])
     fake.add_model("clinical-llama", "medprune-test", "us-central1")  # same name, ignored
     parent_id = parent.rsplit("/", 1)[1]
-    cfg = make_cfg(vertex_env.vertex_section(parent_model=parent_id, is_default_version=True),
-                   aliases=["candidate", "nightly"])
+    cfg = make_cfg(
+        vertex_env.vertex_section(parent_model=parent_id, is_default_version=True),
+        aliases=["candidate", "nightly"],
+    )
     out = register_vertex(tiny_model_dir, cfg=cfg, metadata=METRICS, gate_passed=True)
     body = fake.find("POST", r"models:upload$")[-1].json
     assert body["parentModel"] == parent
@@ -101,7 +124,9 @@ def test_explicit_parent_model_and_default_version(vertex_env, tiny_model_dir) -
     assert not fake.find("GET", r"/models$")  # no lookup by name when the parent is given
 
 
-def test_missing_parent_model_is_a_clear_error_and_uploads_nothing(vertex_env, tiny_model_dir) -> None:
+def test_missing_parent_model_is_a_clear_error_and_uploads_nothing(
+    vertex_env, tiny_model_dir
+) -> None:
     cfg = make_cfg(vertex_env.vertex_section(parent_model="424242"))
     with pytest.raises(RegistryError, match=r"models/424242 not found"):
         register_vertex(tiny_model_dir, cfg=cfg, metadata=METRICS, gate_passed=True)
@@ -120,7 +145,9 @@ def test_failed_gate_sends_nothing(vertex_env, tiny_model_dir) -> None:
 @pytest.mark.parametrize("failure", ["operation", "http"])
 def test_upload_failing_midway_registers_nothing(vertex_env, tiny_model_dir, failure) -> None:
     fake = vertex_env.vertex
-    parent = fake.add_model("clinical-llama", "medprune-test", "us-central1", aliases=["production"])
+    parent = fake.add_model(
+        "clinical-llama", "medprune-test", "us-central1", aliases=["production"]
+    )
     parent_id = parent.rsplit("/", 1)[1]
     before = fake.aliases(parent_id)
     if failure == "operation":
@@ -150,8 +177,9 @@ def test_promote_version_moves_alias(vertex_env) -> None:
     fake = vertex_env.vertex
     name = fake.add_model("clinical-llama", "medprune-test", "us-central1", aliases=["production"])
     model_id = name.rsplit("/", 1)[1]
-    fake.models[model_id].versions.append({**fake.models[model_id].versions[0], "versionId": "2",
-                                           "versionAliases": ["candidate"]})
+    fake.models[model_id].versions.append(
+        {**fake.models[model_id].versions[0], "versionId": "2", "versionAliases": ["candidate"]}
+    )
     cfg = make_cfg(vertex_env.vertex_section())
     aliases = promote_version(cfg, name, "2", "production")
     assert sorted(aliases) == ["candidate", "production"]
@@ -165,8 +193,9 @@ def test_promote_version_moves_alias(vertex_env) -> None:
 
 def test_vertex_target_requires_vertex_section() -> None:
     with pytest.raises(ConfigError, match="vertex' section is missing"):
-        parse_config({"model": {"source": "m"}, "evaluate": {"mcq": "x"},
-                      "registry": {"target": "vertex"}})
+        parse_config(
+            {"model": {"source": "m"}, "evaluate": {"mcq": "x"}, "registry": {"target": "vertex"}}
+        )
 
 
 def test_labels_are_valid_vertex_labels() -> None:

@@ -17,18 +17,48 @@ def _results(acc, latency, nonzero, ppl=10.0):
     return {
         "complete": True,
         "settings": {"seq_len": 64},
-        "mcq": {"acc": acc, "acc_norm": acc, "n": 60, "per_category": {
-            "dosing": {"acc": acc, "acc_norm": acc, "n": 30}, "contraindications": {"acc": acc, "acc_norm": acc, "n": 30}}},
-        "perplexity": {"perplexity": ppl, "nll": 2.3, "tokens": 100, "texts": 3, "bits_per_byte": 1.2},
-        "efficiency": {"total_params": 10**6, "nonzero_params": nonzero, "size_bytes": 4 * 10**6,
-                       "latency_ms_p50": latency, "latency_ms_p95": latency * 1.2, "tokens_per_s": 1000 / latency},
+        "mcq": {
+            "acc": acc,
+            "acc_norm": acc,
+            "n": 60,
+            "per_category": {
+                "dosing": {"acc": acc, "acc_norm": acc, "n": 30},
+                "contraindications": {"acc": acc, "acc_norm": acc, "n": 30},
+            },
+        },
+        "perplexity": {
+            "perplexity": ppl,
+            "nll": 2.3,
+            "tokens": 100,
+            "texts": 3,
+            "bits_per_byte": 1.2,
+        },
+        "efficiency": {
+            "total_params": 10**6,
+            "nonzero_params": nonzero,
+            "size_bytes": 4 * 10**6,
+            "latency_ms_p50": latency,
+            "latency_ms_p95": latency * 1.2,
+            "tokens_per_s": 1000 / latency,
+        },
     }
 
 
 def _preds(correct, categories):
-    return [{"id": f"q{i}", "category": cat, "question": f"Question <{i}> about {cat}?", "options": ["yes", "no", "maybe"],
-             "answer": 0, "pred": 0 if c else 2, "correct": c, "correct_norm": c,
-             "loglikelihoods": [-1.0, -3.0, -2.0] if c else [-2.0, -3.0, -1.0]} for i, (c, cat) in enumerate(zip(correct, categories, strict=True))]
+    return [
+        {
+            "id": f"q{i}",
+            "category": cat,
+            "question": f"Question <{i}> about {cat}?",
+            "options": ["yes", "no", "maybe"],
+            "answer": 0,
+            "pred": 0 if c else 2,
+            "correct": c,
+            "correct_norm": c,
+            "loglikelihoods": [-1.0, -3.0, -2.0] if c else [-2.0, -3.0, -1.0],
+        }
+        for i, (c, cat) in enumerate(zip(correct, categories, strict=True))
+    ]
 
 
 CATS = ["dosing"] * 30 + ["contraindications"] * 30
@@ -37,15 +67,29 @@ CATS = ["dosing"] * 30 + ["contraindications"] * 30
 @pytest.mark.parametrize("passed", [True, False])
 def test_report_renders_gate_table_and_images(tmp_path, passed):
     base_correct = [True] * 45 + [False] * 15
-    cand_correct = list(base_correct) if passed else [False] * 10 + base_correct[10:]  # 10 dosing regressions
+    cand_correct = (
+        list(base_correct) if passed else [False] * 10 + base_correct[10:]
+    )  # 10 dosing regressions
     bp, cp = _preds(base_correct, CATS), _preds(cand_correct, CATS)
     base, cand = _results(0.75, 20.0, 10**6), _results(sum(cand_correct) / 60, 15.0, 5 * 10**5)
-    cfg = GateConfig(min_accuracy=0.6, critical_items=["q3"], non_inferiority={"margin": 0.05, "n_resamples": 500})
+    cfg = GateConfig(
+        min_accuracy=0.6,
+        critical_items=["q3"],
+        non_inferiority={"margin": 0.05, "n_resamples": 500},
+    )
     gate = decide(base, cand, cfg, baseline_predictions=bp, candidate_predictions=cp)
     assert gate.passed is passed
 
-    paths = render_report(tmp_path, gate=gate.to_dict(), baseline=base, candidate=cand, baseline_predictions=bp,
-                          candidate_predictions=cp, critical_ids=cfg.critical_items, run_info={"run": "r1"})
+    paths = render_report(
+        tmp_path,
+        gate=gate.to_dict(),
+        baseline=base,
+        candidate=cand,
+        baseline_predictions=bp,
+        candidate_predictions=cp,
+        critical_ids=cfg.critical_items,
+        run_info={"run": "r1"},
+    )
     html = paths["html"].read_text()
     md = paths["md"].read_text()
     assert paths["html"].name == "report.html" and paths["md"].name == "report.md"
@@ -64,11 +108,15 @@ def test_report_renders_gate_table_and_images(tmp_path, passed):
     # user text is escaped
     assert "Question &lt;" in html or passed
     assert "<table" in html and "Baseline vs candidate" in html and "Non-inferiority" in html
-    assert "| check | metric | value | threshold | outcome |" in md and "data:image/png;base64," in md
+    assert (
+        "| check | metric | value | threshold | outcome |" in md and "data:image/png;base64," in md
+    )
     if not passed:
         assert "Why it failed" in html and "q3" in html and "critical" in html
         # worst category first: dosing lost 10 items
-        cat_table = re.search(r'<table class="category-table">(.*?)</table>', html, re.DOTALL).group(1)
+        cat_table = re.search(
+            r'<table class="category-table">(.*?)</table>', html, re.DOTALL
+        ).group(1)
         assert cat_table.index("dosing") < cat_table.index("contraindications")
         assert "**FAIL**" in md
 

@@ -17,7 +17,9 @@ from medprune.report.plots import category_figure, tradeoff_figure
 
 # 38 categories like the built-in clinical set (HPO branches and ICD-10-CM chapters), with
 # long names; category i has 8 items and loses i % 5 of them in the candidate.
-CATEGORIES = [f"Abnormality of the organ system number {i} with a long ontology name" for i in range(38)]
+CATEGORIES = [
+    f"Abnormality of the organ system number {i} with a long ontology name" for i in range(38)
+]
 
 
 def _predictions():
@@ -29,11 +31,21 @@ def _predictions():
             b = j < 6  # the baseline gets 6 of 8 right
             c = (b and j >= lost) or (not b and j - 6 < gained)
             for out, ok in ((base, b), (cand, c)):
-                out.append({
-                    "id": f"{ci}-{j}", "category": cat, "question": f"Q {ci}-{j}?", "options": ["a", "b", "c", "d"],
-                    "answer": 0, "pred": 0 if ok else 1, "correct": ok, "correct_norm": ok,
-                    "loglikelihoods": [-1.0, -2.0, -3.0, -4.0] if ok else [-2.0, -1.0, -3.0, -4.0],
-                })
+                out.append(
+                    {
+                        "id": f"{ci}-{j}",
+                        "category": cat,
+                        "question": f"Q {ci}-{j}?",
+                        "options": ["a", "b", "c", "d"],
+                        "answer": 0,
+                        "pred": 0 if ok else 1,
+                        "correct": ok,
+                        "correct_norm": ok,
+                        "loglikelihoods": [-1.0, -2.0, -3.0, -4.0]
+                        if ok
+                        else [-2.0, -1.0, -3.0, -4.0],
+                    }
+                )
     return base, cand
 
 
@@ -46,11 +58,29 @@ def _results(predictions, latency, nonzero):
     acc = sum(p["correct"] for p in predictions) / len(predictions)
     return {
         "complete": True,
-        "mcq": {"acc": acc, "acc_norm": acc, "n": len(predictions),
-                "per_category": {k: {"acc": r / n, "acc_norm": r / n, "n": n} for k, (r, n) in per.items()}},
-        "perplexity": {"perplexity": 26.0, "nll": 3.2, "tokens": 1000, "texts": 10, "bits_per_byte": 1.1},
-        "efficiency": {"total_params": 134_515_008, "nonzero_params": nonzero, "size_bytes": 268_000_000,
-                       "latency_ms_p50": latency, "latency_ms_p95": latency * 1.2, "tokens_per_s": 1e5 / latency},
+        "mcq": {
+            "acc": acc,
+            "acc_norm": acc,
+            "n": len(predictions),
+            "per_category": {
+                k: {"acc": r / n, "acc_norm": r / n, "n": n} for k, (r, n) in per.items()
+            },
+        },
+        "perplexity": {
+            "perplexity": 26.0,
+            "nll": 3.2,
+            "tokens": 1000,
+            "texts": 10,
+            "bits_per_byte": 1.1,
+        },
+        "efficiency": {
+            "total_params": 134_515_008,
+            "nonzero_params": nonzero,
+            "size_bytes": 268_000_000,
+            "latency_ms_p50": latency,
+            "latency_ms_p95": latency * 1.2,
+            "tokens_per_s": 1e5 / latency,
+        },
     }
 
 
@@ -58,8 +88,16 @@ def _results(predictions, latency, nonzero):
 def run():
     bp, cp = _predictions()
     base, cand = _results(bp, 120.0, 134_189_880), _results(cp, 95.0, 81_139_203)
-    gate = decide(base, cand, GateConfig(min_accuracy=0.5), baseline_predictions=bp, candidate_predictions=cp).to_dict()
-    return {"gate": gate, "baseline": base, "candidate": cand, "baseline_predictions": bp, "candidate_predictions": cp}
+    gate = decide(
+        base, cand, GateConfig(min_accuracy=0.5), baseline_predictions=bp, candidate_predictions=cp
+    ).to_dict()
+    return {
+        "gate": gate,
+        "baseline": base,
+        "candidate": cand,
+        "baseline_predictions": bp,
+        "candidate_predictions": cp,
+    }
 
 
 def _table(html: str, cls: str) -> str:
@@ -93,7 +131,9 @@ def test_chart_shows_the_categories_that_changed_most(run):
     biggest = sorted(abs(c.net_items) for c in data.categories)[-CHART_CATEGORIES:]
     assert sorted(abs(c.net_items) for c in chosen) == biggest
     # worst change at the top of the chart (the last tick label is drawn highest)
-    assert labels[-1].startswith(chosen[0].category[:20]) and chosen[0].delta == min(c.delta for c in chosen)
+    assert labels[-1].startswith(chosen[0].category[:20]) and chosen[0].delta == min(
+        c.delta for c in chosen
+    )
     assert chosen[0].delta == min(c.delta for c in data.categories)
     assert "12 of 38 categories" in fig.get_suptitle()
 
@@ -130,7 +170,12 @@ def test_tradeoff_panels_and_labels_do_not_overlap(run):
     assert not a.overlaps(b), (a, b)
     page = fig.bbox
     for box in (a, b):  # nothing drawn outside the image
-        assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1 and box.y0 >= page.y0 - 1 and box.y1 <= page.y1 + 1
+        assert (
+            box.x0 >= page.x0 - 1
+            and box.x1 <= page.x1 + 1
+            and box.y0 >= page.y0 - 1
+            and box.y1 <= page.y1 + 1
+        )
 
 
 def test_category_labels_fit_in_the_figure(run):
@@ -143,7 +188,9 @@ def test_category_labels_fit_in_the_figure(run):
 
 
 def test_without_predictions_categories_come_from_the_evaluations(tmp_path, run):
-    html = render_report(tmp_path, gate=run["gate"], baseline=run["baseline"], candidate=run["candidate"])["html"].read_text()
+    html = render_report(
+        tmp_path, gate=run["gate"], baseline=run["baseline"], candidate=run["candidate"]
+    )["html"].read_text()
     categories = _table(html, "category-table")
     assert categories.count("<tr>") == len(CATEGORIES) + 1 and "n/a" in categories
     assert "accuracy_abnormality" not in _table(html, "metrics-table")

@@ -57,7 +57,11 @@ def test_fixed_sequence_stops_at_the_first_failure():
     assert fixed_sequence([True, True, False, True]) == 1
     assert fixed_sequence([False, True]) == -1
     assert fixed_sequence([]) == -1
-    assert list(fixed_sequence(np.array([[True, True], [True, False], [False, False]]))) == [1, 0, -1]
+    assert list(fixed_sequence(np.array([[True, True], [True, False], [False, False]]))) == [
+        1,
+        0,
+        -1,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -83,7 +87,9 @@ def test_a_bad_candidate_is_certified_at_most_alpha_of_the_time(diffs):
     # testing every candidate and keeping the most compressed that passes has no such
     # guarantee: with several bad candidates at the margin it certifies one far more often
     if bad.sum() >= 3:
-        most = np.where(passes.any(axis=1), passes.shape[1] - 1 - np.argmax(passes[:, ::-1], axis=1), -1)
+        most = np.where(
+            passes.any(axis=1), passes.shape[1] - 1 - np.argmax(passes[:, ::-1], axis=1), -1
+        )
         naive_bad = ((most >= 0) & bad[np.maximum(most, 0)]).mean()
         assert naive_bad > ALPHA + 3 * se, naive_bad
 
@@ -108,7 +114,10 @@ def test_sample_size_gives_about_the_promised_power():
     power = table[b + c, c][:, 0].mean()
     assert 0.7 <= power <= 0.9, power  # the exact test is a little conservative
     assert noninferiority_sample_size(MARGIN, ALPHA, 0.8, 0.2, available=100).enough is False
-    assert "needs about" in noninferiority_sample_size(MARGIN, ALPHA, 0.8, 0.2, available=100).message()
+    assert (
+        "needs about"
+        in noninferiority_sample_size(MARGIN, ALPHA, 0.8, 0.2, available=100).message()
+    )
     with pytest.raises(ValueError, match="beyond the margin"):
         noninferiority_sample_size(MARGIN, ALPHA, 0.8, 0.2, expected_difference=-0.2)
 
@@ -119,7 +128,11 @@ def test_certify_sequence_with_the_real_gate_matches_the_simulated_rule():
     rng = np.random.default_rng(5)
     n_items = 120
     table = mcnemar_noninferiority_table(n_items, MARGIN, ALPHA)
-    gate = GateConfig(non_inferiority=NonInferiorityConfig(margin=MARGIN, confidence=confidence_for_alpha(ALPHA), method="mcnemar", min_items=1))
+    gate = GateConfig(
+        non_inferiority=NonInferiorityConfig(
+            margin=MARGIN, confidence=confidence_for_alpha(ALPHA), method="mcnemar", min_items=1
+        )
+    )
     for _ in range(15):
         b, c = _simulate(rng, n_items, [0.0, -0.05, -0.1, -0.15], discordance=0.3, searches=1)
         expected, _ = _certify(table, b, c)
@@ -129,7 +142,13 @@ def test_certify_sequence_with_the_real_gate_matches_the_simulated_rule():
             bk, ck = int(b[0, int(k)]), int(c[0, int(k)])
             base = [{"id": str(i), "correct": i >= ck} for i in range(n_items)]
             cand = [{"id": str(i), "correct": (i < ck) or (i >= ck + bk)} for i in range(n_items)]
-            return decide({"complete": True}, {"complete": True}, gate, baseline_predictions=base, candidate_predictions=cand)
+            return decide(
+                {"complete": True},
+                {"complete": True},
+                gate,
+                baseline_predictions=base,
+                candidate_predictions=cand,
+            )
 
         index, decisions = certify_sequence(["0", "1", "2", "3"], test)
         assert index == int(expected[0])

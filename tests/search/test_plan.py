@@ -15,20 +15,27 @@ from medprune.search.split import SplitRecord, stratified_split
 
 
 def _cfg(search: dict | None = None, **gate):
-    return parse_config({
-        "model": {"source": "/nonexistent", "name": "m"},
-        "prune": {"calibration": {"data": "/nonexistent.jsonl"}},
-        "evaluate": {"mcq": "/nonexistent.jsonl"},
-        "gate": {"non_inferiority": {"margin": 0.1}, **gate},
-        "search": search or {"axes": [{"kind": "width", "range": {"min": 0.1, "max": 0.5, "step": 0.05}}]},
-    })
+    return parse_config(
+        {
+            "model": {"source": "/nonexistent", "name": "m"},
+            "prune": {"calibration": {"data": "/nonexistent.jsonl"}},
+            "evaluate": {"mcq": "/nonexistent.jsonl"},
+            "gate": {"non_inferiority": {"margin": 0.1}, **gate},
+            "search": search
+            or {"axes": [{"kind": "width", "range": {"min": 0.1, "max": 0.5, "step": 0.05}}]},
+        }
+    )
 
 
 # ---- split --------------------------------------------------------------------------------
 
 
 def _records(counts: dict[tuple[str, str], int]) -> list[SplitRecord]:
-    return [SplitRecord(f"{cat}-{src}-{i}", cat, src) for (cat, src), n in counts.items() for i in range(n)]
+    return [
+        SplitRecord(f"{cat}-{src}-{i}", cat, src)
+        for (cat, src), n in counts.items()
+        for i in range(n)
+    ]
 
 
 def test_split_is_stratified_deterministic_and_disjoint():
@@ -38,9 +45,11 @@ def test_split_is_stratified_deterministic_and_disjoint():
     assert a.search_ids == b.search_ids and a.certification_ids == b.certification_ids
     assert not set(a.search_ids) & set(a.certification_ids)
     assert len(a.search_ids) + len(a.certification_ids) == 35
-    assert a.strata == {"cardio | hpo": {"search": 12, "certification": 8},
-                        "cardio | icd": {"search": 3, "certification": 2},
-                        "renal | hpo": {"search": 6, "certification": 4}}
+    assert a.strata == {
+        "cardio | hpo": {"search": 12, "certification": 8},
+        "cardio | icd": {"search": 3, "certification": 2},
+        "renal | hpo": {"search": 6, "certification": 4},
+    }
     assert stratified_split(recs, fraction=0.4, seed=4).certification_ids != a.certification_ids
 
 
@@ -48,7 +57,9 @@ def test_a_category_with_one_item_cannot_be_split():
     recs = _records({("cardio", "hpo"): 10, ("rare thing", "hpo"): 1})
     with pytest.raises(DataError, match="cannot be split.*'rare thing \\| hpo'.*rare_strata: pool"):
         stratified_split(recs, fraction=0.5)
-    pooled = stratified_split(recs + _records({("other rare", "hpo"): 1}), fraction=0.5, rare_strata="pool")
+    pooled = stratified_split(
+        recs + _records({("other rare", "hpo"): 1}), fraction=0.5, rare_strata="pool"
+    )
     assert pooled.pooled == ["other rare | hpo", "rare thing | hpo"]
     assert pooled.strata["hpo (categories with one item)"] == {"search": 1, "certification": 1}
     with pytest.raises(DataError, match="still hold one item"):
@@ -62,19 +73,62 @@ def test_a_category_with_one_item_cannot_be_split():
     ("search", "message"),
     [
         ({"axes": []}, "search space is empty"),
-        ({"axes": [{"kind": "width", "values": [0.2, 1.2]}]}, r"values \[1.2\] are not a share of parameters removed in \(0, 1\)"),
-        ({"axes": [{"kind": "width", "range": {"min": 0.5, "max": 0.1, "step": 0.1}}]}, "below min"),
-        ({"axes": [{"kind": "width", "values": [0.2], "range": {"min": 0.1, "max": 0.2, "step": 0.1}}]}, "exactly one of values or range"),
+        (
+            {"axes": [{"kind": "width", "values": [0.2, 1.2]}]},
+            r"values \[1.2\] are not a share of parameters removed in \(0, 1\)",
+        ),
+        (
+            {"axes": [{"kind": "width", "range": {"min": 0.5, "max": 0.1, "step": 0.1}}]},
+            "below min",
+        ),
+        (
+            {
+                "axes": [
+                    {
+                        "kind": "width",
+                        "values": [0.2],
+                        "range": {"min": 0.1, "max": 0.2, "step": 0.1},
+                    }
+                ]
+            },
+            "exactly one of values or range",
+        ),
         ({"axes": [{"kind": "nm", "patterns": ["4:2"]}]}, "not N:M with 0 < N < M"),
-        ({"axes": [{"kind": "unstructured", "method": "width", "values": [0.5]}]}, "cannot make unstructured sparsity"),
-        ({"axes": [{"kind": "width", "values": [0.2]}, {"kind": "width", "values": [0.3]}]}, "used twice"),
-        ({"axes": [{"kind": "width", "values": [0.2]}], "combos": [["width", "depth"]]}, "unknown axis"),
-        ({"axes": [{"kind": "width", "values": [0.2]}, {"kind": "depth", "values": [0.2]}], "combos": [["width", "depth"]]},
-         "structured axis .* then a sparsity axis"),
-        ({"axes": [{"kind": "width", "values": [0.2]}], "budget": {"cpu_minutes": 1},
-          "rungs": [{"items": 10}, {"recover_minutes": 5}]}, "cannot pay for one candidate"),
-        ({"axes": [{"kind": "width", "values": [0.2]}], "budget": {"candidates": 0}}, "greater than or equal to 1"),
-        ({"axes": [{"kind": "width", "values": [0.2]}], "rungs": [{"items": 50}, {"items": 10}]}, "must not shrink"),
+        (
+            {"axes": [{"kind": "unstructured", "method": "width", "values": [0.5]}]},
+            "cannot make unstructured sparsity",
+        ),
+        (
+            {"axes": [{"kind": "width", "values": [0.2]}, {"kind": "width", "values": [0.3]}]},
+            "used twice",
+        ),
+        (
+            {"axes": [{"kind": "width", "values": [0.2]}], "combos": [["width", "depth"]]},
+            "unknown axis",
+        ),
+        (
+            {
+                "axes": [{"kind": "width", "values": [0.2]}, {"kind": "depth", "values": [0.2]}],
+                "combos": [["width", "depth"]],
+            },
+            "structured axis .* then a sparsity axis",
+        ),
+        (
+            {
+                "axes": [{"kind": "width", "values": [0.2]}],
+                "budget": {"cpu_minutes": 1},
+                "rungs": [{"items": 10}, {"recover_minutes": 5}],
+            },
+            "cannot pay for one candidate",
+        ),
+        (
+            {"axes": [{"kind": "width", "values": [0.2]}], "budget": {"candidates": 0}},
+            "greater than or equal to 1",
+        ),
+        (
+            {"axes": [{"kind": "width", "values": [0.2]}], "rungs": [{"items": 50}, {"items": 10}]},
+            "must not shrink",
+        ),
     ],
 )
 def test_bad_search_configs_name_the_value(search, message):
@@ -84,8 +138,13 @@ def test_bad_search_configs_name_the_value(search, message):
 
 def test_search_needs_a_margin():
     with pytest.raises(ConfigError, match="search needs gate.non_inferiority"):
-        parse_config({"model": {"source": "/x", "name": "m"}, "evaluate": {"mcq": "/x.jsonl"},
-                      "search": {"axes": [{"kind": "width", "values": [0.2]}]}})
+        parse_config(
+            {
+                "model": {"source": "/x", "name": "m"},
+                "evaluate": {"mcq": "/x.jsonl"},
+                "search": {"axes": [{"kind": "width", "values": [0.2]}]},
+            }
+        )
 
 
 def test_an_owl_value_the_engine_cannot_make_is_refused_before_pruning():
@@ -98,24 +157,30 @@ def test_an_owl_value_the_engine_cannot_make_is_refused_before_pruning():
 
 
 def test_space_orders_chains_by_the_literature_and_combos_apply_two_steps():
-    cfg = _cfg({
-        "axes": [
-            {"kind": "depth", "values": [0.1, 0.2]},
-            {"kind": "unstructured", "values": [0.3, 0.5]},
-            {"kind": "width", "values": [0.1, 0.2]},
-            {"kind": "nm", "patterns": ["2:4", "4:8"]},
-        ],
-        "combos": [["width", "unstructured"]],
-    })
+    cfg = _cfg(
+        {
+            "axes": [
+                {"kind": "depth", "values": [0.1, 0.2]},
+                {"kind": "unstructured", "values": [0.3, 0.5]},
+                {"kind": "width", "values": [0.1, 0.2]},
+                {"kind": "nm", "patterns": ["2:4", "4:8"]},
+            ],
+            "combos": [["width", "unstructured"]],
+        }
+    )
     chains = build_space(cfg)
     assert [c.name for c in chains][:4] == ["width", "unstructured", "nm", "depth"]
     assert [c.name for c in chains][4:] == ["width=0.1+unstructured", "width=0.2+unstructured"]
     combo = chains[4].candidates[1]
-    assert [s["method"] for s in combo.steps] == ["width", "wanda"] and combo.steps[1]["allocation"] == "owl"
+    assert [s["method"] for s in combo.steps] == ["width", "wanda"] and combo.steps[1][
+        "allocation"
+    ] == "owl"
     pcs = combo.prune_configs(cfg)
     assert pcs[0].method == "width" and pcs[1].sparsity == 0.5 and pcs[1].allocation.kind == "owl"
     nm = chains[2].candidates
-    assert [c.steps[0]["pattern"] for c in nm] == ["2:4", "4:8"] and nm[0].steps[0]["sparsity"] == 0.5
+    assert [c.steps[0]["pattern"] for c in nm] == ["2:4", "4:8"] and nm[0].steps[0][
+        "sparsity"
+    ] == 0.5
     ids = [c.id for ch in chains for c in ch.candidates]
     assert len(set(ids)) == len(ids)
     assert build_space(cfg)[0].candidates[0].id == chains[0].candidates[0].id  # ids are stable
@@ -138,9 +203,20 @@ def _state(cfg):
 
 
 def _result(task, difference, objective, rung=None, status="ok"):
-    return {"kind": "candidate", "id": task["id"], "rung": task["rung"] if rung is None else rung, "status": status,
-            "difference": difference, "discordance": 0.2, "n_items": 60, "accuracy": 0.6 + difference,
-            "baseline_accuracy": 0.6, "objective_value": objective, "cpu_seconds": 10.0, "error": "boom" if status != "ok" else None}
+    return {
+        "kind": "candidate",
+        "id": task["id"],
+        "rung": task["rung"] if rung is None else rung,
+        "status": status,
+        "difference": difference,
+        "discordance": 0.2,
+        "n_items": 60,
+        "accuracy": 0.6 + difference,
+        "baseline_accuracy": 0.6,
+        "objective_value": objective,
+        "cpu_seconds": 10.0,
+        "error": "boom" if status != "ok" else None,
+    }
 
 
 def _run(cfg, truth):
@@ -161,8 +237,12 @@ def _run(cfg, truth):
 
 
 def test_bisection_finds_the_boundary_with_few_candidates():
-    cfg = _cfg({"axes": [{"kind": "width", "range": {"min": 0.1, "max": 0.5, "step": 0.05}}],
-                "rungs": [{"items": 60, "tolerance": 0.05}, {"items": 100, "recover_steps": 5}]})
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "range": {"min": 0.1, "max": 0.5, "step": 0.05}}],
+            "rungs": [{"items": 60, "tolerance": 0.05}, {"items": 100, "recover_steps": 5}],
+        }
+    )
 
     def truth(label, rung):  # accuracy falls with width share; in the race up to 35%
         share = float(label.split()[1].rstrip("%")) / 100
@@ -176,28 +256,50 @@ def test_bisection_finds_the_boundary_with_few_candidates():
     labels = [state["candidates"][i]["label"] for i in chain["ids"]]
     assert labels[chain["lo"]] == "width 35%" and labels[chain["hi"]] == "width 40%"
     assert state["rung_counts"][0] == len(rung0)
-    skipped = [c for c in state["candidates"].values() if (c["stopped"] or "").startswith("skipped by bisection")]
+    skipped = [
+        c
+        for c in state["candidates"].values()
+        if (c["stopped"] or "").startswith("skipped by bisection")
+    ]
     assert skipped and all(not c["results"] for c in skipped)
     order = planner.certification_order(state, cfg)
     assert order and state["candidates"][order[-1]]["label"] == "width 35%"
 
 
 def test_successive_halving_keeps_the_most_compressed_and_the_safest():
-    cfg = _cfg({"axes": [{"kind": "width", "values": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}], "bisect": False, "eta": 3,
-                "rungs": [{"items": 60, "tolerance": 0.5}, {"items": 100}]})
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}],
+            "bisect": False,
+            "eta": 3,
+            "rungs": [{"items": 60, "tolerance": 0.5}, {"items": 100}],
+        }
+    )
     state, steps = _run(cfg, lambda label, rung: -0.01 * float(label.split()[1].rstrip("%")) / 10)
     assert len(steps[0]) == 6  # the grid at rung 0
     rung1 = sorted(lab for lab, r in steps[1])
-    assert rung1 == ["width 10%", "width 60%"]  # ceil(6/3) = 2: the most compressed + the most accurate
+    assert rung1 == [
+        "width 10%",
+        "width 60%",
+    ]  # ceil(6/3) = 2: the most compressed + the most accurate
     why = {c["label"]: c["stopped"] for c in state["candidates"].values()}
     assert "successive halving" in why["width 30%"]
 
 
 def test_a_failed_candidate_is_recorded_and_the_search_goes_on():
-    cfg = _cfg({"axes": [{"kind": "width", "values": [0.1, 0.2, 0.3]}], "bisect": False, "rungs": [{"items": 10}]})
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.1, 0.2, 0.3]}],
+            "bisect": False,
+            "rungs": [{"items": 10}],
+        }
+    )
     state = _state(cfg)
     batch = planner._explore_batch(cfg, state)
-    results = [_result(t, 0.0, 100.0 * (3 - i), status="failed" if i == 1 else "ok") for i, t in enumerate(batch)]
+    results = [
+        _result(t, 0.0, 100.0 * (3 - i), status="failed" if i == 1 else "ok")
+        for i, t in enumerate(batch)
+    ]
     planner.advance(state, cfg, results)
     failed = [c for c in state["candidates"].values() if c["status"] == "failed"]
     assert len(failed) == 1 and "failed at rung 0: boom" in failed[0]["stopped"]
@@ -205,23 +307,43 @@ def test_a_failed_candidate_is_recorded_and_the_search_goes_on():
 
 
 def test_budget_stops_exploration_in_priority_order():
-    cfg = _cfg({"axes": [{"kind": "depth", "values": [0.1, 0.2]}, {"kind": "width", "values": [0.1, 0.2]}],
-                "bisect": False, "budget": {"candidates": 3}, "rungs": [{"items": 10}]})
+    cfg = _cfg(
+        {
+            "axes": [
+                {"kind": "depth", "values": [0.1, 0.2]},
+                {"kind": "width", "values": [0.1, 0.2]},
+            ],
+            "bisect": False,
+            "budget": {"candidates": 3},
+            "rungs": [{"items": 10}],
+        }
+    )
     state = _state(cfg)
     batch = planner._explore_batch(cfg, state)
     assert [t["label"] for t in batch] == ["width 10%", "width 20%", "depth 10%"]
-    assert "budget: 3 candidates used" in state["candidates"][state["chains"][1]["ids"][1]]["stopped"]
+    assert (
+        "budget: 3 candidates used" in state["candidates"][state["chains"][1]["ids"][1]]["stopped"]
+    )
 
 
 def test_too_few_certification_items_for_the_observed_discordance_stops_the_search():
-    cfg = _cfg({"axes": [{"kind": "width", "values": [0.1, 0.2]}], "bisect": False, "rungs": [{"items": 10}, {"items": 20}]})
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.1, 0.2]}],
+            "bisect": False,
+            "rungs": [{"items": 10}, {"items": 20}],
+        }
+    )
     state = _state(cfg)
     state["split"]["n_certification"] = 100
     batch = planner._explore_batch(cfg, state)
     results = [dict(_result(t, 0.0, 1.0), discordance=0.4) for t in batch]
     nxt = planner.advance(state, cfg, results)
     assert nxt == [planner.NOOP]
-    assert "certification set too small" in state["error"] and "the certification set has 100" in state["error"]
+    assert (
+        "certification set too small" in state["error"]
+        and "the certification set has 100" in state["error"]
+    )
     assert state["sample_size"]["observed"] and state["sample_size"]["needed"] > 100
 
 

@@ -17,7 +17,10 @@ from medprune.register.local import LocalRegistry
 
 from conftest import save_tiny_model
 
-RECOVERY = [f"Patient {i} was seen in clinic today and reported feeling well after visit number {i}." for i in range(40)]
+RECOVERY = [
+    f"Patient {i} was seen in clinic today and reported feeling well after visit number {i}."
+    for i in range(40)
+]
 TERMS = ["hypertension", "tachycardia", "pneumonia", "anemia"]
 
 
@@ -26,13 +29,29 @@ def _data(root: Path, n_per_category: int = 12) -> dict[str, Path]:
     rec = root / "recovery.jsonl"
     rec.write_text("".join(json.dumps({"text": t}) + "\n" for t in RECOVERY))
     calib = root / "calibration.jsonl"
-    calib.write_text("".join(json.dumps({"text": f"The blood pressure reading number {i} was taken at rest in the morning."}) + "\n" for i in range(40)))
+    calib.write_text(
+        "".join(
+            json.dumps(
+                {"text": f"The blood pressure reading number {i} was taken at rest in the morning."}
+            )
+            + "\n"
+            for i in range(40)
+        )
+    )
     items = []
     for cat, src in (("cardio", "hpo"), ("lungs", "hpo"), ("codes", "icd")):
         for i in range(n_per_category):
             answer = (i * 7 + len(cat)) % 4
-            items.append({"id": f"{cat}-{i}", "question": f"Question {i} about {cat}: which term fits?\nAnswer:",
-                          "options": TERMS, "answer": answer, "category": cat, "source": src})
+            items.append(
+                {
+                    "id": f"{cat}-{i}",
+                    "question": f"Question {i} about {cat}: which term fits?\nAnswer:",
+                    "options": TERMS,
+                    "answer": answer,
+                    "category": cat,
+                    "source": src,
+                }
+            )
     mcq = root / "mcq.jsonl"
     mcq.write_text("".join(json.dumps(r) + "\n" for r in items))
     return {"recovery": rec, "calibration": calib, "mcq": mcq}
@@ -44,13 +63,25 @@ def _config(root: Path, model_dir: Path, search: dict | None = None, **sections)
         "run_name": "search-test",
         "output_dir": str(root / "runs"),
         "model": {"source": str(model_dir), "name": "tiny-llama"},
-        "prune": {"method": "wanda", "calibration": {"data": str(data["calibration"]), "num_samples": 4, "seq_len": 32}},
+        "prune": {
+            "method": "wanda",
+            "calibration": {"data": str(data["calibration"]), "num_samples": 4, "seq_len": 32},
+        },
         "recover": {"data": str(data["recovery"]), "seq_len": 32, "batch_size": 2, "lr": 1e-4},
-        "evaluate": {"mcq": str(data["mcq"]), "batch_size": 8, "seq_len": 64, "latency_repeats": 1, "latency_seq_len": 16},
+        "evaluate": {
+            "mcq": str(data["mcq"]),
+            "batch_size": 8,
+            "seq_len": 64,
+            "latency_repeats": 1,
+            "latency_seq_len": 16,
+        },
         "gate": {"min_accuracy": 0.0, "non_inferiority": {"margin": 0.6, "min_items": 5}},
         "registry": {"local": {"root": str(root / "registry")}, "aliases": ["candidate"]},
         "search": {
-            "axes": [{"kind": "width", "values": [0.2, 0.4]}, {"kind": "unstructured", "values": [0.3, 0.6, 0.9]}],
+            "axes": [
+                {"kind": "width", "values": [0.2, 0.4]},
+                {"kind": "unstructured", "values": [0.3, 0.6, 0.9]},
+            ],
             "rungs": [{"items": 10, "tolerance": 0.3}, {"items": 16, "recover_steps": 1}],
             "kl": {"texts": 2, "seq_len": 32},
             "certification": {"fraction": 0.5, "assumed_discordance": 0.3},
@@ -66,7 +97,9 @@ def _config(root: Path, model_dir: Path, search: dict | None = None, **sections)
 
 def _summary(capsys) -> dict:
     out = capsys.readouterr().out
-    path = [line for line in out.splitlines() if line.startswith("summary: ")][-1].removeprefix("summary: ")
+    path = [line for line in out.splitlines() if line.startswith("summary: ")][-1].removeprefix(
+        "summary: "
+    )
     return json.loads(Path(path).read_text())
 
 
@@ -78,7 +111,9 @@ def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
     s = _summary(capsys)
     # the split is recorded, stratified, and certification items were never used to rank
     split_ids = s["split_ids"]
-    assert len(split_ids["certification"]) == 18 and not set(split_ids["search"]) & set(split_ids["certification"])
+    assert len(split_ids["certification"]) == 18 and not set(split_ids["search"]) & set(
+        split_ids["certification"]
+    )
     assert s["split"]["strata"]["cardio | hpo"] == {"search": 6, "certification": 6}
     for c in s["candidates"]:
         for res in c["results"].values():
@@ -89,9 +124,14 @@ def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
     cert = s["certified"]
     assert cert is not None and cert["certification"]["passed"]
     assert s["certification"]["order"][-1] == cert["id"] or any(
-        "failed certification" in (c["stopped"] or "") for c in s["candidates"])
+        "failed certification" in (c["stopped"] or "") for c in s["candidates"]
+    )
     interval = cert["certification"]["interval"]
-    assert interval["confidence"] == pytest.approx(0.9) and interval["method"] == "mcnemar" and interval["n"] == 18
+    assert (
+        interval["confidence"] == pytest.approx(0.9)
+        and interval["method"] == "mcnemar"
+        and interval["n"] == 18
+    )
     assert s["registered"]["version"] == 1
     reg = LocalRegistry(tmp_path / "registry")
     assert reg.versions("tiny-llama") == [1]
@@ -99,7 +139,11 @@ def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
     assert meta["gate"]["passed"] and meta["config"]["search"] is not None
     assert s["rung_counts"][0] < 5  # bisection did not prune all five values
     assert s["rung_counts"][1] >= 1
-    report = (Path(s["split"].get("run_dir", "")) if False else tmp_path / "runs" / "search-cache" / "runs" / "s1" / "report.html")
+    report = (
+        Path(s["split"].get("run_dir", ""))
+        if False
+        else tmp_path / "runs" / "search-cache" / "runs" / "s1" / "report.html"
+    )
     html = report.read_text()
     assert "Pareto plot" in html and "Certified" in html
 
@@ -118,27 +162,43 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, capsys
     from medprune.search.space import build_space
 
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir, search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False})
+    cfg_path = _config(
+        tmp_path,
+        model_dir,
+        search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False},
+    )
     cfg = load_config(cfg_path)
     bad = build_space(cfg)[0].candidates[1]  # width 40%: its cached "pruned model" is broken
     entry = tmp_path / "runs" / "search-cache" / "candidates" / bad.id / "pruned"
     (entry / "model").mkdir(parents=True)
-    (entry / "medprune_cache.json").write_text(json.dumps({"total_params": 1, "nonzero_params": 1, "sparsity": 0, "cpu_seconds": 0}))
+    (entry / "medprune_cache.json").write_text(
+        json.dumps({"total_params": 1, "nonzero_params": 1, "sparsity": 0, "cpu_seconds": 0})
+    )
     assert main(["search", str(cfg_path), "--run-id", "f1", "--in-process"]) == 0
     s = _summary(capsys)
     by_label = {c["label"]: c for c in s["candidates"]}
     assert by_label["width 40%"]["status"] == "failed"
-    assert "failed at rung 0" in by_label["width 40%"]["stopped"] and "Error" in by_label["width 40%"]["stopped"]
+    assert (
+        "failed at rung 0" in by_label["width 40%"]["stopped"]
+        and "Error" in by_label["width 40%"]["stopped"]
+    )
     assert s["certified"]["label"] == "width 20%"
 
 
 @pytest.mark.slow
 def test_search_pipeline_runs_with_kfp_local(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir, search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False})
+    cfg_path = _config(
+        tmp_path,
+        model_dir,
+        search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False},
+    )
     assert main(["search", str(cfg_path), "--run-id", "k1"]) == 0
     s = _summary(capsys)
-    assert s["rung_counts"] == [2, len(s["certification"]["order"]) if False else s["rung_counts"][1]]
+    assert s["rung_counts"] == [
+        2,
+        len(s["certification"]["order"]) if False else s["rung_counts"][1],
+    ]
     assert s["rung_counts"][0] == 2 and s["rung_counts"][1] >= 1
     assert s["certified"] is not None and s["registered"]["version"] == 1
     run = tmp_path / "runs" / "k1"
@@ -155,7 +215,19 @@ def test_one_item_category_exits_2_before_any_pruning(tmp_path, capsys):
     cfg_path = _config(tmp_path, model_dir)
     mcq = tmp_path / "data" / "mcq.jsonl"
     with mcq.open("a") as fh:
-        fh.write(json.dumps({"id": "odd", "question": "Q?\nAnswer:", "options": TERMS, "answer": 0, "category": "rare", "source": "hpo"}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "id": "odd",
+                    "question": "Q?\nAnswer:",
+                    "options": TERMS,
+                    "answer": 0,
+                    "category": "rare",
+                    "source": "hpo",
+                }
+            )
+            + "\n"
+        )
     assert main(["search", str(cfg_path), "--run-id", "b1"]) == 2
     err = capsys.readouterr().err
     assert "'rare | hpo'" in err and "cannot be split" in err
@@ -164,10 +236,16 @@ def test_one_item_category_exits_2_before_any_pruning(tmp_path, capsys):
 
 def test_too_small_certification_set_exits_2_naming_the_numbers(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir, gate={"non_inferiority": {"margin": 0.05, "min_items": 5}})
+    cfg_path = _config(
+        tmp_path, model_dir, gate={"non_inferiority": {"margin": 0.05, "min_items": 5}}
+    )
     assert main(["search", str(cfg_path), "--run-id", "b2"]) == 2
     err = capsys.readouterr().err
-    assert "too small for the margin" in err and "margin 0.05" in err and "the certification set has 18" in err
+    assert (
+        "too small for the margin" in err
+        and "margin 0.05" in err
+        and "the certification set has 18" in err
+    )
     assert not (tmp_path / "runs" / "search-cache").exists()
 
 
@@ -175,7 +253,10 @@ def test_leaking_recovery_text_exits_2(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
     cfg_path = _config(tmp_path, model_dir)
     rec = tmp_path / "data" / "recovery.jsonl"
-    leaked = [f"Notes. Question {i} about cardio: which term fits? Answer: a term we trained on." for i in range(12)]
+    leaked = [
+        f"Notes. Question {i} about cardio: which term fits? Answer: a term we trained on."
+        for i in range(12)
+    ]
     rec.write_text(rec.read_text() + "".join(json.dumps({"text": t}) + "\n" for t in leaked))
     assert main(["search", str(cfg_path), "--run-id", "b3", "--in-process"]) == 2
     assert "must not train on what certifies it" in capsys.readouterr().err
@@ -183,13 +264,19 @@ def test_leaking_recovery_text_exits_2(tmp_path, capsys):
 
 def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir, pipeline={"base_image": "europe-west4-docker.pkg.dev/p/r/medprune-gpu:1"})
+    cfg_path = _config(
+        tmp_path,
+        model_dir,
+        pipeline={"base_image": "europe-west4-docker.pkg.dev/p/r/medprune-gpu:1"},
+    )
     out = tmp_path / "search-pipeline.yaml"
     assert main(["compile", str(cfg_path), "-o", str(out)]) == 0
     spec = yaml.safe_load(out.read_text())
     assert spec["pipelineInfo"]["name"] == "medprune-search"
     text = out.read_text()
-    assert "parameterIterator" in text and "search-candidate-component" in text and "condition" in text
+    assert (
+        "parameterIterator" in text and "search-candidate-component" in text and "condition" in text
+    )
     tasks = spec["root"]["dag"]["tasks"]
     assert "search-setup-component" in tasks and "search-certify-component" in tasks
     # each candidate branch gets the configured machine and the medprune image

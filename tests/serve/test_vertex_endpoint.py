@@ -16,15 +16,26 @@ SA = f"serving@{PROJECT}.iam.gserviceaccount.com"
 
 
 def make_cfg(vertex_env, **endpoint):
-    return parse_config({
-        "model": {"source": "/models/clinical", "name": "clinical-llama"},
-        "evaluate": {"mcq": "mcq.jsonl"},
-        "registry": {"target": "vertex"},
-        "vertex": vertex_env.vertex_section(encryption_spec_key_name=CMEK),
-        "serve": {"endpoint": {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4",
-                               "accelerator_count": 1, "min_replica_count": 1, "max_replica_count": 3,
-                               "canary_traffic_percent": 10, "service_account": SA, **endpoint}},
-    })
+    return parse_config(
+        {
+            "model": {"source": "/models/clinical", "name": "clinical-llama"},
+            "evaluate": {"mcq": "mcq.jsonl"},
+            "registry": {"target": "vertex"},
+            "vertex": vertex_env.vertex_section(encryption_spec_key_name=CMEK),
+            "serve": {
+                "endpoint": {
+                    "machine_type": "g2-standard-8",
+                    "accelerator_type": "NVIDIA_L4",
+                    "accelerator_count": 1,
+                    "min_replica_count": 1,
+                    "max_replica_count": 3,
+                    "canary_traffic_percent": 10,
+                    "service_account": SA,
+                    **endpoint,
+                }
+            },
+        }
+    )
 
 
 def seed_versions(fake, n=2):
@@ -32,8 +43,13 @@ def seed_versions(fake, n=2):
     name = fake.add_model("clinical-llama", PROJECT, REGION, aliases=["production"])
     model_id = name.rsplit("/", 1)[1]
     for v in range(2, n + 1):
-        fake.models[model_id].versions.append({**fake.models[model_id].versions[0], "versionId": str(v),
-                                               "versionAliases": ["candidate"] if v == n else []})
+        fake.models[model_id].versions.append(
+            {
+                **fake.models[model_id].versions[0],
+                "versionId": str(v),
+                "versionAliases": ["candidate"] if v == n else [],
+            }
+        )
     return name, model_id
 
 
@@ -57,8 +73,11 @@ def test_first_deploy_then_canary_then_promote_then_rollback(vertex_env) -> None
     assert dm["model"] == f"{name}@1"  # the exact version, not whatever is default later
     res = dm["dedicatedResources"]
     # the SDK sends enums as numbers ($alt=json;enum-encoding=int)
-    assert res["machineSpec"] == {"machineType": "g2-standard-8", "acceleratorType": int(AcceleratorType.NVIDIA_L4),
-                                  "acceleratorCount": 1}
+    assert res["machineSpec"] == {
+        "machineType": "g2-standard-8",
+        "acceleratorType": int(AcceleratorType.NVIDIA_L4),
+        "acceleratorCount": 1,
+    }
     assert (res["minReplicaCount"], res["maxReplicaCount"]) == (1, 3)
     assert dm["serviceAccount"] == SA
     assert dep1.json["trafficSplit"] == {"0": 100}
@@ -74,7 +93,10 @@ def test_first_deploy_then_canary_then_promote_then_rollback(vertex_env) -> None
     (promoted,) = promote(cfg, "clinical-llama@candidate")
     (patch,) = fake.find("PATCH", rf"/endpoints/{ep_id}$")
     assert patch.json["trafficSplit"] == {canary.deployed_model_id: 100}
-    assert "traffic_split" in patch.query.get("updateMask", [""])[0] or "trafficSplit" in patch.query.get("updateMask", [""])[0]
+    assert (
+        "traffic_split" in patch.query.get("updateMask", [""])[0]
+        or "trafficSplit" in patch.query.get("updateMask", [""])[0]
+    )
     assert fake.traffic(ep_id) == {canary.deployed_model_id: 100}
     aliases = fake.aliases(model_id)
     assert "production" in aliases["3"] and "previous-production" in aliases["1"]
@@ -100,8 +122,10 @@ def test_rollback_of_a_canary_undeploys_it(vertex_env) -> None:
     assert fake.traffic(ep_id) == {first.deployed_model_id: 75, canary.deployed_model_id: 25}
     rollback(cfg, "clinical-llama")
     (undeploy,) = fake.find("POST", r":undeployModel$")
-    assert undeploy.json == {"deployedModelId": canary.deployed_model_id,
-                             "trafficSplit": {first.deployed_model_id: 100}}
+    assert undeploy.json == {
+        "deployedModelId": canary.deployed_model_id,
+        "trafficSplit": {first.deployed_model_id: 100},
+    }
     assert fake.traffic(ep_id) == {first.deployed_model_id: 100}
 
 
@@ -131,7 +155,10 @@ def test_rollback_without_previous_version_is_refused(vertex_env) -> None:
 
 def test_deploy_to_a_region_without_the_model(vertex_env) -> None:
     cfg = make_cfg(vertex_env)
-    with pytest.raises(DeployError, match=r"'clinical-llama' is not registered in region us-central1.*serve.endpoint.regions"):
+    with pytest.raises(
+        DeployError,
+        match=r"'clinical-llama' is not registered in region us-central1.*serve.endpoint.regions",
+    ):
         deploy(cfg, "clinical-llama@candidate")
     assert not vertex_env.vertex.find("POST", r"/endpoints$")
     seed_versions(vertex_env.vertex, 1)
@@ -153,10 +180,25 @@ def test_multi_region_copies_registers_and_deploys_in_each(vertex_env, tmp_path)
     (src / "config.json").write_text('{"model_type": "llama"}')
     (src / "model.safetensors").write_bytes(b"weights" * 100)
     upload_dir(src, "gs://medprune-test-bucket/models/clinical-llama/v1")
-    fake.add_model("clinical-llama", PROJECT, REGION, aliases=["candidate"],
-                   artifact_uri="gs://medprune-test-bucket/models/clinical-llama/v1")
-    regions = [{"location": REGION, "staging_bucket": "gs://medprune-test-bucket", "encryption_spec_key_name": CMEK},
-               {"location": EU, "staging_bucket": "gs://medprune-eu-bucket", "encryption_spec_key_name": EU_CMEK}]
+    fake.add_model(
+        "clinical-llama",
+        PROJECT,
+        REGION,
+        aliases=["candidate"],
+        artifact_uri="gs://medprune-test-bucket/models/clinical-llama/v1",
+    )
+    regions = [
+        {
+            "location": REGION,
+            "staging_bucket": "gs://medprune-test-bucket",
+            "encryption_spec_key_name": CMEK,
+        },
+        {
+            "location": EU,
+            "staging_bucket": "gs://medprune-eu-bucket",
+            "encryption_spec_key_name": EU_CMEK,
+        },
+    ]
     cfg = make_cfg(vertex_env, regions=regions)
 
     us, eu = deploy(cfg, "clinical-llama@candidate")
@@ -166,7 +208,9 @@ def test_multi_region_copies_registers_and_deploys_in_each(vertex_env, tmp_path)
     eu_objects = gcs.objects("medprune-eu-bucket")
     assert sorted(o.rsplit("/", 1)[1] for o in eu_objects) == ["config.json", "model.safetensors"]
     # registered in the EU with the EU key, the alias and a label naming its source
-    (eu_upload,) = [r for r in fake.find("POST", r"models:upload$") if f"/locations/{EU}/" in r.path]
+    (eu_upload,) = [
+        r for r in fake.find("POST", r"models:upload$") if f"/locations/{EU}/" in r.path
+    ]
     m = eu_upload.json["model"]
     assert m["encryptionSpec"] == {"kmsKeyName": EU_CMEK}
     assert m["artifactUri"].startswith("gs://medprune-eu-bucket/models/clinical-llama/")
@@ -174,7 +218,10 @@ def test_multi_region_copies_registers_and_deploys_in_each(vertex_env, tmp_path)
     assert m["labels"]["medprune-source"].startswith("us-central1-")
     # an endpoint in each region, each with its own CMEK, each serving its region's copy
     creates = fake.find("POST", r"/endpoints$")
-    assert {c.path.split("/")[5]: c.json["encryptionSpec"]["kmsKeyName"] for c in creates} == {REGION: CMEK, EU: EU_CMEK}
+    assert {c.path.split("/")[5]: c.json["encryptionSpec"]["kmsKeyName"] for c in creates} == {
+        REGION: CMEK,
+        EU: EU_CMEK,
+    }
     deploys = fake.find("POST", r":deployModel$")
     assert [d.path.split("/")[5] for d in deploys] == [REGION, EU]
     assert f"/locations/{EU}/" in deploys[1].json["deployedModel"]["model"]
@@ -216,11 +263,17 @@ def test_cli_deploy_promote_rollback(vertex_env, tmp_path, capsys) -> None:
     cfg.write_text(yaml.safe_dump(make_cfg(vertex_env).model_dump(mode="json", exclude_none=True)))
     assert main(["rollback", "clinical-llama", "--config", str(cfg)]) == 2
     assert "no endpoint 'clinical-llama-endpoint'" in capsys.readouterr().err
-    assert main(["deploy", "clinical-llama@production", "--target", "vertex", "--config", str(cfg)]) == 0
+    assert (
+        main(["deploy", "clinical-llama@production", "--target", "vertex", "--config", str(cfg)])
+        == 0
+    )
     assert main(["deploy", "clinical-llama@candidate", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "us-central1: canary 10%: " in out and "=90%" in out and "=10%" in out
-    assert main(["promote", "clinical-llama@candidate", "--config", str(cfg), "--undeploy-previous"]) == 0
+    assert (
+        main(["promote", "clinical-llama@candidate", "--config", str(cfg), "--undeploy-previous"])
+        == 0
+    )
     ep_id = only_endpoint(fake)
     assert list(fake.traffic(ep_id).values()) == [100] and len(fake.deployed(ep_id)) == 1
     # previous-production was undeployed at promotion: rollback deploys it again, then undeploys

@@ -36,7 +36,11 @@ def test_example_takes_every_project_value_from_terraform_outputs(env, monkeypat
     project = "a-new-project-42"  # no name in the example may be tied to one project
     _terraform_env(monkeypatch, env, project)
     text = (ROOT / "examples" / f"{env}.yaml").read_text()
-    assert f"medprune-{env}-pipeline@" not in text and "gs://" not in text and "docker.pkg.dev" not in text
+    assert (
+        f"medprune-{env}-pipeline@" not in text
+        and "gs://" not in text
+        and "docker.pkg.dev" not in text
+    )
     cfg = load_config(ROOT / "examples" / f"{env}.yaml")
     assert cfg.registry.target == "vertex"
     v = resolve_vertex(cfg.vertex)
@@ -44,12 +48,20 @@ def test_example_takes_every_project_value_from_terraform_outputs(env, monkeypat
     assert v.staging_bucket == f"gs://medprune-{env}-{project}"
     assert v.pipeline_root == f"gs://medprune-{env}-{project}/pipeline_root"
     assert v.service_account == f"medprune-{env}-pipeline@{project}.iam.gserviceaccount.com"
-    assert v.template_repository == f"https://europe-west4-kfp.pkg.dev/{project}/medprune-{env}-pipelines"
-    assert cfg.model.source.startswith(f"vertex://projects/{project}/locations/europe-west4/models/")
+    assert (
+        v.template_repository
+        == f"https://europe-west4-kfp.pkg.dev/{project}/medprune-{env}-pipelines"
+    )
+    assert cfg.model.source.startswith(
+        f"vertex://projects/{project}/locations/europe-west4/models/"
+    )
     assert cfg.evaluate.mcq == f"/gcs/medprune-{env}-{project}/data/mcq.jsonl"
     parse_vertex_model_uri(cfg.model.source)
     assert v.api_endpoint is None
-    assert component_image(cfg) == f"europe-west4-docker.pkg.dev/{project}/medprune-{env}/medprune-gpu:{__version__}"
+    assert (
+        component_image(cfg)
+        == f"europe-west4-docker.pkg.dev/{project}/medprune-{env}/medprune-gpu:{__version__}"
+    )
 
 
 def test_prod_is_locked_down(monkeypatch) -> None:

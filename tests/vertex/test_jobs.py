@@ -29,17 +29,21 @@ def echo(config_json: str):
 
 
 def make_cfg(vertex: dict):
-    return parse_config({
-        "run_name": "nightly-prune",
-        "model": {"source": "gs://models-bucket/llama", "name": "clinical-llama"},
-        "evaluate": {"mcq": "gs://data-bucket/mcq.jsonl"},
-        "registry": {"target": "vertex"},
-        "vertex": vertex,
-    })
+    return parse_config(
+        {
+            "run_name": "nightly-prune",
+            "model": {"source": "gs://models-bucket/llama", "name": "clinical-llama"},
+            "evaluate": {"mcq": "gs://data-bucket/mcq.jsonl"},
+            "registry": {"target": "vertex"},
+            "vertex": vertex,
+        }
+    )
 
 
 # A small pipeline that records the graph settings of the configs below, as medprune's does.
-_DESCRIPTION = describe("test", graph_settings(make_cfg({}), "europe-docker.pkg.dev/p/r/medprune-cpu:1"))
+_DESCRIPTION = describe(
+    "test", graph_settings(make_cfg({}), "europe-docker.pkg.dev/p/r/medprune-cpu:1")
+)
 
 
 @dsl.pipeline(name="medprune-test-pipeline", description=_DESCRIPTION)
@@ -55,8 +59,14 @@ def template(tmp_path_factory) -> Path:
 
 
 def test_submit_sends_everything_from_config(vertex_env, template) -> None:
-    cfg = make_cfg(vertex_env.vertex_section(network=NETWORK, encryption_spec_key_name=CMEK,
-                                             labels={"env": "dev"}, enable_caching=True))
+    cfg = make_cfg(
+        vertex_env.vertex_section(
+            network=NETWORK,
+            encryption_spec_key_name=CMEK,
+            labels={"env": "dev"},
+            enable_caching=True,
+        )
+    )
     name = submit_pipeline(cfg, template, enable_caching=False, job_id="nightly-prune-1")
     assert name == "projects/medprune-test/locations/us-central1/pipelineJobs/nightly-prune-1"
     (req,) = vertex_env.vertex.find("POST", r"pipelineJobs$")
@@ -96,22 +106,31 @@ def test_compiled_template_holds_no_environment(vertex_env, template) -> None:
 
 
 def test_submit_error_is_clear(vertex_env, template) -> None:
-    vertex_env.vertex.fail_next("POST", r"pipelineJobs$", status=403, message="permission denied on SA")
+    vertex_env.vertex.fail_next(
+        "POST", r"pipelineJobs$", status=403, message="permission denied on SA"
+    )
     with pytest.raises(VertexError, match="nightly-prune.*permission denied on SA"):
         submit_pipeline(make_cfg(vertex_env.vertex_section()), template)
 
 
 def test_schedule_sends_cron_and_limits(vertex_env, template) -> None:
     cfg = make_cfg(vertex_env.vertex_section(network=NETWORK))
-    name = schedule_pipeline(cfg, template, "TZ=America/New_York  0 3 * * 1",
-                             max_concurrent_runs=2, start_time="2027-01-04T00:00:00Z",
-                             end_time="2027-06-30T00:00:00+00:00")
+    name = schedule_pipeline(
+        cfg,
+        template,
+        "TZ=America/New_York  0 3 * * 1",
+        max_concurrent_runs=2,
+        start_time="2027-01-04T00:00:00Z",
+        end_time="2027-06-30T00:00:00+00:00",
+    )
     assert name.startswith("projects/medprune-test/locations/us-central1/schedules/")
     (req,) = vertex_env.vertex.find("POST", r"schedules$")
     s = req.json
     assert s["cron"] == "TZ=America/New_York 0 3 * * 1"
     assert s["maxConcurrentRunCount"] == "2"
-    assert s["startTime"].startswith("2027-01-04T00:00:00") and s["endTime"].startswith("2027-06-30")
+    assert s["startTime"].startswith("2027-01-04T00:00:00") and s["endTime"].startswith(
+        "2027-06-30"
+    )
     assert s["displayName"] == "nightly-prune-schedule"
     job = s["createPipelineJobRequest"]["pipelineJob"]
     assert job["serviceAccount"] == "pipeline@medprune-test.iam.gserviceaccount.com"
@@ -119,11 +138,14 @@ def test_schedule_sends_cron_and_limits(vertex_env, template) -> None:
     assert "config_json" in job["runtimeConfig"]["parameterValues"]
 
 
-@pytest.mark.parametrize("cron, message", [
-    ("0 3 * *", "expected 'TZ=Area/City"),
-    ("TZ=Mars/Olympus 0 3 * * 1", "unknown time zone 'Mars/Olympus'"),
-    ("0 3 * * 1; rm", "expected"),
-])
+@pytest.mark.parametrize(
+    "cron, message",
+    [
+        ("0 3 * *", "expected 'TZ=Area/City"),
+        ("TZ=Mars/Olympus 0 3 * * 1", "unknown time zone 'Mars/Olympus'"),
+        ("0 3 * * 1; rm", "expected"),
+    ],
+)
 def test_bad_cron_rejected_before_any_request(vertex_env, template, cron, message) -> None:
     with pytest.raises(ConfigError, match=message):
         schedule_pipeline(make_cfg(vertex_env.vertex_section()), template, cron)
@@ -133,8 +155,13 @@ def test_bad_cron_rejected_before_any_request(vertex_env, template, cron, messag
 def test_schedule_times_checked(vertex_env, template) -> None:
     cfg = make_cfg(vertex_env.vertex_section())
     with pytest.raises(ConfigError, match="must be after"):
-        schedule_pipeline(cfg, template, "0 3 * * 1", start_time="2027-02-01T00:00:00Z",
-                          end_time="2027-01-01T00:00:00Z")
+        schedule_pipeline(
+            cfg,
+            template,
+            "0 3 * * 1",
+            start_time="2027-02-01T00:00:00Z",
+            end_time="2027-01-01T00:00:00Z",
+        )
     with pytest.raises(ConfigError, match="time zone"):
         schedule_pipeline(cfg, template, "0 3 * * 1", start_time="2027-02-01T00:00:00")
     assert validate_cron("CRON_TZ=Europe/London 30 2 1 * *") == "CRON_TZ=Europe/London 30 2 1 * *"
@@ -171,10 +198,18 @@ def test_parameters_only_those_declared(template) -> None:
 
 
 def test_missing_project_names_env_var(monkeypatch, template) -> None:
-    for var in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "MEDPRUNE_BUCKET", "CLOUD_ML_PROJECT_ID", "CLOUD_ML_REGION"):
+    for var in (
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_REGION",
+        "MEDPRUNE_BUCKET",
+        "CLOUD_ML_PROJECT_ID",
+        "CLOUD_ML_REGION",
+    ):
         monkeypatch.delenv(var, raising=False)
     cfg = make_cfg({"location": "us-central1"})
-    with pytest.raises(ConfigError, match=r"vertex.project \(or \$GOOGLE_CLOUD_PROJECT\).*MEDPRUNE_BUCKET"):
+    with pytest.raises(
+        ConfigError, match=r"vertex.project \(or \$GOOGLE_CLOUD_PROJECT\).*MEDPRUNE_BUCKET"
+    ):
         submit_pipeline(cfg, template)
 
 
@@ -189,8 +224,13 @@ def test_missing_pipeline_root_bucket_is_clear(vertex_env, template) -> None:
 def test_environment_from_run_placeholders() -> None:
     from medprune.vertex.client import environment_from_run
 
-    env = environment_from_run("projects/prj-1/locations/europe-west4/pipelineJobs/medprune-123",
-                               "gs://medprune-prod-bucket/pipeline_root/123")
-    assert env == {"GOOGLE_CLOUD_PROJECT": "prj-1", "GOOGLE_CLOUD_REGION": "europe-west4",
-                   "MEDPRUNE_BUCKET": "medprune-prod-bucket"}
+    env = environment_from_run(
+        "projects/prj-1/locations/europe-west4/pipelineJobs/medprune-123",
+        "gs://medprune-prod-bucket/pipeline_root/123",
+    )
+    assert env == {
+        "GOOGLE_CLOUD_PROJECT": "prj-1",
+        "GOOGLE_CLOUD_REGION": "europe-west4",
+        "MEDPRUNE_BUCKET": "medprune-prod-bucket",
+    }
     assert environment_from_run("medprune-2026-01-01", "/tmp/local/root") == {}

@@ -28,30 +28,46 @@ class MCQSourceConfig(_Strict):
         pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$",
         description="Short name; metrics are reported as METRIC@NAME (accuracy@pubmedqa, macro_f1@pubmedqa).",
     )
-    data: str = Field(description="The file: JSONL in any mcq format, or PubMedQA's original ori_pqal.json.")
-    format: MCQ_FORMATS = Field(default="auto", description="Format of the file; 'auto' detects it.")
+    data: str = Field(
+        description="The file: JSONL in any mcq format, or PubMedQA's original ori_pqal.json."
+    )
+    format: MCQ_FORMATS = Field(
+        default="auto", description="Format of the file; 'auto' detects it."
+    )
     max_items: int | None = Field(default=None, ge=1, description="Use only the first N items.")
-    medmcqa_cop_base: Literal[0, 1] = Field(default=0, description="MedMCQA 'cop' numbering (0: 0-3, 1: 1-4).")
+    medmcqa_cop_base: Literal[0, 1] = Field(
+        default=0, description="MedMCQA 'cop' numbering (0: 0-3, 1: 1-4)."
+    )
 
 
 class VisitNotesConfig(_Strict):
     """Visit-note summarization: dialogue -> clinical note, greedy, scored against the
     reference note (ROUGE, section coverage, hallucination and omission rates)."""
 
-    data: str = Field(description="ACI-BENCH {data: [{src, tgt, file}]} file, or JSONL {id, input, reference}.")
-    format: Literal["auto", "aci", "jsonl"] = Field(default="auto", description="'auto' detects it from the file.")
+    data: str = Field(
+        description="ACI-BENCH {data: [{src, tgt, file}]} file, or JSONL {id, input, reference}."
+    )
+    format: Literal["auto", "aci", "jsonl"] = Field(
+        default="auto", description="'auto' detects it from the file."
+    )
     max_items: int | None = Field(default=None, ge=1, description="Use only the first N dialogues.")
     instruction: str = Field(
-        default=DEFAULT_NOTE_INSTRUCTION, min_length=1, description="What the model is asked to do; the dialogue follows it."
+        default=DEFAULT_NOTE_INSTRUCTION,
+        min_length=1,
+        description="What the model is asked to do; the dialogue follows it.",
     )
     prompt_style: Literal["chat", "plain"] = Field(
         default="chat",
         description="'chat': the instruction and dialogue as one user turn of the model's chat template "
         "(a model without one is refused); 'plain': instruction, dialogue and 'CLINICAL NOTE:' as text.",
     )
-    max_new_tokens: int = Field(default=384, ge=1, le=4096, description="Token budget of each generated note.")
+    max_new_tokens: int = Field(
+        default=384, ge=1, le=4096, description="Token budget of each generated note."
+    )
     max_input_tokens: int = Field(
-        default=2048, ge=32, description="Longest prompt (instruction + dialogue + template) in tokens."
+        default=2048,
+        ge=32,
+        description="Longest prompt (instruction + dialogue + template) in tokens.",
     )
     truncate: bool = Field(
         default=True,
@@ -72,9 +88,13 @@ class JudgeConfig(_Strict):
         description="Consent that dialogues and notes may leave this environment for Anthropic's API; "
         "the judge refuses to send anything without it.",
     )
-    model: str | None = Field(default=None, description="Claude model id, e.g. claude-sonnet-4-5; required when enabled.")
+    model: str | None = Field(
+        default=None, description="Claude model id, e.g. claude-sonnet-4-5; required when enabled."
+    )
     api_key_env: str = Field(
-        default="ANTHROPIC_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the API key."
+        default="ANTHROPIC_API_KEY",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the API key.",
     )
     auth_token_env: str | None = Field(
         default="ANTHROPIC_AUTH_TOKEN",
@@ -87,16 +107,29 @@ class JudgeConfig(_Strict):
         description="Secret Manager version holding the key (projects/P/secrets/S/versions/V), instead of the environment.",
     )
     base_url: str | None = Field(
-        default=None, description="API base URL (default Anthropic's); https, or http only on 127.0.0.1 / localhost."
+        default=None,
+        description="API base URL (default Anthropic's); https, or http only on 127.0.0.1 / localhost.",
     )
     max_items: int | None = Field(default=None, ge=1, description="Judge only the first N notes.")
-    max_tokens: int = Field(default=1024, ge=64, le=8192, description="Token limit of each judge reply.")
+    max_tokens: int = Field(
+        default=1024, ge=64, le=8192, description="Token limit of each judge reply."
+    )
     timeout_s: float = Field(default=60.0, gt=0, le=600, description="Timeout of one request.")
-    max_retries: int = Field(default=4, ge=0, le=10, description="Retries of one request on 429, 5xx, timeout.")
-    backoff_s: float = Field(default=2.0, ge=0, description="First retry wait; doubles each retry (Retry-After wins).")
-    max_backoff_s: float = Field(default=30.0, ge=0, description="Longest single wait between retries.")
-    max_total_seconds: float = Field(default=900.0, gt=0, description="Wall-clock budget of the whole judging.")
-    max_total_tokens: int = Field(default=2_000_000, ge=1, description="Input + output token budget of the whole judging.")
+    max_retries: int = Field(
+        default=4, ge=0, le=10, description="Retries of one request on 429, 5xx, timeout."
+    )
+    backoff_s: float = Field(
+        default=2.0, ge=0, description="First retry wait; doubles each retry (Retry-After wins)."
+    )
+    max_backoff_s: float = Field(
+        default=30.0, ge=0, description="Longest single wait between retries."
+    )
+    max_total_seconds: float = Field(
+        default=900.0, gt=0, description="Wall-clock budget of the whole judging."
+    )
+    max_total_tokens: int = Field(
+        default=2_000_000, ge=1, description="Input + output token budget of the whole judging."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -108,7 +141,9 @@ class JudgeConfig(_Strict):
         url = urlparse(v)
         loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
         if url.scheme != "https" and not (url.scheme == "http" and loopback):
-            raise ValueError(f"must be an https URL (http only on 127.0.0.1 / localhost), got {v!r}")
+            raise ValueError(
+                f"must be an https URL (http only on 127.0.0.1 / localhost), got {v!r}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -131,10 +166,12 @@ class EvaluateConfig(_Strict):
         "{context, question, final_decision}.",
     )
     mcq_format: MCQ_FORMATS = Field(
-        default="auto", description="Format of the mcq file; 'auto' detects it from the first record."
+        default="auto",
+        description="Format of the mcq file; 'auto' detects it from the first record.",
     )
     medmcqa_cop_base: Literal[0, 1] = Field(
-        default=0, description="MedMCQA 'cop' numbering: 0 for 0-3 (Hugging Face copy), 1 for 1-4 (original)."
+        default=0,
+        description="MedMCQA 'cop' numbering: 0 for 0-3 (Hugging Face copy), 1 for 1-4 (original).",
     )
     mcq_sources: list[MCQSourceConfig] = Field(
         default_factory=list,
@@ -142,10 +179,12 @@ class EvaluateConfig(_Strict):
         "as METRIC@NAME, so the gate can rest on several independent sources.",
     )
     visit_notes: VisitNotesConfig | None = Field(
-        default=None, description="Visit-note summarization (ACI-BENCH or JSONL dialogue/note pairs)."
+        default=None,
+        description="Visit-note summarization (ACI-BENCH or JSONL dialogue/note pairs).",
     )
     judge: JudgeConfig = Field(
-        default_factory=JudgeConfig, description="Optional Claude judge of the visit notes (off by default)."
+        default_factory=JudgeConfig,
+        description="Optional Claude judge of the visit notes (off by default).",
     )
     perplexity: str | None = Field(default=None, description="JSONL of {text} for perplexity.")
     summarization: str | None = Field(
@@ -153,19 +192,39 @@ class EvaluateConfig(_Strict):
         description="JSONL of {input, reference} pairs: the model continues input as given (short answers), "
         "scored by ROUGE-L and exact match. Visit notes: evaluate.visit_notes.",
     )
-    batch_size: int = Field(default=8, ge=1, description="Items (MCQ questions, texts, prompts) per forward pass.")
+    batch_size: int = Field(
+        default=8, ge=1, description="Items (MCQ questions, texts, prompts) per forward pass."
+    )
     max_items: int | None = Field(default=None, ge=1, description="Use only the first N MCQ items.")
     max_ppl_texts: int | None = Field(default=None, ge=1, description="Use only the first N texts.")
-    max_generation_items: int | None = Field(default=None, ge=1, description="Use only the first N generation items.")
-    seq_len: int = Field(default=512, ge=8, description="Max tokens per sequence (the perplexity window).")
-    ppl_stride: int | None = Field(
-        default=None, ge=1, description="Tokens between perplexity windows; default half of seq_len; seq_len = disjoint windows."
+    max_generation_items: int | None = Field(
+        default=None, ge=1, description="Use only the first N generation items."
     )
-    max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Token limit for greedy generation.")
-    latency_batch_size: int = Field(default=1, ge=1, description="Batch size of the latency measurement.")
-    latency_seq_len: int = Field(default=128, ge=1, description="Sequence length of the latency measurement.")
-    latency_repeats: int = Field(default=5, ge=1, description="Timed forward passes (after one warm-up) for latency p50/p95.")
-    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads while evaluating; default torch's choice.")
+    seq_len: int = Field(
+        default=512, ge=8, description="Max tokens per sequence (the perplexity window)."
+    )
+    ppl_stride: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens between perplexity windows; default half of seq_len; seq_len = disjoint windows.",
+    )
+    max_new_tokens: int = Field(
+        default=64, ge=1, le=4096, description="Token limit for greedy generation."
+    )
+    latency_batch_size: int = Field(
+        default=1, ge=1, description="Batch size of the latency measurement."
+    )
+    latency_seq_len: int = Field(
+        default=128, ge=1, description="Sequence length of the latency measurement."
+    )
+    latency_repeats: int = Field(
+        default=5, ge=1, description="Timed forward passes (after one warm-up) for latency p50/p95."
+    )
+    num_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads while evaluating; default torch's choice.",
+    )
 
     @field_validator("ppl_stride")
     @classmethod
@@ -189,7 +248,9 @@ class EvaluateConfig(_Strict):
                 "evaluate.perplexity or evaluate.summarization"
             )
         if self.judge.enabled and self.visit_notes is None:
-            raise ValueError("evaluate.judge.enabled: the judge rates visit notes; set evaluate.visit_notes")
+            raise ValueError(
+                "evaluate.judge.enabled: the judge rates visit notes; set evaluate.visit_notes"
+            )
         names = [s.name for s in self.mcq_sources]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

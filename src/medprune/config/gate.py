@@ -44,7 +44,16 @@ SOURCE_METRICS = ("accuracy", "accuracy_norm", "macro_f1")
 #: Per-item scores a paired non-inferiority test can compare: MCQ correctness, or a
 #: visit-note score (``faithfulness`` = 1 - hallucination rate, ``completeness`` = 1 -
 #: omission rate).
-ITEM_SCORES = ("acc", "acc_norm", "rouge1", "rouge2", "rougeLsum", "section_coverage", "faithfulness", "completeness")
+ITEM_SCORES = (
+    "acc",
+    "acc_norm",
+    "rouge1",
+    "rouge2",
+    "rougeLsum",
+    "section_coverage",
+    "faithfulness",
+    "completeness",
+)
 MCQ_ITEM_SCORES = ("acc", "acc_norm")
 
 
@@ -59,7 +68,9 @@ def metric_direction(name: str) -> bool | None:
     return None
 
 
-def _check_metric_map(v: dict[str, float], field: str, *, direction: bool | None = None) -> dict[str, float]:
+def _check_metric_map(
+    v: dict[str, float], field: str, *, direction: bool | None = None
+) -> dict[str, float]:
     for name, value in v.items():
         if metric_direction(name) is None:
             raise ValueError(
@@ -68,7 +79,9 @@ def _check_metric_map(v: dict[str, float], field: str, *, direction: bool | None
             )
         if direction is not None and metric_direction(name) is not direction:
             other = "max_increase" if direction else "max_drop"
-            raise ValueError(f"{field}: {name!r} is better when {'lower' if direction else 'higher'}; use gate.{other} for it")
+            raise ValueError(
+                f"{field}: {name!r} is better when {'lower' if direction else 'higher'}; use gate.{other} for it"
+            )
         if value < 0:
             raise ValueError(f"{field}.{name}: must be >= 0, got {value}")
     return v
@@ -79,26 +92,45 @@ class NonInferiorityConfig(_Strict):
         gt=0, lt=1, description="Largest accuracy loss accepted as 'not worse' (0.05 = 5 points)."
     )
     confidence: float = Field(
-        default=0.95, gt=0.5, lt=1, description="Two-sided confidence level of the interval for (candidate - baseline) accuracy."
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="Two-sided confidence level of the interval for (candidate - baseline) accuracy.",
     )
     method: Literal["bootstrap", "mcnemar"] = Field(
-        default="bootstrap", description="Paired bootstrap (percentile) or exact McNemar (conditional Clopper-Pearson) interval."
+        default="bootstrap",
+        description="Paired bootstrap (percentile) or exact McNemar (conditional Clopper-Pearson) interval.",
     )
     n_resamples: int = Field(default=2000, ge=100, le=1_000_000, description="Bootstrap resamples.")
-    seed: int = Field(default=0, ge=0, description="Bootstrap random seed (results are reproducible).")
-    metric: Literal["acc", "acc_norm", "rouge1", "rouge2", "rougeLsum", "section_coverage", "faithfulness", "completeness"] = Field(
+    seed: int = Field(
+        default=0, ge=0, description="Bootstrap random seed (results are reproducible)."
+    )
+    metric: Literal[
+        "acc",
+        "acc_norm",
+        "rouge1",
+        "rouge2",
+        "rougeLsum",
+        "section_coverage",
+        "faithfulness",
+        "completeness",
+    ] = Field(
         default="acc",
         description="Which per-item score to compare: MCQ correctness (acc, acc_norm) or, for visit notes, "
         "rouge1 / rouge2 / rougeLsum / section_coverage / faithfulness (1 - hallucination rate) / "
         "completeness (1 - omission rate).",
     )
     min_items: int = Field(
-        default=30, ge=1, description="Fewer paired items than this fail the check: the interval would say little."
+        default=30,
+        ge=1,
+        description="Fewer paired items than this fail the check: the interval would say little.",
     )
 
 
 class GateConfig(_Strict):
-    min_accuracy: float | None = Field(default=None, ge=0, le=1, description="Candidate accuracy floor.")
+    min_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Candidate accuracy floor."
+    )
     max_accuracy_drop: float | None = Field(
         default=None, ge=0, le=1, description="Largest allowed (baseline - candidate) accuracy."
     )
@@ -106,22 +138,28 @@ class GateConfig(_Strict):
         default=None, gt=0, description="Largest allowed candidate / baseline perplexity."
     )
     floors: dict[str, float] = Field(
-        default_factory=dict, description="Candidate metric >= value, e.g. {accuracy: 0.6, rouge_l: 0.3}."
+        default_factory=dict,
+        description="Candidate metric >= value, e.g. {accuracy: 0.6, rouge_l: 0.3}.",
     )
     ceilings: dict[str, float] = Field(
-        default_factory=dict, description="Candidate metric <= value, e.g. {perplexity: 20, latency_ms_p95: 250}."
+        default_factory=dict,
+        description="Candidate metric <= value, e.g. {perplexity: 20, latency_ms_p95: 250}.",
     )
     max_drop: dict[str, float] = Field(
-        default_factory=dict, description="Largest allowed (baseline - candidate) for higher-is-better metrics, e.g. {rouge_l: 0.02}."
+        default_factory=dict,
+        description="Largest allowed (baseline - candidate) for higher-is-better metrics, e.g. {rouge_l: 0.02}.",
     )
     max_increase: dict[str, float] = Field(
-        default_factory=dict, description="Largest allowed (candidate - baseline) for lower-is-better metrics, e.g. {perplexity: 1.5}."
+        default_factory=dict,
+        description="Largest allowed (candidate - baseline) for lower-is-better metrics, e.g. {perplexity: 1.5}.",
     )
     category_floors: dict[str, float] = Field(
-        default_factory=dict, description="Candidate accuracy floor per MCQ category, e.g. {dosing: 0.8}; '*' applies to every category."
+        default_factory=dict,
+        description="Candidate accuracy floor per MCQ category, e.g. {dosing: 0.8}; '*' applies to every category.",
     )
     critical_items: list[str] = Field(
-        default_factory=list, description="MCQ item ids the candidate may not get wrong where the baseline got them right."
+        default_factory=list,
+        description="MCQ item ids the candidate may not get wrong where the baseline got them right.",
     )
     non_inferiority: NonInferiorityConfig | None = Field(
         default=None, description="Paired non-inferiority test of candidate vs baseline accuracy."

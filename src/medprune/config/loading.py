@@ -40,15 +40,34 @@ def _surprise(node: yaml.ScalarNode) -> YamlSurprise | None:
     text, line = node.value, node.start_mark.line + 1
     if node.tag == _INT and ":" in text:
         value = yaml.safe_load(text)
-        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as the base-60 number {value}; quote it: \"{text}\"", fatal=True)
+        return YamlSurprise(
+            line,
+            text,
+            f'YAML 1.1 reads the unquoted {text} as the base-60 number {value}; quote it: "{text}"',
+            fatal=True,
+        )
     if node.tag == _INT and re.match(r"^[-+]?0[0-7]+$", text):
-        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as the octal number {yaml.safe_load(text)}; write it without the leading 0, or quote it")
+        return YamlSurprise(
+            line,
+            text,
+            f"YAML 1.1 reads the unquoted {text} as the octal number {yaml.safe_load(text)}; write it without the leading 0, or quote it",
+        )
     if node.tag == _BOOL and text.lower() in ("yes", "no", "on", "off", "y", "n"):
-        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as the boolean {yaml.safe_load(text)}; quote it if you meant text")
+        return YamlSurprise(
+            line,
+            text,
+            f"YAML 1.1 reads the unquoted {text} as the boolean {yaml.safe_load(text)}; quote it if you meant text",
+        )
     if node.tag == _STR and _FLOAT_12.match(text):
-        return YamlSurprise(line, text, f"YAML 1.1 reads the unquoted {text} as text, not a number; write it with a dot ({_with_dot(text)}) to make it a number")
+        return YamlSurprise(
+            line,
+            text,
+            f"YAML 1.1 reads the unquoted {text} as text, not a number; write it with a dot ({_with_dot(text)}) to make it a number",
+        )
     if node.tag == _TIMESTAMP:
-        return YamlSurprise(line, text, f"YAML reads the unquoted {text} as a date; quote it if you meant text")
+        return YamlSurprise(
+            line, text, f"YAML reads the unquoted {text} as a date; quote it if you meant text"
+        )
     return None
 
 
@@ -90,7 +109,9 @@ def read_yaml(text: str, origin: str) -> tuple[Any, dict[str, YamlSurprise]]:
             found = _surprise(node)
             if found:
                 if found.fatal:
-                    raise ConfigError(f"{origin}:{found.line}: {path or '(top level)'}: {found.hint}")
+                    raise ConfigError(
+                        f"{origin}:{found.line}: {path or '(top level)'}: {found.hint}"
+                    )
                 surprises[path] = found
 
     if root is not None:
@@ -193,19 +214,27 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_env(data: Any, origin: str = "<config>", environ: Mapping[str, str] | None = None, _path: str = "") -> Any:
+def expand_env(
+    data: Any, origin: str = "<config>", environ: Mapping[str, str] | None = None, _path: str = ""
+) -> Any:
     """Replace ``${NAME}`` in every string value with the environment variable NAME (so a
     config can take the project's bucket or project id from ``terraform output``); an unset
     variable is an error naming the field. ``$$`` is not special; only ``${...}`` is."""
     env = os.environ if environ is None else environ
     if isinstance(data, dict):
-        return {k: expand_env(v, origin, env, f"{_path}.{k}" if _path else str(k)) for k, v in data.items()}
+        return {
+            k: expand_env(v, origin, env, f"{_path}.{k}" if _path else str(k))
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [expand_env(v, origin, env, f"{_path}[{i}]") for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
+
         def sub(m: re.Match) -> str:
             if m.group(1) not in env or env[m.group(1)] == "":
-                raise ConfigError(f"{origin}: {_path or '(top level)'}: ${{{m.group(1)}}} is not set in the environment")
+                raise ConfigError(
+                    f"{origin}: {_path or '(top level)'}: ${{{m.group(1)}}} is not set in the environment"
+                )
             return env[m.group(1)]
 
         return _ENV_REF.sub(sub, data)

@@ -23,7 +23,8 @@ class ModelConfig(_Strict):
         default="float32", description="Weights dtype for pruning and evaluation."
     )
     trust_remote_code: bool = Field(
-        default=False, description="Allow custom modelling code shipped with the model. Off by default."
+        default=False,
+        description="Allow custom modelling code shipped with the model. Off by default.",
     )
 
     @field_validator("source")

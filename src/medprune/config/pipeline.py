@@ -11,7 +11,9 @@ from medprune.config._base import _Strict
 
 class ResourceConfig(_Strict):
     cpu: str = Field(default="4", description="CPU limit for the task on Vertex, e.g. '8'.")
-    memory: str = Field(default="16G", description="Memory limit for the task on Vertex, e.g. '32G'.")
+    memory: str = Field(
+        default="16G", description="Memory limit for the task on Vertex, e.g. '32G'."
+    )
     accelerator_type: str | None = Field(default=None, description="e.g. NVIDIA_L4; None for CPU.")
     accelerator_count: int = Field(default=1, ge=1)
 

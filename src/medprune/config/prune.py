@@ -33,10 +33,15 @@ class AllocationConfig(_Strict):
         "sparsity (unstructured only), mean over layers = prune.sparsity.",
     )
     owl_threshold: float = Field(
-        default=5.0, gt=0, description="OWL: a weight is an outlier if its Wanda score > this x mean."
+        default=5.0,
+        gt=0,
+        description="OWL: a weight is an outlier if its Wanda score > this x mean.",
     )
     owl_lambda: float = Field(
-        default=0.08, ge=0, lt=0.5, description="OWL: layer sparsities span prune.sparsity +/- this."
+        default=0.08,
+        ge=0,
+        lt=0.5,
+        description="OWL: layer sparsities span prune.sparsity +/- this.",
     )
 
 
@@ -62,10 +67,14 @@ class StructuredConfig(_Strict):
     num_key_value_heads: int | None = Field(
         default=None, ge=1, description="width: key/value heads to keep (kv_groups mode)."
     )
-    intermediate_size: int | None = Field(default=None, ge=1, description="width: MLP size to keep.")
+    intermediate_size: int | None = Field(
+        default=None, ge=1, description="width: MLP size to keep."
+    )
     hidden_size: int | None = Field(default=None, ge=1, description="width: hidden size to keep.")
     channel_multiple: int = Field(
-        default=32, ge=1, description="width: kept MLP/hidden sizes are rounded to a multiple of this."
+        default=32,
+        ge=1,
+        description="width: kept MLP/hidden sizes are rounded to a multiple of this.",
     )
     plan_search: bool = Field(
         default=True,
@@ -147,7 +156,9 @@ class PruneConfig(_Strict):
                     f"{self.method!r}; use 'unstructured'"
                 )
             if self.allocation.kind != "uniform":
-                raise ValueError(f"prune.allocation.kind must be 'uniform' for method {self.method!r}")
+                raise ValueError(
+                    f"prune.allocation.kind must be 'uniform' for method {self.method!r}"
+                )
         return self
 
     @property

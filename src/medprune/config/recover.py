@@ -12,10 +12,22 @@ from medprune.config._base import _Strict
 
 class LoraConfig(_Strict):
     r: int = Field(default=16, ge=1, description="LoRA rank.")
-    alpha: float = Field(default=32.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA input, in [0, 1).")
+    alpha: float = Field(
+        default=32.0, gt=0, description="LoRA scaling numerator (scale = alpha / r)."
+    )
+    dropout: float = Field(
+        default=0.05, ge=0, lt=1, description="Dropout on the LoRA input, in [0, 1)."
+    )
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
         description="Module-name suffixes that get LoRA adapters.",
     )
 
@@ -32,7 +44,9 @@ class DistillConfig(_Strict):
         default=True, description="Distil from the dense model (the teacher) when one is given."
     )
     temperature: float = Field(default=2.0, gt=0, description="Softmax temperature of the KL term.")
-    kl_weight: float = Field(default=1.0, ge=0, description="Weight of KL(teacher || student) on the logits.")
+    kl_weight: float = Field(
+        default=1.0, ge=0, description="Weight of KL(teacher || student) on the logits."
+    )
     ce_weight: float = Field(default=0.5, ge=0, description="Weight of cross-entropy on the data.")
 
     @model_validator(mode="after")
@@ -50,20 +64,26 @@ class CustomJobConfig(_Strict):
     )
     machine_type: str = Field(default="a2-highgpu-1g", description="Compute Engine machine type.")
     accelerator_type: str | None = Field(
-        default="NVIDIA_TESLA_A100", description="Vertex accelerator type, e.g. NVIDIA_H100_80GB; None for CPU."
+        default="NVIDIA_TESLA_A100",
+        description="Vertex accelerator type, e.g. NVIDIA_H100_80GB; None for CPU.",
     )
     accelerator_count: int = Field(default=1, ge=0, description="Accelerators per replica.")
-    replica_count: int = Field(default=1, ge=1, description="Machines; more than 1 means multi-node.")
+    replica_count: int = Field(
+        default=1, ge=1, description="Machines; more than 1 means multi-node."
+    )
     boot_disk_size_gb: int = Field(default=200, ge=100, description="Boot disk per replica (GB).")
     spot: bool = Field(default=False, description="Use spot VMs (preemptible; recovery resumes).")
-    service_account: str | None = Field(default=None, description="Run-as service account of the job.")
+    service_account: str | None = Field(
+        default=None, description="Run-as service account of the job."
+    )
     launcher: Literal["accelerate", "python"] = Field(
         default="accelerate",
         description="'accelerate' runs `accelerate launch` with one process per accelerator and "
         "node; 'python' runs a single process.",
     )
     fsdp: bool = Field(
-        default=False, description="Shard the model with FSDP2 (for models too large for one GPU); else DDP."
+        default=False,
+        description="Shard the model with FSDP2 (for models too large for one GPU); else DDP.",
     )
     timeout_hours: float = Field(default=24.0, gt=0, description="Job timeout.")
 
@@ -83,7 +103,10 @@ class CustomJobConfig(_Strict):
 
 class RecoverConfig(_Strict):
     enabled: bool = Field(default=True, description="Run recovery fine-tuning after pruning.")
-    data: str | None = Field(default=None, description="JSONL of {text} (or {prompt, response}) to train on; local or gs://.")
+    data: str | None = Field(
+        default=None,
+        description="JSONL of {text} (or {prompt, response}) to train on; local or gs://.",
+    )
     steps: int = Field(default=20, ge=0, description="Optimizer steps.")
     lr: float = Field(default=1e-5, gt=0, description="Peak learning rate.")
     batch_size: int = Field(default=4, ge=1, description="Sequences per micro-batch per device.")
@@ -91,23 +114,35 @@ class RecoverConfig(_Strict):
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     mode: Literal["full", "lora"] = Field(
-        default="full", description="'full' fine-tunes every weight; 'lora' trains adapters and merges them through the masks."
+        default="full",
+        description="'full' fine-tunes every weight; 'lora' trains adapters and merges them through the masks.",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     grad_accum: int = Field(default=1, ge=1, description="Micro-batches per optimizer step.")
-    gradient_checkpointing: bool = Field(default=False, description="Recompute activations to save memory.")
-    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps of the learning rate.")
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations to save memory."
+    )
+    warmup_steps: int = Field(
+        default=0, ge=0, description="Linear warm-up steps of the learning rate."
+    )
     schedule: Literal["cosine", "linear", "constant"] = Field(
         default="cosine", description="Learning-rate decay after warm-up."
     )
     eval_every: int = Field(default=0, ge=0, description="Evaluate loss every N steps (0: never).")
-    eval_data: str | None = Field(default=None, description="JSONL for evaluation loss (same format as data).")
+    eval_data: str | None = Field(
+        default=None, description="JSONL for evaluation loss (same format as data)."
+    )
     eval_fraction: float = Field(
-        default=0.0, ge=0, lt=1, description="Hold out this share of the training examples for evaluation when eval_data is unset."
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Hold out this share of the training examples for evaluation when eval_data is unset.",
     )
     early_stopping_patience: int = Field(
-        default=0, ge=0, description="Stop after this many evaluations without improvement (0: never)."
+        default=0,
+        ge=0,
+        description="Stop after this many evaluations without improvement (0: never).",
     )
     restore_best: bool = Field(
         default=True,
@@ -115,23 +150,32 @@ class RecoverConfig(_Strict):
         "eval loss rather than the last step's (a CPU copy of the trainable weights is kept, and saved "
         "in checkpoints so a resumed run keeps it too). false: keep the last step's weights.",
     )
-    checkpoint_every: int = Field(default=0, ge=0, description="Save a resumable checkpoint every N steps (0: never).")
+    checkpoint_every: int = Field(
+        default=0, ge=0, description="Save a resumable checkpoint every N steps (0: never)."
+    )
     checkpoint_dir: str | None = Field(
         default=None,
         description="Durable checkpoint directory (local, /gcs/..., or gs://B/P read through the /gcs/ mount). "
         "Default: a 'checkpoints' folder beside the output model.",
     )
-    keep_checkpoints: int = Field(default=2, ge=1, description="Newest checkpoints kept; older ones are deleted.")
-    resume: bool = Field(default=True, description="Resume from the newest checkpoint in checkpoint_dir.")
+    keep_checkpoints: int = Field(
+        default=2, ge=1, description="Newest checkpoints kept; older ones are deleted."
+    )
+    resume: bool = Field(
+        default=True, description="Resume from the newest checkpoint in checkpoint_dir."
+    )
     data_format: Literal["auto", "text", "instruction"] = Field(
-        default="auto", description="'text' ({text}, packed), 'instruction' ({prompt, response}), or 'auto' (from the first record)."
+        default="auto",
+        description="'text' ({text}, packed), 'instruction' ({prompt, response}), or 'auto' (from the first record).",
     )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         default="auto", description="'auto' is bf16 on a GPU and float32 on CPU."
     )
     log_every: int = Field(default=10, ge=1, description="Report loss and tokens/s every N steps.")
     max_minutes: float | None = Field(
-        default=None, gt=0, description="Stop training after this many minutes (checked after each step); None: no limit."
+        default=None,
+        gt=0,
+        description="Stop training after this many minutes (checked after each step); None: no limit.",
     )
     budget_clock: Literal["wall", "cpu"] = Field(
         default="wall",

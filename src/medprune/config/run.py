@@ -38,7 +38,8 @@ class RunConfig(_Strict):
         default=None, description="Vertex AI settings; required when registry.target is 'vertex'."
     )
     search: SearchConfig | None = Field(
-        default=None, description="`medprune search`: the candidates to try and how the winner is certified."
+        default=None,
+        description="`medprune search`: the candidates to try and how the winner is certified.",
     )
 
     @model_validator(mode="after")
@@ -57,13 +58,20 @@ class RunConfig(_Strict):
         sources = {s.name for s in self.evaluate.mcq_sources}
         for source in self.gate.source_non_inferiority:
             if source == "visit_notes" and self.evaluate.visit_notes is None:
-                raise ValueError("gate.source_non_inferiority.visit_notes: evaluate.visit_notes is not set")
+                raise ValueError(
+                    "gate.source_non_inferiority.visit_notes: evaluate.visit_notes is not set"
+                )
             if source != "visit_notes" and source not in sources:
                 raise ValueError(
                     f"gate.source_non_inferiority.{source}: no evaluate.mcq_sources entry named {source!r} "
                     f"(sources: {sorted(sources)})"
                 )
-        gated = [*self.gate.floors, *self.gate.ceilings, *self.gate.max_drop, *self.gate.max_increase]
+        gated = [
+            *self.gate.floors,
+            *self.gate.ceilings,
+            *self.gate.max_drop,
+            *self.gate.max_increase,
+        ]
         for metric in gated:
             _, at, source = metric.partition("@")
             if at and source not in sources:

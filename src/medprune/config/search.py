@@ -41,7 +41,9 @@ class AxisRange(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> AxisRange:
         if self.max < self.min:
-            raise ValueError(f"range max ({self.max}) is below min ({self.min}): the axis would be empty")
+            raise ValueError(
+                f"range max ({self.max}) is below min ({self.min}): the axis would be empty"
+            )
         return self
 
     def values(self) -> list[float]:
@@ -52,15 +54,23 @@ class AxisRange(_Strict):
 class AxisConfig(_Strict):
     """One direction of compression. Values grow with compression (a monotone axis)."""
 
-    name: str | None = Field(default=None, description="Label used by combos and in the report; default: kind.")
+    name: str | None = Field(
+        default=None, description="Label used by combos and in the report; default: kind."
+    )
     kind: Literal["width", "depth", "unstructured", "nm"]
     method: str | None = Field(
         default=None,
         description="unstructured / nm: magnitude, wanda or sparsegpt (default wanda). Not used by width/depth.",
     )
-    values: list[float] | None = Field(default=None, description="Explicit values (shares in (0, 1)).")
-    range: AxisRange | None = Field(default=None, description="Or evenly spaced values: {min, max, step}.")
-    patterns: list[str] | None = Field(default=None, description="nm: the N:M patterns to try, e.g. ['2:4', '4:8'].")
+    values: list[float] | None = Field(
+        default=None, description="Explicit values (shares in (0, 1))."
+    )
+    range: AxisRange | None = Field(
+        default=None, description="Or evenly spaced values: {min, max, step}."
+    )
+    patterns: list[str] | None = Field(
+        default=None, description="nm: the N:M patterns to try, e.g. ['2:4', '4:8']."
+    )
     allocation: Literal["uniform", "owl"] | None = Field(
         default=None,
         description="unstructured: per-layer allocation; default 'owl' (outlier-weighted, which kept "
@@ -71,7 +81,9 @@ class AxisConfig(_Strict):
     @classmethod
     def _name_form(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"[a-z][a-z0-9_\-]{0,30}", v):
-            raise ValueError(f"must be lower-case letters, digits, '_' or '-' (<= 31 chars), got {v!r}")
+            raise ValueError(
+                f"must be lower-case letters, digits, '_' or '-' (<= 31 chars), got {v!r}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -80,22 +92,32 @@ class AxisConfig(_Strict):
         if self.kind in ("unstructured", "nm"):
             method = self.method or "wanda"
             if method not in UNSTRUCTURED_METHODS:
-                raise ValueError(f"axis {label!r}: method {method!r} cannot make {self.kind} sparsity; allowed: {list(UNSTRUCTURED_METHODS)}")
+                raise ValueError(
+                    f"axis {label!r}: method {method!r} cannot make {self.kind} sparsity; allowed: {list(UNSTRUCTURED_METHODS)}"
+                )
         elif self.method is not None:
-            raise ValueError(f"axis {label!r}: method applies to unstructured/nm axes only; {self.kind} uses its own method")
+            raise ValueError(
+                f"axis {label!r}: method applies to unstructured/nm axes only; {self.kind} uses its own method"
+            )
         if self.kind == "nm":
             if self.values is not None or self.range is not None:
-                raise ValueError(f"axis {label!r}: an nm axis takes patterns (e.g. ['2:4']), not values or range")
+                raise ValueError(
+                    f"axis {label!r}: an nm axis takes patterns (e.g. ['2:4']), not values or range"
+                )
             if not self.patterns:
                 raise ValueError(f"axis {label!r}: an nm axis needs patterns, e.g. ['2:4', '4:8']")
             for p in self.patterns:
                 m = re.fullmatch(r"(\d+):(\d+)", p)
                 if not m or not 0 < int(m.group(1)) < int(m.group(2)):
-                    raise ValueError(f"axis {label!r}: pattern {p!r} is not N:M with 0 < N < M (e.g. '2:4')")
+                    raise ValueError(
+                        f"axis {label!r}: pattern {p!r} is not N:M with 0 < N < M (e.g. '2:4')"
+                    )
             if len(set(self.patterns)) != len(self.patterns):
                 raise ValueError(f"axis {label!r}: duplicate patterns {self.patterns}")
             if self.allocation == "owl":
-                raise ValueError(f"axis {label!r}: owl allocation needs unstructured sparsity, not N:M")
+                raise ValueError(
+                    f"axis {label!r}: owl allocation needs unstructured sparsity, not N:M"
+                )
             return self
         if self.patterns is not None:
             raise ValueError(f"axis {label!r}: patterns apply to nm axes only")
@@ -108,10 +130,16 @@ class AxisConfig(_Strict):
             raise ValueError(f"axis {label!r}: no values")
         bad = [v for v in vals if not 0 < v < 1]
         if bad:
-            what = {"width": "share of parameters removed", "depth": "share of layers removed", "unstructured": "sparsity"}[self.kind]
+            what = {
+                "width": "share of parameters removed",
+                "depth": "share of layers removed",
+                "unstructured": "sparsity",
+            }[self.kind]
             raise ValueError(f"axis {label!r}: values {bad} are not a {what} in (0, 1)")
         if len(set(vals)) != len(vals):
-            raise ValueError(f"axis {label!r}: duplicate values {sorted(v for v in set(vals) if vals.count(v) > 1)}")
+            raise ValueError(
+                f"axis {label!r}: duplicate values {sorted(v for v in set(vals) if vals.count(v) > 1)}"
+            )
         return self
 
     @property
@@ -121,7 +149,9 @@ class AxisConfig(_Strict):
     def points(self) -> list[float | str]:
         """The axis's values, least to most compressed (nm: patterns by sparsity 1 - N/M)."""
         if self.kind == "nm":
-            patterns: list[str] = sorted(self.patterns or [], key=lambda p: 1 - int(p.split(":")[0]) / int(p.split(":")[1]))
+            patterns: list[str] = sorted(
+                self.patterns or [], key=lambda p: 1 - int(p.split(":")[0]) / int(p.split(":")[1])
+            )
             return list(patterns)
         assert self.values is not None or self.range is not None
         return list(sorted(self.values if self.values is not None else self.range.values()))  # type: ignore[union-attr]
@@ -131,15 +161,23 @@ class RungConfig(_Strict):
     """One fidelity level of successive halving."""
 
     items: int | None = Field(
-        default=None, ge=1, description="Search-set items a candidate is scored on at this rung (default: all of them)."
+        default=None,
+        ge=1,
+        description="Search-set items a candidate is scored on at this rung (default: all of them).",
     )
     recover_steps: int = Field(
-        default=0, ge=0, description="Recovery steps added at this rung (continuing the previous rung's model); 0: none."
+        default=0,
+        ge=0,
+        description="Recovery steps added at this rung (continuing the previous rung's model); 0: none.",
     )
     recover_minutes: float | None = Field(
-        default=None, gt=0, description="Recovery time limit at this rung (recover.budget_clock says wall or CPU)."
+        default=None,
+        gt=0,
+        description="Recovery time limit at this rung (recover.budget_clock says wall or CPU).",
     )
-    ppl_texts: int = Field(default=0, ge=0, description="Perplexity texts evaluated at this rung (0: skip perplexity).")
+    ppl_texts: int = Field(
+        default=0, ge=0, description="Perplexity texts evaluated at this rung (0: skip perplexity)."
+    )
     tolerance: float = Field(
         default=0.0,
         ge=0,
@@ -158,14 +196,22 @@ def _default_rungs() -> list[RungConfig]:
 
 
 class SearchBudget(_Strict):
-    candidates: int = Field(default=24, ge=1, description="Most distinct candidates pruned (rung 0 evaluations).")
+    candidates: int = Field(
+        default=24, ge=1, description="Most distinct candidates pruned (rung 0 evaluations)."
+    )
     cpu_minutes: float | None = Field(
-        default=None, gt=0, description="Stop starting new work once the search has used this much process CPU time."
+        default=None,
+        gt=0,
+        description="Stop starting new work once the search has used this much process CPU time.",
     )
 
 
 class KLConfig(_Strict):
-    texts: int = Field(default=8, ge=1, description="Calibration texts on which rung 0 measures KL(dense || candidate).")
+    texts: int = Field(
+        default=8,
+        ge=1,
+        description="Calibration texts on which rung 0 measures KL(dense || candidate).",
+    )
     seq_len: int = Field(default=128, ge=8, description="Tokens per text for the KL measurement.")
 
 
@@ -174,13 +220,18 @@ _STRATA: tuple[Literal["category", "source"], ...] = ("category", "source")
 
 class CertificationConfig(_Strict):
     file: str | None = Field(
-        default=None, description="A separate MCQ file used only to certify; default: split evaluate.mcq."
+        default=None,
+        description="A separate MCQ file used only to certify; default: split evaluate.mcq.",
     )
     fraction: float = Field(
-        default=0.4, gt=0, lt=1, description="Share of evaluate.mcq items set aside for certification (when file is unset)."
+        default=0.4,
+        gt=0,
+        lt=1,
+        description="Share of evaluate.mcq items set aside for certification (when file is unset).",
     )
     stratify_by: list[Literal["category", "source"]] = Field(
-        default_factory=lambda: list(_STRATA), description="Item fields whose combinations are split in proportion."
+        default_factory=lambda: list(_STRATA),
+        description="Item fields whose combinations are split in proportion.",
     )
     rare_strata: Literal["error", "pool"] = Field(
         default="error",
@@ -201,7 +252,9 @@ class CertificationConfig(_Strict):
         "to check the certification set can detect the margin; rung 0's observed share replaces it.",
     )
     max_candidates: int = Field(
-        default=4, ge=1, description="Most candidates tested in sequence (the final rung's best, least to most compressed)."
+        default=4,
+        ge=1,
+        description="Most candidates tested in sequence (the final rung's best, least to most compressed).",
     )
 
 
@@ -212,11 +265,20 @@ class SearchConfig(_Strict):
         description="Pairs of axis names applied one after the other, e.g. [width, unstructured]: "
         "structured first, then sparsity on the smaller model.",
     )
-    objective: Literal["params", "nonzero_params", "size_bytes", "latency_ms_p50", "tokens_per_s"] = Field(
-        default="params", description="What 'smaller' means: parameters, non-zero parameters, size on disk, latency or tokens/s."
+    objective: Literal[
+        "params", "nonzero_params", "size_bytes", "latency_ms_p50", "tokens_per_s"
+    ] = Field(
+        default="params",
+        description="What 'smaller' means: parameters, non-zero parameters, size on disk, latency or tokens/s.",
     )
-    rungs: list[RungConfig] = Field(default_factory=_default_rungs, description="Fidelity levels, cheapest first.")
-    eta: float = Field(default=3.0, gt=1, description="Successive halving keeps 1/eta of the candidates at each rung.")
+    rungs: list[RungConfig] = Field(
+        default_factory=_default_rungs, description="Fidelity levels, cheapest first."
+    )
+    eta: float = Field(
+        default=3.0,
+        gt=1,
+        description="Successive halving keeps 1/eta of the candidates at each rung.",
+    )
     bisect: bool = Field(
         default=True,
         description="Along each monotone axis, bisect for the most compressed value that stays in the race "
@@ -231,15 +293,27 @@ class SearchConfig(_Strict):
     )
     budget: SearchBudget = Field(default_factory=SearchBudget)
     kl: KLConfig = Field(default_factory=KLConfig)
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Chance of certifying a candidate really worse than the margin.")
-    power: float = Field(default=0.8, ge=0.5, lt=1, description="Wanted chance of certifying a candidate exactly as good as the dense model.")
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="Chance of certifying a candidate really worse than the margin.",
+    )
+    power: float = Field(
+        default=0.8,
+        ge=0.5,
+        lt=1,
+        description="Wanted chance of certifying a candidate exactly as good as the dense model.",
+    )
     certification: CertificationConfig = Field(default_factory=CertificationConfig)
     cache_dir: str | None = Field(
         default=None,
         description="Pruned, recovered and evaluated candidates are kept here under a hash of their settings, "
         "so a rerun or a resumed search reuses them (local, /gcs/... or gs://); default OUTPUT_DIR/search-cache.",
     )
-    parallelism: int = Field(default=0, ge=0, description="Candidates of one round run at once on Vertex (0: no limit).")
+    parallelism: int = Field(
+        default=0, ge=0, description="Candidates of one round run at once on Vertex (0: no limit)."
+    )
     candidate_resources: ResourceConfig = Field(
         default_factory=lambda: ResourceConfig(cpu="8", memory="64G", accelerator_type="NVIDIA_L4"),
         description="Machine of each candidate branch (prune, recover, evaluate) on Vertex.",
@@ -249,7 +323,9 @@ class SearchConfig(_Strict):
     @classmethod
     def _axes_present(cls, v: list[AxisConfig]) -> list[AxisConfig]:
         if not v:
-            raise ValueError("the search space is empty: give at least one axis (width, depth, unstructured or nm)")
+            raise ValueError(
+                "the search space is empty: give at least one axis (width, depth, unstructured or nm)"
+            )
         labels = [a.label for a in v]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -263,7 +339,9 @@ class SearchConfig(_Strict):
             raise ValueError("need at least one rung")
         sizes = [r.items if r.items is not None else math.inf for r in v]
         if any(b < a for a, b in itertools.pairwise(sizes)):
-            raise ValueError(f"rung items must not shrink from one rung to the next, got {[r.items for r in v]}")
+            raise ValueError(
+                f"rung items must not shrink from one rung to the next, got {[r.items for r in v]}"
+            )
         if any(r.items is None for r in v[:-1]) and v[-1].items is not None:
             raise ValueError("only the last rungs may use all items (items: null)")
         return v
@@ -273,10 +351,14 @@ class SearchConfig(_Strict):
         by_label = {a.label: a for a in self.axes}
         for combo in self.combos:
             if len(combo) != 2:
-                raise ValueError(f"combo {combo}: a combo names exactly two axes, e.g. [width, unstructured]")
+                raise ValueError(
+                    f"combo {combo}: a combo names exactly two axes, e.g. [width, unstructured]"
+                )
             missing = [c for c in combo if c not in by_label]
             if missing:
-                raise ValueError(f"combo {combo}: unknown axis {missing}; axes are {sorted(by_label)}")
+                raise ValueError(
+                    f"combo {combo}: unknown axis {missing}; axes are {sorted(by_label)}"
+                )
             first, second = (by_label[c] for c in combo)
             if first.kind not in ("width", "depth") or second.kind not in ("unstructured", "nm"):
                 raise ValueError(

@@ -30,7 +30,8 @@ class OllamaConfig(_Strict):
         description="SYSTEM line of the Modelfile (null for none).",
     )
     num_ctx: int | None = Field(
-        default=None, ge=128,
+        default=None,
+        ge=128,
         description="Context length (PARAMETER num_ctx); default and ceiling: the model's max_position_embeddings.",
     )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="PARAMETER temperature.")
@@ -41,16 +42,21 @@ class OllamaConfig(_Strict):
         default=None,
         description="Ollama Go TEMPLATE for models whose chat template is not ChatML or Llama 3.",
     )
-    stop: list[str] = Field(default_factory=list, description="Extra stop strings (PARAMETER stop).")
+    stop: list[str] = Field(
+        default_factory=list, description="Extra stop strings (PARAMETER stop)."
+    )
 
 
 class RegionConfig(_Strict):
     """One region of a multi-regional deployment."""
 
     location: str = Field(description="Vertex AI region, e.g. europe-west4.")
-    staging_bucket: str = Field(description="gs://BUCKET in that region; the model files are copied here.")
+    staging_bucket: str = Field(
+        description="gs://BUCKET in that region; the model files are copied here."
+    )
     encryption_spec_key_name: str | None = Field(
-        default=None, description="CMEK key in that region (a key must be in the region of the resource)."
+        default=None,
+        description="CMEK key in that region (a key must be in the region of the resource).",
     )
 
     @field_validator("staging_bucket")
@@ -93,7 +99,9 @@ class EndpointConfig(_Strict):
     min_replica_count: int = Field(default=1, ge=1)
     max_replica_count: int = Field(default=2, ge=1)
     canary_traffic_percent: int = Field(
-        default=10, ge=1, le=100,
+        default=10,
+        ge=1,
+        le=100,
         description="Share of traffic a newly deployed version takes beside the production one.",
     )
     service_account: str | None = Field(

@@ -12,7 +12,9 @@ from medprune.config._base import _Strict
 _GCS_BUCKET_URI = re.compile(r"^gs://[a-z0-9][a-z0-9_.\-]{1,220}[a-z0-9](/.*)?$")
 _LABEL = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_\-]{0,63}$")
-DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:latest"
+DEFAULT_SERVING_IMAGE = (
+    "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:latest"
+)
 
 
 class VertexConfig(_Strict):
@@ -27,7 +29,8 @@ class VertexConfig(_Strict):
         default=None, description="GCP project id; defaults to $GOOGLE_CLOUD_PROJECT."
     )
     location: str | None = Field(
-        default=None, description="Vertex AI region, e.g. us-central1; defaults to $GOOGLE_CLOUD_REGION."
+        default=None,
+        description="Vertex AI region, e.g. us-central1; defaults to $GOOGLE_CLOUD_REGION.",
     )
     staging_bucket: str | None = Field(
         default=None,
@@ -35,7 +38,8 @@ class VertexConfig(_Strict):
         "defaults to gs://$MEDPRUNE_BUCKET.",
     )
     pipeline_root: str | None = Field(
-        default=None, description="gs:// root for pipeline run outputs; defaults to STAGING_BUCKET/pipeline_root."
+        default=None,
+        description="gs:// root for pipeline run outputs; defaults to STAGING_BUCKET/pipeline_root.",
     )
     service_account: str | None = Field(
         default=None, description="Run-as service account email for pipeline runs and schedules."
@@ -65,7 +69,11 @@ class VertexConfig(_Strict):
     )
     serving_container_args: list[str] = Field(
         default_factory=lambda: [
-            "python", "-m", "vllm.entrypoints.api_server", "--host=0.0.0.0", "--port=8080",
+            "python",
+            "-m",
+            "vllm.entrypoints.api_server",
+            "--host=0.0.0.0",
+            "--port=8080",
             "--model={artifact_uri}",
         ],
         description="Serving container arguments; '{artifact_uri}' becomes the model's gs:// URI.",
@@ -131,7 +139,5 @@ class VertexConfig(_Strict):
         if v is not None and not re.fullmatch(
             r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+", v
         ):
-            raise ValueError(
-                f"must be projects/P/locations/L/keyRings/R/cryptoKeys/K, got {v!r}"
-            )
+            raise ValueError(f"must be projects/P/locations/L/keyRings/R/cryptoKeys/K, got {v!r}")
         return v

@@ -161,8 +161,15 @@ def _clean_llama(model: Any) -> Any:
             f"expected a llama architecture in the GGUF, got {model.config.model_type!r}"
         )
     cfg = model.config.to_dict()
-    for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version",
-                "architectures", "dtype", "torch_dtype"):
+    for key in (
+        "quantization_config",
+        "_name_or_path",
+        "_model_name_or_path",
+        "transformers_version",
+        "architectures",
+        "dtype",
+        "torch_dtype",
+    ):
         cfg.pop(key, None)
     config = LlamaConfig(**cfg)
     config.architectures = ["LlamaForCausalLM"]

@@ -39,7 +39,13 @@ def label_metrics(predictions: Sequence[dict], key: str = "pred") -> dict | None
         precision = tp / predicted if predicted else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": predicted}
+        per_class[label] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+            "predicted": predicted,
+        }
     # macro-F1 over the labels that occur in gold or predictions, as sklearn's
     # f1_score(average="macro") (PubMedQA's own evaluation script) does
     present = [c for c in labels if per_class[c]["support"] or per_class[c]["predicted"]]

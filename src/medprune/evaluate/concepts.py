@@ -31,30 +31,91 @@ _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 #: HPO names too generic to count as a clinical statement on their own
 _GENERIC = frozenset(
     {
-        "all", "death", "pain", "abnormality", "normal", "mild", "severe", "moderate", "onset",
-        "frequency", "chronic", "acute", "recurrent", "progressive", "episodic", "clinical modifier",
-        "mode of inheritance", "past medical history", "blood", "left", "right", "bilateral",
-        "unilateral", "proximal", "distal", "generalized", "localized", "death in infancy",
-        "sudden death", "tall", "short", "occasional", "frequent", "stable", "position",
-        "past surgical history", "family history", "social history", "variable", "typical",
+        "all",
+        "death",
+        "pain",
+        "abnormality",
+        "normal",
+        "mild",
+        "severe",
+        "moderate",
+        "onset",
+        "frequency",
+        "chronic",
+        "acute",
+        "recurrent",
+        "progressive",
+        "episodic",
+        "clinical modifier",
+        "mode of inheritance",
+        "past medical history",
+        "blood",
+        "left",
+        "right",
+        "bilateral",
+        "unilateral",
+        "proximal",
+        "distal",
+        "generalized",
+        "localized",
+        "death in infancy",
+        "sudden death",
+        "tall",
+        "short",
+        "occasional",
+        "frequent",
+        "stable",
+        "position",
+        "past surgical history",
+        "family history",
+        "social history",
+        "variable",
+        "typical",
     }
 )
 _MIN_TERM_CHARS = 4
 _MAX_TERM_WORDS = 6
 
 _UNITS = {
-    "mg": "mg", "milligram": "mg", "milligrams": "mg", "mgs": "mg",
-    "mcg": "mcg", "microgram": "mcg", "micrograms": "mcg",
-    "g": "g", "gram": "g", "grams": "g", "kg": "kg", "kilogram": "kg", "kilograms": "kg",
-    "ml": "ml", "milliliter": "ml", "milliliters": "ml", "cc": "ml",
-    "unit": "units", "units": "units", "iu": "units",
-    "lb": "lb", "lbs": "lb", "pound": "lb", "pounds": "lb",
-    "percent": "%", "%": "%",
-    "mmhg": "mmhg", "bpm": "bpm", "degree": "degrees", "degrees": "degrees",
-    "cm": "cm", "mm": "mm", "inch": "inches", "inches": "inches",
+    "mg": "mg",
+    "milligram": "mg",
+    "milligrams": "mg",
+    "mgs": "mg",
+    "mcg": "mcg",
+    "microgram": "mcg",
+    "micrograms": "mcg",
+    "g": "g",
+    "gram": "g",
+    "grams": "g",
+    "kg": "kg",
+    "kilogram": "kg",
+    "kilograms": "kg",
+    "ml": "ml",
+    "milliliter": "ml",
+    "milliliters": "ml",
+    "cc": "ml",
+    "unit": "units",
+    "units": "units",
+    "iu": "units",
+    "lb": "lb",
+    "lbs": "lb",
+    "pound": "lb",
+    "pounds": "lb",
+    "percent": "%",
+    "%": "%",
+    "mmhg": "mmhg",
+    "bpm": "bpm",
+    "degree": "degrees",
+    "degrees": "degrees",
+    "cm": "cm",
+    "mm": "mm",
+    "inch": "inches",
+    "inches": "inches",
 }
 _QUANTITY = re.compile(
-    r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s?(" + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True)) + r")(?![a-z])"
+    r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s?("
+    + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
+    + r")(?![a-z])"
 )
 
 _NUMBER_WORDS = {
@@ -64,19 +125,69 @@ _NUMBER_WORDS = {
         "sixteen seventeen eighteen nineteen".split()
     )
 }
-_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_TENS = {
+    w: 10 * (i + 2)
+    for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())
+}
 _SCALES = {"hundred": 100, "thousand": 1000}
 _NUM = "(?:" + "|".join(sorted([*_NUMBER_WORDS, *_TENS, *_SCALES], key=len, reverse=True)) + ")"
 _NUMBER_RUN = re.compile(rf"\b{_NUM}(?:[\s-]+(?:and[\s-]+)?{_NUM})*\b")
 
 #: stems that name drug classes (INN conventions) at the end of a word
 _DRUG_STEMS = (
-    "pril", "sartan", "olol", "alol", "statin", "formin", "gliptin", "gliflozin", "glutide", "dipine",
-    "prazole", "azole", "tidine", "cillin", "mycin", "micin", "cycline", "floxacin", "mab", "tinib",
-    "triptan", "setron", "azepam", "zolam", "oxetine", "pramine", "xaban", "parin", "sone", "olone",
-    "semide", "thiazide", "profen", "coxib", "codone", "morphine", "caine", "lukast", "terol",
-    "tropium", "dronate", "thyroxine", "insulin", "aspirin", "metformin", "warfarin", "gabapentin",
-    "pregabalin", "sertraline", "citalopram", "amlodipine", "hydralazine", "spironolactone",
+    "pril",
+    "sartan",
+    "olol",
+    "alol",
+    "statin",
+    "formin",
+    "gliptin",
+    "gliflozin",
+    "glutide",
+    "dipine",
+    "prazole",
+    "azole",
+    "tidine",
+    "cillin",
+    "mycin",
+    "micin",
+    "cycline",
+    "floxacin",
+    "mab",
+    "tinib",
+    "triptan",
+    "setron",
+    "azepam",
+    "zolam",
+    "oxetine",
+    "pramine",
+    "xaban",
+    "parin",
+    "sone",
+    "olone",
+    "semide",
+    "thiazide",
+    "profen",
+    "coxib",
+    "codone",
+    "morphine",
+    "caine",
+    "lukast",
+    "terol",
+    "tropium",
+    "dronate",
+    "thyroxine",
+    "insulin",
+    "aspirin",
+    "metformin",
+    "warfarin",
+    "gabapentin",
+    "pregabalin",
+    "sertraline",
+    "citalopram",
+    "amlodipine",
+    "hydralazine",
+    "spironolactone",
 )
 #: words that precede a dose without being a medication
 _NOT_DRUGS = frozenset(
@@ -135,7 +246,11 @@ def quantities(text: str) -> set[str]:
 def medications(text: str) -> set[str]:
     """Words that look like medication names: a drug stem ending, or a dose right after."""
     norm = normalize(text)
-    found = {w for w in re.findall(r"[a-z][a-z-]{4,}", norm) if w.endswith(_DRUG_STEMS) and w not in _NOT_DRUGS}
+    found = {
+        w
+        for w in re.findall(r"[a-z][a-z-]{4,}", norm)
+        if w.endswith(_DRUG_STEMS) and w not in _NOT_DRUGS
+    }
     found |= {m.group(1) for m in _DOSED.finditer(norm) if m.group(1) not in _NOT_DRUGS}
     return found
 
@@ -158,7 +273,12 @@ class ConceptVocabulary:
         for term in terms:
             words = tuple(_WORD.findall(term.lower()))
             text = " ".join(words)
-            if not words or len(words) > _MAX_TERM_WORDS or len(text) < _MIN_TERM_CHARS or text in _GENERIC:
+            if (
+                not words
+                or len(words) > _MAX_TERM_WORDS
+                or len(text) < _MIN_TERM_CHARS
+                or text in _GENERIC
+            ):
                 continue
             phrases.add(words)
         return cls(frozenset(phrases), source)
@@ -215,7 +335,9 @@ class ItemConcepts:
         return len(self.omitted) / len(self.reference) if self.reference else 0.0
 
 
-def concepts(text: str, vocab: ConceptVocabulary, known_medications: Iterable[str] = ()) -> set[str]:
+def concepts(
+    text: str, vocab: ConceptVocabulary, known_medications: Iterable[str] = ()
+) -> set[str]:
     """Ontology terms, quantities and medication names (tagged ``term:``, ``qty:``, ``med:``)."""
     norm_words = set(_WORD.findall(normalize(text)))
     meds = medications(text) | {m for m in known_medications if m in norm_words}
@@ -226,7 +348,9 @@ def concepts(text: str, vocab: ConceptVocabulary, known_medications: Iterable[st
     )
 
 
-def item_concepts(note: str, dialogue: str, reference: str, vocab: ConceptVocabulary) -> ItemConcepts:
+def item_concepts(
+    note: str, dialogue: str, reference: str, vocab: ConceptVocabulary
+) -> ItemConcepts:
     """Concepts of a note, its dialogue and its reference; medication names found in the
     dialogue are looked for in both notes."""
     dialogue_meds = medications(dialogue)

@@ -86,7 +86,11 @@ def efficiency_report(
     report["sparsity"] = 1.0 - report["nonzero_params"] / max(1, report["total_params"])
     if model_dir is not None:
         report["size_bytes"] = model_size_on_disk(model_dir)
-    report.update(forward_latency(model, batch_size=batch_size, seq_len=seq_len, warmup=warmup, repeats=repeats))
+    report.update(
+        forward_latency(
+            model, batch_size=batch_size, seq_len=seq_len, warmup=warmup, repeats=repeats
+        )
+    )
     report["latency_batch_size"] = batch_size
     report["latency_seq_len"] = seq_len
     report["peak_memory_bytes"] = peak_memory_bytes(device)

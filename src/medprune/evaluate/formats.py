@@ -132,18 +132,29 @@ def _prompt(question: str) -> str:
 
 def parse_medprune(where: _Where, rec: dict) -> MCQItem:
     question = _text(where, rec, "question")
-    options = _options_list(where, "options", require_field(where.path, where.lineno, rec, "options", list))
+    options = _options_list(
+        where, "options", require_field(where.path, where.lineno, rec, "options", list)
+    )
     if "answer" not in rec:
         raise where.missing("answer")
     answer = _answer_index(where, "answer", rec["answer"], options)
-    return MCQItem(_id(where, rec), question, options, answer, _category(where, rec, "category"), _prompt(question))
+    return MCQItem(
+        _id(where, rec),
+        question,
+        options,
+        answer,
+        _category(where, rec, "category"),
+        _prompt(question),
+    )
 
 
 def parse_medqa(where: _Where, rec: dict) -> MCQItem:
     question = _text(where, rec, "question")
     raw = require_field(where.path, where.lineno, rec, "options", dict)
     keys = sorted(raw)
-    if len(keys) < 2 or any(not (isinstance(k, str) and len(k) == 1 and k.upper() in LETTERS) for k in keys):
+    if len(keys) < 2 or any(
+        not (isinstance(k, str) and len(k) == 1 and k.upper() in LETTERS) for k in keys
+    ):
         raise where.error("options", f"must map letters A, B, ... to option texts, got keys {keys}")
     if [k.upper() for k in keys] != list(LETTERS[: len(keys)]):
         raise where.error("options", f"letters must run A, B, ... without gaps, got {keys}")
@@ -153,7 +164,12 @@ def parse_medqa(where: _Where, rec: dict) -> MCQItem:
         raise DataError(f"{where.path}:{where.lineno}: missing field 'answer' (or 'answer_idx')")
     answer = _answer_index(where, field, rec[field], options)
     meta = rec.get("meta_info")
-    category = _category(where, rec, "category", default=meta.strip() if isinstance(meta, str) and meta.strip() else "all")
+    category = _category(
+        where,
+        rec,
+        "category",
+        default=meta.strip() if isinstance(meta, str) and meta.strip() else "all",
+    )
     return MCQItem(_id(where, rec), question, options, answer, category, _prompt(question))
 
 
@@ -189,8 +205,15 @@ def _contexts(where: _Where, field: str, ctx: Any) -> list[str]:
         ctx = ctx.get("contexts")
     if isinstance(ctx, str):
         ctx = [ctx]
-    if not isinstance(ctx, list) or not ctx or not all(isinstance(c, str) for c in ctx) or not "".join(ctx).strip():
-        raise where.error(field, "must be a non-empty string, a list of strings or {contexts: [..]}")
+    if (
+        not isinstance(ctx, list)
+        or not ctx
+        or not all(isinstance(c, str) for c in ctx)
+        or not "".join(ctx).strip()
+    ):
+        raise where.error(
+            field, "must be a non-empty string, a list of strings or {contexts: [..]}"
+        )
     return ctx
 
 
@@ -204,7 +227,14 @@ def parse_pubmedqa(where: _Where, rec: dict) -> MCQItem:
     contexts = _contexts(where, "context", rec["context"])
     answer = _pubmedqa_decision(where, rec, ("final_decision", "answer"))
     category = _category(where, rec, "category", default="pubmedqa")
-    return MCQItem(_id(where, rec), question, PUBMEDQA_OPTIONS, answer, category, pubmedqa_prompt(contexts, question))
+    return MCQItem(
+        _id(where, rec),
+        question,
+        PUBMEDQA_OPTIONS,
+        answer,
+        category,
+        pubmedqa_prompt(contexts, question),
+    )
 
 
 def parse_pubmedqa_release(where: _Where, pubid: str, rec: Any) -> MCQItem:
@@ -220,7 +250,9 @@ def parse_pubmedqa_release(where: _Where, pubid: str, rec: Any) -> MCQItem:
         raise where.missing("CONTEXTS")
     contexts = _contexts(where, "CONTEXTS", rec["CONTEXTS"])
     answer = _pubmedqa_decision(where, rec, ("final_decision",))
-    return MCQItem(pubid, question, PUBMEDQA_OPTIONS, answer, "pubmedqa", pubmedqa_prompt(contexts, question))
+    return MCQItem(
+        pubid, question, PUBMEDQA_OPTIONS, answer, "pubmedqa", pubmedqa_prompt(contexts, question)
+    )
 
 
 def read_pubmedqa_release(path: str | Path) -> list[tuple[_Where, str, Any]] | None:
@@ -295,7 +327,9 @@ def detect_format(record: dict) -> str | None:
     """The format a record looks like, or None."""
     if all(k in record for k in ("opa", "opb", "opc", "opd")):
         return "medmcqa"
-    if "final_decision" in record or ("context" in record and "question" in record and "options" not in record):
+    if "final_decision" in record or (
+        "context" in record and "question" in record and "options" not in record
+    ):
         return "pubmedqa"
     if isinstance(record.get("options"), dict):
         return "medqa"
@@ -312,7 +346,8 @@ def _check_distinct_options(where: _Where, item: MCQItem) -> None:
         key = " ".join(option.lower().split())
         if key in first:
             raise where.error(
-                "options", f"options {first[key]} and {k} are the same text {option!r}; every option must differ"
+                "options",
+                f"options {first[key]} and {k} are the same text {option!r}; every option must differ",
             )
         first[key] = k
 
@@ -331,7 +366,9 @@ def load_mcq(
     """
     path = Path(path)
     if fmt != "auto" and fmt not in PARSERS:
-        raise DataError(f"{path}: unknown multiple-choice format {fmt!r}; use auto or one of {list(FORMATS)}")
+        raise DataError(
+            f"{path}: unknown multiple-choice format {fmt!r}; use auto or one of {list(FORMATS)}"
+        )
     if fmt in ("auto", "pubmedqa"):
         release = read_pubmedqa_release(path)
         if release is not None:
@@ -359,4 +396,3 @@ def load_mcq(
         if max_items is not None and len(items) >= max_items:
             break
     return items
-

@@ -50,16 +50,28 @@ def load_generation(path: str | Path, max_items: int | None = None) -> list[Gene
                 raise DataError(f"{path}:{lineno}: field '{name}' is empty")
             values[name] = value
         item_id = rec.get("id", f"{path.stem}-{lineno}")
-        if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or str(item_id).strip() == "":
-            raise DataError(f"{path}:{lineno}: field 'id' must be a non-empty string or integer, got {item_id!r}")
+        if (
+            isinstance(item_id, bool)
+            or not isinstance(item_id, (str, int))
+            or str(item_id).strip() == ""
+        ):
+            raise DataError(
+                f"{path}:{lineno}: field 'id' must be a non-empty string or integer, got {item_id!r}"
+            )
         item_id = str(item_id)
         if item_id in seen:
-            raise DataError(f"{path}:{lineno}: field 'id' duplicate id {item_id!r} (first on line {seen[item_id]})")
+            raise DataError(
+                f"{path}:{lineno}: field 'id' duplicate id {item_id!r} (first on line {seen[item_id]})"
+            )
         seen[item_id] = lineno
         category = rec.get("category", "all")
         if not isinstance(category, str) or not category.strip():
-            raise DataError(f"{path}:{lineno}: field 'category' must be a non-empty string, got {category!r}")
-        items.append(GenerationItem(item_id, values["input"], values["reference"], category.strip()))
+            raise DataError(
+                f"{path}:{lineno}: field 'category' must be a non-empty string, got {category!r}"
+            )
+        items.append(
+            GenerationItem(item_id, values["input"], values["reference"], category.strip())
+        )
         if max_items is not None and len(items) >= max_items:
             break
     return items
@@ -96,7 +108,9 @@ def generate_greedy(
     """Greedy continuations of ``prompts`` (left padded batches, stop at EOS), each with the
     number of tokens generated (EOS and padding not counted)."""
     encoded = [list(tokenizer(p)["input_ids"])[-(max_length - max_new_tokens) :] for p in prompts]
-    return generate_greedy_ids(model, tokenizer, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return generate_greedy_ids(
+        model, tokenizer, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
 
 
 @torch.inference_mode()
@@ -156,7 +170,12 @@ def score_generation(
     if not items:
         raise DataError("no generation items to score")
     outputs = generate_greedy(
-        model, tokenizer, [it.input for it in items], max_new_tokens=max_new_tokens, batch_size=batch_size, max_length=max_length
+        model,
+        tokenizer,
+        [it.input for it in items],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        max_length=max_length,
     )
     predictions = []
     per_cat: dict[str, list[tuple[float, bool]]] = {}
@@ -165,7 +184,15 @@ def score_generation(
         em = normalize_answer(output) == normalize_answer(item.reference)
         per_cat.setdefault(item.category, []).append((rl, em))
         predictions.append(
-            {"id": item.id, "category": item.category, "reference": item.reference, "prediction": output, "new_tokens": n_new, "rouge_l": rl, "exact_match": em}
+            {
+                "id": item.id,
+                "category": item.category,
+                "reference": item.reference,
+                "prediction": output,
+                "new_tokens": n_new,
+                "rouge_l": rl,
+                "exact_match": em,
+            }
         )
     if progress:
         progress(len(items), len(items))
@@ -176,7 +203,11 @@ def score_generation(
         n=n,
         max_new_tokens=max_new_tokens,
         per_category={
-            cat: {"rouge_l": sum(r for r, _ in v) / len(v), "exact_match": sum(e for _, e in v) / len(v), "n": len(v)}
+            cat: {
+                "rouge_l": sum(r for r, _ in v) / len(v),
+                "exact_match": sum(e for _, e in v) / len(v),
+                "n": len(v),
+            }
             for cat, v in sorted(per_cat.items())
         },
         predictions=predictions,

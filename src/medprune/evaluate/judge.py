@@ -54,8 +54,15 @@ JUDGE_SCHEMA: dict = {
         "reason": {"type": "string"},
     },
     "required": [
-        "supported_facts", "unsupported_facts", "omissions", "harmful_errors",
-        "faithfulness", "completeness", "harm_free", "overall", "reason",
+        "supported_facts",
+        "unsupported_facts",
+        "omissions",
+        "harmful_errors",
+        "faithfulness",
+        "completeness",
+        "harm_free",
+        "overall",
+        "reason",
     ],
     "additionalProperties": False,
 }
@@ -111,7 +118,9 @@ class JudgeResult:
         return out
 
 
-def resolve_api_key(cfg: JudgeConfig, *, where: str = "evaluate.judge") -> tuple[str | None, str | None]:
+def resolve_api_key(
+    cfg: JudgeConfig, *, where: str = "evaluate.judge"
+) -> tuple[str | None, str | None]:
     """``(api_key, auth_token)`` from the environment or Secret Manager; raises
     :class:`JudgeError` naming what to set when none is there. The key is never logged."""
     if cfg.api_key_secret:
@@ -123,9 +132,13 @@ def resolve_api_key(cfg: JudgeConfig, *, where: str = "evaluate.judge") -> tuple
                 "(pip install google-cloud-secret-manager)"
             ) from None
         try:
-            reply = secretmanager.SecretManagerServiceClient().access_secret_version(name=cfg.api_key_secret)
+            reply = secretmanager.SecretManagerServiceClient().access_secret_version(
+                name=cfg.api_key_secret
+            )
         except Exception as exc:  # noqa: BLE001 - any failure to read the secret stops the judge
-            raise JudgeError(f"{where}.api_key_secret: cannot read {cfg.api_key_secret}: {type(exc).__name__}") from None
+            raise JudgeError(
+                f"{where}.api_key_secret: cannot read {cfg.api_key_secret}: {type(exc).__name__}"
+            ) from None
         return reply.payload.data.decode("utf-8").strip(), None
     key = os.environ.get(cfg.api_key_env, "").strip()
     if key:
@@ -149,16 +162,22 @@ def parse_verdict(text: str) -> dict:
     try:
         verdict = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise JudgeUnavailable(f"malformed judge reply (not JSON: {exc.msg}): {text[:80]!r}") from None
+        raise JudgeUnavailable(
+            f"malformed judge reply (not JSON: {exc.msg}): {text[:80]!r}"
+        ) from None
     if not isinstance(verdict, dict):
-        raise JudgeUnavailable(f"malformed judge reply: expected a JSON object, got {type(verdict).__name__}")
+        raise JudgeUnavailable(
+            f"malformed judge reply: expected a JSON object, got {type(verdict).__name__}"
+        )
     missing = [k for k in JUDGE_SCHEMA["required"] if k not in verdict]
     if missing:
         raise JudgeUnavailable(f"malformed judge reply: missing {missing}")
     for key in JUDGE_SCORES:
         value = verdict[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
-            raise JudgeUnavailable(f"malformed judge reply: {key} must be an integer 1-5, got {value!r}")
+            raise JudgeUnavailable(
+                f"malformed judge reply: {key} must be an integer 1-5, got {value!r}"
+            )
     for key in ("supported_facts", "unsupported_facts", "omissions", "harmful_errors"):
         if not isinstance(verdict[key], list) or not all(isinstance(x, str) for x in verdict[key]):
             raise JudgeUnavailable(f"malformed judge reply: {key} must be a list of strings")
@@ -180,11 +199,20 @@ class ClaudeJudge:
     """Rates notes with the Messages API. Build it with :meth:`from_config` (checks the
     permission and the key) and call :meth:`judge_notes`."""
 
-    def __init__(self, cfg: JudgeConfig, api_key: str | None, auth_token: str | None, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        cfg: JudgeConfig,
+        api_key: str | None,
+        auth_token: str | None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         import anthropic
 
         if not cfg.allow_external or not cfg.model:
-            raise JudgeError("evaluate.judge: refusing to send data: needs allow_external: true and a model")
+            raise JudgeError(
+                "evaluate.judge: refusing to send data: needs allow_external: true and a model"
+            )
         self.cfg = cfg
         self._anthropic = anthropic
         self._sleep = sleep
@@ -211,7 +239,9 @@ class ClaudeJudge:
                     f"evaluate.judge.max_total_tokens {self.cfg.max_total_tokens})"
                 )
             if time.monotonic() >= deadline:
-                raise JudgeUnavailable(f"time budget spent (evaluate.judge.max_total_seconds {self.cfg.max_total_seconds:g})")
+                raise JudgeUnavailable(
+                    f"time budget spent (evaluate.judge.max_total_seconds {self.cfg.max_total_seconds:g})"
+                )
             usage.requests += 1
             try:
                 request: dict[str, Any] = {
@@ -224,21 +254,34 @@ class ClaudeJudge:
                     "timeout": max(0.1, min(self.cfg.timeout_s, deadline - time.monotonic())),
                 }
                 reply = self.client.messages.create(**request)
-            except (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError) as exc:
+            except (
+                anthropic.RateLimitError,
+                anthropic.InternalServerError,
+                anthropic.APIConnectionError,
+            ) as exc:
                 status = getattr(exc, "status_code", None)
                 what = f"HTTP {status}" if status else type(exc).__name__
                 attempt += 1
                 if attempt > self.cfg.max_retries:
-                    raise JudgeUnavailable(f"judge API unavailable after {attempt} attempts (last: {what})") from None
+                    raise JudgeUnavailable(
+                        f"judge API unavailable after {attempt} attempts (last: {what})"
+                    ) from None
                 wait = _retry_after(exc)
-                wait = min(self.cfg.max_backoff_s, wait if wait is not None else self.cfg.backoff_s * 2 ** (attempt - 1))
+                wait = min(
+                    self.cfg.max_backoff_s,
+                    wait if wait is not None else self.cfg.backoff_s * 2 ** (attempt - 1),
+                )
                 if time.monotonic() + wait >= deadline:
-                    raise JudgeUnavailable(f"judge API unavailable ({what}) and no time left to retry") from None
+                    raise JudgeUnavailable(
+                        f"judge API unavailable ({what}) and no time left to retry"
+                    ) from None
                 usage.retries += 1
                 self._sleep(wait)
                 continue
             except anthropic.APIStatusError as exc:  # 4xx other than 429: retrying will not help
-                raise JudgeUnavailable(f"judge API refused the request: HTTP {exc.status_code}") from None
+                raise JudgeUnavailable(
+                    f"judge API refused the request: HTTP {exc.status_code}"
+                ) from None
             usage.input_tokens += int(getattr(reply.usage, "input_tokens", 0) or 0)
             usage.output_tokens += int(getattr(reply.usage, "output_tokens", 0) or 0)
             texts = [b.text for b in reply.content if getattr(b, "type", None) == "text"]
@@ -271,8 +314,14 @@ class ClaudeJudge:
         usage.seconds = time.monotonic() - start
         complete = error is None and len(per_item) == len(items)
         metrics = (
-            {f"judge_{k}": mean(float(v[k]) for v in per_item) for k in JUDGE_SCORES} if complete and per_item else {}
+            {f"judge_{k}": mean(float(v[k]) for v in per_item) for k in JUDGE_SCORES}
+            if complete and per_item
+            else {}
         )
         if complete and per_item:
-            metrics["judge_harmful_error_rate"] = sum(bool(v["harmful_errors"]) for v in per_item) / len(per_item)
-        return JudgeResult(complete, str(self.cfg.model), len(per_item), metrics, usage, error, per_item)
+            metrics["judge_harmful_error_rate"] = sum(
+                bool(v["harmful_errors"]) for v in per_item
+            ) / len(per_item)
+        return JudgeResult(
+            complete, str(self.cfg.model), len(per_item), metrics, usage, error, per_item
+        )

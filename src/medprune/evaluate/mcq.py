@@ -104,20 +104,26 @@ def option_loglikelihoods(
         for opt in opts:
             c, cont = encode_pair(tokenizer, context, opt)
             if not cont:
-                raise DataError(f"option {opt!r} encodes to no tokens after context {context[:60]!r}")
+                raise DataError(
+                    f"option {opt!r} encodes to no tokens after context {context[:60]!r}"
+                )
             if ctx and c != ctx:  # cannot happen: the context is encoded alone
                 raise AssertionError("options of one context encoded different contexts")
             ctx = c
             conts.append(cont)
         longest = max(len(c) for c in conts)
         if longest > max_length:
-            raise DataError(f"an option of context {context[:60]!r} is {longest} tokens, over max_length {max_length}")
+            raise DataError(
+                f"an option of context {context[:60]!r} is {longest} tokens, over max_length {max_length}"
+            )
         # lm-evaluation-harness keeps the last max_length + 1 tokens of context + continuation
         keep = max(1, max_length + 1 - longest)
         groups.append((ctx[-keep:], conts))
 
     # longest first: fewer pad tokens per batch, and running out of memory shows at once
-    order = sorted(range(len(groups)), key=lambda g: -(len(groups[g][0]) + max(map(len, groups[g][1]))))
+    order = sorted(
+        range(len(groups)), key=lambda g: -(len(groups[g][0]) + max(map(len, groups[g][1])))
+    )
     results: list[list[float]] = [[] for _ in groups]
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
@@ -150,8 +156,12 @@ def _score_batch(model, groups, pad: int, device) -> list[list[float]]:
         mask[row, width - len(ctx) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # predicts each option's 1st token
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+    )
+    first = torch.log_softmax(
+        out.logits[:, -1, :].float(), dim=-1
+    )  # predicts each option's 1st token
 
     rows = [(g, cont) for g, (_, conts) in enumerate(groups) for cont in conts]
     lls = [float(first[g, cont[0]]) for g, cont in rows]
@@ -175,10 +185,16 @@ def _score_batch(model, groups, pad: int, device) -> list[list[float]]:
         pos2 = ctx_len[:, None] + torch.arange(rest, device=device)[None, :]
         full_mask = torch.cat([mask[index], opt_mask], dim=1)
         logits = model(
-            input_ids=opt_ids, attention_mask=full_mask, position_ids=pos2, use_cache=True, **{_cache_kwarg(model): cache}
+            input_ids=opt_ids,
+            attention_mask=full_mask,
+            position_ids=pos2,
+            use_cache=True,
+            **{_cache_kwarg(model): cache},
         ).logits
         sel = opt_mask.bool()
-        picked = torch.log_softmax(logits[sel].float(), dim=-1).gather(-1, targets[sel][:, None])[:, 0]
+        picked = torch.log_softmax(logits[sel].float(), dim=-1).gather(-1, targets[sel][:, None])[
+            :, 0
+        ]
         per_row = torch.zeros(len(rows), dtype=torch.float64, device=device)
         per_row.index_add_(0, sel.nonzero()[:, 0], picked.double())
         for r, value in enumerate(per_row.tolist()):
@@ -205,7 +221,15 @@ def loglikelihoods(
         by_context[context].append(i)
     contexts = list(by_context)
     options = [[requests[i][1] for i in by_context[c]] for c in contexts]
-    scored = option_loglikelihoods(model, tokenizer, contexts, options, batch_size=batch_size, max_length=max_length, progress=progress)
+    scored = option_loglikelihoods(
+        model,
+        tokenizer,
+        contexts,
+        options,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
+    )
     out = [0.0] * len(requests)
     for c, lls in zip(contexts, scored, strict=True):
         for i, ll in zip(by_context[c], lls, strict=True):
@@ -268,7 +292,11 @@ def score_mcq(
         acc_norm=sum(p["correct_norm"] for p in predictions) / n,
         n=n,
         per_category={
-            cat: {"acc": sum(c for c, _ in v) / len(v), "acc_norm": sum(c for _, c in v) / len(v), "n": len(v)}
+            cat: {
+                "acc": sum(c for c, _ in v) / len(v),
+                "acc_norm": sum(c for _, c in v) / len(v),
+                "n": len(v),
+            }
             for cat, v in sorted(per_cat.items())
         },
         predictions=predictions,

@@ -101,10 +101,14 @@ def read_aci(path: str | Path, max_items: int | None = None) -> list[VisitNoteIt
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     if not isinstance(doc, dict) or "data" not in doc:
-        raise DataError(f"{path}: missing field 'data' (ACI-BENCH files are {{\"data\": [{{src, tgt, file}}, ..]}})")
+        raise DataError(
+            f"{path}: missing field 'data' (ACI-BENCH files are {{\"data\": [{{src, tgt, file}}, ..]}})"
+        )
     records = doc["data"]
     if not isinstance(records, list):
-        raise DataError(f"{path}: field 'data' must be a list of records, got {type(records).__name__}")
+        raise DataError(
+            f"{path}: field 'data' must be a list of records, got {type(records).__name__}"
+        )
     if not records:
         raise DataError(f"{path}: field 'data' is empty (no dialogues)")
     lines = _record_lines(text, len(records))
@@ -115,7 +119,11 @@ def read_aci(path: str | Path, max_items: int | None = None) -> list[VisitNoteIt
         if not isinstance(rec, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
         file_id = rec.get("file", f"{path.stem}-{k}")
-        if isinstance(file_id, bool) or not isinstance(file_id, (str, int)) or not str(file_id).strip():
+        if (
+            isinstance(file_id, bool)
+            or not isinstance(file_id, (str, int))
+            or not str(file_id).strip()
+        ):
             raise DataError(f"{where}: field 'file' must be a non-empty string, got {file_id!r}")
         file_id = str(file_id).strip()
         where = f"{where} (file {file_id!r})"
@@ -125,7 +133,9 @@ def read_aci(path: str | Path, max_items: int | None = None) -> list[VisitNoteIt
         dialogue = _check_text(where, "src", rec["src"])
         reference = _check_text(where, "tgt", rec["tgt"])
         if file_id in seen:
-            raise DataError(f"{where}: field 'file' duplicate id {file_id!r} (first in record {seen[file_id]})")
+            raise DataError(
+                f"{where}: field 'file' duplicate id {file_id!r} (first in record {seen[file_id]})"
+            )
         seen[file_id] = k
         items.append(VisitNoteItem(file_id, dialogue, reference, _aci_category(file_id)))
         if max_items is not None and len(items) >= max_items:
@@ -146,15 +156,25 @@ def read_note_jsonl(path: str | Path, max_items: int | None = None) -> list[Visi
         dialogue = _check_text(where, "input", rec["input"])
         reference = _check_text(where, "reference", rec["reference"])
         item_id = rec.get("id", f"{path.stem}-{lineno}")
-        if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or not str(item_id).strip():
-            raise DataError(f"{where}: field 'id' must be a non-empty string or integer, got {item_id!r}")
+        if (
+            isinstance(item_id, bool)
+            or not isinstance(item_id, (str, int))
+            or not str(item_id).strip()
+        ):
+            raise DataError(
+                f"{where}: field 'id' must be a non-empty string or integer, got {item_id!r}"
+            )
         item_id = str(item_id).strip()
         if item_id in seen:
-            raise DataError(f"{where}: field 'id' duplicate id {item_id!r} (first on line {seen[item_id]})")
+            raise DataError(
+                f"{where}: field 'id' duplicate id {item_id!r} (first on line {seen[item_id]})"
+            )
         seen[item_id] = lineno
         category = rec.get("category", "all")
         if not isinstance(category, str) or not category.strip():
-            raise DataError(f"{where}: field 'category' must be a non-empty string, got {category!r}")
+            raise DataError(
+                f"{where}: field 'category' must be a non-empty string, got {category!r}"
+            )
         items.append(VisitNoteItem(item_id, dialogue, reference, category.strip()))
         if max_items is not None and len(items) >= max_items:
             break
@@ -174,10 +194,14 @@ def detect_note_format(path: str | Path) -> str:
     return "jsonl"
 
 
-def load_visit_notes(path: str | Path, max_items: int | None = None, *, fmt: NoteFormat = "auto") -> list[VisitNoteItem]:
+def load_visit_notes(
+    path: str | Path, max_items: int | None = None, *, fmt: NoteFormat = "auto"
+) -> list[VisitNoteItem]:
     """Read dialogue/note pairs in one of :data:`NOTE_FORMATS` (``auto`` detects it)."""
     if fmt not in ("auto", *NOTE_FORMATS):
-        raise DataError(f"{path}: unknown visit-note format {fmt!r}; use auto or one of {list(NOTE_FORMATS)}")
+        raise DataError(
+            f"{path}: unknown visit-note format {fmt!r}; use auto or one of {list(NOTE_FORMATS)}"
+        )
     if fmt == "auto":
         fmt = detect_note_format(path)  # type: ignore[assignment]
     return read_aci(path, max_items) if fmt == "aci" else read_note_jsonl(path, max_items)

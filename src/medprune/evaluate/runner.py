@@ -65,7 +65,9 @@ def evaluation_settings(cfg: EvaluateConfig, dtype: str) -> dict:
     settings = json.loads(cfg.model_dump_json())
     settings["dtype"] = dtype
     settings["data_sha256"] = {
-        name: file_sha256(path) for name in ("mcq", "perplexity", "summarization") if (path := getattr(cfg, name))
+        name: file_sha256(path)
+        for name in ("mcq", "perplexity", "summarization")
+        if (path := getattr(cfg, name))
     }
     for source, raw in zip(cfg.mcq_sources, settings.get("mcq_sources", []), strict=True):
         raw["data_sha256"] = file_sha256(source.data)
@@ -100,7 +102,9 @@ def _mcq_summary(mcq) -> dict:
 
 
 def _load_source(source: MCQSourceConfig):
-    return load_mcq(source.data, source.max_items, fmt=source.format, cop_base=source.medmcqa_cop_base)
+    return load_mcq(
+        source.data, source.max_items, fmt=source.format, cop_base=source.medmcqa_cop_base
+    )
 
 
 def evaluate_model(
@@ -119,9 +123,15 @@ def evaluate_model(
     says ``complete: true`` only when every configured task finished.
     """
     out_dir = Path(out_dir)
-    items = load_mcq(cfg.mcq, cfg.max_items, fmt=cfg.mcq_format, cop_base=cfg.medmcqa_cop_base) if cfg.mcq else None
+    items = (
+        load_mcq(cfg.mcq, cfg.max_items, fmt=cfg.mcq_format, cop_base=cfg.medmcqa_cop_base)
+        if cfg.mcq
+        else None
+    )
     texts = read_texts(cfg.perplexity)[: cfg.max_ppl_texts] if cfg.perplexity else None
-    gen_items = load_generation(cfg.summarization, cfg.max_generation_items) if cfg.summarization else None
+    gen_items = (
+        load_generation(cfg.summarization, cfg.max_generation_items) if cfg.summarization else None
+    )
     sources = [(source, _load_source(source)) for source in cfg.mcq_sources]
     notes_cfg = cfg.visit_notes
     note_items = note_prompts = vocab = None
@@ -150,7 +160,12 @@ def evaluate_model(
         torch.set_num_threads(cfg.num_threads)
     t0 = time.perf_counter()
     model, tokenizer = load_model(model_dir, dtype=dtype)
-    results: dict = {"label": label, "model_dir": str(model_dir), "complete": False, "settings": settings}
+    results: dict = {
+        "label": label,
+        "model_dir": str(model_dir),
+        "complete": False,
+        "settings": settings,
+    }
     if items is not None:
         progress(f"[{label}] scoring {len(items)} multiple-choice items")
         t = time.perf_counter()
@@ -162,7 +177,9 @@ def evaluate_model(
     for source, source_items in sources:
         progress(f"[{label}] scoring {len(source_items)} items of source {source.name!r}")
         t = time.perf_counter()
-        scored = score_mcq(model, tokenizer, source_items, batch_size=cfg.batch_size, max_length=cfg.seq_len)
+        scored = score_mcq(
+            model, tokenizer, source_items, batch_size=cfg.batch_size, max_length=cfg.seq_len
+        )
         summary = _mcq_summary(scored)
         summary["seconds"] = time.perf_counter() - t
         results.setdefault("mcq_sources", {})[source.name] = summary
@@ -172,7 +189,12 @@ def evaluate_model(
             c = summary["classes"]
             extra = f", macro-F1 {c['macro_f1']:.3f}, always-{c['majority_label']!r} baseline {c['majority_baseline']:.3f}"
         progress(f"[{label}] {source.name}: accuracy {scored.acc:.3f}{extra} on {scored.n} items")
-    if note_items is not None and note_prompts is not None and vocab is not None and notes_cfg is not None:
+    if (
+        note_items is not None
+        and note_prompts is not None
+        and vocab is not None
+        and notes_cfg is not None
+    ):
         progress(
             f"[{label}] writing {len(note_items)} visit notes (max {notes_cfg.max_new_tokens} new tokens, "
             f"batch {notes_cfg.batch_size})"
@@ -217,17 +239,35 @@ def evaluate_model(
         )
     if texts is not None:
         progress(f"[{label}] perplexity on {len(texts)} texts")
-        ppl = perplexity(model, tokenizer, texts, max_length=cfg.seq_len, stride=cfg.ppl_stride, batch_size=cfg.batch_size)
+        ppl = perplexity(
+            model,
+            tokenizer,
+            texts,
+            max_length=cfg.seq_len,
+            stride=cfg.ppl_stride,
+            batch_size=cfg.batch_size,
+        )
         results["perplexity"] = asdict(ppl)
-        progress(f"[{label}] perplexity {ppl.perplexity:.2f} ({ppl.bits_per_byte:.3f} bits/byte) over {ppl.tokens} tokens")
+        progress(
+            f"[{label}] perplexity {ppl.perplexity:.2f} ({ppl.bits_per_byte:.3f} bits/byte) over {ppl.tokens} tokens"
+        )
     if gen_items is not None:
-        progress(f"[{label}] generating for {len(gen_items)} items (max {cfg.max_new_tokens} new tokens)")
+        progress(
+            f"[{label}] generating for {len(gen_items)} items (max {cfg.max_new_tokens} new tokens)"
+        )
         gen = score_generation(
-            model, tokenizer, gen_items, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, max_length=cfg.seq_len
+            model,
+            tokenizer,
+            gen_items,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+            max_length=cfg.seq_len,
         )
         results["generation"] = {k: v for k, v in asdict(gen).items() if k != "predictions"}
         write_jsonl(out_dir / GENERATIONS_FILE, gen.predictions)
-        progress(f"[{label}] ROUGE-L {gen.rouge_l:.3f}, exact match {gen.exact_match:.3f} on {gen.n} items")
+        progress(
+            f"[{label}] ROUGE-L {gen.rouge_l:.3f}, exact match {gen.exact_match:.3f} on {gen.n} items"
+        )
     results["efficiency"] = efficiency_report(
         model,
         model_dir,
@@ -254,7 +294,9 @@ def read_predictions(eval_dir: str | Path, name: str = PREDICTIONS_FILE) -> list
     path = Path(eval_dir) / name
     if not path.is_file():
         return None
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 __all__ = [

@@ -41,23 +41,44 @@ from medprune.evaluate.generation import generate_greedy_ids
 from medprune.evaluate.note_formats import VisitNoteItem
 
 #: Per-item scores of a note, higher is better; the gate's paired test picks one.
-NOTE_ITEM_SCORES = ("rouge1", "rouge2", "rougeLsum", "section_coverage", "faithfulness", "completeness")
+NOTE_ITEM_SCORES = (
+    "rouge1",
+    "rouge2",
+    "rougeLsum",
+    "section_coverage",
+    "faithfulness",
+    "completeness",
+)
 
 #: Canonical note sections and the headings that name them (lower case, no punctuation).
 SECTIONS: dict[str, tuple[str, ...]] = {
     "chief_complaint": ("chief complaint", "cc", "reason for visit"),
-    "history_of_present_illness": ("history of present illness", "hpi", "history of presenting illness", "history"),
+    "history_of_present_illness": (
+        "history of present illness",
+        "hpi",
+        "history of presenting illness",
+        "history",
+    ),
     "review_of_systems": ("review of systems", "ros"),
     "physical_exam": ("physical exam", "physical examination", "exam", "examination"),
     "vitals": ("vitals", "vital signs", "vitals reviewed"),
     "results": ("results", "labs", "laboratory results", "imaging", "test results", "diagnostics"),
     "assessment_and_plan": (
-        "assessment and plan", "assessment & plan", "assessment", "plan", "impression", "impression and plan",
+        "assessment and plan",
+        "assessment & plan",
+        "assessment",
+        "plan",
+        "impression",
+        "impression and plan",
     ),
     "medications": ("medications", "current medications", "medication"),
     "allergies": ("allergies",),
     "past_history": (
-        "past medical history", "medical history", "past history", "past surgical history", "surgical history",
+        "past medical history",
+        "medical history",
+        "past history",
+        "past surgical history",
+        "surgical history",
     ),
     "social_history": ("social history",),
     "family_history": ("family history",),
@@ -94,7 +115,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 def sentence_lines(text: str) -> str:
     """One sentence a line, which ROUGE-Lsum expects (rouge-score's own splitter needs NLTK
     data downloaded at run time; notes split well on line breaks and sentence ends)."""
-    return "\n".join(s for line in text.splitlines() for s in _SENTENCE_END.split(line.strip()) if s)
+    return "\n".join(
+        s for line in text.splitlines() for s in _SENTENCE_END.split(line.strip()) if s
+    )
 
 
 def rouge_scores(prediction: str, reference: str) -> dict[str, float]:
@@ -114,7 +137,9 @@ class NotePrompt:
 def _render(tokenizer, instruction: str, dialogue: str, style: str) -> str:
     content = f"{instruction}\n\n{dialogue}"
     if style == "chat":
-        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
     return f"{content}\n\nCLINICAL NOTE:\n"
 
 
@@ -146,7 +171,9 @@ def build_note_prompts(
         raise DataError(
             f"{source}: the model's tokenizer has no chat template; set evaluate.visit_notes.prompt_style: plain"
         )
-    overhead = len(_encode(tokenizer, _render(tokenizer, instruction, "", prompt_style), prompt_style))
+    overhead = len(
+        _encode(tokenizer, _render(tokenizer, instruction, "", prompt_style), prompt_style)
+    )
     budget = max_input_tokens - overhead
     if budget < 16:
         raise DataError(
@@ -158,7 +185,9 @@ def build_note_prompts(
         if not item.dialogue.strip():
             raise DataError(f"{source}: record {item.id!r}: field {field!r} is empty")
         dialogue = item.dialogue.strip()
-        ids = _encode(tokenizer, _render(tokenizer, instruction, dialogue, prompt_style), prompt_style)
+        ids = _encode(
+            tokenizer, _render(tokenizer, instruction, dialogue, prompt_style), prompt_style
+        )
         cut = 0
         if len(ids) > max_input_tokens:
             if not truncate:
@@ -173,10 +202,14 @@ def build_note_prompts(
             newline = kept.find("\n")
             if 0 <= newline < len(kept) - 1:
                 kept = kept[newline + 1 :]  # start at a whole turn
-            ids = _encode(tokenizer, _render(tokenizer, instruction, kept, prompt_style), prompt_style)
+            ids = _encode(
+                tokenizer, _render(tokenizer, instruction, kept, prompt_style), prompt_style
+            )
             while len(ids) > max_input_tokens:  # re-tokenisation can differ by a token or two
                 kept = kept[max(1, len(kept) // 50) :]
-                ids = _encode(tokenizer, _render(tokenizer, instruction, kept, prompt_style), prompt_style)
+                ids = _encode(
+                    tokenizer, _render(tokenizer, instruction, kept, prompt_style), prompt_style
+                )
             cut = len(d_ids) - len(tokenizer(kept, add_special_tokens=False)["input_ids"])
             message = (
                 f"{source}: record {item.id!r}: dialogue cut from the front by {cut} of {len(d_ids)} tokens "
@@ -271,7 +304,12 @@ def score_visit_notes(
     if [i.id for i in items] != [p.id for p in prompts]:
         raise ValueError("items and prompts differ")
     outputs = generate_greedy_ids(
-        model, tokenizer, [p.token_ids for p in prompts], max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+        model,
+        tokenizer,
+        [p.token_ids for p in prompts],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
     )
     rows = []
     for item, prompt, (note, n_new) in zip(items, prompts, outputs, strict=True):

@@ -95,23 +95,33 @@ def export_for_ollama(
             context_length=shape.context_length,
             model_name=source or str(model_dir),
         )
-    files = export_gguf(model_dir, out_dir, outtypes=outtypes, name=name,
-                        description=f"medprune export of {source or model_dir}")
+    files = export_gguf(
+        model_dir,
+        out_dir,
+        outtypes=outtypes,
+        name=name,
+        description=f"medprune export of {source or model_dir}",
+    )
     try:
         mf = None
         if text is not None:
             mf = out_dir / MODELFILE
             atomic_write_text(mf, text)
         manifest = out_dir / MANIFEST
-        atomic_write_json(manifest, {
-            "source": source or str(model_dir),
-            "name": name,
-            "shape": shape.to_dict(),
-            "files": {t: {"file": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p)}
-                      for t, p in files.items()},
-            "modelfile": MODELFILE if mf else None,
-            "writer": "gguf.GGUFWriter (medprune.export.gguf)",
-        })
+        atomic_write_json(
+            manifest,
+            {
+                "source": source or str(model_dir),
+                "name": name,
+                "shape": shape.to_dict(),
+                "files": {
+                    t: {"file": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p)}
+                    for t, p in files.items()
+                },
+                "modelfile": MODELFILE if mf else None,
+                "writer": "gguf.GGUFWriter (medprune.export.gguf)",
+            },
+        )
     except BaseException:
         for p in files.values():
             p.unlink(missing_ok=True)
@@ -122,8 +132,13 @@ def export_for_ollama(
 
 
 @contextmanager
-def with_serving_exports(model_dir: str | Path, formats: list[str], *, serve: ServeConfig | None = None,
-                         name: str = "model") -> Iterator[Path]:
+def with_serving_exports(
+    model_dir: str | Path,
+    formats: list[str],
+    *,
+    serve: ServeConfig | None = None,
+    name: str = "model",
+) -> Iterator[Path]:
     """A directory holding ``model_dir``'s files plus the serving ``formats`` (``registry.export``):
     for ``gguf``, the GGUF files, Modelfile and export.json. The model files are hard-linked
     (copied where links are impossible) into a temporary directory, removed afterwards; with no

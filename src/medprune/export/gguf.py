@@ -97,7 +97,9 @@ def model_shape(config: dict[str, Any], tensor_names: Iterable[str] = ()) -> GGU
     hidden = int(config["hidden_size"])
     head_dim = int(config.get("head_dim") or hidden // heads)
     if heads % kv:
-        raise ExportError(f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
+        raise ExportError(
+            f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
+        )
     if head_dim % 2:
         raise ExportError(f"head_dim {head_dim} is odd; rotary embeddings need an even head_dim")
     if config.get("sliding_window") and config.get("use_sliding_window", model_type == "mistral"):
@@ -106,7 +108,9 @@ def model_shape(config: dict[str, Any], tensor_names: Iterable[str] = ()) -> GGU
             "GGUF by this exporter; set use_sliding_window false or export a model without it"
         )
     names = set(tensor_names)
-    tied = bool(config.get("tie_word_embeddings", False)) or (bool(names) and "lm_head.weight" not in names)
+    tied = bool(config.get("tie_word_embeddings", False)) or (
+        bool(names) and "lm_head.weight" not in names
+    )
     return GGUFShape(
         architecture=ARCHITECTURES[model_type],
         block_count=int(config["num_hidden_layers"]),
@@ -154,8 +158,10 @@ def gguf_tensor_name(hf_name: str) -> str:
     m = _LAYER_NAME.match(hf_name)
     if m and m.group(2) in _LAYER_MAP:
         return f"blk.{m.group(1)}.{_LAYER_MAP[m.group(2)]}"
-    raise ExportError(f"tensor {hf_name!r} has no GGUF counterpart; the model is not a plain "
-                      "Llama/Mistral/Qwen2 checkpoint")
+    raise ExportError(
+        f"tensor {hf_name!r} has no GGUF counterpart; the model is not a plain "
+        "Llama/Mistral/Qwen2 checkpoint"
+    )
 
 
 def permute_rotary_rows(weight: np.ndarray, n_head: int) -> np.ndarray:
@@ -181,12 +187,16 @@ def _encode(name: str, data: np.ndarray, outtype: str) -> tuple[np.ndarray, Any]
     if outtype == "f16":
         return data.astype(np.float16), None
     if outtype == "bf16":
-        return gguf.quants.quantize(data.astype(np.float32), gguf.GGMLQuantizationType.BF16), gguf.GGMLQuantizationType.BF16
+        return gguf.quants.quantize(
+            data.astype(np.float32), gguf.GGMLQuantizationType.BF16
+        ), gguf.GGMLQuantizationType.BF16
     if outtype == "q8_0":
         if data.shape[-1] % _QK_BLOCK:
             # as llama.cpp's converter does: rows that do not fill whole blocks stay f16
             return data.astype(np.float16), None
-        return gguf.quants.quantize(data.astype(np.float32), gguf.GGMLQuantizationType.Q8_0), gguf.GGMLQuantizationType.Q8_0
+        return gguf.quants.quantize(
+            data.astype(np.float32), gguf.GGMLQuantizationType.Q8_0
+        ), gguf.GGMLQuantizationType.Q8_0
     raise ExportError(f"outtype {outtype!r}: expected one of {', '.join(OUTTYPES)}")
 
 
@@ -216,7 +226,11 @@ def _pre_tokenizer_name(tokenizer_json: dict[str, Any], has_merges: bool) -> str
     pre = tokenizer_json.get("pre_tokenizer") or {}
     parts: list[Any] = (pre.get("pretokenizers") or []) if pre.get("type") == "Sequence" else [pre]
     kinds = [(p or {}).get("type") for p in parts]
-    if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
+    if (
+        kinds == ["Digits", "ByteLevel"]
+        and parts[0].get("individual_digits")
+        and parts[1].get("use_regex", True)
+    ):
         return "smollm"  # SmolLM / SmolLM2: digits split one by one, then the GPT-2 regex
     if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
         return "gpt-2"
@@ -239,11 +253,15 @@ def read_vocab(model_dir: str | Path) -> GGUFVocab:
     model_dir = Path(model_dir)
     path = model_dir / "tokenizer.json"
     if not path.is_file():
-        raise ExportError(f"{model_dir}: no tokenizer.json; the GGUF export needs a fast tokenizer file")
+        raise ExportError(
+            f"{model_dir}: no tokenizer.json; the GGUF export needs a fast tokenizer file"
+        )
     data = json.loads(path.read_text(encoding="utf-8"))
     model = data.get("model") or {}
     if model.get("type") != "BPE":
-        raise ExportError(f"{path}: tokenizer model {model.get('type')!r} is not supported (byte-level BPE only)")
+        raise ExportError(
+            f"{path}: tokenizer model {model.get('type')!r} is not supported (byte-level BPE only)"
+        )
     tok = AutoTokenizer.from_pretrained(model_dir)
     vocab: dict[str, int] = dict(tok.get_vocab())
     size = max(vocab.values()) + 1
@@ -260,13 +278,14 @@ def read_vocab(model_dir: str | Path) -> GGUFVocab:
             f"{path}: the BPE tokenizer has no merges; GGUF (llama.cpp's 'gpt2' tokenizer) "
             "needs at least one merge rule"
         )
-    ids = {
-        name: (getattr(tok, f"{name}_token_id", None))
-        for name in ("bos", "eos", "unk", "pad")
-    }
+    ids = {name: (getattr(tok, f"{name}_token_id", None)) for name in ("bos", "eos", "unk", "pad")}
     with_special = tok("a").input_ids
-    add_bos = bool(ids["bos"] is not None and with_special and with_special[0] == ids["bos"]
-                   and tok("a", add_special_tokens=False).input_ids[:1] != [ids["bos"]])
+    add_bos = bool(
+        ids["bos"] is not None
+        and with_special
+        and with_special[0] == ids["bos"]
+        and tok("a", add_special_tokens=False).input_ids[:1] != [ids["bos"]]
+    )
     template = tok.chat_template if isinstance(getattr(tok, "chat_template", None), str) else None
     return GGUFVocab(
         model="gpt2",
@@ -274,7 +293,10 @@ def read_vocab(model_dir: str | Path) -> GGUFVocab:
         tokens=tokens,
         token_types=types,
         merges=merges,
-        bos_id=ids["bos"], eos_id=ids["eos"], unk_id=ids["unk"], pad_id=ids["pad"],
+        bos_id=ids["bos"],
+        eos_id=ids["eos"],
+        unk_id=ids["unk"],
+        pad_id=ids["pad"],
         add_bos=add_bos,
         chat_template=template,
     )
@@ -413,12 +435,18 @@ def export_gguf(
     state = _load_state(model_dir)
     shape = model_shape(config, state.keys())
     if len(vocab.tokens) > shape.vocab_size:
-        raise ExportError(f"tokenizer has {len(vocab.tokens)} tokens but the model only {shape.vocab_size} rows")
+        raise ExportError(
+            f"tokenizer has {len(vocab.tokens)} tokens but the model only {shape.vocab_size} rows"
+        )
     if len(vocab.tokens) < shape.vocab_size:  # embedding rows past the tokenizer: padding tokens
         extra = shape.vocab_size - len(vocab.tokens)
-        vocab = GGUFVocab(**{**vocab.__dict__,
-                             "tokens": vocab.tokens + [f"[PAD{len(vocab.tokens) + i}]" for i in range(extra)],
-                             "token_types": vocab.token_types + [5] * extra})
+        vocab = GGUFVocab(
+            **{
+                **vocab.__dict__,
+                "tokens": vocab.tokens + [f"[PAD{len(vocab.tokens) + i}]" for i in range(extra)],
+                "token_types": vocab.token_types + [5] * extra,
+            }
+        )
     tensors = gguf_tensors(state, shape)
     name = name or model_dir.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}", name):
@@ -432,7 +460,9 @@ def export_gguf(
             fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=out_dir)
             os.close(fd)
             try:
-                _write_one(Path(tmp), shape, vocab, tensors, outtype, name=name, description=description)
+                _write_one(
+                    Path(tmp), shape, vocab, tensors, outtype, name=name, description=description
+                )
                 os.replace(tmp, final)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -459,5 +489,7 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
             out[key] = len(field.data)
         else:
             out[key] = field.contents()
-    out["tensors"] = {t.name: (t.tensor_type.name, [int(x) for x in t.shape]) for t in reader.tensors}
+    out["tensors"] = {
+        t.name: (t.tensor_type.name, [int(x) for x in t.shape]) for t in reader.tensors
+    }
     return out

@@ -81,10 +81,12 @@ def detect_chat_format(tokenizer, model_name: str = "the model") -> ChatFormat:
     try:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as exc:  # noqa: BLE001 - any template error means "not a format we know"
-        raise ExportError(f"the chat template of {model_name} failed to render a conversation: {exc}") from None
+        raise ExportError(
+            f"the chat template of {model_name} failed to render a conversation: {exc}"
+        ) from None
     bos = getattr(tokenizer, "bos_token", None) or ""
     # a template may start with the BOS token (Llama 3 writes <|begin_of_text|>); compare both
-    candidates = {text, text[len(bos):] if bos and text.startswith(bos) else text}
+    candidates = {text, text[len(bos) :] if bos and text.startswith(bos) else text}
     for fmt in KNOWN_FORMATS:
         if any(c.rstrip("\n") == fmt.expected.rstrip("\n") for c in candidates):
             return fmt
@@ -113,7 +115,9 @@ def render_modelfile(
     if ollama.template:
         template, stop = ollama.template, tuple(ollama.stop)
         if not stop:
-            raise ExportError("serve.ollama.template is set but serve.ollama.stop is empty; name the stop tokens")
+            raise ExportError(
+                "serve.ollama.template is set but serve.ollama.stop is empty; name the stop tokens"
+            )
     else:
         fmt = detect_chat_format(tokenizer, model_name)
         template = fmt.template

@@ -17,7 +17,9 @@ from medprune.io.atomic import atomic_write_json
 GATE_FILE = "gate.json"
 
 
-def stage_gate(cfg: RunConfig, baseline_dir: str | Path, candidate_dir: str | Path, out_dir: str | Path) -> GateDecision:
+def stage_gate(
+    cfg: RunConfig, baseline_dir: str | Path, candidate_dir: str | Path, out_dir: str | Path
+) -> GateDecision:
     """Decide on promotion from both evaluation directories (results and per-item
     predictions); write ``gate.json`` into ``out_dir``."""
     files = {
@@ -37,7 +39,9 @@ def stage_gate(cfg: RunConfig, baseline_dir: str | Path, candidate_dir: str | Pa
     return decision
 
 
-def gate_task_metrics(decision: GateDecision, baseline_dir: str | Path, candidate_dir: str | Path) -> dict[str, float]:
+def gate_task_metrics(
+    decision: GateDecision, baseline_dir: str | Path, candidate_dir: str | Path
+) -> dict[str, float]:
     """The scalar metrics the gate task logs (kfp ``Metrics``): both evaluations' metrics,
     whether the gate passed, each check's value and the confidence interval's bounds."""
     from medprune.evaluate.runner import flat_metrics

@@ -100,7 +100,14 @@ def paired_bootstrap_mean_ci(
     alpha = 1.0 - confidence
     lower, upper = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return PairedInterval(
-        "bootstrap", confidence, n, float(diff.mean()), float(lower), float(upper), int((diff < 0).sum()), int((diff > 0).sum())
+        "bootstrap",
+        confidence,
+        n,
+        float(diff.mean()),
+        float(lower),
+        float(upper),
+        int((diff < 0).sum()),
+        int((diff > 0).sum()),
     )
 
 
@@ -115,7 +122,10 @@ def _binom_cdf(k: int, n: int, p: float) -> float:
     if p >= 1.0:
         return 0.0
     lp, lq = math.log(p), math.log1p(-p)
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq for i in range(k + 1)]
+    logs = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        for i in range(k + 1)
+    ]
     top = max(logs)
     return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
 
@@ -137,7 +147,9 @@ def clopper_pearson(k: int, n: int, confidence: float) -> tuple[float, float]:
         return 0.0, 1.0
     alpha = 1.0 - confidence
     # lower: P(X >= k | p) = alpha/2  <=>  1 - cdf(k-1, p) = alpha/2
-    lower = 0.0 if k == 0 else _bisect(lambda p: alpha / 2 - (1 - _binom_cdf(k - 1, n, p)), 0.0, 1.0)
+    lower = (
+        0.0 if k == 0 else _bisect(lambda p: alpha / 2 - (1 - _binom_cdf(k - 1, n, p)), 0.0, 1.0)
+    )
     # upper: P(X <= k | p) = alpha/2
     upper = 1.0 if k == n else _bisect(lambda p: _binom_cdf(k, n, p) - alpha / 2, 0.0, 1.0)
     return lower, upper
@@ -151,7 +163,9 @@ def mcnemar_exact_p(b: int, c: int) -> float:
     return min(1.0, 2.0 * _binom_cdf(min(b, c), n_d, 0.5))
 
 
-def mcnemar_exact_ci(baseline: Sequence[bool], candidate: Sequence[bool], *, confidence: float = 0.95) -> PairedInterval:
+def mcnemar_exact_ci(
+    baseline: Sequence[bool], candidate: Sequence[bool], *, confidence: float = 0.95
+) -> PairedInterval:
     """Exact conditional (McNemar / Clopper-Pearson) interval for the paired difference."""
     n, b, c = _discordant(baseline, candidate)
     n_d = b + c
@@ -160,7 +174,9 @@ def mcnemar_exact_ci(baseline: Sequence[bool], candidate: Sequence[bool], *, con
     else:
         p_lo, p_hi = clopper_pearson(c, n_d, confidence)
         lower, upper = (2 * p_lo - 1) * n_d / n, (2 * p_hi - 1) * n_d / n
-    return PairedInterval("mcnemar", confidence, n, (c - b) / n, lower, upper, b, c, mcnemar_exact_p(b, c))
+    return PairedInterval(
+        "mcnemar", confidence, n, (c - b) / n, lower, upper, b, c, mcnemar_exact_p(b, c)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -249,12 +265,16 @@ def noninferiority_sample_size(
     if not 0 < margin < 1:
         raise ValueError(f"margin must be in (0, 1), got {margin}")
     if not 0 < alpha < 0.5 or not 0.5 <= power < 1:
-        raise ValueError(f"need 0 < alpha < 0.5 and 0.5 <= power < 1, got alpha={alpha}, power={power}")
+        raise ValueError(
+            f"need 0 < alpha < 0.5 and 0.5 <= power < 1, got alpha={alpha}, power={power}"
+        )
     if not 0 <= discordance <= 1:
         raise ValueError(f"discordance must be in [0, 1], got {discordance}")
     d = expected_difference
     if margin + d <= 0:
-        raise ValueError(f"expected difference {d:+g} is beyond the margin {margin:g}: no sample size shows non-inferiority")
+        raise ValueError(
+            f"expected difference {d:+g} is beyond the margin {margin:g}: no sample size shows non-inferiority"
+        )
     z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(power)
     variance = max(discordance - d * d, 1e-9)
     needed = math.ceil(z * z * variance / (margin + d) ** 2)
@@ -288,7 +308,9 @@ def mcnemar_noninferiority_table(n: int, margin: float, alpha: float) -> np.ndar
             table[n_d, : n_d + 1] = True
             table[n_d, 0] = n_d / n < margin
             continue
-        logpmf = logf[n_d] - logf[ks] - logf[n_d - ks] + ks * math.log(p0) + (n_d - ks) * math.log1p(-p0)
+        logpmf = (
+            logf[n_d] - logf[ks] - logf[n_d - ks] + ks * math.log(p0) + (n_d - ks) * math.log1p(-p0)
+        )
         pmf = np.exp(logpmf - logpmf.max())
         pmf /= pmf.sum()
         survival = np.cumsum(pmf[::-1])[::-1]  # P(X >= c)

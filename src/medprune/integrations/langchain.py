@@ -79,8 +79,12 @@ def load_chat_model(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     generator = pipeline(
-        "text-generation", model=model, tokenizer=tokenizer, max_new_tokens=max_new_tokens,
-        do_sample=False, return_full_text=False,
+        "text-generation",
+        model=model,
+        tokenizer=tokenizer,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        return_full_text=False,
     )
     llm = HuggingFacePipeline(pipeline=generator, model_id=str(model_dir))
     return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=str(model_dir))
@@ -109,15 +113,22 @@ def ollama_chat_model(
         try:
             names = [m.model for m in ollama.Client(host=base_url).list().models if m.model]
         except (httpx.HTTPError, ConnectionError, ollama.ResponseError) as exc:
-            raise MedpruneError(f"cannot reach Ollama at {base_url}: {exc}; start it with `ollama serve`") from None
+            raise MedpruneError(
+                f"cannot reach Ollama at {base_url}: {exc}; start it with `ollama serve`"
+            ) from None
         if not any(n == model or n.startswith(f"{model}:") for n in names):
             raise MedpruneError(
                 f"Ollama at {base_url} has no model {model!r} (it has: {', '.join(names) or 'none'}); "
                 f"export and create it: medprune export gguf NAME@ALIAS -o DIR && cd DIR && "
                 f"ollama create {model} -f Modelfile"
             )
-    return ChatOllama(model=model, base_url=base_url, temperature=temperature, num_ctx=num_ctx,
-                      num_predict=num_predict)
+    return ChatOllama(
+        model=model,
+        base_url=base_url,
+        temperature=temperature,
+        num_ctx=num_ctx,
+        num_predict=num_predict,
+    )
 
 
 def summarization_chain(chat_model: Any, *, system_prompt: str = SUMMARY_SYSTEM) -> Any:
@@ -127,8 +138,10 @@ def summarization_chain(chat_model: Any, *, system_prompt: str = SUMMARY_SYSTEM)
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    prompt = ChatPromptTemplate.from_messages([
-        ("system", system_prompt),
-        ("human", "Clinical note:\n{note}\n\nSummary:"),
-    ])
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", system_prompt),
+            ("human", "Clinical note:\n{note}\n\nSummary:"),
+        ]
+    )
     return prompt | chat_model | StrOutputParser()

@@ -121,9 +121,13 @@ def check_complete(directory: str | Path) -> dict[str, int]:
         if record.get("format") != MARKER_FORMAT or not isinstance(files, dict):
             raise ValueError(f"format {record.get('format')!r}")
     except FileNotFoundError:
-        raise IncompleteDirectoryError(f"{directory}: incomplete, no {COMPLETE_MARKER}: {why}") from None
+        raise IncompleteDirectoryError(
+            f"{directory}: incomplete, no {COMPLETE_MARKER}: {why}"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IncompleteDirectoryError(f"{directory}: unreadable {COMPLETE_MARKER} ({exc}): {why}") from None
+        raise IncompleteDirectoryError(
+            f"{directory}: unreadable {COMPLETE_MARKER} ({exc}): {why}"
+        ) from None
     for rel, size in files.items():
         path = directory / rel
         if not path.is_file():
@@ -158,9 +162,13 @@ def marked_directory(final: str | Path) -> Iterator[Path]:
         raise FileExistsError(f"{final}: exists and is not a directory")
     if final.is_dir() and any(final.iterdir()):
         if (final / COMPLETE_MARKER).exists():
-            raise FileExistsError(f"{final}: already holds a complete result; refusing to overwrite it")
+            raise FileExistsError(
+                f"{final}: already holds a complete result; refusing to overwrite it"
+            )
         if not any(p.name.startswith(OWN_PREFIX) for p in final.iterdir()):
-            raise FileExistsError(f"{final}: holds files medprune did not write; refusing to delete them")
+            raise FileExistsError(
+                f"{final}: holds files medprune did not write; refusing to delete them"
+            )
         _clear(final)  # an interrupted medprune attempt (a retried task) left these
     final.mkdir(parents=True, exist_ok=True)
     try:

@@ -69,7 +69,9 @@ def _raise_first_failure(results: list, what: list[str], action: str) -> None:
     for result, name in zip(results, what, strict=True):
         if isinstance(result, BaseException):
             if isinstance(result, gexc.NotFound):
-                raise StorageError(f"{action} {name}: object or bucket not found ({result.message})")
+                raise StorageError(
+                    f"{action} {name}: object or bucket not found ({result.message})"
+                )
             raise StorageError(f"{action} {name} failed: {result}") from result
 
 
@@ -115,7 +117,11 @@ def upload_dir(
         raise_exception=False,
     )
     # Only objects this call created are cleaned up on failure, never pre-existing ones.
-    created = [blob_prefix + r for r, res in zip(rel, results, strict=True) if not isinstance(res, BaseException)]
+    created = [
+        blob_prefix + r
+        for r, res in zip(rel, results, strict=True)
+        if not isinstance(res, BaseException)
+    ]
     try:
         for result, uri in zip(results, uris, strict=True):
             if isinstance(result, gexc.PreconditionFailed):

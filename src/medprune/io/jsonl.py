@@ -38,11 +38,15 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: {_not_jsonl(path, line) or f'invalid JSON ({exc.msg})'}") from None
+                raise DataError(
+                    f"{path}:{lineno}: {_not_jsonl(path, line) or f'invalid JSON ({exc.msg})'}"
+                ) from None
             if isinstance(record, list) and record and all(isinstance(r, dict) for r in record):
                 raise DataError(f"{path}:{lineno}: {_not_jsonl(path, '[')}")
             if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}"
+                )
             yield lineno, record
 
 
@@ -66,14 +70,18 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def require_field(path: str | Path, lineno: int, record: dict[str, Any], field: str, kind: type | tuple[type, ...]) -> Any:
+def require_field(
+    path: str | Path, lineno: int, record: dict[str, Any], field: str, kind: type | tuple[type, ...]
+) -> Any:
     """Return ``record[field]`` or raise a DataError naming file, line and field."""
     if field not in record:
         raise DataError(f"{path}:{lineno}: missing field '{field}'")
     value = record[field]
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise DataError(f"{path}:{lineno}: field '{field}' must be {names}, got {type(value).__name__}")
+        raise DataError(
+            f"{path}:{lineno}: field '{field}' must be {names}, got {type(value).__name__}"
+        )
     return value
 
 

@@ -1,8 +1,8 @@
 """Parse ``gs://`` and ``vertex://`` URIs, with errors that say what a valid one looks like.
 
-    parse_gcs_uri("gs://my-bucket/models/m1")           # ("my-bucket", "models/m1")
-    parse_vertex_model_uri("vertex://projects/p/locations/us-central1/models/123@production")
-    # VertexModelRef(project="p", location="us-central1", model_id="123", version_or_alias="production")
+parse_gcs_uri("gs://my-bucket/models/m1")           # ("my-bucket", "models/m1")
+parse_vertex_model_uri("vertex://projects/p/locations/us-central1/models/123@production")
+# VertexModelRef(project="p", location="us-central1", model_id="123", version_or_alias="production")
 """
 
 from __future__ import annotations

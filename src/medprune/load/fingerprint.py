@@ -105,11 +105,15 @@ def pin_vertex_source(source: str, api_endpoint: str | None = None) -> tuple[str
     try:
         model = aiplatform.Model(model_name=ref.resource_name, version=ref.version_or_alias)
     except gexc.NotFound:
-        raise ModelLoadError(f"model.source {source}: version {ref.versioned_name} not found") from None
+        raise ModelLoadError(
+            f"model.source {source}: version {ref.versioned_name} not found"
+        ) from None
     except gexc.GoogleAPICallError as exc:
         raise ModelLoadError(f"model.source {source}: Vertex AI lookup failed: {exc}") from exc
     pinned = f"vertex://{ref.resource_name}@{model.version_id}"
-    digest = hashlib.sha256(f"{ref.resource_name}@{model.version_id}\0{model.uri}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{ref.resource_name}@{model.version_id}\0{model.uri}".encode()
+    ).hexdigest()
     return pinned, "sha256:" + digest
 
 
@@ -137,7 +141,9 @@ def resolve_inputs(cfg: RunConfig) -> ResolvedInputs:
     the field."""
     source = cfg.model.source
     if source.startswith("vertex://"):
-        endpoint = (cfg.vertex.api_endpoint if cfg.vertex else None) or os.environ.get("MEDPRUNE_VERTEX_API_ENDPOINT")
+        endpoint = (cfg.vertex.api_endpoint if cfg.vertex else None) or os.environ.get(
+            "MEDPRUNE_VERTEX_API_ENDPOINT"
+        )
         pinned, model_fp = pin_vertex_source(source, endpoint)
     else:
         pinned = source

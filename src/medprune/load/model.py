@@ -73,7 +73,9 @@ def check_weights_match_config(model_dir: Path, *, trust_remote_code: bool = Fal
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         expected = expected_tensors(config, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{model_dir / 'config.json'}: cannot build the model it describes ({exc})") from None
+        raise ModelLoadError(
+            f"{model_dir / 'config.json'}: cannot build the model it describes ({exc})"
+        ) from None
     found = read_safetensors_headers(model_dir)
     mismatch = compare_tensors(expected, {name: t.shape for name, t in found.items()})
     if mismatch:
@@ -246,7 +248,9 @@ def save_model(
             # medprune's own files first: from then on the directory says it is medprune's
             # and readers insist on the marker.
             for name, obj in (extra_files or {}).items():
-                (target / name).write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+                (target / name).write_text(
+                    json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8"
+                )
             model.save_pretrained(target, safe_serialization=True)
             write_legacy_rope_keys(target / "config.json")
             if tokenizer is not None:

@@ -65,7 +65,9 @@ def vertex_artifact_uri(source: str, api_endpoint: str | None = None) -> str:
     return uri
 
 
-def resolve_model_source(source: str, workdir: str | Path, *, api_endpoint: str | None = None) -> Path:
+def resolve_model_source(
+    source: str, workdir: str | Path, *, api_endpoint: str | None = None
+) -> Path:
     """A local directory holding the model named by ``source``.
 
     Local paths are returned as they are (they must be existing directories); ``gs://``
@@ -80,7 +82,9 @@ def resolve_model_source(source: str, workdir: str | Path, *, api_endpoint: str 
     if source.startswith("vertex://"):
         gs_uri = vertex_artifact_uri(source, api_endpoint)
         log.info("%s resolves to %s", source, gs_uri)
-        return check_model_dir(_download(gs_uri, _cache_dir(workdir, source), f"{source} ({gs_uri})"))
+        return check_model_dir(
+            _download(gs_uri, _cache_dir(workdir, source), f"{source} ({gs_uri})")
+        )
     if "://" in source:
         raise UriError(
             f"model.source {source!r}: unsupported scheme; use a local path, gs:// or vertex://"
@@ -89,5 +93,7 @@ def resolve_model_source(source: str, workdir: str | Path, *, api_endpoint: str 
     if not path.exists():
         raise ModelLoadError(f"model.source {source}: model directory not found")
     if not path.is_dir():
-        raise ModelLoadError(f"model.source {source}: not a directory (expected a saved model directory)")
+        raise ModelLoadError(
+            f"model.source {source}: not a directory (expected a saved model directory)"
+        )
     return check_model_dir(path)

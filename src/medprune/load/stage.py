@@ -25,7 +25,9 @@ def stage_load(
         # on this machine now (family, remote code, tensors against the config, tokenizer)
         inspect_model_folder(src, trust_remote_code=cfg.model.trust_remote_code)
         progress(f"loading {src}")
-        model, tokenizer = load_model(src, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        model, tokenizer = load_model(
+            src, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code
+        )
         params = sum(p.numel() for p in model.parameters())
         info = {
             "source": cfg.model.source,

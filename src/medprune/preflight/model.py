@@ -159,7 +159,13 @@ def inspect_model_folder(model_dir: str | Path, *, trust_remote_code: bool = Fal
     rows = _embedding_rows(config)
     check_vocab_fits(model_dir, tokenizer, rows)
     return ModelFolder(
-        model_dir, model_type, len(found), len({t.file for t in found.values()}), rows, tokenizer, meta
+        model_dir,
+        model_type,
+        len(found),
+        len({t.file for t in found.values()}),
+        rows,
+        tokenizer,
+        meta,
     )
 
 

@@ -10,7 +10,9 @@ from torch import nn
 def apply_mask(linear: nn.Linear, keep: torch.Tensor) -> None:
     """Zero the weights of ``linear`` where ``keep`` is False (in place)."""
     if keep.shape != linear.weight.shape:
-        raise ValueError(f"mask shape {tuple(keep.shape)} != weight shape {tuple(linear.weight.shape)}")
+        raise ValueError(
+            f"mask shape {tuple(keep.shape)} != weight shape {tuple(linear.weight.shape)}"
+        )
     linear.weight.mul_(keep.to(device=linear.weight.device, dtype=linear.weight.dtype))
 
 
@@ -18,7 +20,9 @@ def is_excluded(name: str, exclude: list[str] | tuple[str, ...]) -> bool:
     return any(pattern in name for pattern in exclude)
 
 
-def prunable_linears(module: nn.Module, exclude: list[str] | tuple[str, ...] = ()) -> dict[str, nn.Linear]:
+def prunable_linears(
+    module: nn.Module, exclude: list[str] | tuple[str, ...] = ()
+) -> dict[str, nn.Linear]:
     """All ``nn.Linear`` submodules of ``module`` whose name matches no ``exclude`` substring."""
     return {
         name: m
@@ -27,12 +31,16 @@ def prunable_linears(module: nn.Module, exclude: list[str] | tuple[str, ...] = (
     }
 
 
-def weight_masks(model: nn.Module, exclude: list[str] | tuple[str, ...] = ("lm_head", "embed_tokens")) -> dict[str, torch.Tensor]:
+def weight_masks(
+    model: nn.Module, exclude: list[str] | tuple[str, ...] = ("lm_head", "embed_tokens")
+) -> dict[str, torch.Tensor]:
     """Keep-masks derived from the zeros of each prunable linear weight (``weight != 0``)."""
     return {name: (m.weight != 0) for name, m in prunable_linears(model, exclude).items()}
 
 
-def sparsity_report(model: nn.Module, exclude: list[str] | tuple[str, ...] = ("lm_head", "embed_tokens")) -> dict:
+def sparsity_report(
+    model: nn.Module, exclude: list[str] | tuple[str, ...] = ("lm_head", "embed_tokens")
+) -> dict:
     """Exact zero counts per prunable linear layer and overall.
 
     Returns ``{"layers": {name: {"zeros", "numel", "sparsity"}}, "zeros", "numel", "sparsity",

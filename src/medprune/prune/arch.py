@@ -29,7 +29,9 @@ class Family:
 
 
 _FAMILIES = (
-    Family("llama", "Llama 2/3.x, SmolLM2", notes="llama3 rope scaling; width: hidden channels allowed"),
+    Family(
+        "llama", "Llama 2/3.x, SmolLM2", notes="llama3 rope scaling; width: hidden channels allowed"
+    ),
     Family("mistral", "Mistral", notes="width: hidden channels allowed"),
     Family("qwen2", "Qwen2/2.5", notes="q/k/v biases; width: hidden channels allowed"),
     Family("gemma", "Gemma", notes="width: heads and MLP only (embedding scale)"),
@@ -153,7 +155,9 @@ def layer_parts(layer: nn.Module) -> LayerParts:
         else:
             parts.gate, parts.up = mlp.gate_proj, mlp.up_proj
     except AttributeError as exc:
-        raise PruneError(f"decoder layer {type(layer).__name__}: unexpected layout ({exc})") from None
+        raise PruneError(
+            f"decoder layer {type(layer).__name__}: unexpected layout ({exc})"
+        ) from None
     return parts
 
 

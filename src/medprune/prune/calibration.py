@@ -175,7 +175,9 @@ def layer_output(out) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_layer(layer: nn.Module, inputs: LayerInputs, *, in_place: bool = False) -> list[torch.Tensor]:
+def run_layer(
+    layer: nn.Module, inputs: LayerInputs, *, in_place: bool = False
+) -> list[torch.Tensor]:
     """Outputs of ``layer`` for every batch of ``inputs`` (the next layer's inputs).
 
     With ``in_place`` each batch's output replaces its input in ``inputs.hidden`` as soon as
@@ -183,7 +185,9 @@ def run_layer(layer: nn.Module, inputs: LayerInputs, *, in_place: bool = False) 
     are held once, not twice.
     """
     if not in_place:
-        return [layer_output(layer(h, **kw)) for h, kw in zip(inputs.hidden, inputs.kwargs, strict=True)]
+        return [
+            layer_output(layer(h, **kw)) for h, kw in zip(inputs.hidden, inputs.kwargs, strict=True)
+        ]
     for i, kw in enumerate(inputs.kwargs):
         inputs.hidden[i] = layer_output(layer(inputs.hidden[i], **kw))
     return inputs.hidden

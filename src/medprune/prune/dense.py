@@ -132,7 +132,9 @@ class DenseCalibration:
             ratios.append(outlier_ratio(scores, threshold))
         return ratios
 
-    def width_energies(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    def width_energies(
+        self, model: nn.Module
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         """Per-layer head energies (``o_proj`` input energy summed per head), MLP-channel
         energies (``down_proj`` input) and the hidden-channel energy summed over layers
         (inputs of the attention and MLP input projections), as width pruning ranks them."""

@@ -59,7 +59,9 @@ class PruneResult:
     report: dict = field(default_factory=dict)
 
 
-def select_mask(scores: torch.Tensor, cfg: PruneConfig, row_wise: bool, sparsity: float) -> torch.Tensor:
+def select_mask(
+    scores: torch.Tensor, cfg: PruneConfig, row_wise: bool, sparsity: float
+) -> torch.Tensor:
     if cfg.nm is not None:
         return nm_mask(scores, *cfg.nm)
     if row_wise:
@@ -173,8 +175,10 @@ def prune_model(
                 {**p.as_dict(), "params": plan_params(model, p), "layer_error": e}
                 for p, e in zip(plans, errors, strict=True)
             ]
-            say(f"width plan: {plan.num_attention_heads} heads, MLP {plan.intermediate_size} "
-                f"(of {len(plans)} splits, lowest layer output error)")
+            say(
+                f"width plan: {plan.num_attention_heads} heads, MLP {plan.intermediate_size} "
+                f"(of {len(plans)} splits, lowest layer output error)"
+            )
         result_model, kept = build_width_model(model, plan, *energy)
         extra["plan"] = plan.as_dict()
         extra["kept"] = kept
@@ -212,7 +216,9 @@ def prune_model(
                 "head_dim",
             )
         }
-    say(f"pruned with {cfg.method}: {report['total_params']:,} params, sparsity {report['sparsity']:.4f}")
+    say(
+        f"pruned with {cfg.method}: {report['total_params']:,} params, sparsity {report['sparsity']:.4f}"
+    )
     return PruneResult(model=result_model, report=report)
 
 
@@ -314,8 +320,14 @@ def _width_importance(model, cfg, token_ids, dev, say, plans: list[WidthPlan]):
         if searching:
             for i, plan in enumerate(plans):
                 errors[i] += masked_layer_error(
-                    layer, plan, layout, head_energy[-1], channel_energy[-1],
-                    inputs.hidden, inputs.kwargs, outputs,
+                    layer,
+                    plan,
+                    layout,
+                    head_energy[-1],
+                    channel_energy[-1],
+                    inputs.hidden,
+                    inputs.kwargs,
+                    outputs,
                 )
             inputs.hidden[:] = outputs
         return inputs.hidden
@@ -343,7 +355,9 @@ def collect_dense_calibration(
         raise PruneError("dense calibration statistics need calibration texts and a tokenizer")
     cal = cfg.calibration
     token_ids = calibration_token_ids(tokenizer, calib_texts, cal.num_samples, cal.seq_len)
-    return _collect_dense(model, cfg, token_ids, resolve_device(device), progress or (lambda _m: None))
+    return _collect_dense(
+        model, cfg, token_ids, resolve_device(device), progress or (lambda _m: None)
+    )
 
 
 def _collect_dense(model, cfg, token_ids, dev, say) -> DenseCalibration:
@@ -353,7 +367,9 @@ def _collect_dense(model, cfg, token_ids, dev, say) -> DenseCalibration:
 
     def visit(index, layer, inputs):
         linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
-        stats, outputs = collect_input_stats(layer, linears, inputs, hessian=False, outputs="return")
+        stats, outputs = collect_input_stats(
+            layer, linears, inputs, hessian=False, outputs="return"
+        )
         sq_sums.append({name: stats.by_linear[name].sq_sum.cpu() for name in linears})
         total, count = 0.0, 0
         for i, h_out in enumerate(outputs):  # each output replaces its input once measured
@@ -370,6 +386,10 @@ def _collect_dense(model, cfg, token_ids, dev, say) -> DenseCalibration:
         token_ids=token_ids,
         sq_sums=sq_sums,
         block_influence=influence,
-        calibration={"num_samples": cal.num_samples, "seq_len": cal.seq_len, "batch_size": cal.batch_size},
+        calibration={
+            "num_samples": cal.num_samples,
+            "seq_len": cal.seq_len,
+            "batch_size": cal.batch_size,
+        },
         model=fingerprint,
     )

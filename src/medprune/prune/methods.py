@@ -60,7 +60,9 @@ def get_method(name: str) -> PruneMethod:
     try:
         return METHODS[name]
     except KeyError:
-        raise PruneError(f"prune.method {name!r} is not known; available: {sorted(METHODS)}") from None
+        raise PruneError(
+            f"prune.method {name!r} is not known; available: {sorted(METHODS)}"
+        ) from None
 
 
 register_method(
@@ -70,9 +72,13 @@ register_method(
         description="Unstructured or N:M by |W| over each weight matrix.",
     )
 )
+
+
 def _wanda_score(weight: torch.Tensor, stats: InputStats | None) -> torch.Tensor:
     if stats is None:
-        raise PruneError("wanda needs calibration statistics of the layer input; none were collected")
+        raise PruneError(
+            "wanda needs calibration statistics of the layer input; none were collected"
+        )
     return wanda_scores(weight, stats.col_norm)
 
 

@@ -14,7 +14,9 @@ import torch
 from medprune.errors import PruneError
 
 
-def inverse_hessian_cholesky(hessian: torch.Tensor, dampening: float) -> tuple[torch.Tensor, torch.Tensor]:
+def inverse_hessian_cholesky(
+    hessian: torch.Tensor, dampening: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Upper Cholesky factor ``U`` of ``(H + damp I)^-1`` (``U^T U = (H + damp I)^-1``) and
     the mask of dead input features (never active in calibration; their weights are zeroed).
     ``damp = dampening * mean(diag H)``; it is raised tenfold (at most 3 times) if ``H`` is not

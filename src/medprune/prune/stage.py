@@ -13,7 +13,9 @@ from medprune.prune.calibration import load_calibration_texts
 from medprune.prune.engine import prune_model
 
 
-def stage_prune(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, progress: Progress = print) -> dict:
+def stage_prune(
+    cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, progress: Progress = print
+) -> dict:
     """Prune the dense model per ``cfg.prune`` and save the pruned model."""
     model, tokenizer = load_model(model_dir, dtype=cfg.model.dtype)
     t0 = time.perf_counter()
@@ -26,5 +28,7 @@ def stage_prune(cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, p
     lineage = read_lineage(model_dir)
     lineage["prune"] = report
     save_with_lineage(model, tokenizer, out_dir, cfg, lineage)
-    progress(f"pruned with {cfg.prune.method}: sparsity {report['sparsity']:.4f} over {len(report['layers'])} layers")
+    progress(
+        f"pruned with {cfg.prune.method}: sparsity {report['sparsity']:.4f} over {len(report['layers'])} layers"
+    )
     return report

@@ -89,7 +89,13 @@ def saveable_head_options(
 
 
 def _plan_config_error(model: nn.Module, plan: WidthPlan) -> str | None:
-    keys = ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "hidden_size")
+    keys = (
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "intermediate_size",
+        "hidden_size",
+    )
     return config_error(model, **{k: getattr(plan, k) for k in keys})
 
 
@@ -193,16 +199,16 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
             heads, kv = matches[-1]
         inter = s.intermediate_size if s.intermediate_size is not None else inter0
         if not 1 <= inter <= inter0:
-            raise PruneError(
-                f"prune.structured.intermediate_size={inter} must be in [1, {inter0}]"
-            )
+            raise PruneError(f"prune.structured.intermediate_size={inter} must be in [1, {inter0}]")
         hidden = s.hidden_size if s.hidden_size is not None else hidden0
         if not 1 <= hidden <= hidden0:
             raise PruneError(f"prune.structured.hidden_size={hidden} must be in [1, {hidden0}]")
         return _checked(model, WidthPlan(heads, kv, layout.head_dim, inter, hidden, s.head_mode))
 
     if not (s.prune_attention or s.prune_mlp or s.prune_hidden):
-        raise PruneError("prune.structured: prune_attention, prune_mlp and prune_hidden are all off")
+        raise PruneError(
+            "prune.structured: prune_attention, prune_mlp and prune_hidden are all off"
+        )
     total0 = sum(p.numel() for p in model.parameters())
     target = (1.0 - cfg.sparsity) * total0
     mult = s.channel_multiple
@@ -215,8 +221,16 @@ def plan_width(model: nn.Module, cfg: PruneConfig) -> WidthPlan:
         hidden = hidden0
         if s.prune_hidden:
             hidden = _round_multiple(f * hidden0, mult, mult, hidden0)
-            if config_error(model, num_attention_heads=heads, num_key_value_heads=kv,
-                            head_dim=layout.head_dim, hidden_size=hidden) is not None:
+            if (
+                config_error(
+                    model,
+                    num_attention_heads=heads,
+                    num_key_value_heads=kv,
+                    head_dim=layout.head_dim,
+                    hidden_size=hidden,
+                )
+                is not None
+            ):
                 step = math.lcm(mult, heads)  # Llama/Gemma configs: heads must divide hidden
                 hidden = _round_multiple(f * hidden0, step, step, hidden0)
         return dict(
@@ -268,7 +282,12 @@ def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
     """
     base = plan_width(model, cfg)
     s = cfg.structured
-    if _has_explicit_sizes(s) or not s.plan_search or s.prune_hidden or not (s.prune_attention and s.prune_mlp):
+    if (
+        _has_explicit_sizes(s)
+        or not s.plan_search
+        or s.prune_hidden
+        or not (s.prune_attention and s.prune_mlp)
+    ):
         return [base]
     mc = model.config
     layout = head_layout(mc)
@@ -278,14 +297,19 @@ def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
     plans = [base]
     for heads, kv in saveable_head_options(model, layout, s.head_mode, mc.hidden_size):
         sizes = dict(
-            num_attention_heads=heads, num_key_value_heads=kv, head_dim=layout.head_dim,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            head_dim=layout.head_dim,
             hidden_size=mc.hidden_size,
         )
         inter = _mlp_size_for(model, sizes, target, mult)
         if not mult <= inter <= inter0:
             continue
         inter = _round_multiple(inter, mult, mult, inter0)
-        if abs(_count_params(model, {**sizes, "intermediate_size": inter}) - target) > 0.05 * total0:
+        if (
+            abs(_count_params(model, {**sizes, "intermediate_size": inter}) - target)
+            > 0.05 * total0
+        ):
             continue
         plan = WidthPlan(heads, kv, layout.head_dim, inter, mc.hidden_size, s.head_mode)
         if plan not in plans and _plan_config_error(model, plan) is None:
@@ -295,7 +319,13 @@ def candidate_plans(model: nn.Module, cfg: PruneConfig) -> list[WidthPlan]:
 
 def plan_params(model: nn.Module, plan: WidthPlan) -> int:
     """Parameters of ``model`` pruned to ``plan``."""
-    keys = ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "hidden_size")
+    keys = (
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "intermediate_size",
+        "hidden_size",
+    )
     return _count_params(model, {k: getattr(plan, k) for k in keys})
 
 
@@ -323,7 +353,10 @@ def masked_layer_error(
     head_keep[qh] = True
     ch_keep = torch.zeros(parts.down.in_features, dtype=torch.bool)
     ch_keep[top_channels(channel_energy, plan.intermediate_size)] = True
-    saved = {parts.o: parts.o.weight.detach().clone(), parts.down: parts.down.weight.detach().clone()}
+    saved = {
+        parts.o: parts.o.weight.detach().clone(),
+        parts.down: parts.down.weight.detach().clone(),
+    }
     try:
         parts.o.weight.mul_(head_keep.repeat_interleave(d).to(parts.o.weight))
         parts.down.weight.mul_(ch_keep.to(parts.down.weight))
@@ -342,14 +375,20 @@ def top_channels(energy: torch.Tensor, keep: int) -> torch.Tensor:
     return torch.sort(order).values
 
 
-def select_heads(head_energy: torch.Tensor, layout: HeadLayout, plan: WidthPlan) -> tuple[torch.Tensor, torch.Tensor]:
+def select_heads(
+    head_energy: torch.Tensor, layout: HeadLayout, plan: WidthPlan
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(query heads kept, key/value heads kept)``, ascending. Query head ``j`` belongs to
     key/value group ``j // group_size`` (the layout of ``repeat_kv``)."""
     g, kv = layout.group_size, layout.num_kv_heads
     grouped = head_energy.reshape(kv, g)
     if plan.head_mode == "query_heads" or plan.num_key_value_heads == kv:
         per_group = plan.num_attention_heads // plan.num_key_value_heads
-        kept_kv = torch.arange(kv) if plan.num_key_value_heads == kv else top_channels(grouped.sum(1), plan.num_key_value_heads)
+        kept_kv = (
+            torch.arange(kv)
+            if plan.num_key_value_heads == kv
+            else top_channels(grouped.sum(1), plan.num_key_value_heads)
+        )
         q = [int(k) * g + top_channels(grouped[int(k)], per_group) for k in kept_kv]
         return torch.cat(q), kept_kv
     kept_kv = top_channels(grouped.sum(1), plan.num_key_value_heads)
@@ -361,7 +400,9 @@ def _head_rows(heads: torch.Tensor, head_dim: int, offset: int = 0) -> torch.Ten
     return (offset + heads.unsqueeze(1) * head_dim + torch.arange(head_dim)).reshape(-1)
 
 
-def _slice_linear(new: nn.Linear, old: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> None:
+def _slice_linear(
+    new: nn.Linear, old: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None
+) -> None:
     w = old.weight.detach()
     if rows is not None:
         w = w.index_select(0, rows)
@@ -400,7 +441,9 @@ def build_width_model(
         intermediate_size=plan.intermediate_size,
     )
     kept: dict[str, list] = {"heads": [], "kv_heads": [], "channels": []}
-    for i, (old_layer, new_layer) in enumerate(zip(model.model.layers, new.model.layers, strict=True)):
+    for i, (old_layer, new_layer) in enumerate(
+        zip(model.model.layers, new.model.layers, strict=True)
+    ):
         qh, kvh = select_heads(head_energy[i], layout, plan)
         ch = top_channels(channel_energy[i], plan.intermediate_size)
         kept["heads"].append(qh.tolist())
@@ -419,7 +462,9 @@ def build_width_model(
             _slice_linear(np_.v, op.v, kv_rows, hidden_idx)
         _slice_linear(np_.o, op.o, hidden_idx, q_rows)
         if op.gate_up is not None:
-            _slice_linear(np_.gate_up, op.gate_up, torch.cat([ch, mc.intermediate_size + ch]), hidden_idx)
+            _slice_linear(
+                np_.gate_up, op.gate_up, torch.cat([ch, mc.intermediate_size + ch]), hidden_idx
+            )
         else:
             _slice_linear(np_.gate, op.gate, ch, hidden_idx)
             _slice_linear(np_.up, op.up, ch, hidden_idx)
@@ -427,15 +472,21 @@ def build_width_model(
         if hidden_idx is not None:
             new_norms = layer_norms(new_layer, plan.hidden_size)
             for name, norm in layer_norms(old_layer, mc.hidden_size).items():
-                set_param(new_norms[name], "weight", norm.weight.detach().index_select(0, hidden_idx))
+                set_param(
+                    new_norms[name], "weight", norm.weight.detach().index_select(0, hidden_idx)
+                )
         fill_from(new_layer, old_layer, f"layer {i}")
         old_layer.to("meta")  # release the old layer's memory
     if hidden_idx is not None:
         emb = model.model.embed_tokens.weight.detach().index_select(1, hidden_idx)
         set_param(new.model.embed_tokens, "weight", emb)
-        set_param(new.model.norm, "weight", model.model.norm.weight.detach().index_select(0, hidden_idx))
+        set_param(
+            new.model.norm, "weight", model.model.norm.weight.detach().index_select(0, hidden_idx)
+        )
         if not getattr(new.config, "tie_word_embeddings", False):
-            set_param(new.lm_head, "weight", model.lm_head.weight.detach().index_select(1, hidden_idx))
+            set_param(
+                new.lm_head, "weight", model.lm_head.weight.detach().index_select(1, hidden_idx)
+            )
             if model.lm_head.bias is not None:
                 set_param(new.lm_head, "bias", model.lm_head.bias.detach())
     if getattr(new.config, "tie_word_embeddings", False):
@@ -444,4 +495,3 @@ def build_width_model(
     if hidden_idx is not None:
         kept["hidden"] = hidden_idx.tolist()
     return finish(new, model), kept
-

@@ -17,11 +17,15 @@ from medprune.errors import MedpruneError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medprune.recover", description=__doc__)
-    parser.add_argument("--config-json", required=True, help="The run config as JSON, or @FILE holding it.")
+    parser.add_argument(
+        "--config-json", required=True, help="The run config as JSON, or @FILE holding it."
+    )
     parser.add_argument("--model-dir", required=True, help="The pruned model (local or /gcs/...).")
     parser.add_argument("--out-dir", required=True, help="Where the recovered model is written.")
     parser.add_argument("--teacher-dir", default=None, help="The dense model, for distillation.")
-    parser.add_argument("--report", default=None, help="Also write the training report (JSON) here.")
+    parser.add_argument(
+        "--report", default=None, help="Also write the training report (JSON) here."
+    )
     args = parser.parse_args(argv)
 
     from medprune.io.atomic import atomic_write_json
@@ -38,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.report and report.get("enabled"):  # the main process only
         atomic_write_json(args.report, report)
-    print(json.dumps({k: v for k, v in report.items() if k not in ("losses", "evals")}, default=str))
+    print(
+        json.dumps({k: v for k, v in report.items() if k not in ("losses", "evals")}, default=str)
+    )
     return 0
 
 

@@ -55,7 +55,9 @@ def write_manifest(ckpt_dir: Path, state: dict[str, Any]) -> None:
         if p.is_file() and p.name not in (MANIFEST, SAVING) and not p.name.endswith(".tmp"):
             rel = p.relative_to(ckpt_dir).as_posix()
             files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-    atomic_write_json(ckpt_dir / MANIFEST, {"format": FORMAT_VERSION, "step": state["step"], "files": files})
+    atomic_write_json(
+        ckpt_dir / MANIFEST, {"format": FORMAT_VERSION, "step": state["step"], "files": files}
+    )
 
 
 def verify_checkpoint(ckpt_dir: str | Path) -> dict[str, Any]:
@@ -70,20 +72,28 @@ def verify_checkpoint(ckpt_dir: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise RecoveryError(f"checkpoint {ckpt_dir} is corrupt: no {MANIFEST}; {hint}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RecoveryError(f"checkpoint {ckpt_dir} is corrupt: unreadable {MANIFEST} ({exc}); {hint}") from None
+        raise RecoveryError(
+            f"checkpoint {ckpt_dir} is corrupt: unreadable {MANIFEST} ({exc}); {hint}"
+        ) from None
     if manifest.get("format") != FORMAT_VERSION:
-        raise RecoveryError(f"checkpoint {ckpt_dir}: format {manifest.get('format')!r} is not {FORMAT_VERSION}; {hint}")
+        raise RecoveryError(
+            f"checkpoint {ckpt_dir}: format {manifest.get('format')!r} is not {FORMAT_VERSION}; {hint}"
+        )
     for rel, meta in files.items():
         p = ckpt_dir / rel
         if not p.is_file():
             raise RecoveryError(f"checkpoint {ckpt_dir} is corrupt: {rel} is missing; {hint}")
         if p.stat().st_size != meta["bytes"] or _sha256(p) != meta["sha256"]:
-            raise RecoveryError(f"checkpoint {ckpt_dir} is corrupt: {rel} does not match its checksum; {hint}")
+            raise RecoveryError(
+                f"checkpoint {ckpt_dir} is corrupt: {rel} does not match its checksum; {hint}"
+            )
     if TRAINER_STATE not in files:
         raise RecoveryError(f"checkpoint {ckpt_dir} is corrupt: no {TRAINER_STATE}; {hint}")
     state = json.loads((ckpt_dir / TRAINER_STATE).read_text())
     if state.get("step") != manifest.get("step"):
-        raise RecoveryError(f"checkpoint {ckpt_dir} is corrupt: manifest and trainer state disagree on the step")
+        raise RecoveryError(
+            f"checkpoint {ckpt_dir} is corrupt: manifest and trainer state disagree on the step"
+        )
     return state
 
 

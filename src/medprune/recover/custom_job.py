@@ -60,8 +60,16 @@ def launch_command(job: CustomJobConfig, module_args: list[str]) -> list[str]:
         return ["python", "-m", "medprune.recover", *module_args]
     per_node = max(job.accelerator_count, 1)
     mode = ["--fsdp"] if job.fsdp else ["--multi-gpu"]
-    return ["python", "-m", "medprune.recover.launch", "--processes-per-node", str(per_node), *mode,
-            "--", *module_args]
+    return [
+        "python",
+        "-m",
+        "medprune.recover.launch",
+        "--processes-per-node",
+        str(per_node),
+        *mode,
+        "--",
+        *module_args,
+    ]
 
 
 def gcs_uri(path: str) -> str:
@@ -90,7 +98,16 @@ def build_job_spec(
     The config goes in a file beside the output (not on the command line: it can be long)."""
     config_path = out_dir.rstrip("/") + CONFIG_SUFFIX
     report_path = out_dir.rstrip("/") + REPORT_SUFFIX
-    args = ["--config-json", f"@{config_path}", "--model-dir", model_dir, "--out-dir", out_dir, "--report", report_path]
+    args = [
+        "--config-json",
+        f"@{config_path}",
+        "--model-dir",
+        model_dir,
+        "--out-dir",
+        out_dir,
+        "--report",
+        report_path,
+    ]
     if teacher_dir:
         args += ["--teacher-dir", teacher_dir]
     command = launch_command(cfg.recover.custom_job, args)
@@ -109,15 +126,19 @@ def job_run_settings(cfg: RunConfig) -> dict[str, Any]:
     on the same VPC and under the same key as the pipeline that started it."""
     v = cfg.vertex
     return {
-        "service_account": cfg.recover.custom_job.service_account or (v.service_account if v else None),
+        "service_account": cfg.recover.custom_job.service_account
+        or (v.service_account if v else None),
         "network": v.network if v else None,
         "encryption_spec_key_name": v.encryption_spec_key_name if v else None,
     }
 
 
 @contextmanager
-def cancel_on_signals(cancel: Callable[[], None], what: str,
-                      signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+def cancel_on_signals(
+    cancel: Callable[[], None],
+    what: str,
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+) -> Iterator[None]:
     """While the block runs, SIGTERM / SIGINT (Vertex AI stops a cancelled pipeline task's
     container with SIGTERM) first calls ``cancel`` (so the custom job does not run on,
     holding its GPUs, after the pipeline was cancelled), then raises RecoveryError."""
@@ -221,7 +242,11 @@ def run_recover_step(
         return stage_recover(cfg, model_dir, out_dir, teacher_dir=teacher_dir, progress=progress)
     project, location, pipeline_job = where
     pools, config_path, report_path = build_job_spec(
-        cfg, json.loads(worker_pools_json), model_dir=model_dir, teacher_dir=teacher_dir, out_dir=out_dir
+        cfg,
+        json.loads(worker_pools_json),
+        model_dir=model_dir,
+        teacher_dir=teacher_dir,
+        out_dir=out_dir,
     )
     atomic_write_text(config_path, config_json)
     name = submit_and_wait(
@@ -238,4 +263,6 @@ def run_recover_step(
     try:
         return json.loads(Path(report_path).read_text())
     except (OSError, ValueError) as exc:
-        raise RecoveryError(f"recover custom job {name} finished but left no report at {report_path}: {exc}") from None
+        raise RecoveryError(
+            f"recover custom job {name} finished but left no report at {report_path}: {exc}"
+        ) from None

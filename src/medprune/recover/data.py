@@ -74,7 +74,11 @@ class TrainExamples:
 
     def subset(self, index: torch.Tensor) -> TrainExamples:
         return TrainExamples(
-            self.input_ids[index], self.labels[index], self.attention_mask[index], self.source, self.fmt
+            self.input_ids[index],
+            self.labels[index],
+            self.attention_mask[index],
+            self.source,
+            self.fmt,
         )
 
     @property
@@ -102,7 +106,9 @@ def _string_field(path: str | Path, lineno: int, record: dict[str, Any], field: 
         raise DataError(f"{path}:{lineno}: missing field '{field}'")
     value = record[field]
     if not isinstance(value, str):
-        raise DataError(f"{path}:{lineno}: field '{field}' must be a string, got {type(value).__name__}")
+        raise DataError(
+            f"{path}:{lineno}: field '{field}' must be a string, got {type(value).__name__}"
+        )
     if not value.strip():
         raise DataError(f"{path}:{lineno}: field '{field}' is empty")
     return value
@@ -168,7 +174,9 @@ def load_examples(tokenizer, uri: str, seq_len: int, data_format: str = "auto") 
     return encode_instructions(tokenizer, uri, records, seq_len)
 
 
-def split_eval(examples: TrainExamples, fraction: float, seed: int) -> tuple[TrainExamples, TrainExamples]:
+def split_eval(
+    examples: TrainExamples, fraction: float, seed: int
+) -> tuple[TrainExamples, TrainExamples]:
     """Hold out ``fraction`` of the examples (at least one, never all) for evaluation,
     chosen by a seeded permutation."""
     n = len(examples)
@@ -179,7 +187,9 @@ def split_eval(examples: TrainExamples, fraction: float, seed: int) -> tuple[Tra
             f"recover.eval_fraction={fraction} for evaluation"
         )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return examples.subset(order[n_eval:].sort().values), examples.subset(order[:n_eval].sort().values)
+    return examples.subset(order[n_eval:].sort().values), examples.subset(
+        order[:n_eval].sort().values
+    )
 
 
 def batch_indices(n_examples: int, batch_size: int, seed: int, start: int) -> torch.Tensor:

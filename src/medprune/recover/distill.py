@@ -16,7 +16,9 @@ def shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose label is not ``-100``."""
     lg, lb = shifted(logits, labels)
-    return F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), lb.reshape(-1), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(
+        lg.reshape(-1, lg.shape[-1]).float(), lb.reshape(-1), ignore_index=IGNORE_INDEX
+    )
 
 
 def kl_distill_loss(
@@ -35,7 +37,9 @@ def kl_distill_loss(
     t = t[keep].float() / temperature
     if s.numel() == 0:
         return student_logits.sum() * 0.0
-    kl = F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")
+    kl = F.kl_div(
+        F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean"
+    )
     return kl * temperature**2
 
 

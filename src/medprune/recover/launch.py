@@ -34,7 +34,12 @@ def cluster_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         return {v: env[v] for v in PYTORCH_VARS}
     raw = env.get("CLUSTER_SPEC")
     if not raw:
-        return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": DEFAULT_PORT, "WORLD_SIZE": "1", "RANK": "0"}
+        return {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": DEFAULT_PORT,
+            "WORLD_SIZE": "1",
+            "RANK": "0",
+        }
     try:
         spec = json.loads(raw)
         cluster, task = spec["cluster"], spec["task"]
@@ -42,34 +47,52 @@ def cluster_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         workers = list(cluster.get("workerpool1") or [])
         pool, index = task["type"], int(task["index"])
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise RecoveryError(f"CLUSTER_SPEC from Vertex AI is not readable ({exc!r}): {raw[:200]}") from None
+        raise RecoveryError(
+            f"CLUSTER_SPEC from Vertex AI is not readable ({exc!r}): {raw[:200]}"
+        ) from None
     if pool == "workerpool0":
         rank = 0
     elif pool == "workerpool1":
         rank = 1 + index
     else:
-        raise RecoveryError(f"CLUSTER_SPEC: this replica is in {pool}; recovery uses workerpool0 and workerpool1 only")
+        raise RecoveryError(
+            f"CLUSTER_SPEC: this replica is in {pool}; recovery uses workerpool0 and workerpool1 only"
+        )
     host, _, port = chief.rpartition(":")
     if not host:
         host, port = chief, DEFAULT_PORT
-    return {"MASTER_ADDR": host, "MASTER_PORT": port or DEFAULT_PORT,
-            "WORLD_SIZE": str(1 + len(workers)), "RANK": str(rank)}
+    return {
+        "MASTER_ADDR": host,
+        "MASTER_PORT": port or DEFAULT_PORT,
+        "WORLD_SIZE": str(1 + len(workers)),
+        "RANK": str(rank),
+    }
 
 
 def accelerate_command(
-    processes_per_node: int, *, fsdp: bool, multi_gpu: bool, module_args: list[str],
+    processes_per_node: int,
+    *,
+    fsdp: bool,
+    multi_gpu: bool,
+    module_args: list[str],
     environ: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The ``accelerate launch`` command line of this node."""
     c = cluster_env(environ)
     nodes = int(c["WORLD_SIZE"])
     cmd = [
-        "accelerate", "launch",
-        "--num_processes", str(processes_per_node * nodes),
-        "--num_machines", str(nodes),
-        "--machine_rank", c["RANK"],
-        "--main_process_ip", c["MASTER_ADDR"],
-        "--main_process_port", c["MASTER_PORT"],
+        "accelerate",
+        "launch",
+        "--num_processes",
+        str(processes_per_node * nodes),
+        "--num_machines",
+        str(nodes),
+        "--machine_rank",
+        c["RANK"],
+        "--main_process_ip",
+        c["MASTER_ADDR"],
+        "--main_process_port",
+        c["MASTER_PORT"],
     ]
     if fsdp:
         cmd += ["--use_fsdp", "--fsdp_version", "2"]
@@ -83,11 +106,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes-per-node", type=int, required=True)
     parser.add_argument("--fsdp", action="store_true")
     parser.add_argument("--multi-gpu", action="store_true")
-    parser.add_argument("module_args", nargs=argparse.REMAINDER, help="-- then the medprune.recover arguments")
+    parser.add_argument(
+        "module_args", nargs=argparse.REMAINDER, help="-- then the medprune.recover arguments"
+    )
     args = parser.parse_args(argv)
     module_args = args.module_args[1:] if args.module_args[:1] == ["--"] else args.module_args
-    cmd = accelerate_command(args.processes_per_node, fsdp=args.fsdp, multi_gpu=args.multi_gpu,
-                             module_args=module_args)
+    cmd = accelerate_command(
+        args.processes_per_node, fsdp=args.fsdp, multi_gpu=args.multi_gpu, module_args=module_args
+    )
     print("launch: " + " ".join(cmd), flush=True)
     os.execvp(cmd[0], cmd)
 

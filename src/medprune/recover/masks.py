@@ -30,7 +30,9 @@ def _clean_name(name: str) -> str:
     return name
 
 
-def capture_masks(model: nn.Module, exclude: list[str] | tuple[str, ...]) -> dict[str, torch.Tensor]:
+def capture_masks(
+    model: nn.Module, exclude: list[str] | tuple[str, ...]
+) -> dict[str, torch.Tensor]:
     """Keep-masks (``weight != 0``) of every prunable linear weight that has zeros, keyed by
     the module name (wrapper prefixes removed)."""
     masks = {}
@@ -41,7 +43,9 @@ def capture_masks(model: nn.Module, exclude: list[str] | tuple[str, ...]) -> dic
     return masks
 
 
-def _weights(model: nn.Module, masks: dict[str, torch.Tensor]) -> list[tuple[str, nn.Parameter, torch.Tensor]]:
+def _weights(
+    model: nn.Module, masks: dict[str, torch.Tensor]
+) -> list[tuple[str, nn.Parameter, torch.Tensor]]:
     modules = {_clean_name(n): m for n, m in model.named_modules()}
     out = []
     for name, keep in masks.items():
@@ -106,7 +110,11 @@ def verify_against_reference(
     for f in files:
         with safe_open(str(f), framework="pt") as fh:
             for key in fh.keys():
-                if not key.endswith(".weight") or any(p in key for p in exclude) or key not in clean:
+                if (
+                    not key.endswith(".weight")
+                    or any(p in key for p in exclude)
+                    or key not in clean
+                ):
                     continue
                 ref = fh.get_tensor(key)
                 if ref.dim() != 2:
@@ -116,14 +124,20 @@ def verify_against_reference(
                     continue
                 now = clean[key].detach().cpu()
                 if now.shape != ref.shape:
-                    raise RecoveryError(f"{key}: shape changed during recovery {tuple(ref.shape)} -> {tuple(now.shape)}")
+                    raise RecoveryError(
+                        f"{key}: shape changed during recovery {tuple(ref.shape)} -> {tuple(now.shape)}"
+                    )
                 leaked = int((now[pruned] != 0).sum())
                 if leaked:
-                    raise RecoveryError(f"{key}: {leaked} pruned weights became non-zero during recovery")
+                    raise RecoveryError(
+                        f"{key}: {leaked} pruned weights became non-zero during recovery"
+                    )
                 if nm is not None:
                     bad = nm_violations(now, *nm)
                     if bad:
-                        raise RecoveryError(f"{key}: {bad} groups break the {nm[0]}:{nm[1]} pattern after recovery")
+                        raise RecoveryError(
+                            f"{key}: {bad} groups break the {nm[0]}:{nm[1]} pattern after recovery"
+                        )
                 checked += 1
                 zeros += int(pruned.sum())
     return {"verified_layers": checked, "verified_zeros": zeros}

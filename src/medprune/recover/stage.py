@@ -67,10 +67,14 @@ def stage_recover(
     rc = cfg.recover
     if not rc.enabled or rc.steps == 0:
         progress("recovery disabled: passing the pruned model through")
-        copy_complete_directory(model_dir, out_dir)  # no directory rename: fine on Cloud Storage FUSE
+        copy_complete_directory(
+            model_dir, out_dir
+        )  # no directory rename: fine on Cloud Storage FUSE
         return {"enabled": False}
     if not rc.data:
-        raise MedpruneError("recover.data: set a JSONL of {text} or {prompt, response} to fine-tune on, or recover.enabled: false")
+        raise MedpruneError(
+            "recover.data: set a JSONL of {text} or {prompt, response} to fine-tune on, or recover.enabled: false"
+        )
     done = read_lineage(out_dir).get("recover")
     if done and done.get("complete") and is_complete(out_dir):
         progress(f"recovery already finished in {out_dir} (a retried task): keeping it")
@@ -84,7 +88,9 @@ def stage_recover(
         train, eval_examples = split_eval(train, rc.eval_fraction, cfg.seed)
     teacher = None
     if teacher_dir is not None and rc.distill.enabled:
-        teacher_dtype = "float32" if resolve_mixed_precision(rc.mixed_precision) == "no" else "bfloat16"
+        teacher_dtype = (
+            "float32" if resolve_mixed_precision(rc.mixed_precision) == "no" else "bfloat16"
+        )
         teacher, _ = load_model(teacher_dir, dtype=teacher_dtype)
     before = sparsity_report(model, cfg.prune.exclude)
     ckpt_dir = recover_checkpoint_dir(cfg, out_dir)
@@ -114,7 +120,12 @@ def stage_recover(
         model = AutoModelForCausalLM.from_config(result.model.config)
         model.load_state_dict(result.state_dict)
     after = sparsity_report(model, cfg.prune.exclude)
-    report.update(enabled=True, sparsity_before=before["sparsity"], sparsity_after=after["sparsity"], checkpoint_dir=str(ckpt_dir))
+    report.update(
+        enabled=True,
+        sparsity_before=before["sparsity"],
+        sparsity_after=after["sparsity"],
+        checkpoint_dir=str(ckpt_dir),
+    )
     model.to(dtype=DTYPES[cfg.model.dtype])  # trained in float32, saved in the run's dtype
     lineage = read_lineage(model_dir)
     lineage["recover"] = report

@@ -105,7 +105,9 @@ def _apply_lora(model, cfg: RecoverConfig):
     try:
         return get_peft_model(model, lcfg)
     except ValueError as exc:
-        raise RecoveryError(f"recover.lora.target_modules {cfg.lora.target_modules}: {exc}") from None
+        raise RecoveryError(
+            f"recover.lora.target_modules {cfg.lora.target_modules}: {exc}"
+        ) from None
 
 
 def _is_fsdp(accelerator) -> bool:
@@ -208,8 +210,16 @@ def recover_model(
     and written into every checkpoint, so a resumed run restores them too.
     """
     run = _setup_recovery(
-        model, train, cfg, teacher=teacher, eval_examples=eval_examples, exclude=exclude,
-        seed=seed, checkpoint_dir=checkpoint_dir, keep_masks=keep_masks, progress=progress,
+        model,
+        train,
+        cfg,
+        teacher=teacher,
+        eval_examples=eval_examples,
+        exclude=exclude,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        keep_masks=keep_masks,
+        progress=progress,
         accelerator=accelerator,
     )
     _train_loop(run, stop_after)
@@ -242,10 +252,13 @@ def _setup_recovery(
         # cpu=True on a host without CUDA: accelerate 1.15 only sets up gloo data parallelism
         # under torchrun when asked for the CPU; otherwise every rank trains alone.
         accelerator = Accelerator(
-            mixed_precision=resolve_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available()
+            mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+            cpu=not torch.cuda.is_available(),
         )
     say: Progress = progress if (progress and accelerator.is_main_process) else _silent
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not _is_fsdp(accelerator):
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not _is_fsdp(
+        accelerator
+    ):
         # accelerate 1.15 turns FSDP on only for GPU-like devices: on the CPU it is plain DDP
         say(
             f"FSDP was requested (ACCELERATE_USE_FSDP) but accelerate runs {accelerator.distributed_type.value} "
@@ -254,7 +267,9 @@ def _setup_recovery(
     set_seed(seed)
     use_teacher = teacher is not None and cfg.distill.enabled
 
-    base_masks = capture_masks(model, exclude) if keep_masks else {}  # whole weights, before wrapping
+    base_masks = (
+        capture_masks(model, exclude) if keep_masks else {}
+    )  # whole weights, before wrapping
     if cfg.mode == "lora":
         model = _apply_lora(model, cfg)
     if cfg.gradient_checkpointing:
@@ -275,9 +290,19 @@ def _setup_recovery(
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True)
 
     run = _RecoveryRun(
-        model=model, teacher=teacher, optimizer=optimizer, params=params, accelerator=accelerator,
-        cfg=cfg, train=train, eval_examples=eval_examples, seed=seed, say=say,
-        use_teacher=use_teacher, base_masks=base_masks, masks=masks,
+        model=model,
+        teacher=teacher,
+        optimizer=optimizer,
+        params=params,
+        accelerator=accelerator,
+        cfg=cfg,
+        train=train,
+        eval_examples=eval_examples,
+        seed=seed,
+        say=say,
+        use_teacher=use_teacher,
+        base_masks=base_masks,
+        masks=masks,
         state={
             "step": 0,
             "samples": 0,
@@ -365,7 +390,10 @@ def _train_loop(run: _RecoveryRun, stop_after: int | None) -> None:
 
     cfg, state = run.cfg, run.state
     bar = tqdm(
-        total=cfg.steps, initial=state["step"], desc="recover", disable=not run.accelerator.is_main_process
+        total=cfg.steps,
+        initial=state["step"],
+        desc="recover",
+        disable=not run.accelerator.is_main_process,
     )
     t0 = time.perf_counter()
     clock = time.process_time if cfg.budget_clock == "cpu" else time.perf_counter
@@ -389,7 +417,9 @@ def _train_loop(run: _RecoveryRun, stop_after: int | None) -> None:
         bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:.0f}")
         if state["step"] % cfg.log_every == 0 or state["step"] == cfg.steps:
             detail = " ".join(f"{n} {v / cfg.grad_accum:.4f}" for n, v in parts_sum.items())
-            run.say(f"recover step {state['step']}/{cfg.steps} loss {step_loss:.4f} ({detail}) lr {lr_at(step, cfg):.2e} {tok_s:.0f} tok/s")
+            run.say(
+                f"recover step {state['step']}/{cfg.steps} loss {step_loss:.4f} ({detail}) lr {lr_at(step, cfg):.2e} {tok_s:.0f} tok/s"
+            )
         if cfg.eval_every and run.eval_examples is not None and state["step"] % cfg.eval_every == 0:
             _evaluate_step(run, run.eval_examples)
         if (
@@ -448,7 +478,9 @@ def _train_step(run: _RecoveryRun, step: int) -> tuple[float, dict[str, float]]:
     run.optimizer.zero_grad(set_to_none=True)
     if run.masks:
         reapply_masks(model, run.masks)
-    step_loss = float(accelerator.reduce(torch.tensor(loss_sum / k, device=device), reduction="mean"))
+    step_loss = float(
+        accelerator.reduce(torch.tensor(loss_sum / k, device=device), reduction="mean")
+    )
     return step_loss, parts_sum
 
 
@@ -467,7 +499,9 @@ def _evaluate_step(run: _RecoveryRun, eval_examples: TrainExamples) -> None:
     run.say(f"recover step {state['step']} eval loss {ev:.4f} (best {state['best_eval']:.4f})")
     if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
         state["stopped_early"] = True
-        run.say(f"early stop at step {state['step']}: no better eval loss in {state['bad_evals']} evaluations")
+        run.say(
+            f"early stop at step {state['step']}: no better eval loss in {state['bad_evals']} evaluations"
+        )
 
 
 # ---------------------------------------------------------------- finish
@@ -488,12 +522,16 @@ def _finish_recovery(
     restored = run.best is not None and state.get("best_step") != state["step"]
     if restored:
         load_trainable(model, run.best)
-        run.say(f"restored the weights of step {state['best_step']} (best eval loss {state['best_eval']:.4f})")
+        run.say(
+            f"restored the weights of step {state['best_step']} (best eval loss {state['best_eval']:.4f})"
+        )
     if run.masks:
         verify_masks(model, run.masks)  # on this process's shard, before anything is gathered
     fsdp = _is_fsdp(accelerator)
     if cfg.mode == "lora" and fsdp:
-        raise RecoveryError("recover.mode 'lora' under FSDP is not supported; use DDP or mode 'full'")
+        raise RecoveryError(
+            "recover.mode 'lora' under FSDP is not supported; use DDP or mode 'full'"
+        )
     unwrapped = accelerator.unwrap_model(model)
     if cfg.mode == "lora":
         unwrapped = merge_lora_through_masks(unwrapped, run.base_masks)
@@ -521,7 +559,9 @@ def _finish_recovery(
         "num_processes": run.world,
         "mixed_precision": accelerator.mixed_precision,
         "budget_reached": bool(state.get("budget_reached")),
-        "complete": state["step"] >= cfg.steps or state["stopped_early"] or bool(state.get("budget_reached")),
+        "complete": state["step"] >= cfg.steps
+        or state["stopped_early"]
+        or bool(state.get("budget_reached")),
     }
     if accelerator.is_main_process:
         final_state = state_dict if state_dict is not None else unwrapped.state_dict()
@@ -589,4 +629,6 @@ def _verify_in_memory(model, masks: dict[str, torch.Tensor], nm: tuple[int, int]
     for name in masks:
         bad = nm_violations(modules[name].weight, *nm)
         if bad:
-            raise RecoveryError(f"{name}: {bad} groups break the {nm[0]}:{nm[1]} pattern after recovery")
+            raise RecoveryError(
+                f"{name}: {bad} groups break the {nm[0]}:{nm[1]} pattern after recovery"
+            )

@@ -43,7 +43,11 @@ def non_finite_values(obj, path: str = "") -> list[str]:
     if isinstance(obj, float):
         return [] if math.isfinite(obj) else [f"{path or 'value'} = {obj}"]
     if isinstance(obj, dict):
-        return [p for k, v in obj.items() for p in non_finite_values(v, f"{path}.{k}" if path else str(k))]
+        return [
+            p
+            for k, v in obj.items()
+            for p in non_finite_values(v, f"{path}.{k}" if path else str(k))
+        ]
     if isinstance(obj, (list, tuple)):
         return [p for i, v in enumerate(obj) for p in non_finite_values(v, f"{path}.{i}")]
     return []
@@ -55,7 +59,9 @@ def refuse_non_finite_metrics(metrics) -> None:
     bad = non_finite_values(metrics)
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise RegistryError(f"refusing to register: {len(bad)} metric(s) are not finite: {', '.join(bad[:3])}{more}")
+        raise RegistryError(
+            f"refusing to register: {len(bad)} metric(s) are not finite: {', '.join(bad[:3])}{more}"
+        )
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,9 @@ class LocalRegistry:
         else:
             aliases = self.aliases(model)
             if version_or_alias not in aliases:
-                raise RegistryError(f"model {model!r} has no alias {version_or_alias!r}; aliases: {sorted(aliases)}")
+                raise RegistryError(
+                    f"model {model!r} has no alias {version_or_alias!r}; aliases: {sorted(aliases)}"
+                )
             version = aliases[version_or_alias]
         path = self.root / model / str(version)
         if not path.is_dir():
@@ -160,12 +168,18 @@ class LocalRegistry:
                     for src in sorted(model_dir.iterdir()):
                         if src.is_file():
                             shutil.copy2(src, tmp / src.name)
-                    (tmp / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+                    (tmp / METADATA_FILE).write_text(
+                        json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+                    )
             except OSError as exc:
-                raise RegistryError(f"cannot write version {version} of {model!r} under {root}: {exc}") from exc
+                raise RegistryError(
+                    f"cannot write version {version} of {model!r} under {root}: {exc}"
+                ) from exc
             if aliases:
                 self._move_aliases(model, list(aliases), version)
-        return RegisteredVersion(model=model, version=version, path=str(final), aliases=list(aliases))
+        return RegisteredVersion(
+            model=model, version=version, path=str(final), aliases=list(aliases)
+        )
 
     def _move_aliases(self, model: str, aliases: list[str], version: int) -> None:
         current = self.aliases(model)

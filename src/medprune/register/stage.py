@@ -54,7 +54,10 @@ def build_summary(
         "sparsity": prune.get("sparsity"),
         "prune": {k: v for k, v in prune.items() if k != "layers"},
         "recover": {k: v for k, v in lineage.get("recover", {}).items() if k != "losses"},
-        "metrics": {"baseline": flat_metrics(baseline, "baseline"), "candidate": flat_metrics(candidate, "candidate")},
+        "metrics": {
+            "baseline": flat_metrics(baseline, "baseline"),
+            "candidate": flat_metrics(candidate, "candidate"),
+        },
         "evaluation": {"baseline": baseline, "candidate": candidate},
     }
 
@@ -68,37 +71,56 @@ def stage_register(
     """Register the candidate if (and only if) the gate passed; write ``summary.json``."""
     gate = GateDecision.from_dict(json.loads((Path(run.gate_dir) / GATE_FILE).read_text()))
     if not gate.passed:
-        raise MedpruneError("refusing to register: the gate did not pass: " + "; ".join(gate.reasons))
+        raise MedpruneError(
+            "refusing to register: the gate did not pass: " + "; ".join(gate.reasons)
+        )
     try:
         check_complete(run.model_dir)  # never register a half-written model directory
     except IncompleteDirectoryError as exc:
         raise MedpruneError(f"refusing to register: {exc}") from None
     summary = build_summary(cfg, run)
     refuse_non_finite_metrics(summary["metrics"])
-    metadata = {k: summary[k] for k in ("run_id", "source", "gate", "sparsity", "prune", "recover", "metrics")}
+    metadata = {
+        k: summary[k]
+        for k in ("run_id", "source", "gate", "sparsity", "prune", "recover", "metrics")
+    }
     metadata["config"] = json.loads(cfg.to_json())
     # registry.export: serving formats (GGUF + Modelfile) registered with the model files
-    with with_serving_exports(run.model_dir, list(cfg.registry.export), serve=cfg.serve,
-                              name=cfg.model.name) as model_dir:
+    with with_serving_exports(
+        run.model_dir, list(cfg.registry.export), serve=cfg.serve, name=cfg.model.name
+    ) as model_dir:
         if cfg.registry.export:
             metadata["exports"] = list(cfg.registry.export)
             progress(f"exported {', '.join(cfg.registry.export)} for {cfg.model.name}")
         return _register(cfg, run, summary, metadata, gate, model_dir, progress)
 
 
-def _register(cfg: RunConfig, run: RunArtifacts, summary: dict, metadata: dict, gate: GateDecision,
-              model_dir: Path, progress: Progress) -> dict:
+def _register(
+    cfg: RunConfig,
+    run: RunArtifacts,
+    summary: dict,
+    metadata: dict,
+    gate: GateDecision,
+    model_dir: Path,
+    progress: Progress,
+) -> dict:
     if cfg.registry.target == "vertex":
         from medprune.register.vertex import register_vertex
 
         metrics = {**summary["metrics"]["baseline"], **summary["metrics"]["candidate"]}
         registered = register_vertex(
-            model_dir, cfg=cfg, metadata={"run_id": run.run_id, "metrics": metrics}, gate_passed=gate.passed
+            model_dir,
+            cfg=cfg,
+            metadata={"run_id": run.run_id, "metrics": metrics},
+            gate_passed=gate.passed,
         )
         # model / version / path: the keys the local registry reports, so summaries read alike
         summary["registered"] = {
-            "target": "vertex", "model": cfg.model.name, "version": registered["version_id"],
-            "path": registered["uri"], **registered,
+            "target": "vertex",
+            "model": cfg.model.name,
+            "version": registered["version_id"],
+            "path": registered["uri"],
+            **registered,
         }
         atomic_write_json(Path(run.summary_dir) / SUMMARY_FILE, summary)
         progress(f"registered {registered['versioned_name']} (aliases {registered['aliases']})")
@@ -107,7 +129,9 @@ def _register(cfg: RunConfig, run: RunArtifacts, summary: dict, metadata: dict, 
     version = registry.register(cfg.model.name, model_dir, metadata, aliases=cfg.registry.aliases)
     summary["registered"] = version.to_dict()
     atomic_write_json(Path(run.summary_dir) / SUMMARY_FILE, summary)
-    progress(f"registered {version.model} version {version.version} at {version.path} (aliases {version.aliases})")
+    progress(
+        f"registered {version.model} version {version.version} at {version.path} (aliases {version.aliases})"
+    )
     return summary
 
 

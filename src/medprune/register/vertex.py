@@ -148,7 +148,14 @@ def register_vertex(
     if not (model_dir / "config.json").is_file():
         raise RegistryError(f"{model_dir}: not a saved model directory (no config.json)")
 
-    aliases = list(dict.fromkeys([*cfg.registry.aliases, *([cfg.vertex.promotion_alias] if cfg.vertex.promotion_alias else [])]))
+    aliases = list(
+        dict.fromkeys(
+            [
+                *cfg.registry.aliases,
+                *([cfg.vertex.promotion_alias] if cfg.vertex.promotion_alias else []),
+            ]
+        )
+    )
     bad = [a for a in aliases if not _VERTEX_ALIAS.fullmatch(a)]
     if bad:
         raise ConfigError(
@@ -183,7 +190,9 @@ def register_vertex(
             labels=labels,
             description=model_description(cfg, metadata),
             serving_container_image_uri=v.serving_container_image_uri,
-            serving_container_args=[a.replace("{artifact_uri}", artifact_uri) for a in v.serving_container_args],
+            serving_container_args=[
+                a.replace("{artifact_uri}", artifact_uri) for a in v.serving_container_args
+            ],
             serving_container_predict_route=v.serving_container_predict_route,
             serving_container_health_route=v.serving_container_health_route,
             serving_container_ports=v.serving_container_ports,
@@ -217,7 +226,9 @@ def register_vertex(
     return result
 
 
-def promote_version(cfg: RunConfig, model_resource_name: str, version_id: str, alias: str) -> list[str]:
+def promote_version(
+    cfg: RunConfig, model_resource_name: str, version_id: str, alias: str
+) -> list[str]:
     """Move ``alias`` (e.g. ``production``) to one version of a registered model, taking it
     off whichever version had it; returns that version's aliases afterwards."""
     from google.api_core import exceptions as gexc
@@ -233,6 +244,10 @@ def promote_version(cfg: RunConfig, model_resource_name: str, version_id: str, a
         registry.add_version_aliases([alias], version=version_id)
         return list(registry.get_version_info(version_id).version_aliases)
     except gexc.NotFound:
-        raise RegistryError(f"{model_resource_name}@{version_id} not found; no alias moved") from None
+        raise RegistryError(
+            f"{model_resource_name}@{version_id} not found; no alias moved"
+        ) from None
     except gexc.GoogleAPICallError as exc:
-        raise RegistryError(f"moving alias {alias!r} to {model_resource_name}@{version_id} failed: {exc}") from exc
+        raise RegistryError(
+            f"moving alias {alias!r} to {model_resource_name}@{version_id} failed: {exc}"
+        ) from exc

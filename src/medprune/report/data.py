@@ -77,7 +77,9 @@ def confusion_matrix(predictions: Sequence[dict]) -> tuple[list[str], list[list[
     """Rows: the right option's letter; columns: the predicted letter."""
     if not predictions:
         return [], []
-    width = max(max(len(p.get("options") or []), p["answer"] + 1, p["pred"] + 1) for p in predictions)
+    width = max(
+        max(len(p.get("options") or []), p["answer"] + 1, p["pred"] + 1) for p in predictions
+    )
     labels = [LETTERS[i] if i < len(LETTERS) else str(i) for i in range(width)]
     matrix = [[0] * width for _ in range(width)]
     for p in predictions:
@@ -95,7 +97,9 @@ def compare_categories(
         b = base.get(str(c["id"]))
         if b is None:
             continue
-        rows.setdefault(c.get("category", "all"), []).append((bool(b["correct"]), bool(c["correct"])))
+        rows.setdefault(c.get("category", "all"), []).append(
+            (bool(b["correct"]), bool(c["correct"]))
+        )
     out = [
         CategoryComparison(
             category=cat,
@@ -122,7 +126,9 @@ def categories_from_results(baseline: dict, candidate: dict) -> list[CategoryCom
     return sorted(out, key=lambda r: (r.delta, r.category))
 
 
-def most_changed(categories: Sequence[CategoryComparison], top: int = CHART_CATEGORIES) -> list[CategoryComparison]:
+def most_changed(
+    categories: Sequence[CategoryComparison], top: int = CHART_CATEGORIES
+) -> list[CategoryComparison]:
     """The ``top`` categories that changed most, worst change first. Ranked by the net
     number of items gained or lost (then by the change in accuracy): ranking by accuracy
     alone would fill the chart with one-item categories, where a single answer is 100%."""
@@ -185,7 +191,9 @@ def build_report_data(
     names = sorted((set(base_m) | set(cand_m)) - per_category, key=_metric_order)
     bp, cp = baseline_predictions or [], candidate_predictions or []
     labels, matrix = confusion_matrix(cp)
-    categories = compare_categories(bp, cp) if bp and cp else categories_from_results(baseline, candidate)
+    categories = (
+        compare_categories(bp, cp) if bp and cp else categories_from_results(baseline, candidate)
+    )
     return ReportData(
         title=title,
         passed=bool(gate.get("passed")),
@@ -200,7 +208,9 @@ def build_report_data(
         run_info=dict(run_info or {}),
         baseline_metrics=base_m,
         candidate_metrics=cand_m,
-        sources=source_sections(baseline, candidate, baseline_notes=baseline_notes, candidate_notes=candidate_notes),
+        sources=source_sections(
+            baseline, candidate, baseline_notes=baseline_notes, candidate_notes=candidate_notes
+        ),
     )
 
 

@@ -38,7 +38,12 @@ def _e(value) -> str:
     return html.escape(str(value))
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], num_cols: Sequence[int] = (), cls: str = "") -> str:
+def _table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    num_cols: Sequence[int] = (),
+    cls: str = "",
+) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
     for row in rows:
@@ -47,7 +52,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], num_cols: Sequ
             attr = ' class="num"' if i in num_cols else ""
             cells.append(f"<td{attr}>{cell}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (
+        f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
 
 
 def _outcome(passed: bool) -> str:
@@ -59,22 +66,51 @@ def _img(png: bytes | None, alt: str) -> str:
 
 
 def render_html(data: ReportData) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(data.title)}</title><style>{_CSS}</style></head><body>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(data.title)}</title><style>{_CSS}</style></head><body>"
+    ]
     parts.append(f"<h1>{_e(data.title)}</h1>")
-    verdict = "Gate PASSED: the candidate may be promoted" if data.passed else "Gate FAILED: the candidate is not promoted"
+    verdict = (
+        "Gate PASSED: the candidate may be promoted"
+        if data.passed
+        else "Gate FAILED: the candidate is not promoted"
+    )
     parts.append(f'<div class="banner {"pass" if data.passed else "fail"}">{_e(verdict)}</div>')
     if data.run_info:
-        parts.append('<p class="small">' + " &middot; ".join(f"{_e(k)}: {_e(v)}" for k, v in data.run_info.items()) + "</p>")
+        parts.append(
+            '<p class="small">'
+            + " &middot; ".join(f"{_e(k)}: {_e(v)}" for k, v in data.run_info.items())
+            + "</p>"
+        )
     if data.reasons:
-        parts.append("<h2>Why it failed</h2><ul>" + "".join(f"<li>{_e(r)}</li>" for r in data.reasons) + "</ul>")
+        parts.append(
+            "<h2>Why it failed</h2><ul>"
+            + "".join(f"<li>{_e(r)}</li>" for r in data.reasons)
+            + "</ul>"
+        )
 
     parts.append("<h2>Gate checks</h2>")
     rows = [
-        [_e(c["name"]), _e(c["metric"]), fmt_value(c["value"]), _e(f"{c['comparison']} {c['threshold']:g}"), _outcome(c["passed"]), _e(c["message"])]
+        [
+            _e(c["name"]),
+            _e(c["metric"]),
+            fmt_value(c["value"]),
+            _e(f"{c['comparison']} {c['threshold']:g}"),
+            _outcome(c["passed"]),
+            _e(c["message"]),
+        ]
         for c in data.checks
     ]
-    parts.append(_table(["check", "metric", "value", "threshold", "outcome", "detail"], rows, num_cols=(2,), cls="gate-table")
-                 if rows else "<p>No thresholds configured: the gate checks only that both evaluations completed.</p>")
+    parts.append(
+        _table(
+            ["check", "metric", "value", "threshold", "outcome", "detail"],
+            rows,
+            num_cols=(2,),
+            cls="gate-table",
+        )
+        if rows
+        else "<p>No thresholds configured: the gate checks only that both evaluations completed.</p>"
+    )
 
     if data.interval:
         ci = data.interval
@@ -89,50 +125,107 @@ def render_html(data: ReportData) -> str:
         parts.append(_img(confidence_interval(data), "confidence interval"))
 
     parts.append("<h2>Baseline vs candidate: summary</h2>")
-    parts.append(_table(
-        ["metric", "baseline", "candidate", "change"],
-        [[_e(n), fmt_value(b), fmt_value(c), _e(fmt_delta(b, c))] for n, b, c in data.metric_rows],
-        num_cols=(1, 2, 3), cls="metrics-table",
-    ))
+    parts.append(
+        _table(
+            ["metric", "baseline", "candidate", "change"],
+            [
+                [_e(n), fmt_value(b), fmt_value(c), _e(fmt_delta(b, c))]
+                for n, b, c in data.metric_rows
+            ],
+            num_cols=(1, 2, 3),
+            cls="metrics-table",
+        )
+    )
     parts.append(_img(accuracy_tradeoff(data), "accuracy vs size and latency"))
 
     if data.sources:
         parts.append("<h2>By source</h2>")
         for src in data.sources:
             parts.append(f"<h3>{_e(src.name)}: {_e(src.description)}</h3>")
-            parts.append(_table(
-                ["metric", "baseline", "candidate", "change"],
-                [[_e(n), fmt_value(b), fmt_value(c), _e(fmt_delta(b, c))] for n, b, c in src.rows],
-                num_cols=(1, 2, 3), cls="metrics-table",
-            ))
+            parts.append(
+                _table(
+                    ["metric", "baseline", "candidate", "change"],
+                    [
+                        [_e(n), fmt_value(b), fmt_value(c), _e(fmt_delta(b, c))]
+                        for n, b, c in src.rows
+                    ],
+                    num_cols=(1, 2, 3),
+                    cls="metrics-table",
+                )
+            )
             if src.notes:
                 parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in src.notes) + "</ul>")
 
     if data.categories:
-        parts.append(f"<h2>Accuracy by category ({len(data.categories)} categories, worst change first)</h2>")
+        parts.append(
+            f"<h2>Accuracy by category ({len(data.categories)} categories, worst change first)</h2>"
+        )
         parts.append(_img(category_bars(data), "accuracy of the categories that changed most"))
-        parts.append(f'<p class="small">Every category, worst change first (the chart shows at most '
-                     f'{CHART_CATEGORIES}: those with the largest net change in items).</p>')
-        parts.append(_table(
-            ["category", "items", "baseline", "candidate", "change", "regressions", "improvements"],
-            [[_e(c.category), str(c.n), f"{c.baseline_acc:.3f}", f"{c.candidate_acc:.3f}", f"{c.delta:+.3f}",
-              _count(c.regressions), _count(c.improvements)]
-             for c in data.categories],
-            num_cols=(1, 2, 3, 4, 5, 6), cls="category-table",
-        ))
+        parts.append(
+            f'<p class="small">Every category, worst change first (the chart shows at most '
+            f"{CHART_CATEGORIES}: those with the largest net change in items).</p>"
+        )
+        parts.append(
+            _table(
+                [
+                    "category",
+                    "items",
+                    "baseline",
+                    "candidate",
+                    "change",
+                    "regressions",
+                    "improvements",
+                ],
+                [
+                    [
+                        _e(c.category),
+                        str(c.n),
+                        f"{c.baseline_acc:.3f}",
+                        f"{c.candidate_acc:.3f}",
+                        f"{c.delta:+.3f}",
+                        _count(c.regressions),
+                        _count(c.improvements),
+                    ]
+                    for c in data.categories
+                ],
+                num_cols=(1, 2, 3, 4, 5, 6),
+                cls="category-table",
+            )
+        )
     if data.regressions:
         parts.append("<h2>Worst regressions (right before, wrong now)</h2>")
-        parts.append(_table(
-            ["item", "category", "question", "right answer", "baseline", "candidate", "margin"],
-            [[_e(r.id) + (' <span class="fail">critical</span>' if r.critical else ""), _e(r.category), _e(_short(r.question, 200)),
-              _e(r.answer), _e(r.baseline_pred), _e(r.candidate_pred), f"{r.candidate_margin:.2f}"] for r in data.regressions],
-            num_cols=(6,), cls="regressions-table",
-        ))
+        parts.append(
+            _table(
+                ["item", "category", "question", "right answer", "baseline", "candidate", "margin"],
+                [
+                    [
+                        _e(r.id) + (' <span class="fail">critical</span>' if r.critical else ""),
+                        _e(r.category),
+                        _e(_short(r.question, 200)),
+                        _e(r.answer),
+                        _e(r.baseline_pred),
+                        _e(r.candidate_pred),
+                        f"{r.candidate_margin:.2f}",
+                    ]
+                    for r in data.regressions
+                ],
+                num_cols=(6,),
+                cls="regressions-table",
+            )
+        )
     if data.confusion_matrix:
         parts.append("<h2>Candidate confusion matrix (rows: right option, columns: predicted)</h2>")
-        parts.append(_table([""] + data.confusion_labels,
-                            [[f"<b>{_e(lbl)}</b>"] + [str(v) for v in row] for lbl, row in zip(data.confusion_labels, data.confusion_matrix, strict=True)],
-                            num_cols=tuple(range(1, len(data.confusion_labels) + 1)), cls="confusion-table"))
+        parts.append(
+            _table(
+                [""] + data.confusion_labels,
+                [
+                    [f"<b>{_e(lbl)}</b>"] + [str(v) for v in row]
+                    for lbl, row in zip(data.confusion_labels, data.confusion_matrix, strict=True)
+                ],
+                num_cols=tuple(range(1, len(data.confusion_labels) + 1)),
+                cls="confusion-table",
+            )
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -26,7 +26,11 @@ def _img(png: bytes | None, alt: str) -> list[str]:
 
 def render_markdown(data: ReportData) -> str:
     out = [f"# {data.title}", ""]
-    out.append("**Gate PASSED**: the candidate may be promoted." if data.passed else "**Gate FAILED**: the candidate is not promoted.")
+    out.append(
+        "**Gate PASSED**: the candidate may be promoted."
+        if data.passed
+        else "**Gate FAILED**: the candidate is not promoted."
+    )
     out.append("")
     if data.run_info:
         out += [" · ".join(f"{k}: {v}" for k, v in data.run_info.items()), ""]
@@ -34,11 +38,21 @@ def render_markdown(data: ReportData) -> str:
         out += ["## Why it failed", ""] + [f"- {r}" for r in data.reasons] + [""]
     out += ["## Gate checks", ""]
     if data.checks:
-        out.append(_table(
-            ["check", "metric", "value", "threshold", "outcome"],
-            [[c["name"], c["metric"], fmt_value(c["value"]), f"{c['comparison']} {c['threshold']:g}", "PASS" if c["passed"] else "**FAIL**"]
-             for c in data.checks],
-        ))
+        out.append(
+            _table(
+                ["check", "metric", "value", "threshold", "outcome"],
+                [
+                    [
+                        c["name"],
+                        c["metric"],
+                        fmt_value(c["value"]),
+                        f"{c['comparison']} {c['threshold']:g}",
+                        "PASS" if c["passed"] else "**FAIL**",
+                    ]
+                    for c in data.checks
+                ],
+            )
+        )
     else:
         out.append("No thresholds configured.")
     out.append("")
@@ -51,31 +65,75 @@ def render_markdown(data: ReportData) -> str:
         out += ["## Non-inferiority", "", line, ""]
         out += _img(confidence_interval(data), "confidence interval")
     out += ["## Baseline vs candidate: summary", ""]
-    out.append(_table(["metric", "baseline", "candidate", "change"],
-                      [[n, fmt_value(b), fmt_value(c), fmt_delta(b, c)] for n, b, c in data.metric_rows]))
+    out.append(
+        _table(
+            ["metric", "baseline", "candidate", "change"],
+            [[n, fmt_value(b), fmt_value(c), fmt_delta(b, c)] for n, b, c in data.metric_rows],
+        )
+    )
     out.append("")
     out += _img(accuracy_tradeoff(data), "accuracy vs size and latency")
     if data.sources:
         out += ["## By source", ""]
         for src in data.sources:
             out += [f"### {src.name}: {src.description}", ""]
-            out.append(_table(["metric", "baseline", "candidate", "change"],
-                              [[n, fmt_value(b), fmt_value(c), fmt_delta(b, c)] for n, b, c in src.rows]))
+            out.append(
+                _table(
+                    ["metric", "baseline", "candidate", "change"],
+                    [[n, fmt_value(b), fmt_value(c), fmt_delta(b, c)] for n, b, c in src.rows],
+                )
+            )
             out.append("")
             out += [f"- {n}" for n in src.notes] + ([""] if src.notes else [])
     if data.categories:
-        out += [f"## Accuracy by category ({len(data.categories)} categories, worst change first)", ""]
+        out += [
+            f"## Accuracy by category ({len(data.categories)} categories, worst change first)",
+            "",
+        ]
         out += _img(category_bars(data), "accuracy of the categories that changed most")
-        out.append(_table(["category", "items", "baseline", "candidate", "change", "regressions", "improvements"],
-                          [[c.category, c.n, f"{c.baseline_acc:.3f}", f"{c.candidate_acc:.3f}", f"{c.delta:+.3f}",
-                            "n/a" if c.regressions is None else c.regressions,
-                            "n/a" if c.improvements is None else c.improvements]
-                           for c in data.categories]))
+        out.append(
+            _table(
+                [
+                    "category",
+                    "items",
+                    "baseline",
+                    "candidate",
+                    "change",
+                    "regressions",
+                    "improvements",
+                ],
+                [
+                    [
+                        c.category,
+                        c.n,
+                        f"{c.baseline_acc:.3f}",
+                        f"{c.candidate_acc:.3f}",
+                        f"{c.delta:+.3f}",
+                        "n/a" if c.regressions is None else c.regressions,
+                        "n/a" if c.improvements is None else c.improvements,
+                    ]
+                    for c in data.categories
+                ],
+            )
+        )
         out.append("")
     if data.regressions:
         out += ["## Worst regressions (right before, wrong now)", ""]
-        out.append(_table(["item", "category", "right answer", "baseline", "candidate", "margin"],
-                          [[r.id + (" (critical)" if r.critical else ""), r.category, r.answer, r.baseline_pred, r.candidate_pred, f"{r.candidate_margin:.2f}"]
-                           for r in data.regressions]))
+        out.append(
+            _table(
+                ["item", "category", "right answer", "baseline", "candidate", "margin"],
+                [
+                    [
+                        r.id + (" (critical)" if r.critical else ""),
+                        r.category,
+                        r.answer,
+                        r.baseline_pred,
+                        r.candidate_pred,
+                        f"{r.candidate_margin:.2f}",
+                    ]
+                    for r in data.regressions
+                ],
+            )
+        )
         out.append("")
     return "\n".join(out) + "\n"

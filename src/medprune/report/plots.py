@@ -34,17 +34,39 @@ def category_figure(data: ReportData, top: int = CHART_CATEGORIES) -> Figure | N
     fig = Figure(figsize=(9.0, 1.3 + 0.42 * len(cats)), layout="constrained")
     ax = fig.add_subplot()
     y = [len(cats) - 1 - i for i in range(len(cats))]  # worst change at the top
-    ax.barh([v + 0.2 for v in y], [c.baseline_acc for c in cats], height=0.4, label="baseline", color=BASE_COLOR)
-    ax.barh([v - 0.2 for v in y], [c.candidate_acc for c in cats], height=0.4, label="candidate", color=CAND_COLOR)
+    ax.barh(
+        [v + 0.2 for v in y],
+        [c.baseline_acc for c in cats],
+        height=0.4,
+        label="baseline",
+        color=BASE_COLOR,
+    )
+    ax.barh(
+        [v - 0.2 for v in y],
+        [c.candidate_acc for c in cats],
+        height=0.4,
+        label="candidate",
+        color=CAND_COLOR,
+    )
     labels = [textwrap.shorten(c.category, 56, placeholder="…") + f" (n={c.n})" for c in cats]
     ax.set_yticks(y, labels, fontsize=9)
     for v, c in zip(y, cats, strict=True):
-        ax.text(1.02, v, f"{c.delta:+.2f} ({c.net_items:+d})", va="center", fontsize=9,
-                color="#c0392b" if c.delta < 0 else "#1e8449" if c.delta > 0 else "#555555")
+        ax.text(
+            1.02,
+            v,
+            f"{c.delta:+.2f} ({c.net_items:+d})",
+            va="center",
+            fontsize=9,
+            color="#c0392b" if c.delta < 0 else "#1e8449" if c.delta > 0 else "#555555",
+        )
     ax.set_xlim(0, 1.32)
     ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlabel("accuracy (at the right: change, and net items gained or lost)")
-    shown = f"the {len(cats)} of {len(data.categories)} categories that changed most" if len(cats) < len(data.categories) else "every category"
+    shown = (
+        f"the {len(cats)} of {len(data.categories)} categories that changed most"
+        if len(cats) < len(data.categories)
+        else "every category"
+    )
     fig.suptitle(f"Accuracy by category: {shown}", fontsize=11)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
@@ -61,11 +83,21 @@ def tradeoff_figure(data: ReportData) -> Figure | None:
     """Accuracy against non-zero parameters and against forward latency (p50), one panel
     each, sharing the accuracy axis."""
     b, c = data.baseline_metrics, data.candidate_metrics
-    score = "accuracy" if "accuracy" in b and "accuracy" in c else "rouge_l" if "rouge_l" in b and "rouge_l" in c else None
-    panels = [(k, label, scale) for k, label, scale in (
-        ("nonzero_params", "non-zero parameters (millions)", 1e-6),
-        ("latency_ms_p50", "forward latency p50 (ms)", 1.0),
-    ) if k in b and k in c]
+    score = (
+        "accuracy"
+        if "accuracy" in b and "accuracy" in c
+        else "rouge_l"
+        if "rouge_l" in b and "rouge_l" in c
+        else None
+    )
+    panels = [
+        (k, label, scale)
+        for k, label, scale in (
+            ("nonzero_params", "non-zero parameters (millions)", 1e-6),
+            ("latency_ms_p50", "forward latency p50 (ms)", 1.0),
+        )
+        if k in b and k in c
+    ]
     if score is None or not panels:
         return None
     fig = Figure(figsize=(4.6 * len(panels) + 0.6, 3.8), layout="constrained")
@@ -73,8 +105,12 @@ def tradeoff_figure(data: ReportData) -> Figure | None:
     for ax, (key, label, scale) in zip(axes, panels, strict=True):
         for name, m, color in (("baseline", b, BASE_COLOR), ("candidate", c, CAND_COLOR)):
             ax.scatter([m[key] * scale], [m[score]], s=80, color=color, label=name, zorder=3)
-        ax.annotate("", xy=(c[key] * scale, c[score]), xytext=(b[key] * scale, b[score]),
-                    arrowprops={"arrowstyle": "->", "color": "#999999"})
+        ax.annotate(
+            "",
+            xy=(c[key] * scale, c[score]),
+            xytext=(b[key] * scale, b[score]),
+            arrowprops={"arrowstyle": "->", "color": "#999999"},
+        )
         ax.set_xlabel(label)
         ax.margins(x=0.2)
         ax.grid(alpha=0.3)
@@ -109,5 +145,7 @@ def confidence_interval(data: ReportData) -> bytes | None:
     ax.set_xlim(-span, span)
     ax.set_ylim(-1, 1)
     ax.set_yticks([])
-    ax.set_xlabel(f"candidate - baseline {ci.get('metric', 'acc')} ({ci['confidence']:.0%} CI, {ci['method']}, n={ci['n']})")
+    ax.set_xlabel(
+        f"candidate - baseline {ci.get('metric', 'acc')} ({ci['confidence']:.0%} CI, {ci['method']}, n={ci['n']})"
+    )
     return _png(fig)

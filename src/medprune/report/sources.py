@@ -17,15 +17,26 @@ class SourceSection:
 
 
 def _mcq_rows(b: dict, c: dict) -> tuple[list, list[str]]:
-    rows = [("items", b.get("n"), c.get("n")), ("accuracy", b.get("acc"), c.get("acc")),
-            ("accuracy_norm", b.get("acc_norm"), c.get("acc_norm"))]
+    rows = [
+        ("items", b.get("n"), c.get("n")),
+        ("accuracy", b.get("acc"), c.get("acc")),
+        ("accuracy_norm", b.get("acc_norm"), c.get("acc_norm")),
+    ]
     notes = []
     bc, cc = b.get("classes"), c.get("classes")
     if bc and cc:
         rows.append(("macro_f1", bc["macro_f1"], cc["macro_f1"]))
         for label in bc["labels"]:
-            rows.append((f"F1 '{label}'", bc["per_class"][label]["f1"], cc["per_class"][label]["f1"]))
-            rows.append((f"predicted '{label}'", bc["per_class"][label]["predicted"], cc["per_class"][label]["predicted"]))
+            rows.append(
+                (f"F1 '{label}'", bc["per_class"][label]["f1"], cc["per_class"][label]["f1"])
+            )
+            rows.append(
+                (
+                    f"predicted '{label}'",
+                    bc["per_class"][label]["predicted"],
+                    cc["per_class"][label]["predicted"],
+                )
+            )
         notes.append(
             f"majority-class baseline (always '{bc['majority_label']}'): {bc['majority_baseline']:.3f}; "
             "a model below it has learned nothing usable from this source"
@@ -34,19 +45,37 @@ def _mcq_rows(b: dict, c: dict) -> tuple[list, list[str]]:
 
 
 _NOTE_ROWS = (
-    "n", "rouge1", "rouge2", "rougeLsum", "section_coverage", "hallucination_rate", "omission_rate",
-    "reference_hallucination_rate", "mean_new_tokens", "budget_hits", "truncated_items",
+    "n",
+    "rouge1",
+    "rouge2",
+    "rougeLsum",
+    "section_coverage",
+    "hallucination_rate",
+    "omission_rate",
+    "reference_hallucination_rate",
+    "mean_new_tokens",
+    "budget_hits",
+    "truncated_items",
 )
 
 
-def judge_disagreements(base_notes: Sequence[dict], cand_notes: Sequence[dict], drop: int = 2) -> list[dict]:
+def judge_disagreements(
+    base_notes: Sequence[dict], cand_notes: Sequence[dict], drop: int = 2
+) -> list[dict]:
     """Notes whose judge ``overall`` score fell by ``drop`` or more from baseline to candidate."""
     base = {n["id"]: n.get("judge") for n in base_notes}
     out = []
     for n in cand_notes:
         b, c = base.get(n["id"]), n.get("judge")
         if b and c and b["overall"] - c["overall"] >= drop:
-            out.append({"id": n["id"], "baseline": b["overall"], "candidate": c["overall"], "reason": c.get("reason", "")})
+            out.append(
+                {
+                    "id": n["id"],
+                    "baseline": b["overall"],
+                    "candidate": c["overall"],
+                    "reason": c.get("reason", ""),
+                }
+            )
     return out
 
 
@@ -62,21 +91,40 @@ def source_sections(
     if baseline.get("mcq") and candidate.get("mcq"):
         rows, notes = _mcq_rows(baseline["mcq"], candidate["mcq"])
         out.append(SourceSection("mcq", "evaluate.mcq (multiple choice)", rows, notes))
-    for name in sorted(set(baseline.get("mcq_sources") or {}) & set(candidate.get("mcq_sources") or {})):
+    for name in sorted(
+        set(baseline.get("mcq_sources") or {}) & set(candidate.get("mcq_sources") or {})
+    ):
         rows, notes = _mcq_rows(baseline["mcq_sources"][name], candidate["mcq_sources"][name])
-        out.append(SourceSection(name, f"evaluate.mcq_sources '{name}' (multiple choice)", rows, notes))
+        out.append(
+            SourceSection(name, f"evaluate.mcq_sources '{name}' (multiple choice)", rows, notes)
+        )
     bn, cn = baseline.get("visit_notes"), candidate.get("visit_notes")
     if bn and cn:
         rows = [(k, bn.get(k), cn.get(k)) for k in _NOTE_ROWS]
         for cat in sorted(set(bn.get("per_category", {})) & set(cn.get("per_category", {}))):
-            rows.append((f"rougeLsum [{cat}]", bn["per_category"][cat]["rougeLsum"], cn["per_category"][cat]["rougeLsum"]))
-            rows.append((f"hallucination_rate [{cat}]", bn["per_category"][cat]["hallucination_rate"],
-                         cn["per_category"][cat]["hallucination_rate"]))
+            rows.append(
+                (
+                    f"rougeLsum [{cat}]",
+                    bn["per_category"][cat]["rougeLsum"],
+                    cn["per_category"][cat]["rougeLsum"],
+                )
+            )
+            rows.append(
+                (
+                    f"hallucination_rate [{cat}]",
+                    bn["per_category"][cat]["hallucination_rate"],
+                    cn["per_category"][cat]["hallucination_rate"],
+                )
+            )
         notes = [
             f"concepts: {cn.get('vocabulary', '?')}, quantities with units, medication names; the reference notes' own "
             f"hallucination rate ({bn.get('reference_hallucination_rate', 0):.3f}) is what paraphrase costs the proxy"
         ]
-        out.append(SourceSection("visit_notes", "evaluate.visit_notes (dialogue -> clinical note)", rows, notes))
+        out.append(
+            SourceSection(
+                "visit_notes", "evaluate.visit_notes (dialogue -> clinical note)", rows, notes
+            )
+        )
     bj, cj = baseline.get("judge"), candidate.get("judge")
     if bj or cj:
         bj, cj = bj or {}, cj or {}
@@ -88,10 +136,19 @@ def source_sections(
         notes = []
         for label, j in (("baseline", bj), ("candidate", cj)):
             if not j.get("complete"):
-                notes.append(f"{label} judge INCOMPLETE: {j.get('error') or 'did not run'} (the gate fails closed)")
+                notes.append(
+                    f"{label} judge INCOMPLETE: {j.get('error') or 'did not run'} (the gate fails closed)"
+                )
         if baseline_notes is not None and candidate_notes is not None:
             dis = judge_disagreements(baseline_notes, candidate_notes)
             notes.append(f"{len(dis)} note(s) the judge scored 2+ points lower for the candidate")
-            notes += [f"{d['id']}: overall {d['baseline']} -> {d['candidate']}: {d['reason']}" for d in dis[:10]]
-        out.append(SourceSection("judge", f"Claude judge ({cj.get('model') or bj.get('model')})", rows, notes))
+            notes += [
+                f"{d['id']}: overall {d['baseline']} -> {d['candidate']}: {d['reason']}"
+                for d in dis[:10]
+            ]
+        out.append(
+            SourceSection(
+                "judge", f"Claude judge ({cj.get('model') or bj.get('model')})", rows, notes
+            )
+        )
     return out

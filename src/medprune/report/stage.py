@@ -28,8 +28,14 @@ def stage_report(
 
     gate = json.loads((Path(gate_dir) / GATE_FILE).read_text())
     candidate_predictions = read_predictions(candidate_dir)
-    run_info = {"run": run_id or cfg.run_name, "model": cfg.model.name, "source": cfg.model.source,
-                "method": cfg.prune.method, "sparsity": cfg.prune.sparsity, "pattern": cfg.prune.pattern}
+    run_info = {
+        "run": run_id or cfg.run_name,
+        "model": cfg.model.name,
+        "source": cfg.model.source,
+        "method": cfg.prune.method,
+        "sparsity": cfg.prune.sparsity,
+        "pattern": cfg.prune.pattern,
+    }
     paths = render_report(
         out_dir,
         gate=gate,
@@ -44,4 +50,8 @@ def stage_report(
     )
     labels, matrix = confusion_matrix(candidate_predictions or [])
     progress(f"report: {paths['html']}")
-    return {"html": str(paths["html"]), "md": str(paths["md"]), "confusion": {"labels": labels, "matrix": matrix}}
+    return {
+        "html": str(paths["html"]),
+        "md": str(paths["md"]),
+        "confusion": {"labels": labels, "matrix": matrix},
+    }

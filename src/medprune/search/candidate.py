@@ -85,7 +85,9 @@ def rung_eval_config(cfg: RunConfig, items_file: str, ppl_texts: int) -> dict:
 
 
 @torch.no_grad()
-def kl_to_dense(dense_dir: str | Path, model_dir: str | Path, texts: list[str], n: int, seq_len: int) -> float:
+def kl_to_dense(
+    dense_dir: str | Path, model_dir: str | Path, texts: list[str], n: int, seq_len: int
+) -> float:
     """Mean per-token KL(dense || candidate) of the next-token distributions on ``n``
     sequences of ``seq_len`` tokens cut from ``texts`` (the calibration text)."""
     from medprune.load.model import load_model
@@ -134,20 +136,39 @@ def objective_value(objective: str, prune_meta: dict, results: dict) -> float | 
     return eff.get(objective)
 
 
-def run_candidate(cfg: RunConfig, task: dict, workspace: dict, *, progress: Progress = print) -> dict:
+def run_candidate(
+    cfg: RunConfig, task: dict, workspace: dict, *, progress: Progress = print
+) -> dict:
     """Run one task of a search batch; never raises for a candidate's own failure."""
     if task.get("kind") == "noop":
         return {"kind": "noop"}
     t0, w0 = time.process_time(), time.perf_counter()
-    base = {"kind": "candidate", "id": task["id"], "rung": int(task["rung"]), "label": task["label"]}
+    base = {
+        "kind": "candidate",
+        "id": task["id"],
+        "rung": int(task["rung"]),
+        "label": task["label"],
+    }
     try:
         out = _run(cfg, task, workspace, progress)
         status = {"status": "ok"}
     except Exception as exc:  # noqa: BLE001  the search goes on; the error is recorded with the candidate
         progress(f"candidate {task['label']} failed at rung {task['rung']}: {exc}")
-        out, status = {}, {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                           "traceback": traceback.format_exc(limit=5)}
-    return {**base, **out, **status, "cpu_seconds": time.process_time() - t0, "wall_seconds": time.perf_counter() - w0}
+        out, status = (
+            {},
+            {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=5),
+            },
+        )
+    return {
+        **base,
+        **out,
+        **status,
+        "cpu_seconds": time.process_time() - t0,
+        "wall_seconds": time.perf_counter() - w0,
+    }
 
 
 def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
@@ -170,16 +191,32 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         for i, step in enumerate(steps):
             out = tmp / ("model" if i == len(steps) - 1 else f"step{i}")
             progress(f"pruning {task['label']}: step {i + 1}/{len(steps)}")
-            report = stage_prune(_with(cfg, prune=json.loads(step_config(cfg, step).model_dump_json())), src, out, progress=progress)
-            reports.append({k: v for k, v in report.items() if k not in ("layers", "settings", "plan_search", "kept")})
+            report = stage_prune(
+                _with(cfg, prune=json.loads(step_config(cfg, step).model_dump_json())),
+                src,
+                out,
+                progress=progress,
+            )
+            reports.append(
+                {
+                    k: v
+                    for k, v in report.items()
+                    if k not in ("layers", "settings", "plan_search", "kept")
+                }
+            )
             src = out
         for i in range(len(steps) - 1):
             import shutil
 
             shutil.rmtree(tmp / f"step{i}", ignore_errors=True)
         final = reports[-1]
-        return {"steps": steps, "reports": reports, "total_params": final["total_params"],
-                "nonzero_params": final["nonzero_params"], "sparsity": final["sparsity"]}
+        return {
+            "steps": steps,
+            "reports": reports,
+            "total_params": final["total_params"],
+            "nonzero_params": final["nonzero_params"],
+            "sparsity": final["sparsity"],
+        }
 
     prune_meta, hit = _cached(cache / "pruned", prune, progress)
     cached_cpu += prune_meta["cpu_seconds"] if hit else 0.0
@@ -193,8 +230,14 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         rc = sc.rungs[r]
         if rc.recover_steps == 0 or not cfg.recover.enabled:
             continue
-        recovery_key.append({"rung": r, "steps": rc.recover_steps, "minutes": rc.recover_minutes,
-                             "recover": json.loads(cfg.recover.model_dump_json())})
+        recovery_key.append(
+            {
+                "rung": r,
+                "steps": rc.recover_steps,
+                "minutes": rc.recover_minutes,
+                "recover": json.loads(cfg.recover.model_dump_json()),
+            }
+        )
         entry = cache / f"recovered-{_hash(recovery_key)}"
         data = json.loads(cfg.recover.model_dump_json())
         data.update(steps=rc.recover_steps, max_minutes=rc.recover_minutes, checkpoint_dir=None)
@@ -203,7 +246,9 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
         def recover(tmp: Path, step_cfg=step_cfg, src=src, r=r) -> dict:
             progress(f"recovering {task['label']} for rung {r}: {step_cfg.recover.steps} steps")
-            report = stage_recover(step_cfg, src, tmp / "model", teacher_dir=dense, progress=progress)
+            report = stage_recover(
+                step_cfg, src, tmp / "model", teacher_dir=dense, progress=progress
+            )
             return {"rung": r, "report": {k: v for k, v in report.items() if k != "losses"}}
 
         meta, hit = _cached(entry, recover, progress)
@@ -215,10 +260,14 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
     ev = rung_eval_config(cfg, ws["slices"][rung], rung_cfg.ppl_texts)
     ecfg = _with(cfg, evaluate=ev)
     model_key = model_dir.parent.name
-    eval_entry = cache / f"eval-{model_key}-{_hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))}"
+    eval_entry = (
+        cache / f"eval-{model_key}-{_hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))}"
+    )
 
     def evaluate(tmp: Path) -> dict:
-        stage_evaluate(ecfg, model_dir, tmp, label=f"{task['label']} rung {rung}", progress=progress)
+        stage_evaluate(
+            ecfg, model_dir, tmp, label=f"{task['label']} rung {rung}", progress=progress
+        )
         return {"model_dir": str(model_dir)}
 
     meta, hit = _cached(eval_entry, evaluate, progress)
@@ -247,13 +296,18 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         def kl(tmp: Path) -> dict:
             from medprune.io.jsonl import read_texts
 
-            return {"kl": kl_to_dense(dense, model_dir, read_texts(ws["kl_texts"]), sc.kl.texts, sc.kl.seq_len)}
+            return {
+                "kl": kl_to_dense(
+                    dense, model_dir, read_texts(ws["kl_texts"]), sc.kl.texts, sc.kl.seq_len
+                )
+            }
 
         meta, hit = _cached(kl_entry, kl, progress)
         out["kl"] = meta["kl"]
         out["cpu_seconds_cached"] += meta["cpu_seconds"] if hit else 0.0
     progress(
         f"{task['label']} rung {rung}: accuracy {paired['accuracy']:.3f} vs dense {paired['baseline_accuracy']:.3f} "
-        f"({paired['difference']:+.3f}) on {paired['n_items']} items" + (f", KL {out['kl']:.4f}" if "kl" in out else "")
+        f"({paired['difference']:+.3f}) on {paired['n_items']} items"
+        + (f", KL {out['kl']:.4f}" if "kl" in out else "")
     )
     return out

@@ -24,12 +24,17 @@ def certification_gate(cfg: RunConfig) -> GateConfig:
     certification method."""
     assert cfg.search is not None and cfg.gate.non_inferiority is not None
     ni = cfg.gate.non_inferiority.model_copy(
-        update={"confidence": confidence_for_alpha(cfg.search.alpha), "method": cfg.search.certification.method}
+        update={
+            "confidence": confidence_for_alpha(cfg.search.alpha),
+            "method": cfg.search.certification.method,
+        }
     )
     return cfg.gate.model_copy(update={"non_inferiority": ni})
 
 
-def certify_sequence(order: list[str], test: Callable[[str], GateDecision]) -> tuple[int, dict[str, GateDecision]]:
+def certify_sequence(
+    order: list[str], test: Callable[[str], GateDecision]
+) -> tuple[int, dict[str, GateDecision]]:
     """Test ``order`` in turn, stopping at the first failure; return the index of the last
     certified candidate (-1: none) and the decisions made."""
     decisions: dict[str, GateDecision] = {}

@@ -27,7 +27,9 @@ from medprune.search.space import Chain, bisect_rounds, first_probe
 NOOP = {"kind": "noop"}
 
 
-def initial_state(cfg: RunConfig, chains: list[Chain], *, workspace: dict, split: dict, baseline: dict) -> dict:
+def initial_state(
+    cfg: RunConfig, chains: list[Chain], *, workspace: dict, split: dict, baseline: dict
+) -> dict:
     sc = cfg.search
     assert sc is not None
     candidates = {}
@@ -46,14 +48,26 @@ def initial_state(cfg: RunConfig, chains: list[Chain], *, workspace: dict, split
         "split": split,
         "baseline": baseline,
         "chains": [
-            {"name": ch.name, "ids": [c.id for c in ch.candidates], "lo": -1, "hi": len(ch.candidates),
-             "first_values": [c.first_value for c in ch.candidates], "structured": ch.structured,
-             "done": False, "why": None}
+            {
+                "name": ch.name,
+                "ids": [c.id for c in ch.candidates],
+                "lo": -1,
+                "hi": len(ch.candidates),
+                "first_values": [c.first_value for c in ch.candidates],
+                "structured": ch.structured,
+                "done": False,
+                "why": None,
+            }
             for ch in chains
         ],
         "candidates": candidates,
-        "budget": {"candidates": sc.budget.candidates, "cpu_minutes": sc.budget.cpu_minutes,
-                   "candidates_used": 0, "cpu_seconds": 0.0, "cpu_seconds_cached": 0.0},
+        "budget": {
+            "candidates": sc.budget.candidates,
+            "cpu_minutes": sc.budget.cpu_minutes,
+            "candidates_used": 0,
+            "cpu_seconds": 0.0,
+            "cpu_seconds_cached": 0.0,
+        },
         "rung_counts": [0] * len(sc.rungs),
         "sample_size": None,
         "error": None,
@@ -163,7 +177,9 @@ def _update_bisection(state: dict, results: list[dict]) -> None:
                 ch["lo"] = max(ch["lo"], i)
             else:
                 ch["hi"] = min(ch["hi"], i)
-        if ch["lo"] >= ch["hi"]:  # noisy slice: a less compressed value failed after a more compressed passed
+        if (
+            ch["lo"] >= ch["hi"]
+        ):  # noisy slice: a less compressed value failed after a more compressed passed
             ch["hi"] = ch["lo"] + 1
     # candidates a bisection skipped, by the monotone assumption
     for ch in state["chains"]:
@@ -172,9 +188,13 @@ def _update_bisection(state: dict, results: list[dict]) -> None:
             if cand["status"] != "untried" or cand["stopped"]:
                 continue
             if i < ch["lo"]:
-                cand["stopped"] = f"skipped by bisection: a more compressed value ({state['candidates'][ch['ids'][ch['lo']]]['label']}) stayed in the race"
+                cand["stopped"] = (
+                    f"skipped by bisection: a more compressed value ({state['candidates'][ch['ids'][ch['lo']]]['label']}) stayed in the race"
+                )
             elif i > ch["hi"] and ch["hi"] < len(ch["ids"]):
-                cand["stopped"] = f"skipped by bisection: a less compressed value ({state['candidates'][ch['ids'][ch['hi']]]['label']}) was already out"
+                cand["stopped"] = (
+                    f"skipped by bisection: a less compressed value ({state['candidates'][ch['ids'][ch['hi']]]['label']}) was already out"
+                )
 
 
 def select_survivors(state: dict, cfg: RunConfig, rung: int) -> list[str]:
@@ -186,16 +206,22 @@ def select_survivors(state: dict, cfg: RunConfig, rung: int) -> list[str]:
     scored = [c for c in state["candidates"].values() if str(rung) in c["results"]]
     alive = [c for c in scored if c["stopped"] is None and c["status"] == f"rung{rung}"]
     keep = max(1, math.ceil(len(scored) / sc.eta))
-    alive.sort(key=lambda c: (compression_key(state, c), -c["results"][str(rung)]["difference"], c["id"]))
+    alive.sort(
+        key=lambda c: (compression_key(state, c), -c["results"][str(rung)]["difference"], c["id"])
+    )
     chosen = alive[:keep]
     if keep >= 2 and alive:
-        safest = max(alive, key=lambda c: (c["results"][str(rung)]["difference"], -compression_key(state, c)))
+        safest = max(
+            alive, key=lambda c: (c["results"][str(rung)]["difference"], -compression_key(state, c))
+        )
         if safest not in chosen:
             chosen[-1] = safest
     chosen_ids = {c["id"] for c in chosen}
     for c in alive:
         if c["id"] not in chosen_ids:
-            c["stopped"] = f"out at rung {rung}: successive halving kept the {keep} most compressed of {len(scored)} (and the most accurate)"
+            c["stopped"] = (
+                f"out at rung {rung}: successive halving kept the {keep} most compressed of {len(scored)} (and the most accurate)"
+            )
     return [c["id"] for c in chosen]
 
 
@@ -204,11 +230,18 @@ def check_sample_size(state: dict, cfg: RunConfig) -> dict:
     rung 0 (median over the candidates still in the race; the assumed value before that)."""
     sc = cfg.search
     assert sc is not None
-    observed = [c["results"]["0"]["discordance"] for c in state["candidates"].values()
-                if "0" in c["results"] and c["results"]["0"].get("status") == "ok" and c["stopped"] is None]
+    observed = [
+        c["results"]["0"]["discordance"]
+        for c in state["candidates"].values()
+        if "0" in c["results"] and c["results"]["0"].get("status") == "ok" and c["stopped"] is None
+    ]
     discordance = statistics.median(observed) if observed else sc.certification.assumed_discordance
     size = noninferiority_sample_size(
-        state["margin"], sc.alpha, sc.power, discordance, available=state["split"]["n_certification"]
+        state["margin"],
+        sc.alpha,
+        sc.power,
+        discordance,
+        available=state["split"]["n_certification"],
     )
     out = dict(size.to_dict(), observed=bool(observed), message=size.message())
     state["sample_size"] = out
@@ -263,7 +296,10 @@ def certification_order(state: dict, cfg: RunConfig) -> list[str]:
     sc = cfg.search
     assert sc is not None
     last = state["n_rungs"] - 1
-    alive = [c for c in state["candidates"].values()
-             if str(last) in c["results"] and c["stopped"] is None and c["status"] == f"rung{last}"]
+    alive = [
+        c
+        for c in state["candidates"].values()
+        if str(last) in c["results"] and c["stopped"] is None and c["status"] == f"rung{last}"
+    ]
     alive.sort(key=lambda c: (compression_key(state, c), c["id"]), reverse=True)
-    return [c["id"] for c in alive[-sc.certification.max_candidates:]]
+    return [c["id"] for c in alive[-sc.certification.max_candidates :]]

@@ -19,8 +19,13 @@ _RUNG_COLORS = ["#bdc3c7", "#85c1e9", "#2471a3", "#154360", "#0b2239"]
 
 
 def _objective_label(objective: str) -> str:
-    return {"params": "parameters (M)", "nonzero_params": "non-zero parameters (M)", "size_bytes": "size on disk (MB)",
-            "latency_ms_p50": "latency p50 (ms)", "tokens_per_s": "tokens/s"}[objective]
+    return {
+        "params": "parameters (M)",
+        "nonzero_params": "non-zero parameters (M)",
+        "size_bytes": "size on disk (MB)",
+        "latency_ms_p50": "latency p50 (ms)",
+        "tokens_per_s": "tokens/s",
+    }[objective]
 
 
 def _scale(objective: str, value: float) -> float:
@@ -35,21 +40,53 @@ def pareto_plot(summary: dict) -> bytes | None:
     for c in summary["candidates"]:
         for rung, res in c["results"].items():
             if res.get("status") == "ok" and res.get("objective_value") is not None:
-                points.append((int(rung), _scale(objective, res["objective_value"]), res["accuracy"], res["baseline_accuracy"], c))
+                points.append(
+                    (
+                        int(rung),
+                        _scale(objective, res["objective_value"]),
+                        res["accuracy"],
+                        res["baseline_accuracy"],
+                        c,
+                    )
+                )
     if not points:
         return None
     fig = Figure(figsize=(7.0, 4.2))
     ax = fig.add_subplot()
     for rung in sorted({p[0] for p in points}):
         pts = [p for p in points if p[0] == rung]
-        ax.scatter([p[1] for p in pts], [p[2] for p in pts], s=28, color=_RUNG_COLORS[min(rung, 4)], label=f"rung {rung} ({len(pts)})", zorder=2)
-        ax.axhline(pts[0][3] - summary["margin"], color=_RUNG_COLORS[min(rung, 4)], lw=0.8, ls=":", zorder=1)
+        ax.scatter(
+            [p[1] for p in pts],
+            [p[2] for p in pts],
+            s=28,
+            color=_RUNG_COLORS[min(rung, 4)],
+            label=f"rung {rung} ({len(pts)})",
+            zorder=2,
+        )
+        ax.axhline(
+            pts[0][3] - summary["margin"],
+            color=_RUNG_COLORS[min(rung, 4)],
+            lw=0.8,
+            ls=":",
+            zorder=1,
+        )
     cert = summary.get("certified")
     if cert and cert.get("search"):
         res = cert["search"]
-        ax.scatter([_scale(objective, res["objective_value"])], [res["accuracy"]], s=160, facecolors="none",
-                   edgecolors="#1e8449", linewidths=2, label="certified", zorder=3)
-    ax.set_xlabel(_objective_label(objective) + (" (higher = faster)" if objective == "tokens_per_s" else " (lower = smaller)"))
+        ax.scatter(
+            [_scale(objective, res["objective_value"])],
+            [res["accuracy"]],
+            s=160,
+            facecolors="none",
+            edgecolors="#1e8449",
+            linewidths=2,
+            label="certified",
+            zorder=3,
+        )
+    ax.set_xlabel(
+        _objective_label(objective)
+        + (" (higher = faster)" if objective == "tokens_per_s" else " (lower = smaller)")
+    )
     ax.set_ylabel("accuracy on search items")
     ax.set_title("Candidates: size vs clinical accuracy (dotted: dense - margin)")
     ax.legend(fontsize=8, loc="lower right")
@@ -74,26 +111,36 @@ def _fmt(v, kind: str = "f") -> str:
 
 def render_search_html(summary: dict) -> str:
     cert = summary.get("certified")
-    parts = [f"<html><head><meta charset='utf-8'><title>medprune search</title><style>{_CSS}</style></head><body>",
-             "<h1>medprune search</h1>"]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>medprune search</title><style>{_CSS}</style></head><body>",
+        "<h1>medprune search</h1>",
+    ]
     if summary.get("error"):
         parts.append(f"<div class='banner fail'>Search stopped: {_e(summary['error'])}</div>")
     elif cert:
         reg = summary.get("registered")
-        where = f"; registered as {_e(reg.get('model'))} version {_e(reg.get('version'))}" if reg else ""
+        where = (
+            f"; registered as {_e(reg.get('model'))} version {_e(reg.get('version'))}"
+            if reg
+            else ""
+        )
         parts.append(f"<div class='banner pass'>Certified: {_e(cert['label'])}{where}</div>")
     elif summary["certification"].get("order") is not None and summary["certification"]:
-        parts.append(f"<div class='banner fail'>Nothing certified: {_e(summary['certification'].get('why'))}</div>")
+        parts.append(
+            f"<div class='banner fail'>Nothing certified: {_e(summary['certification'].get('why'))}</div>"
+        )
     else:
         parts.append("<div class='banner'>Search running: results so far</div>")
     png = pareto_plot(summary)
     if png:
         parts.append(f"<img alt='Pareto plot' src='{data_uri(png)}'>")
     split, size = summary["split"], summary.get("sample_size") or {}
-    parts.append("<h2>Items and guarantee</h2><p class='small'>"
-                 f"{split.get('n_search')} search items, {split.get('n_certification')} certification items "
-                 f"(stratified by {_e(', '.join(split.get('stratify_by') or []) or 'a separate file')}, seed {split.get('seed')}). "
-                 f"Margin {summary['margin']:g}. {_e(size.get('message', ''))}.</p>")
+    parts.append(
+        "<h2>Items and guarantee</h2><p class='small'>"
+        f"{split.get('n_search')} search items, {split.get('n_certification')} certification items "
+        f"(stratified by {_e(', '.join(split.get('stratify_by') or []) or 'a separate file')}, seed {split.get('seed')}). "
+        f"Margin {summary['margin']:g}. {_e(size.get('message', ''))}.</p>"
+    )
     order = summary["certification"].get("order") or []
     if order:
         by_id = {c["id"]: c for c in summary["candidates"]}
@@ -102,14 +149,28 @@ def render_search_html(summary: dict) -> str:
             c = by_id[cid]
             ce = c.get("certification") or {}
             ci = ce.get("interval") or {}
-            verdict = "not tested" if not ce else ("<span class='pass'>passed</span>" if ce["passed"] else "<span class='fail'>failed</span>")
-            rows.append(f"<tr><td>{_e(c['label'])}</td><td class='num'>{_fmt(ci.get('difference'), 'd')}</td>"
-                        f"<td class='num'>[{_fmt(ci.get('lower'), 'd')}, {_fmt(ci.get('upper'), 'd')}]</td><td>{verdict}</td></tr>")
-        parts.append("<h2>Certification (fixed sequence, least to most compressed)</h2><table><tr><th>candidate</th>"
-                     "<th>difference</th><th>interval</th><th>outcome</th></tr>" + "".join(rows) + "</table>")
-    parts.append(f"<h2>Candidates</h2><p class='small'>per rung: {summary['rung_counts']}; "
-                 f"CPU minutes {summary['cpu_minutes']:.1f}</p><table><tr><th>candidate</th><th>chain</th>"
-                 "<th>params</th><th>non-zero</th><th>rung</th><th>accuracy</th><th>vs dense</th><th>KL</th><th>why it stopped</th></tr>")
+            verdict = (
+                "not tested"
+                if not ce
+                else (
+                    "<span class='pass'>passed</span>"
+                    if ce["passed"]
+                    else "<span class='fail'>failed</span>"
+                )
+            )
+            rows.append(
+                f"<tr><td>{_e(c['label'])}</td><td class='num'>{_fmt(ci.get('difference'), 'd')}</td>"
+                f"<td class='num'>[{_fmt(ci.get('lower'), 'd')}, {_fmt(ci.get('upper'), 'd')}]</td><td>{verdict}</td></tr>"
+            )
+        parts.append(
+            "<h2>Certification (fixed sequence, least to most compressed)</h2><table><tr><th>candidate</th>"
+            "<th>difference</th><th>interval</th><th>outcome</th></tr>" + "".join(rows) + "</table>"
+        )
+    parts.append(
+        f"<h2>Candidates</h2><p class='small'>per rung: {summary['rung_counts']}; "
+        f"CPU minutes {summary['cpu_minutes']:.1f}</p><table><tr><th>candidate</th><th>chain</th>"
+        "<th>params</th><th>non-zero</th><th>rung</th><th>accuracy</th><th>vs dense</th><th>KL</th><th>why it stopped</th></tr>"
+    )
     for c in summary["candidates"]:
         if not c["results"]:
             res, rung = {}, "-"
@@ -135,7 +196,10 @@ def render_search_report(summary: dict, out_dir: str | Path) -> Path:
 
 def format_search_summary(summary: dict) -> str:
     """The search summary as a plain-text table for the terminal."""
-    lines = [f"{'candidate':34s} {'rung':>4s} {'objective':>12s} {'accuracy':>9s} {'vs dense':>9s}  why it stopped", "-" * 110]
+    lines = [
+        f"{'candidate':34s} {'rung':>4s} {'objective':>12s} {'accuracy':>9s} {'vs dense':>9s}  why it stopped",
+        "-" * 110,
+    ]
     for c in summary["candidates"]:
         rung = max(c["results"], key=int) if c["results"] else None
         res = c["results"].get(rung, {}) if rung is not None else {}
@@ -146,7 +210,9 @@ def format_search_summary(summary: dict) -> str:
             f"{(f'{acc:.3f}' if acc is not None else '-'):>9s} {(f'{diff:+.3f}' if diff is not None else '-'):>9s}  {c.get('stopped') or c.get('status')}"
         )
     lines.append("")
-    lines.append(f"candidates per rung: {summary['rung_counts']}; CPU minutes: {summary['cpu_minutes']:.1f}")
+    lines.append(
+        f"candidates per rung: {summary['rung_counts']}; CPU minutes: {summary['cpu_minutes']:.1f}"
+    )
     size = summary.get("sample_size") or {}
     if size:
         lines.append(f"certification set: {size.get('message')}")
@@ -161,8 +227,12 @@ def format_search_summary(summary: dict) -> str:
             f"vs margin {summary['margin']:g}"
         )
     else:
-        lines.append(f"nothing certified: {summary['error'] or (summary.get('certification') or {}).get('why')}")
+        lines.append(
+            f"nothing certified: {summary['error'] or (summary.get('certification') or {}).get('why')}"
+        )
     reg = summary.get("registered")
     if reg:
-        lines.append(f"registered: {reg.get('model')} version {reg.get('version')} at {reg.get('path')}")
+        lines.append(
+            f"registered: {reg.get('model')} version {reg.get('version')} at {reg.get('path')}"
+        )
     return "\n".join(lines)

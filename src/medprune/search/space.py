@@ -39,8 +39,14 @@ class Candidate:
         return [step_config(cfg, s) for s in self.steps]
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "label": self.label, "chain": self.chain, "index": self.index,
-                "steps": list(self.steps), "first_value": self.first_value}
+        return {
+            "id": self.id,
+            "label": self.label,
+            "chain": self.chain,
+            "index": self.index,
+            "steps": list(self.steps),
+            "first_value": self.first_value,
+        }
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,17 @@ def axis_step(axis: AxisConfig, value: float | str) -> dict:
         return {"method": "depth", "sparsity": float(value)}
     if axis.kind == "nm":
         n, m = (int(x) for x in str(value).split(":"))
-        return {"method": axis.method or "wanda", "pattern": str(value), "sparsity": round(1 - n / m, 6), "allocation": "uniform"}
-    return {"method": axis.method or "wanda", "sparsity": float(value), "allocation": axis.allocation or "owl"}
+        return {
+            "method": axis.method or "wanda",
+            "pattern": str(value),
+            "sparsity": round(1 - n / m, 6),
+            "allocation": "uniform",
+        }
+    return {
+        "method": axis.method or "wanda",
+        "sparsity": float(value),
+        "allocation": axis.allocation or "owl",
+    }
 
 
 def _step_label(step: dict) -> str:
@@ -80,7 +95,13 @@ def step_config(cfg: RunConfig, step: dict) -> PruneConfig:
     if step["method"] in ("width", "depth"):
         data["allocation"]["kind"] = "uniform"
         st = data["structured"]
-        for key in ("num_attention_heads", "num_key_value_heads", "intermediate_size", "hidden_size", "layers_to_remove"):
+        for key in (
+            "num_attention_heads",
+            "num_key_value_heads",
+            "intermediate_size",
+            "hidden_size",
+            "layers_to_remove",
+        ):
             st[key] = None  # the axis value decides the size
     return PruneConfig.model_validate(data)
 
@@ -91,7 +112,13 @@ def candidate_id(cfg: RunConfig, steps: tuple[dict, ...]) -> str:
     prune = json.loads(cfg.prune.model_dump_json())
     for key in ("method", "sparsity", "pattern"):
         prune.pop(key)
-    identity = {"source": cfg.model.source, "dtype": cfg.model.dtype, "seed": cfg.seed, "prune": prune, "steps": list(steps)}
+    identity = {
+        "source": cfg.model.source,
+        "dtype": cfg.model.dtype,
+        "seed": cfg.seed,
+        "prune": prune,
+        "steps": list(steps),
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -107,34 +134,55 @@ def build_space(cfg: RunConfig) -> list[Chain]:
     chains: list[Chain] = []
     seen: set[str] = set()
 
-    def make(chain: str, index: int, steps: tuple[dict, ...], first_value: float | None) -> Candidate:
+    def make(
+        chain: str, index: int, steps: tuple[dict, ...], first_value: float | None
+    ) -> Candidate:
         for s in steps:
             try:
                 step_config(cfg, s)
             except ValueError as exc:  # pydantic ValidationError: name the axis value
                 msg = str(exc).splitlines()
-                raise ConfigError(f"search.axes: chain {chain!r} value {_step_label(s)!r} is not a valid prune setting: {' '.join(msg[1:3]) or msg[0]}") from None
-        return Candidate(candidate_id(cfg, steps), " + ".join(_step_label(s) for s in steps), chain, index, steps, first_value)
+                raise ConfigError(
+                    f"search.axes: chain {chain!r} value {_step_label(s)!r} is not a valid prune setting: {' '.join(msg[1:3]) or msg[0]}"
+                ) from None
+        return Candidate(
+            candidate_id(cfg, steps),
+            " + ".join(_step_label(s) for s in steps),
+            chain,
+            index,
+            steps,
+            first_value,
+        )
 
     for pos, axis in enumerate(sc.axes):
         single: list[Candidate] = []
         for i, v in enumerate(axis.points()):
             share = float(v) if axis.kind in ("width", "depth") else None
             single.append(make(axis.label, i, (axis_step(axis, v),), share))
-        chains.append(Chain(axis.label, KIND_PRIORITY[axis.kind] * 100 + pos, tuple(single), axis.kind in ("width", "depth")))
+        chains.append(
+            Chain(
+                axis.label,
+                KIND_PRIORITY[axis.kind] * 100 + pos,
+                tuple(single),
+                axis.kind in ("width", "depth"),
+            )
+        )
     for pos, (a, b) in enumerate(sc.combos):
         outer, inner = by_label[a], by_label[b]
         for v in outer.points():
             name = f"{a}={v}+{b}"
             combo = tuple(
-                make(name, i, (axis_step(outer, v), axis_step(inner, w)), float(v)) for i, w in enumerate(inner.points())
+                make(name, i, (axis_step(outer, v), axis_step(inner, w)), float(v))
+                for i, w in enumerate(inner.points())
             )
             chains.append(Chain(name, 1000 + pos * 100 + KIND_PRIORITY[outer.kind], combo, False))
     chains.sort(key=lambda c: c.priority)
     for chain in chains:
         for cand in chain.candidates:
             if cand.id in seen:
-                raise ConfigError(f"search: candidate {cand.label!r} appears twice in the space (check axes and combos)")
+                raise ConfigError(
+                    f"search: candidate {cand.label!r} appears twice in the space (check axes and combos)"
+                )
             seen.add(cand.id)
     return chains
 
@@ -169,8 +217,12 @@ def search_graph_settings(cfg: RunConfig, image: str) -> dict:
         "registry.target": cfg.registry.target,
         "search.steps": steps,
         "search.parallelism": None if sc is None else sc.parallelism,
-        "search.candidate_resources": None if sc is None else sc.candidate_resources.model_dump(mode="json"),
-        "pipeline.resources": {k: v.model_dump(mode="json") for k, v in sorted(cfg.pipeline.resources.items())},
+        "search.candidate_resources": None
+        if sc is None
+        else sc.candidate_resources.model_dump(mode="json"),
+        "pipeline.resources": {
+            k: v.model_dump(mode="json") for k, v in sorted(cfg.pipeline.resources.items())
+        },
     }
 
 

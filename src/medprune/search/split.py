@@ -38,7 +38,9 @@ class SplitRecord:
 class Split:
     search_ids: list[str]  # in a fixed pseudo-random order: rung slices are its prefixes
     certification_ids: list[str]
-    strata: dict[str, dict[str, int]] = field(default_factory=dict)  # stratum -> {search, certification}
+    strata: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # stratum -> {search, certification}
     fraction: float = 0.0
     seed: int = 0
     stratify_by: list[str] = field(default_factory=list)
@@ -86,7 +88,9 @@ def stratified_split(
     pooled: list[str] = []
     singles = sorted(k for k, v in groups.items() if len(v) < 2)
     if singles and rare_strata == "error":
-        shown = "; ".join(repr(s) for s in singles[:5]) + (f" and {len(singles) - 5} more" if len(singles) > 5 else "")
+        shown = "; ".join(repr(s) for s in singles[:5]) + (
+            f" and {len(singles) - 5} more" if len(singles) > 5 else ""
+        )
         raise DataError(
             f"{origin}: {len(singles)} stratum/strata of {'/'.join(stratify_by) or 'items'} have one item and "
             f"cannot be split into search and certification sets: {shown}. Add items, stratify by fewer fields "
@@ -116,11 +120,19 @@ def stratified_split(
     search.sort(key=lambda r: _order_key(seed + 1, r.id))
     cert.sort(key=lambda r: _order_key(seed + 1, r.id))
     return Split(
-        [r.id for r in search], [r.id for r in cert], strata, fraction, seed, list(stratify_by), pooled
+        [r.id for r in search],
+        [r.id for r in cert],
+        strata,
+        fraction,
+        seed,
+        list(stratify_by),
+        pooled,
     )
 
 
-def read_split_records(path: str | Path, *, fmt: str = "auto", cop_base: int = 0) -> tuple[list[SplitRecord], list[dict]]:
+def read_split_records(
+    path: str | Path, *, fmt: str = "auto", cop_base: int = 0
+) -> tuple[list[SplitRecord], list[dict]]:
     """The items of an MCQ file as split records, with their raw JSON records (each given
     its id, so files written from them keep the same ids)."""
     from medprune.evaluate.formats import load_mcq
@@ -146,5 +158,7 @@ def write_items(path: str | Path, raw: Sequence[dict], ids: Sequence[str]) -> Pa
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise DataError(f"items {missing[:5]} are not in the MCQ data")
-    atomic_write_text(path, "".join(json.dumps(by_id[i], ensure_ascii=False, sort_keys=True) + "\n" for i in ids))
+    atomic_write_text(
+        path, "".join(json.dumps(by_id[i], ensure_ascii=False, sort_keys=True) + "\n" for i in ids)
+    )
     return Path(path)

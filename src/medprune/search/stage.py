@@ -49,12 +49,16 @@ def _split(cfg: RunConfig):
     sc = cfg.search
     assert sc is not None
     if not cfg.evaluate.mcq:
-        raise ConfigError("search needs evaluate.mcq: candidates are ranked and certified on multiple-choice items")
+        raise ConfigError(
+            "search needs evaluate.mcq: candidates are ranked and certified on multiple-choice items"
+        )
     ev = cfg.evaluate
     assert ev.mcq is not None
     records, raw = read_split_records(ev.mcq, fmt=ev.mcq_format, cop_base=ev.medmcqa_cop_base)
     if sc.certification.file:
-        cert_records, cert_raw = read_split_records(sc.certification.file, fmt=ev.mcq_format, cop_base=ev.medmcqa_cop_base)
+        cert_records, cert_raw = read_split_records(
+            sc.certification.file, fmt=ev.mcq_format, cop_base=ev.medmcqa_cop_base
+        )
         overlap = sorted({r.id for r in records} & {r.id for r in cert_records})
         if overlap:
             raise DataError(
@@ -63,12 +67,20 @@ def _split(cfg: RunConfig):
             )
         from medprune.search.split import Split, _order_key
 
-        search_ids = sorted((r.id for r in records), key=lambda i: _order_key(sc.certification.seed + 1, i))
-        split = Split(search_ids, [r.id for r in cert_records], {}, 0.0, sc.certification.seed, [], [])
+        search_ids = sorted(
+            (r.id for r in records), key=lambda i: _order_key(sc.certification.seed + 1, i)
+        )
+        split = Split(
+            search_ids, [r.id for r in cert_records], {}, 0.0, sc.certification.seed, [], []
+        )
         return split, raw, cert_raw
     split = stratified_split(
-        records, fraction=sc.certification.fraction, stratify_by=sc.certification.stratify_by,
-        seed=sc.certification.seed, rare_strata=sc.certification.rare_strata, origin=str(ev.mcq),
+        records,
+        fraction=sc.certification.fraction,
+        stratify_by=sc.certification.stratify_by,
+        seed=sc.certification.seed,
+        rare_strata=sc.certification.rare_strata,
+        origin=str(ev.mcq),
     )
     return split, raw, raw
 
@@ -89,11 +101,15 @@ def _check_candidates_fit_model(cfg: RunConfig, chains) -> None:
         model = AutoModelForCausalLM.from_config(mc)
     for chain in chains:
         for cand in chain.candidates:
-            pc = step_config(cfg, cand.steps[0])  # later steps act on the smaller model: checked when run
+            pc = step_config(
+                cfg, cand.steps[0]
+            )  # later steps act on the smaller model: checked when run
             try:
                 check_prune_settings(model, pc, get_method(pc.method))
             except PruneError as exc:
-                raise ConfigError(f"search.axes: candidate {cand.label!r} cannot be made from this model: {exc}") from None
+                raise ConfigError(
+                    f"search.axes: candidate {cand.label!r} cannot be made from this model: {exc}"
+                ) from None
 
 
 def check_search_for_vertex(cfg: RunConfig) -> None:
@@ -117,7 +133,9 @@ def preflight_search(cfg: RunConfig) -> dict:
 
     sc = cfg.search
     if sc is None:
-        raise ConfigError("this config has no search section; `medprune search` needs one (see examples/search.yaml)")
+        raise ConfigError(
+            "this config has no search section; `medprune search` needs one (see examples/search.yaml)"
+        )
     preflight(cfg)
     chains = build_space(cfg)
     _check_candidates_fit_model(cfg, chains)
@@ -129,8 +147,13 @@ def preflight_search(cfg: RunConfig) -> dict:
                 f"search.rungs[{i}].items={rung.items} but the search set has {n_search} items; "
                 f"allowed: <= {n_search} (or null for all of them)"
             )
+    ni = cfg.gate.non_inferiority
+    assert ni is not None  # RunConfig requires gate.non_inferiority with a search section
     size = noninferiority_sample_size(
-        cfg.gate.non_inferiority.margin, sc.alpha, sc.power, sc.certification.assumed_discordance,  # type: ignore[union-attr]
+        ni.margin,
+        sc.alpha,
+        sc.power,
+        sc.certification.assumed_discordance,
         available=n_cert,
     )
     if not size.enough:
@@ -143,7 +166,12 @@ def preflight_search(cfg: RunConfig) -> dict:
             f"the certification set has {n_cert} items, fewer than gate.non_inferiority.min_items="
             f"{cfg.gate.non_inferiority.min_items}"  # type: ignore[union-attr]
         )
-    if cfg.recover.enabled and cfg.recover.data and "://" not in cfg.recover.data and any(r.recover_steps for r in sc.rungs):
+    if (
+        cfg.recover.enabled
+        and cfg.recover.data
+        and "://" not in cfg.recover.data
+        and any(r.recover_steps for r in sc.rungs)
+    ):
         import tempfile
 
         from medprune.data.clinical import check_leakage
@@ -153,7 +181,9 @@ def preflight_search(cfg: RunConfig) -> dict:
         by_id = {str(r["id"]): r for r in cert_raw}
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "certification.jsonl"
-            atomic_write_text(path, "".join(json.dumps(by_id[i]) + "\n" for i in split.certification_ids))
+            atomic_write_text(
+                path, "".join(json.dumps(by_id[i]) + "\n" for i in split.certification_ids)
+            )
             try:
                 leaked = check_leakage(path, cfg.recover.data)
             except MedpruneError:
@@ -197,8 +227,18 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
         ecfg = _with(cfg, evaluate=ev)
         from medprune.evaluate.runner import evaluation_settings
 
-        entry = root / f"baseline-{dense_key}-{_hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))}"
-        _cached(entry, lambda tmp: {"label": label, **_evaluate(stage_evaluate, ecfg, dense, tmp, label, progress)}, progress)
+        entry = (
+            root
+            / f"baseline-{dense_key}-{_hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))}"
+        )
+        _cached(
+            entry,
+            lambda tmp: {
+                "label": label,
+                **_evaluate(stage_evaluate, ecfg, dense, tmp, label, progress),
+            },
+            progress,
+        )
         return str(entry)
 
     search_eval = baseline("dense (search set)", rung_eval_config(cfg, str(search_file), 0))
@@ -207,19 +247,35 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
     cert_eval = baseline("dense (certification set)", cert_ev)
     kl_texts = cfg.prune.calibration.data or cfg.evaluate.perplexity
     workspace = {
-        "root": str(root), "run_dir": str(rdir), "cache_dir": str(root / "candidates"), "dense_model": str(dense),
-        "search_items": str(search_file), "certification_items": str(cert_file), "slices": slices,
-        "baseline_search_eval": search_eval, "baseline_certification_eval": cert_eval,
-        "certification_eval": cert_ev, "kl_texts": kl_texts, "run_id": run_id,
+        "root": str(root),
+        "run_dir": str(rdir),
+        "cache_dir": str(root / "candidates"),
+        "dense_model": str(dense),
+        "search_items": str(search_file),
+        "certification_items": str(cert_file),
+        "slices": slices,
+        "baseline_search_eval": search_eval,
+        "baseline_certification_eval": cert_eval,
+        "certification_eval": cert_ev,
+        "kl_texts": kl_texts,
+        "run_id": run_id,
     }
     from medprune.evaluate.runner import read_results
 
     base_cert = read_results(cert_eval)
     state = planner.initial_state(
-        cfg, chains, workspace=workspace, split=split.to_dict(),
-        baseline={"search": _eval_brief(read_results(search_eval)), "certification": _eval_brief(base_cert)},
+        cfg,
+        chains,
+        workspace=workspace,
+        split=split.to_dict(),
+        baseline={
+            "search": _eval_brief(read_results(search_eval)),
+            "certification": _eval_brief(base_cert),
+        },
     )
-    state["sample_size"] = dict(found["sample_size"].to_dict(), observed=False, message=found["sample_size"].message())
+    state["sample_size"] = dict(
+        found["sample_size"].to_dict(), observed=False, message=found["sample_size"].message()
+    )
     batch = planner._explore_batch(cfg, state)
     save(cfg, state)
     progress(
@@ -230,7 +286,9 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
     return state, batch
 
 
-def _evaluate(stage_evaluate, ecfg: RunConfig, model_dir, tmp: Path, label: str, progress: Progress) -> dict:
+def _evaluate(
+    stage_evaluate, ecfg: RunConfig, model_dir, tmp: Path, label: str, progress: Progress
+) -> dict:
     stage_evaluate(ecfg, model_dir, tmp, label=label, progress=progress)
     return {"model_dir": str(model_dir)}
 
@@ -248,12 +306,17 @@ def step(cfg: RunConfig, workspace: dict, task: dict, *, progress: Progress = pr
     return run_candidate(cfg, task, workspace, progress=progress)
 
 
-def advance(cfg: RunConfig, state: dict, results: list[dict], *, progress: Progress = print) -> list[dict]:
+def advance(
+    cfg: RunConfig, state: dict, results: list[dict], *, progress: Progress = print
+) -> list[dict]:
     batch = planner.advance(state, cfg, results)
     save(cfg, state)
     real = [t for t in batch if t.get("kind") != "noop"]
-    progress(f"search step {state['step']}: {state['phase']}" + (f" rung {state.get('rung')}" if state["phase"] == "rung" else "")
-             + f"; next: {[t['label'] for t in real] or 'nothing'}")
+    progress(
+        f"search step {state['step']}: {state['phase']}"
+        + (f" rung {state.get('rung')}" if state["phase"] == "rung" else "")
+        + f"; next: {[t['label'] for t in real] or 'nothing'}"
+    )
     if state["error"]:
         progress(f"search stopped: {state['error']}")
     return batch
@@ -265,9 +328,16 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
     from medprune.evaluate.stage import stage_evaluate
     from medprune.search.certify import certify_sequence, gate_on_certification
 
+    search = cfg.search
+    assert search is not None  # only a config with a search section runs a search
     ws = state["workspace"]
     if state["error"]:
-        state["certification"] = {"order": [], "certified": None, "decisions": {}, "why": state["error"]}
+        state["certification"] = {
+            "order": [],
+            "certified": None,
+            "decisions": {},
+            "why": state["error"],
+        }
         save(cfg, state)
         return state["certification"]
     order = planner.certification_order(state, cfg)
@@ -282,35 +352,74 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
         cand = state["candidates"][cid]
         model_dir = Path(cand["results"][last]["model_dir"])
         entry = Path(ws["cache_dir"]) / cid / f"certeval-{model_dir.parent.name}-{eval_hash}"
-        _cached(entry, lambda tmp: _evaluate(stage_evaluate, ecfg, model_dir, tmp, f"{cand['label']} (certification)", progress), progress)
-        decision = gate_on_certification(cfg, ws["baseline_certification_eval"], entry, gate_root / cid)
-        cand["certification"] = {"passed": decision.passed, "reasons": decision.reasons, "interval": decision.interval,
-                                 "eval_dir": str(entry), "gate_dir": str(gate_root / cid)}
-        progress(f"certification of {cand['label']}: {'PASSED' if decision.passed else 'FAILED'}"
-                 + ("" if decision.passed else ": " + "; ".join(decision.reasons)))
+        _cached(
+            entry,
+            lambda tmp: _evaluate(
+                stage_evaluate, ecfg, model_dir, tmp, f"{cand['label']} (certification)", progress
+            ),
+            progress,
+        )
+        decision = gate_on_certification(
+            cfg, ws["baseline_certification_eval"], entry, gate_root / cid
+        )
+        cand["certification"] = {
+            "passed": decision.passed,
+            "reasons": decision.reasons,
+            "interval": decision.interval,
+            "eval_dir": str(entry),
+            "gate_dir": str(gate_root / cid),
+        }
+        progress(
+            f"certification of {cand['label']}: {'PASSED' if decision.passed else 'FAILED'}"
+            + ("" if decision.passed else ": " + "; ".join(decision.reasons))
+        )
         return decision
 
     index, decisions = certify_sequence(order, test)
     for i, cid in enumerate(order):
         cand = state["candidates"][cid]
         if cid not in decisions:
-            cand["stopped"] = "not tested: an earlier candidate in the certification sequence failed"
+            cand["stopped"] = (
+                "not tested: an earlier candidate in the certification sequence failed"
+            )
         elif not decisions[cid].passed:
             cand["stopped"] = "failed certification: " + "; ".join(decisions[cid].reasons)
         elif i < index:
             cand["stopped"] = "certified, but a more compressed candidate was certified after it"
     certified = order[index] if index >= 0 else None
-    why = None if certified else ("no candidate reached certification" if not order else f"{state['candidates'][order[0]]['label']} (first in the sequence) failed certification")
-    state["certification"] = {"order": order, "certified": certified, "why": why,
-                              "alpha": cfg.search.alpha, "method": cfg.search.certification.method}  # type: ignore[union-attr]
+    why = (
+        None
+        if certified
+        else (
+            "no candidate reached certification"
+            if not order
+            else f"{state['candidates'][order[0]]['label']} (first in the sequence) failed certification"
+        )
+    )
+    state["certification"] = {
+        "order": order,
+        "certified": certified,
+        "why": why,
+        "alpha": search.alpha,
+        "method": search.certification.method,
+    }
     if certified:
-        state["candidates"][certified]["stopped"] = "CERTIFIED: the most compressed candidate that passed the gate on the certification set"
+        state["candidates"][certified]["stopped"] = (
+            "CERTIFIED: the most compressed candidate that passed the gate on the certification set"
+        )
         state["candidates"][certified]["status"] = "certified"
     save(cfg, state)
     return state["certification"]
 
 
-def finish(cfg: RunConfig, state: dict, summary_dir: str | Path, *, register: bool, progress: Progress = print) -> dict:
+def finish(
+    cfg: RunConfig,
+    state: dict,
+    summary_dir: str | Path,
+    *,
+    register: bool,
+    progress: Progress = print,
+) -> dict:
     """Register the certified candidate (``register``) through the register stage, or record
     why nothing was; write the search summary into ``summary_dir`` and the run directory."""
     from medprune.register.stage import RunArtifacts, stage_register
@@ -330,8 +439,14 @@ def finish(cfg: RunConfig, state: dict, summary_dir: str | Path, *, register: bo
         tmp.mkdir(parents=True, exist_ok=True)
         run_summary = stage_register(
             reg_cfg,
-            RunArtifacts(state["workspace"]["run_id"], cand["results"][last]["model_dir"], cand["certification"]["gate_dir"],
-                         state["workspace"]["baseline_certification_eval"], cand["certification"]["eval_dir"], tmp),
+            RunArtifacts(
+                state["workspace"]["run_id"],
+                cand["results"][last]["model_dir"],
+                cand["certification"]["gate_dir"],
+                state["workspace"]["baseline_certification_eval"],
+                cand["certification"]["eval_dir"],
+                tmp,
+            ),
             progress=progress,
         )
         registered = run_summary["registered"]
@@ -349,8 +464,24 @@ def search_summary(state: dict) -> dict:
     """Every candidate with its metrics and why it stopped; the split; the certification."""
     cands = []
     for c in state["candidates"].values():
-        row = {k: c.get(k) for k in ("id", "label", "chain", "index", "steps", "status", "stopped", "objective_value", "certification")}
-        row["results"] = {r: {k: v for k, v in res.items() if k not in ("traceback",)} for r, res in c["results"].items()}
+        row = {
+            k: c.get(k)
+            for k in (
+                "id",
+                "label",
+                "chain",
+                "index",
+                "steps",
+                "status",
+                "stopped",
+                "objective_value",
+                "certification",
+            )
+        }
+        row["results"] = {
+            r: {k: v for k, v in res.items() if k not in ("traceback",)}
+            for r, res in c["results"].items()
+        }
         cands.append(row)
     cert = state.get("certification") or {}
     certified = cert.get("certified")
@@ -362,21 +493,32 @@ def search_summary(state: dict) -> dict:
         "objective": state["objective"],
         "margin": state["margin"],
         "error": state["error"],
-        "certified": None if best is None else {
-            "id": best["id"], "label": best["label"], "objective_value": best.get("objective_value"),
+        "certified": None
+        if best is None
+        else {
+            "id": best["id"],
+            "label": best["label"],
+            "objective_value": best.get("objective_value"),
             "certification": best.get("certification"),
             "search": best["results"].get(str(state["n_rungs"] - 1)),
         },
         "registered": state.get("registered"),
         "certification": cert,
-        "split": {k: v for k, v in state["split"].items() if k not in ("search_ids", "certification_ids")},
-        "split_ids": {"search": state["split"]["search_ids"], "certification": state["split"]["certification_ids"]},
+        "split": {
+            k: v for k, v in state["split"].items() if k not in ("search_ids", "certification_ids")
+        },
+        "split_ids": {
+            "search": state["split"]["search_ids"],
+            "certification": state["split"]["certification_ids"],
+        },
         "sample_size": state["sample_size"],
         "baseline": state["baseline"],
         "rung_counts": state["rung_counts"],
         "budget": state["budget"],
         "cpu_minutes": cpu / 60,
-        "chains": [{k: ch[k] for k in ("name", "lo", "hi", "done", "why")} for ch in state["chains"]],
+        "chains": [
+            {k: ch[k] for k in ("name", "lo", "hi", "done", "why")} for ch in state["chains"]
+        ],
         "candidates": sorted(cands, key=lambda r: (r["chain"], r["index"])),
     }
 
@@ -400,11 +542,28 @@ def run_search(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> di
         results = [step(cfg, state["workspace"], task, progress=progress) for task in batch]
         batch = advance(cfg, state, results, progress=progress)
     cert = certify(cfg, state, progress=progress)
-    return finish(cfg, state, Path(state["workspace"]["run_dir"]), register=bool(cert.get("certified")), progress=progress)
+    return finish(
+        cfg,
+        state,
+        Path(state["workspace"]["run_dir"]),
+        register=bool(cert.get("certified")),
+        progress=progress,
+    )
 
 
 def load_state(cfg: RunConfig, run_id: str) -> dict:
     return json.loads((run_dir(cfg, run_id) / STATE_FILE).read_text())
 
 
-__all__ = ["SearchError", "advance", "cache_entry", "certify", "finish", "math", "preflight_search", "run_search", "setup", "step"]
+__all__ = [
+    "SearchError",
+    "advance",
+    "cache_entry",
+    "certify",
+    "finish",
+    "math",
+    "preflight_search",
+    "run_search",
+    "setup",
+    "step",
+]

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from medprune.errors import MedpruneError, RegistryError
 
-_REF = re.compile(r"^(?:registry://)?(?P<name>[a-z0-9][a-z0-9\-_.]{0,62})@(?P<tag>[A-Za-z0-9\-_]+)$")
+_REF = re.compile(
+    r"^(?:registry://)?(?P<name>[a-z0-9][a-z0-9\-_.]{0,62})@(?P<tag>[A-Za-z0-9\-_]+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,9 @@ def parse_model_ref(text: str) -> ModelRef:
     return ModelRef(m["name"], m["tag"])
 
 
-def resolve_model_ref(text: str, *, registry_root: str | Path = "registry", workdir: str | Path = ".") -> Path:
+def resolve_model_ref(
+    text: str, *, registry_root: str | Path = "registry", workdir: str | Path = "."
+) -> Path:
     """The local directory of the model ``text`` names (see the module docstring).
 
     A local-registry reference is resolved in ``registry_root``; ``vertex://`` and ``gs://``

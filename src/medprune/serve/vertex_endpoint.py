@@ -74,11 +74,13 @@ def _vertex(cfg: RunConfig) -> VertexConfig:
 def _regional(v: VertexConfig, region: RegionConfig | None) -> VertexConfig:
     if region is None:
         return v
-    return v.model_copy(update={
-        "location": region.location,
-        "staging_bucket": region.staging_bucket,
-        "encryption_spec_key_name": region.encryption_spec_key_name,
-    })
+    return v.model_copy(
+        update={
+            "location": region.location,
+            "staging_bucket": region.staging_bucket,
+            "encryption_spec_key_name": region.encryption_spec_key_name,
+        }
+    )
 
 
 def _init(v: VertexConfig) -> VertexConfig:
@@ -102,7 +104,11 @@ def find_model(v: VertexConfig, name: str) -> str | None:
     is in that region, else by display name), or None."""
     from google.cloud import aiplatform
 
-    if v.parent_model and v.parent_model.startswith("projects/") and f"/locations/{v.location}/" in v.parent_model:
+    if (
+        v.parent_model
+        and v.parent_model.startswith("projects/")
+        and f"/locations/{v.location}/" in v.parent_model
+    ):
         return v.parent_model
     found = aiplatform.Model.list(filter=f'display_name="{name}"')
     if len(found) > 1:
@@ -144,7 +150,9 @@ def _move_alias(model_resource: str, version_id: str, alias: str) -> None:
 def _remove_alias(model_resource: str, version_id: str, alias: str) -> None:
     from google.cloud import aiplatform
 
-    aiplatform.models.ModelRegistry(model_resource).remove_version_aliases([alias], version=version_id)
+    aiplatform.models.ModelRegistry(model_resource).remove_version_aliases(
+        [alias], version=version_id
+    )
 
 
 def _alias_version(model_resource: str, alias: str) -> str | None:
@@ -169,11 +177,15 @@ def find_endpoint(display_name: str) -> Any | None:
 
     found = aiplatform.Endpoint.list(filter=f'display_name="{display_name}"')
     if len(found) > 1:
-        raise DeployError(f"{len(found)} endpoints are named {display_name!r}; set serve.endpoint.display_name")
+        raise DeployError(
+            f"{len(found)} endpoints are named {display_name!r}; set serve.endpoint.display_name"
+        )
     return aiplatform.Endpoint(found[0].resource_name) if found else None
 
 
-def get_or_create_endpoint(v: VertexConfig, e: EndpointConfig, display_name: str, labels: dict[str, str]) -> Any:
+def get_or_create_endpoint(
+    v: VertexConfig, e: EndpointConfig, display_name: str, labels: dict[str, str]
+) -> Any:
     """The endpoint named ``display_name`` in ``v.location``, created (CMEK, private network
     through Private Service Connect) when missing."""
     from google.cloud import aiplatform
@@ -191,14 +203,18 @@ def get_or_create_endpoint(v: VertexConfig, e: EndpointConfig, display_name: str
             {"project_id": v.project, "network": e.network}
         ]
         created = aiplatform.PrivateEndpoint.create(
-            display_name=display_name, labels=labels,
+            display_name=display_name,
+            labels=labels,
             encryption_spec_key_name=v.encryption_spec_key_name,
-            private_service_connect_config=psc, sync=True,
+            private_service_connect_config=psc,
+            sync=True,
         )
     else:
         created = aiplatform.Endpoint.create(
-            display_name=display_name, labels=labels,
-            encryption_spec_key_name=v.encryption_spec_key_name, sync=True,
+            display_name=display_name,
+            labels=labels,
+            encryption_spec_key_name=v.encryption_spec_key_name,
+            sync=True,
         )
     return aiplatform.Endpoint(created.resource_name)
 
@@ -234,7 +250,9 @@ def _canary_split(current: dict[str, int], percent: int) -> dict[str, int]:
 # --- deploy / promote / rollback (one region) ----------------------------------------------
 
 
-def deploy_in_region(cfg: RunConfig, ref: ModelRef, v: VertexConfig, *, copied_from: str | None = None) -> RegionResult:
+def deploy_in_region(
+    cfg: RunConfig, ref: ModelRef, v: VertexConfig, *, copied_from: str | None = None
+) -> RegionResult:
     e = cfg.serve.endpoint
     gexc = _api_errors()
     model = resolve_version(v, ref)
@@ -274,30 +292,58 @@ def deploy_in_region(cfg: RunConfig, ref: ModelRef, v: VertexConfig, *, copied_f
             f"endpoint's traffic is unchanged ({after}): {exc}"
         ) from exc
     endpoint = _refresh(endpoint)
-    new_id = next((i for i, (res, ver) in _deployed(endpoint).items()
-                   if res == model.resource_name and ver == model.version_id), None)
-    return RegionResult(v.location, endpoint.resource_name, model.resource_name, model.version_id,
-                        new_id, _traffic(endpoint), action, copied_from)
+    new_id = next(
+        (
+            i
+            for i, (res, ver) in _deployed(endpoint).items()
+            if res == model.resource_name and ver == model.version_id
+        ),
+        None,
+    )
+    return RegionResult(
+        v.location,
+        endpoint.resource_name,
+        model.resource_name,
+        model.version_id,
+        new_id,
+        _traffic(endpoint),
+        action,
+        copied_from,
+    )
 
 
-def promote_in_region(cfg: RunConfig, ref: ModelRef, v: VertexConfig, *, undeploy_previous: bool = False) -> RegionResult:
+def promote_in_region(
+    cfg: RunConfig, ref: ModelRef, v: VertexConfig, *, undeploy_previous: bool = False
+) -> RegionResult:
     gexc = _api_errors()
     model = resolve_version(v, ref)
     endpoint = find_endpoint(endpoint_display_name(cfg))
     if endpoint is None:
-        raise DeployError(f"no endpoint {endpoint_display_name(cfg)!r} in {v.location}; deploy {ref} first")
+        raise DeployError(
+            f"no endpoint {endpoint_display_name(cfg)!r} in {v.location}; deploy {ref} first"
+        )
     deployed = _deployed(endpoint)
-    target = next((i for i, (res, ver) in deployed.items()
-                   if res == model.resource_name and ver == model.version_id), None)
+    target = next(
+        (
+            i
+            for i, (res, ver) in deployed.items()
+            if res == model.resource_name and ver == model.version_id
+        ),
+        None,
+    )
     if target is None:
-        raise DeployError(f"{ref} (version {model.version_id}) is not deployed on {endpoint.resource_name}; "
-                          f"run `medprune deploy {ref} --target vertex` first")
+        raise DeployError(
+            f"{ref} (version {model.version_id}) is not deployed on {endpoint.resource_name}; "
+            f"run `medprune deploy {ref} --target vertex` first"
+        )
     before = _traffic(endpoint)
     old_production = _alias_version(model.resource_name, PRODUCTION)
     try:
         endpoint.update(traffic_split={target: 100})
     except gexc.GoogleAPICallError as exc:
-        raise DeployError(f"moving all traffic to {ref} failed; traffic unchanged ({before}): {exc}") from exc
+        raise DeployError(
+            f"moving all traffic to {ref} failed; traffic unchanged ({before}): {exc}"
+        ) from exc
     try:
         if old_production and old_production != model.version_id:
             _move_alias(model.resource_name, old_production, PREVIOUS)
@@ -313,8 +359,15 @@ def promote_in_region(cfg: RunConfig, ref: ModelRef, v: VertexConfig, *, undeplo
             if dm_id != target:
                 endpoint.undeploy(deployed_model_id=dm_id, sync=True)
         endpoint = _refresh(endpoint)
-    return RegionResult(v.location, endpoint.resource_name, model.resource_name, model.version_id, target,
-                        _traffic(endpoint), f"promoted (previous production: {old_production or 'none'})")
+    return RegionResult(
+        v.location,
+        endpoint.resource_name,
+        model.resource_name,
+        model.version_id,
+        target,
+        _traffic(endpoint),
+        f"promoted (previous production: {old_production or 'none'})",
+    )
 
 
 def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResult:
@@ -323,7 +376,9 @@ def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResu
     e = cfg.serve.endpoint
     endpoint = find_endpoint(endpoint_display_name(cfg))
     if endpoint is None:
-        raise DeployError(f"no endpoint {endpoint_display_name(cfg)!r} in {v.location}; nothing to roll back")
+        raise DeployError(
+            f"no endpoint {endpoint_display_name(cfg)!r} in {v.location}; nothing to roll back"
+        )
     model_resource = find_model(v, name)
     if model_resource is None:
         raise DeployError(f"model {name!r} is not registered in {v.location}; nothing to roll back")
@@ -339,8 +394,15 @@ def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResu
         for dm_id in canaries:
             endpoint.undeploy(deployed_model_id=dm_id, traffic_split={prod_id: 100}, sync=True)
             endpoint = _refresh(endpoint)
-        return RegionResult(v.location, endpoint.resource_name, model_resource, production, prod_id,
-                            _traffic(endpoint), f"canary rolled back (undeployed {', '.join(canaries)})")
+        return RegionResult(
+            v.location,
+            endpoint.resource_name,
+            model_resource,
+            production,
+            prod_id,
+            _traffic(endpoint),
+            f"canary rolled back (undeployed {', '.join(canaries)})",
+        )
 
     # 2) after a promotion: back to previous-production
     previous = _alias_version(model_resource, PREVIOUS)
@@ -353,14 +415,23 @@ def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResu
     if prev_id is None:  # undeployed at promotion: deploy it again, taking all traffic at once
         model = aiplatform.Model(model_name=model_resource, version=previous)
         endpoint.deploy(
-            model=model, deployed_model_display_name=f"{name}-v{previous}", traffic_split={"0": 100},
-            machine_type=e.machine_type, min_replica_count=e.min_replica_count,
-            max_replica_count=e.max_replica_count, accelerator_type=e.accelerator_type,
+            model=model,
+            deployed_model_display_name=f"{name}-v{previous}",
+            traffic_split={"0": 100},
+            machine_type=e.machine_type,
+            min_replica_count=e.min_replica_count,
+            max_replica_count=e.max_replica_count,
+            accelerator_type=e.accelerator_type,
             accelerator_count=e.accelerator_count if e.accelerator_type else None,
-            service_account=e.service_account, sync=True,
+            service_account=e.service_account,
+            sync=True,
         )
         endpoint = _refresh(endpoint)
-        prev_id = next(i for i, (res, ver) in _deployed(endpoint).items() if res == model_resource and ver == previous)
+        prev_id = next(
+            i
+            for i, (res, ver) in _deployed(endpoint).items()
+            if res == model_resource and ver == previous
+        )
     else:
         endpoint.update(traffic_split={prev_id: 100})
         endpoint = _refresh(endpoint)
@@ -370,8 +441,15 @@ def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResu
         if dm_id != prev_id:
             endpoint.undeploy(deployed_model_id=dm_id, sync=True)
     endpoint = _refresh(endpoint)
-    return RegionResult(v.location, endpoint.resource_name, model_resource, previous, prev_id,
-                        _traffic(endpoint), f"rolled back to version {previous} (from {production})")
+    return RegionResult(
+        v.location,
+        endpoint.resource_name,
+        model_resource,
+        previous,
+        prev_id,
+        _traffic(endpoint),
+        f"rolled back to version {previous} (from {production})",
+    )
 
 
 # --- regions -------------------------------------------------------------------------------
@@ -383,11 +461,15 @@ def _regions(cfg: RunConfig, v: VertexConfig, only: str | None) -> list[RegionCo
         regions = [r for r in regions if (r.location if r else v.location) == only]
         if not regions:
             configured = [r.location for r in cfg.serve.endpoint.regions] or [v.location]
-            raise DeployError(f"region {only!r} is not configured (serve.endpoint.regions: {configured})")
+            raise DeployError(
+                f"region {only!r} is not configured (serve.endpoint.regions: {configured})"
+            )
     return regions
 
 
-def copy_version_to_region(cfg: RunConfig, ref: ModelRef, source: VertexConfig, target: VertexConfig) -> str:
+def copy_version_to_region(
+    cfg: RunConfig, ref: ModelRef, source: VertexConfig, target: VertexConfig
+) -> str:
     """Register ``ref`` (from ``source``'s region) in ``target``'s region, with the files
     copied into the target bucket and the target CMEK, unless a copy is already there.
     Returns the versioned resource name in the target region."""
@@ -401,7 +483,9 @@ def copy_version_to_region(cfg: RunConfig, ref: ModelRef, source: VertexConfig, 
     src_tag = label_value(f"{source.location}-{model.name}-{model.version_id}")
     src_uri = model.uri
     if not src_uri or not src_uri.startswith("gs://"):
-        raise DeployError(f"{ref} in {source.location} has no gs:// artifact URI ({src_uri!r}); cannot copy it")
+        raise DeployError(
+            f"{ref} in {source.location} has no gs:// artifact URI ({src_uri!r}); cannot copy it"
+        )
     _init(target)
     parent = find_model(target, ref.name)
     found = _find_copy(parent, src_tag)
@@ -413,19 +497,28 @@ def copy_version_to_region(cfg: RunConfig, ref: ModelRef, source: VertexConfig, 
             local = download_dir(src_uri, Path(work) / "model")
             upload_dir(local, artifact_uri, max_workers=target.upload_workers)
     except StorageError as exc:
-        raise DeployError(f"copying {src_uri} to {artifact_uri} for region {target.location} failed: {exc}") from exc
+        raise DeployError(
+            f"copying {src_uri} to {artifact_uri} for region {target.location} failed: {exc}"
+        ) from exc
     aliases = [] if ref.version_or_alias.isdigit() else [ref.version_or_alias]
     labels = {**dict(model.labels or {}), "medprune-source": src_tag}
     copy = aiplatform.Model.upload(
-        display_name=ref.name, artifact_uri=artifact_uri, parent_model=parent,
-        is_default_version=parent is None, version_aliases=aliases, labels=labels,
+        display_name=ref.name,
+        artifact_uri=artifact_uri,
+        parent_model=parent,
+        is_default_version=parent is None,
+        version_aliases=aliases,
+        labels=labels,
         description=(model.description or "")[:900] + f" Copied from {source.location}.",
         serving_container_image_uri=target.serving_container_image_uri,
-        serving_container_args=[a.replace("{artifact_uri}", artifact_uri) for a in target.serving_container_args],
+        serving_container_args=[
+            a.replace("{artifact_uri}", artifact_uri) for a in target.serving_container_args
+        ],
         serving_container_predict_route=target.serving_container_predict_route,
         serving_container_health_route=target.serving_container_health_route,
         serving_container_ports=target.serving_container_ports,
-        encryption_spec_key_name=target.encryption_spec_key_name, sync=True,
+        encryption_spec_key_name=target.encryption_spec_key_name,
+        sync=True,
     )
     return f"{copy.resource_name}@{copy.version_id}"
 
@@ -460,7 +553,9 @@ def deploy(cfg: RunConfig, model_ref: str, *, region: str | None = None) -> list
             ref_here = ref
         _init(target)
         try:
-            res = deploy_in_region(cfg, ref_here, target, copied_from=v.location if copied else None)
+            res = deploy_in_region(
+                cfg, ref_here, target, copied_from=v.location if copied else None
+            )
         except DeployError as exc:
             done = [x.location for x in results]
             raise DeployError(f"{exc} (regions already deployed: {done or 'none'})") from exc
@@ -468,8 +563,9 @@ def deploy(cfg: RunConfig, model_ref: str, *, region: str | None = None) -> list
     return results
 
 
-def promote(cfg: RunConfig, model_ref: str, *, region: str | None = None,
-            undeploy_previous: bool = False) -> list[RegionResult]:
+def promote(
+    cfg: RunConfig, model_ref: str, *, region: str | None = None, undeploy_previous: bool = False
+) -> list[RegionResult]:
     ref = parse_model_ref(model_ref)
     v = _vertex(cfg)
     out = []
@@ -488,7 +584,9 @@ def rollback(cfg: RunConfig, model_name: str, *, region: str | None = None) -> l
     return [rollback_in_region(cfg, name, _init(_regional(v, r))) for r in _regions(cfg, v, region)]
 
 
-def _copied_ref(cfg: RunConfig, ref: ModelRef, source: VertexConfig, target: VertexConfig) -> ModelRef:
+def _copied_ref(
+    cfg: RunConfig, ref: ModelRef, source: VertexConfig, target: VertexConfig
+) -> ModelRef:
     """The version in ``target``'s region that was copied from ``ref`` in ``source``'s."""
     from medprune.register.vertex import label_value
 

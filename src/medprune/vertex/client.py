@@ -89,7 +89,7 @@ def environment_from_run(job_resource_name: str, pipeline_root: str) -> dict[str
     if m:
         env["GOOGLE_CLOUD_PROJECT"], env["GOOGLE_CLOUD_REGION"] = m.group(1), m.group(2)
     if (pipeline_root or "").startswith("gs://"):
-        bucket = pipeline_root[len("gs://"):].split("/", 1)[0]
+        bucket = pipeline_root[len("gs://") :].split("/", 1)[0]
         if bucket:
             env["MEDPRUNE_BUCKET"] = bucket
     return env

@@ -40,7 +40,9 @@ def validate_cron(cron: str) -> str:
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"cron {cron!r}: unknown time zone {tz!r} (use e.g. TZ=Europe/London)") from None
+            raise ConfigError(
+                f"cron {cron!r}: unknown time zone {tz!r} (use e.g. TZ=Europe/London)"
+            ) from None
         fields = parts[1:]
     else:
         fields = parts
@@ -61,7 +63,9 @@ def _rfc3339(value: str | datetime | None, what: str) -> str | None:
         try:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ConfigError(f"{what} {value!r}: not an RFC 3339 time like 2026-01-05T03:00:00Z") from None
+            raise ConfigError(
+                f"{what} {value!r}: not an RFC 3339 time like 2026-01-05T03:00:00Z"
+            ) from None
     if dt.tzinfo is None:
         raise ConfigError(f"{what} {value!r}: give a time zone (e.g. a trailing Z for UTC)")
     return dt.isoformat().replace("+00:00", "Z")
@@ -113,9 +117,14 @@ def _labels(cfg: RunConfig, v: VertexConfig) -> dict[str, str]:
     return {"app": "medprune", "medprune-run": cfg.run_name, **v.labels}
 
 
-def _pipeline_job(cfg: RunConfig, template_path: str | Path, v: VertexConfig,
-                  enable_caching: bool | None, parameter_values: dict[str, Any] | None,
-                  job_id: str | None):
+def _pipeline_job(
+    cfg: RunConfig,
+    template_path: str | Path,
+    v: VertexConfig,
+    enable_caching: bool | None,
+    parameter_values: dict[str, Any] | None,
+    job_id: str | None,
+):
     from google.cloud import aiplatform
 
     # A template run with a config that would compile to another graph is refused here,

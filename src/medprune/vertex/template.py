@@ -40,10 +40,23 @@ GRAPH_FORMAT = 1
 
 #: Images that have neither kfp nor medprune: every task would die at its first import.
 _BARE_IMAGES = {
-    "python", "ubuntu", "debian", "alpine", "busybox", "centos", "fedora", "rockylinux",
-    "cuda", "pytorch", "distroless", "base", "slim",
+    "python",
+    "ubuntu",
+    "debian",
+    "alpine",
+    "busybox",
+    "centos",
+    "fedora",
+    "rockylinux",
+    "cuda",
+    "pytorch",
+    "distroless",
+    "base",
+    "slim",
 }
-_REPOSITORY = re.compile(r"^[a-z0-9\-]+-docker\.pkg\.dev/[a-z][a-z0-9\-:.]{4,61}/[a-z0-9][a-z0-9\-_.]*$")
+_REPOSITORY = re.compile(
+    r"^[a-z0-9\-]+-docker\.pkg\.dev/[a-z][a-z0-9\-:.]{4,61}/[a-z0-9][a-z0-9\-_.]*$"
+)
 
 
 def image_name(image: str) -> str:
@@ -109,7 +122,9 @@ def graph_settings(cfg: RunConfig, image: str) -> dict[str, Any]:
         "registry.target": cfg.registry.target,
         "recover.custom_job": job.model_dump(mode="json") if job.enabled else {"enabled": False},
         "pipeline.image": image,
-        "pipeline.resources": {k: v.model_dump(mode="json") for k, v in sorted(cfg.pipeline.resources.items())},
+        "pipeline.resources": {
+            k: v.model_dump(mode="json") for k, v in sorted(cfg.pipeline.resources.items())
+        },
     }
 
 
@@ -121,7 +136,12 @@ GRAPH_SETTINGS: dict[str, Callable[[RunConfig, str], dict[str, Any]]] = {"medpru
 
 def describe(summary: str, settings: dict[str, Any], kind: str = "medprune") -> str:
     """A pipeline description: ``summary``, then the recorded settings on one line."""
-    record = {"format": GRAPH_FORMAT, "kind": kind, "medprune_version": __version__, "settings": settings}
+    record = {
+        "format": GRAPH_FORMAT,
+        "kind": kind,
+        "medprune_version": __version__,
+        "settings": settings,
+    }
     return f"{summary}\n{GRAPH_MARKER}{json.dumps(record, sort_keys=True, separators=(',', ':'))}"
 
 
@@ -135,7 +155,7 @@ def _recorded(spec: Mapping[str, Any], origin: str) -> dict[str, Any]:
     for line in description.splitlines():
         if line.startswith(GRAPH_MARKER):
             try:
-                record = json.loads(line[len(GRAPH_MARKER):])
+                record = json.loads(line[len(GRAPH_MARKER) :])
             except ValueError:
                 break
             if record.get("format") == GRAPH_FORMAT and isinstance(record.get("settings"), dict):
@@ -163,7 +183,9 @@ def load_template(template_path: str | Path) -> dict[str, Any]:
 def _diff(path: str, want: Any, have: Any, out: list[str]) -> None:
     if isinstance(want, dict) and isinstance(have, dict):
         if "enabled" in want and want.get("enabled") != have.get("enabled"):
-            out.append(f"{path}.enabled: template {want.get('enabled')!r}, config {have.get('enabled')!r}")
+            out.append(
+                f"{path}.enabled: template {want.get('enabled')!r}, config {have.get('enabled')!r}"
+            )
             return
         for key in sorted(set(want) | set(have)):
             _diff(f"{path}.{key}", want.get(key), have.get(key), out)
@@ -182,7 +204,9 @@ def check_template_matches(
     recorded = record["settings"]
     kind = record.get("kind", "medprune")
     if kind not in GRAPH_SETTINGS:
-        raise ConfigError(f"{template_path}: a {kind!r} pipeline, which this medprune does not know")
+        raise ConfigError(
+            f"{template_path}: a {kind!r} pipeline, which this medprune does not know"
+        )
     try:
         image = component_image(cfg, environ)
     except ConfigError:
@@ -194,7 +218,8 @@ def check_template_matches(
     if differences:
         raise ConfigError(
             f"{template_path} was compiled from a config that differs in settings that shape the "
-            "pipeline (a run would silently use the template's): " + "; ".join(differences)
+            "pipeline (a run would silently use the template's): "
+            + "; ".join(differences)
             + ". Compile the template again from this config, or run it with the config it was "
             "compiled from"
         )

@@ -44,7 +44,11 @@ N_CALIBRATION = 512
 N_RECOVERY = 3000
 
 # Share of each kind of question in the MCQ sets (largest remainder when rounding).
-MCQ_MIX = {"hpo_definition_to_term": 0.6, "hpo_term_to_definition": 0.15, "icd_inclusion_to_code": 0.25}
+MCQ_MIX = {
+    "hpo_definition_to_term": 0.6,
+    "hpo_term_to_definition": 0.15,
+    "icd_inclusion_to_code": 0.25,
+}
 
 
 def _split_counts(total: int, mix: dict[str, float]) -> dict[str, int]:
@@ -127,8 +131,10 @@ def build_clinical_data(
         sources["icd10cm"] = icd10cm_source_info()
     settings = _settings(seed, n_mcq, sources)
     settings["counts"] = {
-        "mcq_full": max(n_mcq_full, n_mcq), "heldout": n_heldout,
-        "calibration": n_calibration, "recovery": n_recovery,
+        "mcq_full": max(n_mcq_full, n_mcq),
+        "heldout": n_heldout,
+        "calibration": n_calibration,
+        "recovery": n_recovery,
     }
     existing = _existing_manifest(out_dir, settings)
     if existing is not None:
@@ -149,9 +155,11 @@ def build_clinical_data(
     rng.shuffle(askable)
 
     n_full = max(n_mcq_full, n_mcq)
-    mix = dict(MCQ_MIX) if include_icd else {
-        "hpo_definition_to_term": 0.8, "hpo_term_to_definition": 0.2
-    }
+    mix = (
+        dict(MCQ_MIX)
+        if include_icd
+        else {"hpo_definition_to_term": 0.8, "hpo_term_to_definition": 0.2}
+    )
     want = _split_counts(n_full, mix)
 
     # Split HPO terms: question terms first, then held-out, calibration and recovery.
@@ -189,7 +197,8 @@ def build_clinical_data(
     text_pool += [{"id": f"hpo:{t}", "text": hpo_text(onto.hpo_terms[t])} for t in hpo_rest]
     text_pool += [
         {"id": f"icd:{c.code}", "text": icd_text(c)}
-        for c in onto.icd_categories if c.code not in icd_used
+        for c in onto.icd_categories
+        if c.code not in icd_used
     ]
     rng.shuffle(text_pool)
 
@@ -222,8 +231,11 @@ def build_clinical_data(
         RECOVERY_FILE: _dumps(recovery),
     }
     counts = {
-        MCQ_FILE: n_mcq, MCQ_FULL_FILE: len(mcq_full), HELDOUT_FILE: len(heldout),
-        CALIBRATION_FILE: len(calibration), RECOVERY_FILE: len(recovery),
+        MCQ_FILE: n_mcq,
+        MCQ_FULL_FILE: len(mcq_full),
+        HELDOUT_FILE: len(heldout),
+        CALIBRATION_FILE: len(calibration),
+        RECOVERY_FILE: len(recovery),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in contents.items():
@@ -231,7 +243,10 @@ def build_clinical_data(
     manifest = {
         **settings,
         "files": {
-            name: {"count": counts[name], "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+            name: {
+                "count": counts[name],
+                "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            }
             for name, text in contents.items()
         },
         "texts_dropped_for_leakage": dropped,

@@ -23,7 +23,6 @@ def _norm_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-
 class LeakIndex:
     """Word shingles and answer phrases of MCQ items, for fast lookup in texts."""
 
@@ -67,7 +66,9 @@ def _read_mcq_for_leakage(path: Path) -> list[dict[str, Any]]:
                 f"{path}:{lineno}: field 'answer' must index a string in 'options' "
                 f"(0..{len(options) - 1}), got {answer}"
             )
-        items.append({"id": str(item_id), "question": question, "options": options, "answer": answer})
+        items.append(
+            {"id": str(item_id), "question": question, "options": options, "answer": answer}
+        )
     return items
 
 

@@ -230,7 +230,9 @@ def load_icd10cm() -> tuple[list[IcdCategory], dict[str, Any]]:
                 inclusion_terms=tuple(
                     " ".join(t.split()) for t in cm.get_inclusion_term(code) + cm.get_includes(code)
                 ),
-                excludes=tuple(" ".join(t.split()) for t in cm.get_excludes1(code) + cm.get_excludes2(code)),
+                excludes=tuple(
+                    " ".join(t.split()) for t in cm.get_excludes1(code) + cm.get_excludes2(code)
+                ),
                 depth=len(ancestors),
             )
         )

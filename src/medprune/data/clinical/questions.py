@@ -37,11 +37,15 @@ def _icd_inclusion_question(inclusion_terms: Sequence[str]) -> str:
     )
 
 
-
 def _is_catch_all(description: str) -> bool:
     """ICD residual codes ("Other ...", "... unspecified") fit many questions at once."""
     d = description.lower()
-    return d.startswith("other") or "unspecified" in d or "not elsewhere classified" in d or " nec" in d
+    return (
+        d.startswith("other")
+        or "unspecified" in d
+        or "not elsewhere classified" in d
+        or " nec" in d
+    )
 
 
 class _LengthPool:
@@ -55,7 +59,11 @@ class _LengthPool:
         self.lengths = [r[0] for r in self.rows]
 
     def pick(
-        self, rng: random.Random, answer: str, reject: Callable[[str, str], bool], k: int = 3,
+        self,
+        rng: random.Random,
+        answer: str,
+        reject: Callable[[str, str], bool],
+        k: int = 3,
         window: int = 24,
     ) -> list[str] | None:
         """``k`` texts, none equal (case-insensitively) to ``answer`` or to each other and
@@ -85,8 +93,13 @@ class _LengthPool:
 
 
 def _mcq_item(
-    rng: random.Random, item_id: str, question: str, answer: str, distractors: list[str],
-    category: str, source: str,
+    rng: random.Random,
+    item_id: str,
+    question: str,
+    answer: str,
+    distractors: list[str],
+    category: str,
+    source: str,
 ) -> dict[str, Any]:
     options = [answer, *distractors]
     rng.shuffle(options)
@@ -124,23 +137,33 @@ def hpo_questions(
         synonyms = {s.lower() for s in term.synonyms}
 
         def reject(
-            other: str, text: str, tid: str = tid, ancestors: frozenset[str] = ancestors,
+            other: str,
+            text: str,
+            tid: str = tid,
+            ancestors: frozenset[str] = ancestors,
             synonyms: set[str] = synonyms,
         ) -> bool:
             return (
-                other == tid or other in ancestors
+                other == tid
+                or other in ancestors
                 or tid in onto.hpo_ancestors.get(other, frozenset())
                 or text.lower() in synonyms
             )
 
         if kind == "hpo_definition_to_term":
-            question, answer, prefix = _hpo_definition_question(term.definition), term.name, "hpo-def"
+            question, answer, prefix = (
+                _hpo_definition_question(term.definition),
+                term.name,
+                "hpo-def",
+            )
         else:
             question, answer, prefix = _hpo_term_question(term.name), term.definition, "hpo-term"
         distractors = pools[branch].pick(rng, answer, reject)
         if distractors is None:
             continue
-        items.append(_mcq_item(rng, f"{prefix}-{tid}", question, answer, distractors, branch, "hpo"))
+        items.append(
+            _mcq_item(rng, f"{prefix}-{tid}", question, answer, distractors, branch, "hpo")
+        )
     return items
 
 
@@ -157,8 +180,10 @@ def hpo_askable(onto: Ontologies, tid: str) -> bool:
 
 def _icd_answer_codes(category: IcdCategory) -> list[IcdCode]:
     return [
-        c for c in category.codes
-        if c.inclusion_terms and not _is_catch_all(c.description)
+        c
+        for c in category.codes
+        if c.inclusion_terms
+        and not _is_catch_all(c.description)
         and not any(c.description.lower() == t.lower() for t in c.inclusion_terms)
     ]
 
@@ -169,7 +194,9 @@ def _in_category(category: str, code: str, _text: str) -> bool:
 
 
 def icd_questions(
-    rng: random.Random, categories: Sequence[IcdCategory], all_categories: Sequence[IcdCategory],
+    rng: random.Random,
+    categories: Sequence[IcdCategory],
+    all_categories: Sequence[IcdCategory],
     want: int,
 ) -> list[dict[str, Any]]:
     """Up to ``want`` items "which diagnosis includes these terms", one per category at
@@ -189,14 +216,23 @@ def icd_questions(
             continue
         code = answers[rng.randrange(len(answers))]
         pool = pools.get((cat.chapter, code.depth))
-        distractors = pool.pick(rng, code.description, functools.partial(_in_category, cat.code)) if pool else None
+        distractors = (
+            pool.pick(rng, code.description, functools.partial(_in_category, cat.code))
+            if pool
+            else None
+        )
         if distractors is None:
             continue
         terms = list(code.inclusion_terms[:6])
         items.append(
             _mcq_item(
-                rng, f"icd-incl-{code.code}", _icd_inclusion_question(terms), code.description,
-                distractors, cat.chapter, "icd10cm",
+                rng,
+                f"icd-incl-{code.code}",
+                _icd_inclusion_question(terms),
+                code.description,
+                distractors,
+                cat.chapter,
+                "icd10cm",
             )
         )
     return items
