@@ -132,6 +132,7 @@ def run_search_local(cfg: RunConfig, run_id: str) -> Path:
     from kfp import local
 
     from medprune.errors import MedpruneError
+    from medprune.run_log import kfp_print_restored
     from medprune.search.stage import SEARCH_SUMMARY, preflight_search, run_dir
 
     preflight_search(cfg)
@@ -146,7 +147,8 @@ def run_search_local(cfg: RunConfig, run_id: str) -> Path:
         raise_on_error=True,
     )
     try:
-        build_search_pipeline(cfg, local=True)(config_json=cfg.to_json(), run_id=run_id)
+        with kfp_print_restored():
+            build_search_pipeline(cfg, local=True)(config_json=cfg.to_json(), run_id=run_id)
     except RuntimeError as exc:
         raise MedpruneError(
             f"search run {run_id} failed: {exc} (logs above; artifacts in {pipeline_root})"

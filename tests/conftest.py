@@ -64,6 +64,17 @@ def save_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def print_restored():
+    """kfp.local swaps builtins.print while it runs tasks; a test must not leave another test
+    with an indenting print (the product guards its own runs: run_log.kfp_print_restored)."""
+    import builtins
+
+    before = builtins.print
+    yield
+    builtins.print = before
+
+
+@pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models run fastest on one intra-op thread, and tests do not fight the other
     processes of the suite (kfp.local subprocesses, servers) for the machine's cores."""

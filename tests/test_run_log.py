@@ -88,3 +88,16 @@ def test_names():
     assert task_label("evaluate-component-2", "candidate") == "evaluate candidate"
     assert task_label("load-component") == "load"
     assert strip_ansi("\x1b[92mSUCCESS\x1b[0m") == "SUCCESS"
+
+
+def test_kfp_print_guard_puts_print_back():
+    """kfp.local swaps builtins.print; the guard every in-process run uses undoes a swap that
+    was left behind (contexts closed out of order)."""
+    import builtins
+
+    from medprune.run_log import kfp_print_restored
+
+    original = builtins.print
+    with kfp_print_restored():
+        builtins.print = lambda *a, **k: original("    ", *a, **k)  # what kfp leaves installed
+    assert builtins.print is original

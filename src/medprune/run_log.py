@@ -15,6 +15,7 @@ are captured by replacing ``sys.stdout`` and ``sys.stderr`` for the run.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import re
@@ -45,6 +46,22 @@ def strip_ansi(text: str) -> str:
 
 
 _LABEL_PARAM = re.compile(r'^\s*"label": "(?P<label>[\w-]+)",?$')
+
+
+@contextlib.contextmanager
+def kfp_print_restored() -> Iterator[None]:
+    """Put ``builtins.print`` back as it was when the block ends.
+
+    kfp.local indents task output by swapping ``builtins.print`` inside a context manager;
+    when two of those contexts close out of order (seen in one process that runs several
+    local pipelines, as the test suite does), the indenting print stays installed and every
+    later ``print`` of the process is shifted, so ``summary: PATH`` lines and the run log's
+    parsing break. Every in-process kfp.local run goes through this guard."""
+    original = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = original
 
 
 def task_label(task: str, label: str | None = None) -> str:
@@ -113,7 +130,11 @@ class RunLog(io.TextIOBase):
     @contextlib.contextmanager
     def capture(self) -> Iterator[RunLog]:
         """Send ``sys.stdout`` and ``sys.stderr`` (kfp's logs, task output, warnings) here."""
-        with contextlib.redirect_stdout(self), contextlib.redirect_stderr(self):
+        with (
+            kfp_print_restored(),
+            contextlib.redirect_stdout(self),
+            contextlib.redirect_stderr(self),
+        ):
             yield self
         self.flush()
 

@@ -46,7 +46,8 @@ def test_passing_gate_registers_version_1(tmp_path, tiny_model_dir, capsys):
         assert sum(f"] {task}: done in " in line for line in out.splitlines()) == 1, out
     assert len(out.splitlines()) < 80, out
     text = log.read_text()
-    assert text.count("Got executor_input:") == 7 and "finished with status SUCCESS" in text
+    # 8 tasks: resolve-inputs (model version and data sha256 for cache keys) and the seven stages
+    assert text.count("Got executor_input:") == 8 and "finished with status SUCCESS" in text
     assert summary["gate"]["passed"] is True
     assert summary["registered"]["version"] == 1
     assert summary["registered"]["aliases"] == ["candidate"]
