@@ -138,24 +138,28 @@ def check_data_files(
     stage measures again on its own machine); remote files are skipped without a warning."""
     ev = cfg.evaluate
 
+    def scorable(field: str, path: str, used: list, hint: str) -> None:
+        """Items the scorer cannot take are an error; items it cuts are a warning."""
+        if tokenizer is None:
+            return
+        errors, cuts = mcq_truncation(used, tokenizer, ev.seq_len)
+        if errors:
+            raise DataError(
+                f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3])
+            )
+        if cuts:
+            report.warnings.append(
+                f"{field} {path}: {len(cuts)} of {len(used)} items are longer than evaluate.seq_len="
+                f"{ev.seq_len} tokens; their question loses {_spread(cuts)} from its start{hint}"
+            )
+
     def mcq(path: str) -> str:
         items = load_mcq(path, None, fmt=ev.mcq_format, cop_base=ev.medmcqa_cop_base)
         used = items[: ev.max_items] if ev.max_items else items
         note = f"{len(items)} items, all valid" + (
             f" (the run uses the first {len(used)})" if len(used) < len(items) else ""
         )
-        if tokenizer is not None:
-            errors, cuts = mcq_truncation(used, tokenizer, ev.seq_len)
-            if errors:
-                raise DataError(
-                    f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3])
-                )
-            if cuts:
-                report.warnings.append(
-                    f"evaluate.mcq {path}: {len(cuts)} of {len(used)} items are longer than evaluate.seq_len="
-                    f"{ev.seq_len} tokens; their question loses {_spread(cuts)} from its start (raise "
-                    "evaluate.seq_len to score them whole)"
-                )
+        scorable("evaluate.mcq", path, used, " (raise evaluate.seq_len to score them whole)")
         return note
 
     def texts(path: str) -> str:
@@ -196,17 +200,7 @@ def check_data_files(
         def check(path: str) -> str:
             items = load_mcq(path, None, fmt=source.format, cop_base=source.medmcqa_cop_base)
             used = items[: source.max_items] if source.max_items else items
-            if tokenizer is not None:
-                errors, cuts = mcq_truncation(used, tokenizer, ev.seq_len)
-                if errors:
-                    raise DataError(
-                        f"{path}: {len(errors)} item(s) cannot be scored: " + "; ".join(errors[:3])
-                    )
-                if cuts:
-                    report.warnings.append(
-                        f"{field} {path}: {len(cuts)} of {len(used)} items are longer than evaluate.seq_len="
-                        f"{ev.seq_len} tokens; their question loses {_spread(cuts)} from its start"
-                    )
+            scorable(field, path, used, "")
             return f"{len(items)} items, all valid"
 
         return check
