@@ -1,7 +1,7 @@
 # medprune: two commands on a fresh machine.
 #   make demo   set up .venv and run the full local pipeline on SmolLM2-135M and clinical data
 #   make test   run the test suite (CI runs `make lint` then `make test`)
-#   make lint   ruff check and mypy on src/medprune (and `ruff format --check` once LINT_FORMAT=yes)
+#   make lint   ruff check, ruff format --check (LINT_FORMAT=no skips it) and mypy on src/medprune
 #   make format sort imports and format the code with ruff
 #   make bench  run both benchmarks at a small size (see the bench target)
 PYTHON ?= python3
@@ -33,8 +33,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# `ruff format --check` joins `make lint` when LINT_FORMAT is yes: it becomes the default once
-# the code base has been formatted in one commit (`make format`).
+# `ruff format --check` is part of `make lint` unless LINT_FORMAT=no (`make format` fixes it).
 LINT_FORMAT ?= yes
 
 lint: setup
