@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from medprune.cli import main
@@ -96,11 +97,27 @@ def _config(root: Path, model_dir: Path, search: dict | None = None, **sections)
 
 
 def _summary(capsys) -> dict:
+    return _summary_and_log(capsys)[0]
+
+
+def _summary_and_log(capsys) -> tuple[dict, str]:
     out = capsys.readouterr().out
     path = [line for line in out.splitlines() if line.startswith("summary: ")][-1].removeprefix(
         "summary: "
     )
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text()), out
+
+
+def _dense_passes(log: str) -> int:
+    """Passes over the dense layers that collected calibration statistics (the prune engine
+    reports each layer of such a pass as 'dense statistics: layer i/n')."""
+    return log.count("dense statistics: layer 1/")
+
+
+def _weights(model_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v for f in sorted(model_dir.glob("*.safetensors")) for k, v in load_file(f).items()}
 
 
 @pytest.mark.slow
@@ -108,7 +125,34 @@ def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
     cfg_path = _config(tmp_path, model_dir)
     assert main(["search", str(cfg_path), "--run-id", "s1", "--in-process"]) == 0
-    s = _summary(capsys)
+    s, log = _summary_and_log(capsys)
+    # the dense statistics were collected once, in setup, for every candidate (OWL wanda
+    # and width read them) ...
+    assert _dense_passes(log) == 1
+    pruned = [c for c in s["candidates"] if "0" in c["results"]]
+    assert any(c["chain"] == "unstructured" for c in pruned) and any(
+        c["chain"] == "width" for c in pruned
+    )
+    # ... and a candidate pruned without them is the same model, bit for bit
+    from medprune.prune.stage import stage_prune
+    from medprune.search.space import step_config
+
+    cfg = load_config(cfg_path)
+    cache = tmp_path / "runs" / "search-cache"
+    dense_model = next(cache.glob("dense-*/model"))
+    said: list[str] = []
+    for c in pruned:
+        alone = tmp_path / "alone" / c["id"]
+        stage_prune(
+            cfg.model_copy(update={"prune": step_config(cfg, c["steps"][0])}),
+            dense_model,
+            alone,
+            progress=said.append,
+        )
+        got, want = _weights(cache / "candidates" / c["id"] / "pruned" / "model"), _weights(alone)
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[k], want[k]) for k in want), c["label"]
+    assert any("dense statistics" in m for m in said)  # pruned alone: its own dense pass
     # the split is recorded, stratified, and certification items were never used to rank
     split_ids = s["split_ids"]
     assert len(split_ids["certification"]) == 18 and not set(split_ids["search"]) & set(
@@ -150,7 +194,9 @@ def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
     # a second run reuses the cache: same answer, no pruning or training again
     before = s["budget"]["cpu_seconds"]
     assert main(["search", str(cfg_path), "--run-id", "s2", "--in-process"]) == 0
-    s2 = _summary(capsys)
+    s2, log2 = _summary_and_log(capsys)
+    assert _dense_passes(log2) == 0  # the statistics file is reused too
+    assert f"cache hit: {next(cache.glob('dense-calibration-*'))}" in log2
     assert s2["certified"]["id"] == cert["id"]
     assert s2["budget"]["cpu_seconds_cached"] > 0
     assert s2["budget"]["cpu_seconds"] < before

@@ -10,19 +10,29 @@ from medprune.load.lineage import read_lineage, save_with_lineage
 from medprune.load.model import load_model
 from medprune.progress import Progress
 from medprune.prune.calibration import load_calibration_texts
+from medprune.prune.dense import DenseCalibration
 from medprune.prune.engine import prune_model
 
 
 def stage_prune(
-    cfg: RunConfig, model_dir: str | Path, out_dir: str | Path, *, progress: Progress = print
+    cfg: RunConfig,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    progress: Progress = print,
+    dense: DenseCalibration | None = None,
 ) -> dict:
-    """Prune the dense model per ``cfg.prune`` and save the pruned model."""
+    """Prune the dense model per ``cfg.prune`` and save the pruned model. ``dense``: the
+    model's calibration statistics collected once (a search shares them between its
+    candidates, :mod:`medprune.prune.dense`); they replace the calibration texts."""
     model, tokenizer = load_model(model_dir, dtype=cfg.model.dtype)
     t0 = time.perf_counter()
     texts = None
-    if cfg.prune.calibration.data:
+    if cfg.prune.calibration.data and dense is None:
         texts = load_calibration_texts(cfg.prune.calibration.data)
-    result = prune_model(model, tokenizer, cfg.prune, calib_texts=texts, progress=progress)
+    result = prune_model(
+        model, tokenizer, cfg.prune, calib_texts=texts, progress=progress, dense=dense
+    )
     model, report = result.model, result.report
     report["seconds"] = time.perf_counter() - t0
     lineage = read_lineage(model_dir)

@@ -136,6 +136,14 @@ def objective_value(objective: str, prune_meta: dict, results: dict) -> float | 
     return eff.get(objective)
 
 
+def uses_dense_statistics(prune_cfg) -> bool:
+    """Whether pruning with ``prune_cfg`` reads the dense model's calibration statistics
+    (calibrated methods and OWL allocation; magnitude with uniform sparsity does not)."""
+    from medprune.prune.methods import get_method
+
+    return get_method(prune_cfg.method).needs_calibration or prune_cfg.allocation.kind == "owl"
+
+
 def run_candidate(
     cfg: RunConfig, task: dict, workspace: dict, *, progress: Progress = print
 ) -> dict:
@@ -191,11 +199,20 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         for i, step in enumerate(steps):
             out = tmp / ("model" if i == len(steps) - 1 else f"step{i}")
             progress(f"pruning {task['label']}: step {i + 1}/{len(steps)}")
+            pc = step_config(cfg, step)
+            shared = (
+                None  # the dense statistics fit the first step only (later ones see a pruned model)
+            )
+            if i == 0 and ws.get("dense_calibration") and uses_dense_statistics(pc):
+                from medprune.prune import DenseCalibration
+
+                shared = DenseCalibration.load(ws["dense_calibration"])
             report = stage_prune(
-                _with(cfg, prune=json.loads(step_config(cfg, step).model_dump_json())),
+                _with(cfg, prune=json.loads(pc.model_dump_json())),
                 src,
                 out,
                 progress=progress,
+                dense=shared,
             )
             reports.append(
                 {

@@ -1,5 +1,6 @@
 """The search's stage functions, one per pipeline task: ``setup`` (checks, split, dense
-model and its evaluations, first batch), ``step`` (one candidate task), ``advance``
+model, its evaluations and its calibration statistics shared by every candidate, first
+batch), ``step`` (one candidate task), ``advance``
 (record a batch's results, choose the next), ``certify`` (fixed-sequence testing on the
 certification set) and ``finish`` (register the certified candidate, or record why
 nothing was). Everything a task writes lives under the workspace
@@ -222,6 +223,7 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
     dense_entry = root / f"dense-{dense_key}"
     _cached(dense_entry, lambda tmp: stage_load(cfg, tmp / "model", progress=progress), progress)
     dense = dense_entry / "model"
+    dense_stats = _dense_statistics(cfg, chains, root, dense_key, dense, progress)
 
     def baseline(label: str, ev: dict) -> str:
         ecfg = _with(cfg, evaluate=ev)
@@ -258,6 +260,7 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
         "baseline_certification_eval": cert_eval,
         "certification_eval": cert_ev,
         "kl_texts": kl_texts,
+        "dense_calibration": dense_stats,
         "run_id": run_id,
     }
     from medprune.evaluate.runner import read_results
@@ -284,6 +287,40 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
         f"first batch {[t['label'] for t in batch]}"
     )
     return state, batch
+
+
+def _dense_statistics(
+    cfg: RunConfig, chains, root: Path, dense_key: str, dense: Path, progress: Progress
+) -> str | None:
+    """The dense model's calibration statistics, collected once per search (one pass over
+    the dense layers) and cached under the model and the calibration settings; every
+    candidate whose first pruning step can use them reads them instead of making its own
+    dense pass (:mod:`medprune.prune.dense`). None when no candidate can use them."""
+    from medprune.search.candidate import uses_dense_statistics
+
+    cal = cfg.prune.calibration
+    data = cal.data
+    if not data or not any(
+        uses_dense_statistics(step_config(cfg, cand.steps[0]))
+        for chain in chains
+        for cand in chain.candidates
+    ):
+        return None
+    entry = root / f"dense-calibration-{dense_key}-{_hash(json.loads(cal.model_dump_json()))}"
+
+    def collect(tmp: Path) -> dict:
+        from medprune.load.model import load_model
+        from medprune.prune import collect_dense_calibration, load_calibration_texts
+
+        model, tokenizer = load_model(dense, dtype=cfg.model.dtype)
+        stats = collect_dense_calibration(
+            model, tokenizer, cfg.prune, load_calibration_texts(data), progress=progress
+        )
+        stats.save(tmp / "statistics")
+        return {"calibration": stats.calibration, "model": stats.model}
+
+    _cached(entry, collect, progress)
+    return str(entry / "statistics")
 
 
 def _evaluate(
