@@ -353,3 +353,68 @@ def test_state_is_plain_json():
     cfg = _cfg()
     state = _state(cfg)
     assert json.loads(json.dumps(state)) == copy.deepcopy(state)
+
+
+def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_says_so():
+    from medprune.search.stage import search_summary
+
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}],
+            "bisect": False,
+            "eta": 3,
+            "budget": {"cpu_minutes": 2},
+            "rungs": [
+                {"items": 10, "tolerance": 0.5},
+                {"items": 20, "recover_steps": 50, "recover_minutes": 1},
+                {"recover_steps": 50, "recover_minutes": 1},
+            ],
+        }
+    )
+    state = _state(cfg)
+    batch = planner._explore_batch(cfg, state)
+    assert all(t["recover_caps"] == {} for t in batch)
+    # rung 0: 6 x 10 CPU s = 1 of 2 minutes used; 2 survivors share the minute left
+    results = [_result(t, 0.0, 100.0 * (6 - i)) for i, t in enumerate(batch)]
+    batch = planner.advance(state, cfg, results)
+    assert len(batch) == 2 and all(t["recover_caps"] == {"1": 0.5} for t in batch)
+    rung1 = [state["candidates"][t["id"]]["label"] for t in batch]
+    why = state["candidates"][batch[0]["id"]]["cut_short"][0]
+    assert "rung 1: recovery capped at 0.500 CPU minutes (rungs[1] asks 1 minutes)" in why
+    assert "1.00 minutes left (1.00 of budget.cpu_minutes=2 used) shared by 2 candidate(s)" in why
+    # rung 1 used the rest (recovery stopped by its cap): the final rung gets no recovery
+    results = [
+        dict(
+            _result(t, 0.0, 100.0),
+            cpu_seconds=30.0,
+            recovery=[{"rung": 1, "steps": 7, "budget_reached": True}],
+        )
+        for t in batch
+    ]
+    batch = planner.advance(state, cfg, results)
+    assert len(batch) == 1 and batch[0]["recover_caps"] == {"1": 0.5, "2": 0.0}
+    cand = state["candidates"][batch[0]["id"]]
+    assert cand["cut_short"][1] == "rung 1: recovered 7 steps before the capped time ran out"
+    assert cand["cut_short"][2].startswith("rung 2: no recovery (rungs[2] asks 1 minutes)")
+    assert "the CPU budget is spent (2.00 of budget.cpu_minutes=2 used)" in cand["cut_short"][2]
+    summary = search_summary(state)
+    rows = {c["id"]: c for c in summary["candidates"]}
+    assert rows[cand["id"]]["cut_short"] == cand["cut_short"]
+    cut = summary["budget"]["cut_short"]
+    assert [(r["label"], r["rung"]) for r in cut] == [(lab, 1) for lab in rung1] + [
+        (cand["label"], 2)
+    ]
+    assert cut[0]["outcome"] == "rung 1: recovered 7 steps before the capped time ran out"
+    # without a CPU budget nothing is capped
+    free = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.1, 0.2, 0.3]}],
+            "bisect": False,
+            "rungs": [{"items": 10, "tolerance": 0.5}, {"items": 20, "recover_steps": 5}],
+        }
+    )
+    state = _state(free)
+    batch = planner._explore_batch(free, state)
+    batch = planner.advance(state, free, [_result(t, 0.0, 1.0) for t in batch])
+    assert batch and all(t["recover_caps"] == {} for t in batch)
+    assert state["budget"]["cut_short"] == []

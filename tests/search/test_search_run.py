@@ -337,3 +337,47 @@ def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
 
     with pytest.raises(ConfigError, match="search.cache_dir=None.*gs://"):
         check_search_for_vertex(cfg)
+
+
+@pytest.mark.slow
+def test_a_running_candidates_recovery_stops_when_the_cpu_budget_left_runs_out(tmp_path):
+    from medprune.search import stage
+
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg = load_config(
+        _config(
+            tmp_path,
+            model_dir,
+            search={
+                "axes": [{"kind": "width", "values": [0.2]}],
+                "bisect": False,
+                "rungs": [{"items": 10, "tolerance": 0.9}, {"items": 16, "recover_steps": 500}],
+                "budget": {"cpu_minutes": 60},
+            },
+        )
+    )
+    quiet: list[str] = []
+    state, batch = stage.setup(cfg, "cap", progress=quiet.append)
+    results = [stage.step(cfg, state["workspace"], t, progress=quiet.append) for t in batch]
+    # a budget that leaves 0.3 CPU seconds once rung 0 is paid (what rung 0 costs varies by
+    # machine, so the budget is set from what it measured)
+    state["budget"]["cpu_minutes"] = (sum(r["cpu_seconds"] for r in results) + 0.3) / 60
+    batch = stage.advance(cfg, state, results, progress=quiet.append)
+    assert [t["recover_caps"] for t in batch] == [{"1": 0.005}]
+    res = stage.step(cfg, state["workspace"], batch[0], progress=quiet.append)
+    assert res["status"] == "ok"
+    rep = res["recovery"][0]
+    assert rep["rung"] == 1 and rep["budget_reached"] and 0 < rep["steps"] < 500
+    assert any("time budget of 0.005 minutes reached" in m for m in quiet)
+    stage.advance(cfg, state, [res], progress=quiet.append)
+    summary = json.loads((stage.run_dir(cfg, "cap") / "summary.json").read_text())
+    (row,) = summary["candidates"]
+    assert row["cut_short"][0].startswith("rung 1: recovery capped at 0.005 CPU minutes")
+    assert row["cut_short"][1] == (
+        f"rung 1: recovered {rep['steps']} steps before the capped time ran out"
+    )
+    assert summary["budget"]["cut_short"][0]["label"] == "width 20%"
+    assert (
+        "cut short: rung 1: recovery capped"
+        in (stage.run_dir(cfg, "cap") / "report.html").read_text()
+    )

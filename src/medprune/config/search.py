@@ -202,7 +202,8 @@ class SearchBudget(_Strict):
     cpu_minutes: float | None = Field(
         default=None,
         gt=0,
-        description="Stop starting new work once the search has used this much process CPU time.",
+        description="Stop starting new candidates once the search has used this much process CPU time; "
+        "the survivors' recovery at later rungs shares what is left (none once it is spent).",
     )
 
 

@@ -242,22 +242,31 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
     # recovery, rung by rung: rung r continues rung r-1's model
     rcfg = _with(cfg, prune=json.loads(last_prune.model_dump_json()))
     recovery_key: list = []
-    recover_reports = []
+    recover_reports: list[dict] = []
+    caps = task.get("recover_caps") or {}  # minutes the CPU budget left (plan.cap_recovery)
     for r in range(1, rung + 1):
         rc = sc.rungs[r]
         if rc.recover_steps == 0 or not cfg.recover.enabled:
             continue
-        recovery_key.append(
-            {
-                "rung": r,
-                "steps": rc.recover_steps,
-                "minutes": rc.recover_minutes,
-                "recover": json.loads(cfg.recover.model_dump_json()),
-            }
-        )
-        entry = cache / f"recovered-{_hash(recovery_key)}"
         data = json.loads(cfg.recover.model_dump_json())
-        data.update(steps=rc.recover_steps, max_minutes=rc.recover_minutes, checkpoint_dir=None)
+        key = {
+            "rung": r,
+            "steps": rc.recover_steps,
+            "minutes": rc.recover_minutes,
+            "recover": json.loads(cfg.recover.model_dump_json()),
+        }
+        minutes = rc.recover_minutes
+        cap = caps.get(str(r))
+        if cap is not None:
+            if cap <= 0:
+                recover_reports.append({"rung": r, "skipped": "the CPU budget was spent"})
+                continue
+            minutes = cap  # counted in process CPU time, as the search's budget is
+            data["budget_clock"] = "cpu"
+            key.update(minutes=cap, capped_by_budget=True, recover=data)
+        recovery_key.append(key)
+        entry = cache / f"recovered-{_hash(recovery_key)}"
+        data = dict(data, steps=rc.recover_steps, max_minutes=minutes, checkpoint_dir=None)
         step_cfg = _with(rcfg, recover=data)
         src = model_dir
 
@@ -270,7 +279,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
         meta, hit = _cached(entry, recover, progress)
         cached_cpu += meta["cpu_seconds"] if hit else 0.0
-        recover_reports.append(meta["report"])
+        recover_reports.append({"rung": r, **meta["report"]})
         model_dir = entry / "model"
 
     rung_cfg = sc.rungs[rung]

@@ -67,6 +67,7 @@ def initial_state(
             "candidates_used": 0,
             "cpu_seconds": 0.0,
             "cpu_seconds_cached": 0.0,
+            "cut_short": [],
         },
         "rung_counts": [0] * len(sc.rungs),
         "sample_size": None,
@@ -81,7 +82,14 @@ def total_steps(state: dict) -> int:
 
 def _task(state: dict, cid: str, rung: int) -> dict:
     c = state["candidates"][cid]
-    return {"kind": "candidate", "id": cid, "rung": rung, "steps": c["steps"], "label": c["label"]}
+    return {
+        "kind": "candidate",
+        "id": cid,
+        "rung": rung,
+        "steps": c["steps"],
+        "label": c["label"],
+        "recover_caps": dict(c.get("recover_caps") or {}),
+    }
 
 
 def _budget_left(state: dict) -> str | None:
@@ -91,6 +99,39 @@ def _budget_left(state: dict) -> str | None:
     if b["cpu_minutes"] is not None and b["cpu_seconds"] >= 60 * b["cpu_minutes"]:
         return f"budget: {b['cpu_seconds'] / 60:.1f} of {b['cpu_minutes']} CPU minutes used"
     return None
+
+
+def cap_recovery(state: dict, cfg: RunConfig, ids: list[str], rung: int) -> None:
+    """The CPU budget bounds the recovery of candidates already running too: each of the
+    ``ids`` starting ``rung`` may recover for at most an equal share of the CPU minutes left
+    (counted in process CPU time, as the budget is), or not at all once the budget is spent.
+    A candidate so bounded gets ``recover_caps[rung]`` (minutes; 0: no recovery) and a
+    ``cut_short`` line saying why; the evaluation that follows is not bounded."""
+    sc = cfg.search
+    assert sc is not None
+    rc = sc.rungs[rung]
+    b = state["budget"]
+    if b["cpu_minutes"] is None or not ids or rc.recover_steps == 0 or not cfg.recover.enabled:
+        return
+    left = max(0.0, 60 * b["cpu_minutes"] - b["cpu_seconds"]) / 60
+    share = math.floor(1000 * left / len(ids)) / 1000  # rounded down: never above what is left
+    planned = rc.recover_minutes
+    if planned is not None and share >= planned:
+        return
+    planned_text = f"{planned:g} minutes" if planned is not None else "no time limit"
+    spent = f"{b['cpu_seconds'] / 60:.2f} of budget.cpu_minutes={b['cpu_minutes']:g} used"
+    for cid in ids:
+        cand = state["candidates"][cid]
+        cand.setdefault("recover_caps", {})[str(rung)] = share
+        if share <= 0:
+            why = f"rung {rung}: no recovery (rungs[{rung}] asks {planned_text}): the CPU budget is spent ({spent})"
+        else:
+            why = (
+                f"rung {rung}: recovery capped at {share:.3f} CPU minutes (rungs[{rung}] asks {planned_text}) "
+                f"by the CPU budget: {left:.2f} minutes left ({spent}) shared by {len(ids)} candidate(s)"
+            )
+        cand.setdefault("cut_short", []).append(why)
+        b["cut_short"].append({"id": cid, "label": cand["label"], "rung": rung, "why": why})
 
 
 def _explore_batch(cfg: RunConfig, state: dict) -> list[dict]:
@@ -150,6 +191,19 @@ def _record(state: dict, cfg: RunConfig, results: list[dict]) -> None:
         b["cpu_seconds"] += float(res.get("cpu_seconds", 0.0))
         b["cpu_seconds_cached"] += float(res.get("cpu_seconds_cached", 0.0))
         state["rung_counts"][rung] += 1
+        cap = (cand.get("recover_caps") or {}).get(str(rung))
+        if cap and res.get("status") == "ok":  # what the bounded recovery got done
+            for rep in res.get("recovery") or []:
+                if rep.get("rung") == rung and "steps" in rep:
+                    outcome = f"rung {rung}: recovered {rep['steps']} steps" + (
+                        " before the capped time ran out"
+                        if rep.get("budget_reached")
+                        else " (within the cap)"
+                    )
+                    cand["cut_short"].append(outcome)
+                    for row in b["cut_short"]:
+                        if row["id"] == cand["id"] and row["rung"] == rung:
+                            row["outcome"] = outcome
         if res.get("status") != "ok":
             cand["status"] = "failed"
             cand["stopped"] = f"failed at rung {rung}: {res.get('error')}"
@@ -282,9 +336,11 @@ def advance(state: dict, cfg: RunConfig, results: list[dict]) -> list[dict]:
     if rung >= state["n_rungs"]:
         state["phase"] = "done"
         return [NOOP]
-    # The budget caps exploration (new candidates); the few survivors always finish their
-    # rungs, so a spent budget still ends in a certified answer when there is one.
+    # The budget caps exploration (new candidates) and bounds the survivors' recovery; the
+    # survivors are still evaluated at every rung, so a spent budget still ends in a
+    # certified answer when there is one.
     survivors = select_survivors(state, cfg, rung - 1)
+    cap_recovery(state, cfg, survivors, rung)
     batch = [_task(state, cid, rung) for cid in survivors]
     return batch or [NOOP]
 

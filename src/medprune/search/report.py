@@ -182,7 +182,12 @@ def render_search_html(summary: dict) -> str:
             f"<tr><td>{_e(c['label'])}</td><td>{_e(c['chain'])}</td><td class='num'>{_fmt(res.get('total_params'), 'M')}</td>"
             f"<td class='num'>{_fmt(res.get('nonzero_params'), 'M')}</td><td class='num'>{rung}</td>"
             f"<td class='num'>{_fmt(res.get('accuracy'), 'pct')}</td><td class='num'>{_fmt(res.get('difference'), 'd')}</td>"
-            f"<td class='num'>{_fmt(kl)}</td><td>{_e(c.get('stopped') or c.get('status'))}</td></tr>"
+            f"<td class='num'>{_fmt(kl)}</td><td>{_e(c.get('stopped') or c.get('status'))}"
+            + "".join(
+                f"<br><span class='small'>cut short: {_e(w)}</span>"
+                for w in c.get("cut_short") or []
+            )
+            + "</td></tr>"
         )
     parts.append("</table></body></html>")
     return "".join(parts)

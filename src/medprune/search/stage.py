@@ -513,6 +513,7 @@ def search_summary(state: dict) -> dict:
                 "stopped",
                 "objective_value",
                 "certification",
+                "cut_short",
             )
         }
         row["results"] = {
