@@ -381,3 +381,71 @@ def test_a_running_candidates_recovery_stops_when_the_cpu_budget_left_runs_out(t
         "cut short: rung 1: recovery capped"
         in (stage.run_dir(cfg, "cap") / "report.html").read_text()
     )
+
+
+@pytest.mark.slow
+def test_gs_data_and_a_gs_workspace_on_cloud_storage_fuse(
+    tmp_path, capsys, fuse_fs, gcs_emulator, monkeypatch
+):
+    """gs:// everywhere, as on Vertex AI: the workspace and data in a bucket mounted at the
+    FUSE root (here a folder that refuses directory renames, as Cloud Storage FUSE does), the
+    certification file in a bucket that is not mounted (downloaded from the loopback Cloud
+    Storage emulator). A resumed search remakes an entry left without its completion file."""
+    import shutil
+
+    monkeypatch.setenv("MEDPRUNE_GCS_FUSE_ROOT", str(fuse_fs.root))
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(
+        tmp_path, model_dir, search={"axes": [{"kind": "width", "values": [0.2, 0.4]}]}
+    )
+    mounted = fuse_fs.root / "mounted" / "data"
+    shutil.copytree(tmp_path / "data", mounted)
+    cert = [
+        dict(json.loads(line), id=f"cert-{i}")
+        for i, line in enumerate((mounted / "mcq.jsonl").read_text().splitlines()[::2])
+    ]
+    gcs_emulator.create_bucket("remote").blob("cert/mcq.jsonl").upload_from_string(
+        "".join(json.dumps(r) + "\n" for r in cert)
+    )
+    (tmp_path / "data").rename(tmp_path / "moved-away")  # nothing is read from there
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["prune"]["calibration"]["data"] = "gs://mounted/data/calibration.jsonl"
+    cfg["recover"]["data"] = "gs://mounted/data/recovery.jsonl"
+    cfg["evaluate"]["mcq"] = "gs://mounted/data/mcq.jsonl"
+    cfg["search"]["certification"] = {
+        "file": "gs://remote/cert/mcq.jsonl",
+        "assumed_discordance": 0.3,
+    }
+    cfg["search"]["cache_dir"] = "gs://mounted/search-cache"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+
+    assert main(["search", str(cfg_path), "--run-id", "g1", "--in-process"]) == 0
+    s = _summary(capsys)
+    work = fuse_fs.root / "mounted" / "search-cache"
+    assert (work / "runs" / "g1" / "summary.json").is_file()
+    assert sorted(s["split_ids"]["certification"]) == sorted(r["id"] for r in cert)
+    assert len(s["split_ids"]["search"]) == 36  # all of evaluate.mcq ranks
+    assert s["certified"] is not None and s["registered"]["version"] == 1
+    assert fuse_fs.refused() == []  # no directory was renamed on the bucket
+    # an interrupted write: an entry whose completion file never came is made again
+    (evaluated,) = [c for c in s["candidates"] if c["label"] == "width 20%"]
+    entry = Path(evaluated["results"]["0"]["eval_dir"])
+    assert entry.is_relative_to(work)
+    (entry / "medprune_cache.json").unlink()
+    assert main(["search", str(cfg_path), "--run-id", "g2", "--in-process"]) == 0
+    s2, log = _summary_and_log(capsys)
+    assert f"cache hit: {entry}" not in log and (entry / "medprune_cache.json").is_file()
+    assert f"cache hit: {work / 'candidates' / evaluated['id'] / 'pruned'}" in log
+    assert s2["certified"]["id"] == s["certified"]["id"]
+    assert fuse_fs.refused() == []
+
+
+def test_a_gs_workspace_without_the_fuse_mount_exits_2_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("MEDPRUNE_GCS_FUSE_ROOT", str(tmp_path / "no-mount"))
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir, search={"cache_dir": "gs://b/search-cache"})
+    assert main(["search", str(cfg_path), "--run-id", "m1", "--in-process"]) == 2
+    err = capsys.readouterr().err
+    assert "search.cache_dir='gs://b/search-cache'" in err and "FUSE mount at" in err

@@ -222,7 +222,7 @@ _STRATA: tuple[Literal["category", "source"], ...] = ("category", "source")
 class CertificationConfig(_Strict):
     file: str | None = Field(
         default=None,
-        description="A separate MCQ file used only to certify; default: split evaluate.mcq.",
+        description="A separate MCQ file used only to certify (local or gs://); default: split evaluate.mcq.",
     )
     fraction: float = Field(
         default=0.4,
@@ -310,7 +310,8 @@ class SearchConfig(_Strict):
     cache_dir: str | None = Field(
         default=None,
         description="Pruned, recovered and evaluated candidates are kept here under a hash of their settings, "
-        "so a rerun or a resumed search reuses them (local, /gcs/... or gs://); default OUTPUT_DIR/search-cache.",
+        "so a rerun or a resumed search reuses them (local, /gcs/... or gs://, read through the Cloud Storage FUSE "
+        "mount); default OUTPUT_DIR/search-cache.",
     )
     parallelism: int = Field(
         default=0, ge=0, description="Candidates of one round run at once on Vertex (0: no limit)."

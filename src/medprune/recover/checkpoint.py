@@ -33,10 +33,11 @@ FORMAT_VERSION = 1
 
 
 def durable_dir(path: str) -> str:
-    """gs://B/P -> /gcs/B/P (Vertex mounts Cloud Storage there); others unchanged."""
-    if path.startswith("gs://"):
-        return "/gcs/" + path[len("gs://") :]
-    return path
+    """gs://B/P -> /gcs/B/P (Vertex mounts Cloud Storage there; see
+    :func:`medprune.recover.data.gcs_fuse_path`); others unchanged."""
+    from medprune.recover.data import gcs_fuse_path
+
+    return gcs_fuse_path(path)
 
 
 def _sha256(path: Path) -> str:

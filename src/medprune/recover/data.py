@@ -9,6 +9,7 @@ Both forms become :class:`TrainExamples`: fixed-length ``input_ids`` with ``labe
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +22,24 @@ from medprune.io.jsonl import read_jsonl
 
 IGNORE_INDEX = -100
 GCS_FUSE_ROOT = "/gcs"
+#: Where Cloud Storage is mounted when not at Vertex AI's ``/gcs`` (a gcsfuse mount elsewhere).
+GCS_FUSE_ROOT_ENV = "MEDPRUNE_GCS_FUSE_ROOT"
 
 
-def gcs_fuse_path(uri: str, root: str = GCS_FUSE_ROOT) -> str:
-    """``gs://BUCKET/PATH`` -> ``/gcs/BUCKET/PATH`` (the Cloud Storage FUSE mount on Vertex);
-    other paths are returned unchanged."""
+def gcs_fuse_root() -> str:
+    """The Cloud Storage FUSE mount: ``$MEDPRUNE_GCS_FUSE_ROOT``, else ``/gcs`` (Vertex AI)."""
+    return os.environ.get(GCS_FUSE_ROOT_ENV) or GCS_FUSE_ROOT
+
+
+def gcs_fuse_path(uri: str, root: str | None = None) -> str:
+    """``gs://BUCKET/PATH`` -> ``/gcs/BUCKET/PATH`` (the Cloud Storage FUSE mount on Vertex,
+    or ``root``, or :func:`gcs_fuse_root`); other paths are returned unchanged."""
     if not uri.startswith("gs://"):
         return uri
     rest = uri[len("gs://") :]
     if not rest or rest.startswith("/"):
         raise DataError(f"{uri}: malformed gs:// URI; expected gs://BUCKET/PATH")
-    return f"{root.rstrip('/')}/{rest}"
+    return f"{(root or gcs_fuse_root()).rstrip('/')}/{rest}"
 
 
 def localize(uri: str, workdir: str | Path | None = None) -> Path:

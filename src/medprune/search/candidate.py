@@ -183,8 +183,10 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
     from medprune.evaluate.stage import stage_evaluate
     from medprune.prune.stage import stage_prune
     from medprune.recover.stage import stage_recover
+    from medprune.search.remote import localize_data
     from medprune.search.space import step_config
 
+    cfg = localize_data(cfg)  # gs:// data: through the FUSE mount, else downloaded
     sc = cfg.search
     assert sc is not None
     cache = Path(ws["cache_dir"]) / task["id"]
@@ -321,10 +323,15 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
         def kl(tmp: Path) -> dict:
             from medprune.io.jsonl import read_texts
+            from medprune.search.remote import local_data_path
 
             return {
                 "kl": kl_to_dense(
-                    dense, model_dir, read_texts(ws["kl_texts"]), sc.kl.texts, sc.kl.seq_len
+                    dense,
+                    model_dir,
+                    read_texts(local_data_path(ws["kl_texts"])),
+                    sc.kl.texts,
+                    sc.kl.seq_len,
                 )
             }
 

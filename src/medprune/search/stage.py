@@ -21,6 +21,7 @@ from medprune.io.atomic import atomic_write_json
 from medprune.progress import Progress
 from medprune.search import plan as planner
 from medprune.search.candidate import _cached, _hash, _with, cache_entry, rung_eval_config
+from medprune.search.remote import check_workspace_reachable, localize_data
 from medprune.search.space import build_space, step_config
 from medprune.search.split import read_split_records, stratified_split, write_items
 
@@ -137,6 +138,8 @@ def preflight_search(cfg: RunConfig) -> dict:
         raise ConfigError(
             "this config has no search section; `medprune search` needs one (see examples/search.yaml)"
         )
+    check_workspace_reachable(cfg)
+    cfg = localize_data(cfg)  # gs:// data: through the FUSE mount, else downloaded
     preflight(cfg)
     chains = build_space(cfg)
     _check_candidates_fit_model(cfg, chains)
@@ -203,6 +206,7 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
     from medprune.evaluate.stage import stage_evaluate
     from medprune.load.stage import stage_load
 
+    source, cfg = cfg, localize_data(cfg)  # the workspace records the configured paths
     found = preflight_search(cfg)
     chains, split = found["chains"], found["split"]
     _, raw, cert_raw = _split(cfg)
@@ -226,7 +230,7 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
     dense_stats = _dense_statistics(cfg, chains, root, dense_key, dense, progress)
 
     def baseline(label: str, ev: dict) -> str:
-        ecfg = _with(cfg, evaluate=ev)
+        ecfg = localize_data(_with(cfg, evaluate=ev))
         from medprune.evaluate.runner import evaluation_settings
 
         entry = (
@@ -244,10 +248,10 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
         return str(entry)
 
     search_eval = baseline("dense (search set)", rung_eval_config(cfg, str(search_file), 0))
-    cert_ev = json.loads(cfg.evaluate.model_dump_json())
+    cert_ev = json.loads(source.evaluate.model_dump_json())
     cert_ev.update(mcq=str(cert_file), max_items=None)
     cert_eval = baseline("dense (certification set)", cert_ev)
-    kl_texts = cfg.prune.calibration.data or cfg.evaluate.perplexity
+    kl_texts = source.prune.calibration.data or source.evaluate.perplexity
     workspace = {
         "root": str(root),
         "run_dir": str(rdir),
@@ -379,7 +383,7 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
         return state["certification"]
     order = planner.certification_order(state, cfg)
     last = str(state["n_rungs"] - 1)
-    ecfg = _with(cfg, evaluate=ws["certification_eval"])
+    ecfg = localize_data(_with(cfg, evaluate=ws["certification_eval"]))
     from medprune.evaluate.runner import evaluation_settings
 
     eval_hash = _hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))
