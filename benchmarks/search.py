@@ -108,8 +108,13 @@ def build_config(args, work: Path):
             "registry": {"local": {"root": str(work / "registry")}},
             "search": {
                 "axes": [
-                    {"kind": "width", "values": args.width},
-                    {"kind": "unstructured", "values": args.sparsity},
+                    {"kind": kind, "values": values}
+                    for kind, values in (
+                        ("width", args.width),
+                        ("unstructured", args.sparsity),
+                        ("depth", args.depth),
+                    )
+                    if values
                 ],
                 "objective": "params" if not args.nonzero else "nonzero_params",
                 "rungs": [
@@ -228,7 +233,14 @@ def main() -> int:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--width", type=float, nargs="+", default=[0.2, 0.25, 0.3, 0.35])
-    p.add_argument("--sparsity", type=float, nargs="+", default=[0.4, 0.5, 0.6])
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        nargs="*",
+        default=[0.4, 0.5, 0.6],
+        help="unstructured sparsities (none: no unstructured axis)",
+    )
+    p.add_argument("--depth", type=float, nargs="*", default=[], help="shares of layers removed")
     p.add_argument(
         "--nonzero", action="store_true", help="objective nonzero_params instead of params"
     )
