@@ -1,6 +1,7 @@
 """What one-pass (sub-layer sequential) calibration changes: masks, perplexity, time.
 
-    python benchmarks/one_pass.py --threads 1 --json out.json
+    python benchmarks/one_pass.py --threads 1 --json benchmarks/results/
+    # -> one-pass-<date>-<commit>.json (or --json FILE)
 
 For Wanda and SparseGPT at 50% the model is pruned twice from the same dense weights and
 the same calibration token ids:
@@ -92,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     from medprune.prune.calibration import calibration_token_ids, load_calibration_texts
     from medprune.prune.engine import prune_model
 
+    from run_info import results_path, run_info
+
+    info = run_info(args.threads)
+    info["settings"] = {
+        k: getattr(args, k)
+        for k in ("model", "calibration", "heldout", "num_samples", "seq_len", "batch_size")
+    } | {k: getattr(args, k) for k in ("ppl_texts", "eval_seq_len", "sparsity", "methods")}
+    json_path = results_path(args.json, "one-pass", info) if args.json else None
     texts = load_calibration_texts(args.calibration)
     heldout = read_texts(args.heldout)[: args.ppl_texts]
     results = []
@@ -141,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         row["perplexity_ratio"] = row["one-pass perplexity"] / row["two-pass perplexity"]
         results.append(row)
         print(json.dumps(row, indent=1), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        if json_path is not None:
+            json_path.write_text(json.dumps({"run": info, "rows": results}, indent=2) + "\n")
     return 0
 
 
