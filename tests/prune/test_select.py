@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from medprune.errors import PruneError
-from medprune.prune.select import nm_mask, per_row_mask, unstructured_mask
+from medprune.prune.select import lowest_k, nm_mask, per_row_mask, unstructured_mask
 
 
 def test_unstructured_mask_zeroes_exactly_the_lowest():
@@ -60,3 +60,30 @@ def test_nm_mask_needs_divisible_columns():
 def test_sparsity_out_of_range(bad):
     with pytest.raises(PruneError, match="sparsity"):
         unstructured_mask(torch.ones(2, 2), bad)
+
+
+@pytest.mark.parametrize("dim", [None, 1])
+@pytest.mark.parametrize("levels", [None, 3])
+def test_lowest_k_equals_the_first_k_of_a_stable_sort(dim, levels):
+    """The selection is the stable argsort's first k exactly, ties included (``levels``
+    rounds the scores to a few values, so most entries tie)."""
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.rand(23, 41, generator=gen)
+    if levels:
+        scores = (scores * levels).round()
+    for k in (0, 1, 7, 20, 41):
+        if dim is None:
+            flat = scores.reshape(-1)
+            kk = k * 13
+            expected = torch.zeros(flat.numel(), dtype=torch.bool)
+            expected[torch.argsort(flat, stable=True)[:kk]] = True
+            assert torch.equal(lowest_k(flat, kk), expected)
+        else:
+            expected = torch.zeros_like(scores, dtype=torch.bool)
+            expected.scatter_(1, torch.argsort(scores, dim=1, stable=True)[:, :k], True)
+            assert torch.equal(lowest_k(scores, k, dim=1), expected)
+
+
+def test_lowest_k_rejects_a_count_beyond_the_size():
+    with pytest.raises(ValueError, match="k=5"):
+        lowest_k(torch.zeros(4), 5)

@@ -2,9 +2,10 @@
 weights absorb the error, using the inverse Hessian ``H = X^T X`` of the layer input.
 
 Blocked like the reference: inside a block of ``blocksize`` columns the update is applied
-column by column, then the block's accumulated error updates all later columns in one
-matrix product. Masks are chosen per block (unstructured, with an exact total count) or
-per group of M columns (N:M), by ``w^2 / [H^-1]_jj^2``.
+column by column (in steps of :data:`UPDATE_STEP` columns, each step's errors reaching the
+rest of the block in one matrix product), then the block's accumulated error updates all
+later columns in one matrix product. Masks are chosen per block (unstructured, with an
+exact total count) or per group of M columns (N:M), by ``w^2 / [H^-1]_jj^2``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from medprune.errors import PruneError
+from medprune.prune.select import lowest_k
 
 
 def inverse_hessian_cholesky(
@@ -39,6 +41,21 @@ def inverse_hessian_cholesky(
             return inv_lower.flip(0, 1).float(), dead
         damp *= 10.0
     raise PruneError("sparsegpt: Hessian is not positive definite even with 1000x dampening")
+
+
+#: Columns whose errors are applied to each other one by one (rank-1 updates) before the
+#: rest of the block gets them in one matrix product: 16 took 25-35% off the column loop of
+#: SmolLM2's linears on one CPU thread against updating the whole block per column.
+UPDATE_STEP = 16
+
+
+def _update_step(nm: tuple[int, int] | None) -> int:
+    """Columns per inner update step: a multiple of M for N:M, so that an M-group's columns
+    have had every earlier column's update when its mask is chosen."""
+    if nm is None:
+        return UPDATE_STEP
+    m = nm[1]
+    return max(m, UPDATE_STEP // m * m)
 
 
 def _split_counts(start: int, end: int, rows: int, sparsity: float) -> int:
@@ -90,6 +107,7 @@ def sparsegpt_prune(
         raise ValueError(f"inverse shape {tuple(hinv.shape)} != ({cols}, {cols})")
     w[:, dead] = 0.0
 
+    step = _update_step(nm)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
         count = i2 - i1
@@ -97,31 +115,41 @@ def sparsegpt_prune(
         err1 = torch.zeros_like(w1)
         hinv1 = hinv[i1:i2, i1:i2]
         d = torch.diagonal(hinv1)
+        d_list = d.tolist()  # a Python float per column: no 0-d tensor per division
         keep = torch.ones_like(w1, dtype=torch.bool)
         if nm is None and sparsity > 0:
             scores = w1.pow(2) / d.pow(2).unsqueeze(0)
             for r0, r1 in bounds:
                 k = _split_counts(i1, i2, r1 - r0, sparsity)
                 if k:
-                    order = torch.argsort(scores[r0:r1].reshape(-1), stable=True)[:k]
-                    keep[r0:r1].view(-1)[order] = False
+                    lowest = lowest_k(scores[r0:r1].reshape(-1), k)
+                    keep[r0:r1] = ~lowest.view(r1 - r0, count)
         drop = (~keep).float()
-        for i in range(count):
-            if nm is not None and i % nm[1] == 0:
-                n, m = nm
-                scores = w1[:, i : i + m].pow(2) / d[i : i + m].pow(2).unsqueeze(0)
-                order = torch.argsort(scores, dim=1, stable=True)[:, : m - n]
-                keep[:, i : i + m].scatter_(1, order, False)
-                drop[:, i : i + m] = (~keep[:, i : i + m]).float()
-            # The error of zeroing the pruned entries of column i, spread over the later
-            # columns. Column i itself is left as is here and zeroed exactly below: the
-            # update only ever touches columns >= i.
-            e = err1[:, i]
-            torch.mul(w1[:, i], drop[:, i], out=e)
-            e.div_(d[i])
-            w1[:, i + 1 :].addr_(e, hinv1[i, i + 1 :], alpha=-1.0)
+        # Two levels of lazy updates: the error of column i goes right away (rank 1) only
+        # to the columns of its step; the later columns of the block get each step's
+        # errors in one matrix product, as the later blocks get the block's. Same
+        # arithmetic as column by column, in another summation order.
+        for j0 in range(0, count, step):
+            j1 = min(j0 + step, count)
+            for i in range(j0, j1):
+                if nm is not None and i % nm[1] == 0:
+                    n, m = nm
+                    scores = w1[:, i : i + m].pow(2) / d[i : i + m].pow(2).unsqueeze(0)
+                    lowest = lowest_k(scores, m - n, dim=1)
+                    keep[:, i : i + m] = ~lowest
+                    drop[:, i : i + m] = lowest.float()
+                # The error of zeroing the pruned entries of column i, spread over the
+                # later columns. Column i itself is left as is here and zeroed exactly
+                # below: the update only ever touches columns > i.
+                e = err1[:, i]
+                torch.mul(w1[:, i], drop[:, i], out=e)
+                e.div_(d_list[i])
+                if i + 1 < j1:
+                    w1[:, i + 1 : j1].addr_(e, hinv1[i, i + 1 : j1], alpha=-1.0)
+            if j1 < count:
+                w1[:, j1:].addmm_(err1[:, j0:j1], hinv1[j0:j1, j1:], alpha=-1.0)
         w1.mul_(keep)  # exact zeros where pruned; kept entries of column i are unchanged
         w[:, i1:i2] = w1
         if i2 < cols:
-            w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+            w[:, i2:].addmm_(err1, hinv[i1:i2, i2:], alpha=-1.0)
     return w
