@@ -193,6 +193,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
     dense = ws["dense_model"]
     rung = int(task["rung"])
     cached_cpu = 0.0
+    pieces: dict[str, float] = {}  # every cache entry this task used: what it cost when made
     steps = task["steps"]
     last_prune = step_config(cfg, steps[-1])
 
@@ -239,6 +240,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
     prune_meta, hit = _cached(cache / "pruned", prune, progress)
     cached_cpu += prune_meta["cpu_seconds"] if hit else 0.0
+    pieces[str(cache / "pruned")] = prune_meta["cpu_seconds"]
     model_dir = cache / "pruned" / "model"
 
     # recovery, rung by rung: rung r continues rung r-1's model
@@ -281,6 +283,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
         meta, hit = _cached(entry, recover, progress)
         cached_cpu += meta["cpu_seconds"] if hit else 0.0
+        pieces[str(entry)] = meta["cpu_seconds"]
         recover_reports.append({"rung": r, **meta["report"]})
         model_dir = entry / "model"
 
@@ -300,6 +303,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
     meta, hit = _cached(eval_entry, evaluate, progress)
     cached_cpu += meta["cpu_seconds"] if hit else 0.0
+    pieces[str(eval_entry)] = meta["cpu_seconds"]
     results = read_results(eval_entry)
     preds = read_predictions(eval_entry) or []
     paired = paired_difference(read_predictions(ws["baseline_search_eval"]) or [], preds)
@@ -317,6 +321,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         "objective_value": objective_value(sc.objective, prune_meta, results),
         "recovery": recover_reports,
         "cpu_seconds_cached": cached_cpu,
+        "pieces": pieces,
     }
     if rung == 0 and ws.get("kl_texts"):
         kl_entry = cache / f"kl-{_hash([sc.kl.texts, sc.kl.seq_len, ws['kl_texts']])}"
@@ -338,6 +343,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         meta, hit = _cached(kl_entry, kl, progress)
         out["kl"] = meta["kl"]
         out["cpu_seconds_cached"] += meta["cpu_seconds"] if hit else 0.0
+        pieces[str(kl_entry)] = meta["cpu_seconds"]
     progress(
         f"{task['label']} rung {rung}: accuracy {paired['accuracy']:.3f} vs dense {paired['baseline_accuracy']:.3f} "
         f"({paired['difference']:+.3f}) on {paired['n_items']} items"
