@@ -379,32 +379,37 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
     batch = planner.advance(state, cfg, results)
     assert len(batch) == 2 and all(t["recover_caps"] == {"1": 0.5} for t in batch)
     rung1 = [state["candidates"][t["id"]]["label"] for t in batch]
-    why = state["candidates"][batch[0]["id"]]["cut_short"][0]
-    assert "rung 1: recovery capped at 0.500 CPU minutes (rungs[1] asks 1 minutes)" in why
-    assert "1.00 minutes left (1.00 of budget.cpu_minutes=2 used) shared by 2 candidate(s)" in why
-    # rung 1 used the rest (recovery stopped by its cap): the final rung gets no recovery
+    assert state["budget"]["cut_short"] == []  # not yet: only if the cap stops it
+    # rung 1 used the rest: the cap stopped one recovery, the other finished its 50 steps;
+    # the final rung gets no recovery
     results = [
         dict(
-            _result(t, 0.0, 100.0),
+            _result(t, 0.0, 100.0 * (2 - i)),
             cpu_seconds=30.0,
-            recovery=[{"rung": 1, "steps": 7, "budget_reached": True}],
+            recovery=[{"rung": 1, "steps": 7 if i == 0 else 50, "budget_reached": i == 0}],
         )
-        for t in batch
+        for i, t in enumerate(batch)
     ]
     batch = planner.advance(state, cfg, results)
     assert len(batch) == 1 and batch[0]["recover_caps"] == {"1": 0.5, "2": 0.0}
+    first, second = (state["candidates"][r["id"]] for r in results)
+    (why,) = [w for w in first["cut_short"] if w.startswith("rung 1")]
+    assert why.startswith("rung 1: recovery capped at 0.500 CPU minutes (rungs[1] asks 1 minutes)")
+    assert "1.00 minutes left (1.00 of budget.cpu_minutes=2 used) shared by 2 candidate(s)" in why
+    assert why.endswith("; its time ran out after 7 of 50 steps")
     cand = state["candidates"][batch[0]["id"]]
-    assert cand["cut_short"][1] == "rung 1: recovered 7 steps before the capped time ran out"
-    assert cand["cut_short"][2].startswith("rung 2: no recovery (rungs[2] asks 1 minutes)")
-    assert "the CPU budget is spent (2.00 of budget.cpu_minutes=2 used)" in cand["cut_short"][2]
+    assert cand["cut_short"][-1].startswith("rung 2: no recovery (rungs[2] asks 1 minutes)")
+    assert "the CPU budget is spent (2.00 of budget.cpu_minutes=2 used)" in cand["cut_short"][-1]
+    assert "rung 1" not in " ".join(second.get("cut_short") or [])  # finished within its cap
     summary = search_summary(state)
     rows = {c["id"]: c for c in summary["candidates"]}
-    assert rows[cand["id"]]["cut_short"] == cand["cut_short"]
+    assert rows[first["id"]]["cut_short"] == first["cut_short"]
     cut = summary["budget"]["cut_short"]
-    assert [(r["label"], r["rung"]) for r in cut] == [(lab, 1) for lab in rung1] + [
-        (cand["label"], 2)
+    assert [(r["label"], r["rung"], r["why"]) for r in cut] == [
+        (first["label"], 1, why),
+        (cand["label"], 2, cand["cut_short"][-1]),
     ]
-    assert cut[0]["outcome"] == "rung 1: recovered 7 steps before the capped time ran out"
+    assert first["label"] in rung1
     # without a CPU budget nothing is capped
     free = _cfg(
         {

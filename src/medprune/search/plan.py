@@ -105,8 +105,10 @@ def cap_recovery(state: dict, cfg: RunConfig, ids: list[str], rung: int) -> None
     """The CPU budget bounds the recovery of candidates already running too: each of the
     ``ids`` starting ``rung`` may recover for at most an equal share of the CPU minutes left
     (counted in process CPU time, as the budget is), or not at all once the budget is spent.
-    A candidate so bounded gets ``recover_caps[rung]`` (minutes; 0: no recovery) and a
-    ``cut_short`` line saying why; the evaluation that follows is not bounded."""
+    A candidate so bounded gets ``recover_caps[rung]`` (minutes; 0: no recovery). One whose
+    recovery the cap really cut (no recovery at all, or its time ran out before its steps)
+    gets a ``cut_short`` line saying why and how far it got, also listed in
+    ``budget.cut_short``; the evaluation that follows is not bounded."""
     sc = cfg.search
     assert sc is not None
     rc = sc.rungs[rung]
@@ -124,14 +126,24 @@ def cap_recovery(state: dict, cfg: RunConfig, ids: list[str], rung: int) -> None
         cand = state["candidates"][cid]
         cand.setdefault("recover_caps", {})[str(rung)] = share
         if share <= 0:
-            why = f"rung {rung}: no recovery (rungs[{rung}] asks {planned_text}): the CPU budget is spent ({spent})"
-        else:
-            why = (
+            _cut_short(
+                state,
+                cand,
+                rung,
+                f"rung {rung}: no recovery (rungs[{rung}] asks {planned_text}): the CPU budget is spent ({spent})",
+            )
+        else:  # cut short only if the cap stops it before its steps (see _record)
+            cand.setdefault("cap_reasons", {})[str(rung)] = (
                 f"rung {rung}: recovery capped at {share:.3f} CPU minutes (rungs[{rung}] asks {planned_text}) "
                 f"by the CPU budget: {left:.2f} minutes left ({spent}) shared by {len(ids)} candidate(s)"
             )
-        cand.setdefault("cut_short", []).append(why)
-        b["cut_short"].append({"id": cid, "label": cand["label"], "rung": rung, "why": why})
+
+
+def _cut_short(state: dict, cand: dict, rung: int, why: str) -> None:
+    cand.setdefault("cut_short", []).append(why)
+    state["budget"]["cut_short"].append(
+        {"id": cand["id"], "label": cand["label"], "rung": rung, "why": why}
+    )
 
 
 def _explore_batch(cfg: RunConfig, state: dict) -> list[dict]:
@@ -191,19 +203,17 @@ def _record(state: dict, cfg: RunConfig, results: list[dict]) -> None:
         b["cpu_seconds"] += float(res.get("cpu_seconds", 0.0))
         b["cpu_seconds_cached"] += float(res.get("cpu_seconds_cached", 0.0))
         state["rung_counts"][rung] += 1
-        cap = (cand.get("recover_caps") or {}).get(str(rung))
-        if cap and res.get("status") == "ok":  # what the bounded recovery got done
+        reason = (cand.get("cap_reasons") or {}).get(str(rung))
+        if reason and res.get("status") == "ok":  # did the cap stop its recovery?
             for rep in res.get("recovery") or []:
-                if rep.get("rung") == rung and "steps" in rep:
-                    outcome = f"rung {rung}: recovered {rep['steps']} steps" + (
-                        " before the capped time ran out"
-                        if rep.get("budget_reached")
-                        else " (within the cap)"
+                if rep.get("rung") == rung and rep.get("budget_reached"):
+                    steps = cfg.search.rungs[rung].recover_steps  # type: ignore[union-attr]
+                    _cut_short(
+                        state,
+                        cand,
+                        rung,
+                        f"{reason}; its time ran out after {rep.get('steps')} of {steps} steps",
                     )
-                    cand["cut_short"].append(outcome)
-                    for row in b["cut_short"]:
-                        if row["id"] == cand["id"] and row["rung"] == rung:
-                            row["outcome"] = outcome
         if res.get("status") != "ok":
             cand["status"] = "failed"
             cand["stopped"] = f"failed at rung {rung}: {res.get('error')}"
