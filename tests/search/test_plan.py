@@ -423,3 +423,35 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
     batch = planner.advance(state, free, [_result(t, 0.0, 1.0) for t in batch])
     assert batch and all(t["recover_caps"] == {} for t in batch)
     assert state["budget"]["cut_short"] == []
+
+
+def test_search_uris_are_checked_before_submit():
+    from medprune.preflight.findings import PreflightReport
+    from medprune.preflight.run import check_uris
+
+    report = PreflightReport()
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.2]}],
+            "certification": {"file": "s3://b/cert.jsonl"},
+            "cache_dir": "gs://",
+        }
+    )
+    check_uris(cfg, report)
+    assert any(
+        e.startswith("search.certification.file: unsupported scheme in 's3://b/cert.jsonl'")
+        for e in report.errors
+    )
+    assert any(e.startswith("search.cache_dir:") for e in report.errors)
+    report = PreflightReport()
+    check_uris(
+        _cfg(
+            {
+                "axes": [{"kind": "width", "values": [0.2]}],
+                "certification": {"file": "gs://bkt/cert.jsonl"},
+                "cache_dir": "gs://bkt/search-cache",
+            }
+        ),
+        report,
+    )
+    assert not [e for e in report.errors if e.startswith("search.")]

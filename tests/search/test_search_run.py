@@ -444,7 +444,7 @@ def test_a_gs_workspace_without_the_fuse_mount_exits_2_before_any_work(
 ):
     monkeypatch.setenv("MEDPRUNE_GCS_FUSE_ROOT", str(tmp_path / "no-mount"))
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir, search={"cache_dir": "gs://b/search-cache"})
+    cfg_path = _config(tmp_path, model_dir, search={"cache_dir": "gs://bkt/search-cache"})
     assert main(["search", str(cfg_path), "--run-id", "m1", "--in-process"]) == 2
     err = capsys.readouterr().err
-    assert "search.cache_dir='gs://b/search-cache'" in err and "FUSE mount at" in err
+    assert "search.cache_dir='gs://bkt/search-cache'" in err and "FUSE mount at" in err

@@ -58,6 +58,14 @@ def check_uris(cfg: RunConfig, report: PreflightReport) -> None:
         _check_uri(report, field, value, needs_object=True)
     _check_uri(report, "recover.checkpoint_dir", cfg.recover.checkpoint_dir)
     _check_uri(report, "output_dir", cfg.output_dir)
+    if cfg.search is not None:  # read and written through Cloud Storage FUSE on Vertex AI
+        _check_uri(
+            report,
+            "search.certification.file",
+            cfg.search.certification.file,
+            needs_object=True,
+        )
+        _check_uri(report, "search.cache_dir", cfg.search.cache_dir)
 
 
 def _check_writable(report: PreflightReport, field: str, path: str) -> None:
