@@ -379,7 +379,10 @@ def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--json", type=Path, help="write the result here")
+    p.add_argument(
+        "--json",
+        help="write the result here (a folder: a new search-<UTC start>-<commit>.json in it)",
+    )
     p.add_argument(
         "--work",
         type=Path,
@@ -438,6 +441,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from medprune.search.stage import load_state, run_search
 
+    from run_info import results_path, run_info
+
+    info = run_info(args.threads)  # before the run: the load average at the start
+
     args.work.mkdir(parents=True, exist_ok=True)
     cfg = build_config(args, args.work)
     run_id = time.strftime("bench-%Y%m%d-%H%M%S")
@@ -456,6 +463,7 @@ def main() -> int:
     cert = summary.get("certified")
     picked = hand_picked(Path("benchmarks/results"), cfg.search.objective)
     result = {
+        "run": info,
         "command": command_line(args),
         "objective": cfg.search.objective,
         "certified": None
@@ -513,8 +521,10 @@ def main() -> int:
     text = json.dumps(result, indent=2, default=str)
     print(text)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+        out = results_path(str(args.json), "search", info)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        print(f"wrote {out}")
     return 0
 
 
