@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from medprune.prune.memory import calibration_heap, release_free_memory
+from medprune.prune.memory import release_free_memory
 
 
 def _rss_mb() -> float:
@@ -26,21 +26,3 @@ def test_free_heap_pages_go_back_to_the_os():
     assert release_free_memory() is True
     assert _rss_mb() < held - 100  # most of the ~190 MB of holes is returned
     assert len(keep) == 100
-
-
-@pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
-)
-def test_calibration_heap_reuses_freed_blocks_and_returns_them_at_the_end():
-    # 1 MB blocks: above glibc's initial mmap threshold, so outside calibration_heap each
-    # one would be mapped and unmapped (page-faulted in again on every allocation).
-    with calibration_heap() as applied:
-        assert applied is True
-        blocks = [b"x" * 1_000_000 for _ in range(200)]
-        del blocks
-        held = _rss_mb()
-        blocks = [b"y" * 1_000_000 for _ in range(200)]  # served from the freed heap
-        assert _rss_mb() < held + 20
-        del blocks
-        assert _rss_mb() > held - 20  # freed, but kept for reuse inside the block
-    assert _rss_mb() < held - 100  # given back when the block ends

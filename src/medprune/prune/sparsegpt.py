@@ -28,17 +28,21 @@ def inverse_hessian_cholesky(
     factorisation and one triangular inverse, about a third of the work of inverting ``H``
     and factorising the inverse, and in float64 (``H`` is often badly conditioned).
     """
-    h = hessian.double().clone()
-    dead = torch.diagonal(h) == 0
-    h[dead, dead] = 1.0
-    damp = dampening * float(torch.diagonal(h).mean())
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
-    flipped = h.flip(0, 1)
+    # Few full-size temporaries (each a fresh mapping the kernel must fault in on CPU):
+    # the dampening goes onto the diagonal in place instead of adding ``damp * I``.
+    flipped = hessian.flip(0, 1).double()
+    diag = torch.diagonal(flipped)  # a view: H's diagonal, reversed
+    dead = torch.diagonal(hessian) == 0
+    diag.masked_fill_(diag == 0, 1.0)
+    undamped = diag.clone()
+    damp = dampening * float(undamped.flip(0).mean())
     for _ in range(4):
-        lower, info = torch.linalg.cholesky_ex(flipped + damp * eye)
+        torch.add(undamped, damp, out=diag)
+        lower, info = torch.linalg.cholesky_ex(flipped)
         if not int(info):
-            inv_lower = torch.linalg.solve_triangular(lower, eye, upper=False)
-            return inv_lower.flip(0, 1).float(), dead
+            eye = torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
+            inv_lower = torch.linalg.solve_triangular(lower, eye, upper=False, out=eye)
+            return inv_lower.float().flip(0, 1), dead
         damp *= 10.0
     raise PruneError("sparsegpt: Hessian is not positive definite even with 1000x dampening")
 
