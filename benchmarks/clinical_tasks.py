@@ -25,6 +25,7 @@ interrupted run keeps what it finished.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -35,6 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / ".." / "shared" / "data"
 CACHE = Path(".cache/medprune")
 DEFAULT_ROWS = ["wanda-50=wanda:0.5", "width-25=width:0.25"]
+#: Per-note scores compared with the dense model's, note by note (paired bootstrap).
+NOTE_METRICS = (
+    "rouge1",
+    "rouge2",
+    "rougeLsum",
+    "section_coverage",
+    "hallucination_rate",
+    "omission_rate",
+)
 
 
 def eval_config(args):
@@ -101,13 +111,27 @@ def paired_against_dense(dense_dir: Path, row_dir: Path) -> dict:
     ids = sorted(p["id"] for p in d)
     dm, rm = {p["id"]: p["correct"] for p in d}, {p["id"]: p["correct"] for p in r}
     ci = paired_bootstrap_ci([dm[i] for i in ids], [rm[i] for i in ids], seed=0)
+    out["pubmedqa_acc_diff"] = ci.difference
     out["pubmedqa_acc_diff_ci95"] = [ci.lower, ci.upper]
     dn, rn = (read_predictions(x, NOTES_FILE) for x in (dense_dir, row_dir))
-    dm2, rm2 = {p["id"]: p["rougeLsum"] for p in dn}, {p["id"]: p["rougeLsum"] for p in rn}
-    ids = sorted(dm2)
-    ci = paired_bootstrap_mean_ci([dm2[i] for i in ids], [rm2[i] for i in ids], seed=0)
-    out["notes_rougeLsum_diff_ci95"] = [ci.lower, ci.upper]
+    for metric in NOTE_METRICS:
+        dm2, rm2 = {p["id"]: p[metric] for p in dn}, {p["id"]: p[metric] for p in rn}
+        ids = sorted(dm2)
+        ci = paired_bootstrap_mean_ci([dm2[i] for i in ids], [rm2[i] for i in ids], seed=0)
+        out[f"notes_{metric}_diff"] = ci.difference
+        out[f"notes_{metric}_diff_ci95"] = [ci.lower, ci.upper]
     return out
+
+
+def _same_evaluation(cached: dict | None, settings: dict) -> bool:
+    """Whether a finished evaluation was made with these settings (the prompt and vocabulary
+    hashes it adds depend only on these settings, the data and the tokenizer)."""
+    if not cached or not cached.get("complete"):
+        return False
+    old = json.loads(json.dumps(cached["settings"]))
+    for key in ("prompts_sha256", "concept_vocabulary_sha256"):
+        (old.get("visit_notes") or {}).pop(key, None)
+    return old == settings
 
 
 def run_row(name: str, spec: str, args, dense_dir: Path, work: Path, say) -> dict:
@@ -124,15 +148,28 @@ def run_row(name: str, spec: str, args, dense_dir: Path, work: Path, say) -> dic
         sparsity=sparsity,
         calibration={"data": args.recovery_data, "num_samples": args.calib_samples, "seq_len": 256},
     )
-    for old in work.glob(f"{name}-*"):
-        shutil.rmtree(old)
-    model, tok = load_model(dense_dir)
-    t0 = time.perf_counter()
-    model = prune_model(model, tok, pcfg, calib_texts=read_texts(args.recovery_data)).model
-    prune_s = time.perf_counter() - t0
     pruned_dir = work / f"{name}-pruned"
-    save_model(model, tok, pruned_dir)
-    del model
+    spec_file = work / f"{name}-prune-spec.json"
+    spec_now = {"dense": str(Path(dense_dir).resolve()), "prune": pcfg.model_dump(mode="json")}
+    reuse = (
+        (pruned_dir / "medprune_complete.json").is_file()
+        and spec_file.is_file()
+        and json.loads(spec_file.read_text()) == spec_now
+    )
+    for old in work.glob(f"{name}-*"):
+        if not (reuse and old in (pruned_dir, spec_file)):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    prune_s = None
+    if reuse:  # same dense model and pruning settings: pruning is deterministic
+        say(f"[{name}] reusing the pruned model in {pruned_dir}")
+    else:
+        model, tok = load_model(dense_dir)
+        t0 = time.perf_counter()
+        model = prune_model(model, tok, pcfg, calib_texts=read_texts(args.recovery_data)).model
+        prune_s = time.perf_counter() - t0
+        save_model(model, tok, pruned_dir)
+        spec_file.write_text(json.dumps(spec_now))
+        del model
     ecfg = eval_config(args)
     cfg = RunConfig(
         seed=0,
@@ -152,9 +189,13 @@ def run_row(name: str, spec: str, args, dense_dir: Path, work: Path, say) -> dic
         },
     )
     rec_dir = work / f"{name}-recovered"
+    c0 = time.process_time()
     report = stage_recover(cfg, pruned_dir, rec_dir, teacher_dir=dense_dir, progress=say)
+    recover_cpu = time.process_time() - c0
     eval_dir = work / f"{name}-eval"
+    c0 = time.process_time()
     results = evaluate_model(rec_dir, ecfg, eval_dir, label=name, progress=say)
+    eval_cpu = time.process_time() - c0
     return {
         "row": name,
         "method": method,
@@ -162,6 +203,8 @@ def run_row(name: str, spec: str, args, dense_dir: Path, work: Path, say) -> dic
         "prune_seconds": prune_s,
         "recover_steps": report["steps"],
         "recover_minutes": report["seconds"] / 60,
+        "recover_cpu_minutes": recover_cpu / 60,
+        "eval_cpu_seconds": eval_cpu,
         **summarize(results, eval_dir),
         **paired_against_dense(work / "dense-eval", eval_dir),
     }
@@ -232,15 +275,21 @@ def main(argv: list[str] | None = None) -> int:
         "--work", default=None, help="Keep models and evaluations here (default: a temp dir)."
     )
     p.add_argument(
-        "--json", default=None, help="Write the rows as JSON (rewritten after each row)."
+        "--json",
+        default=None,
+        help="Write the rows and how the run was made (commit, versions, command, machine, date) as "
+        "JSON to this file, or into this folder (a path ending in /) as "
+        "clinical-tasks-<date>-<commit>.json; rewritten after each row.",
     )
     args = p.parse_args(argv)
 
     import torch
 
-    from medprune.evaluate.runner import evaluate_model
+    from medprune.evaluate.runner import evaluate_model, evaluation_settings
     from medprune.io.atomic import atomic_write_json
     from medprune.load.model import check_model_dir
+
+    from run_info import results_path, run_info
 
     torch.manual_seed(0)
     if args.threads:
@@ -255,25 +304,45 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, flush=True)
 
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "work")}
+    info = run_info(torch.get_num_threads())  # after set_num_threads: the threads the rows use
+    out = results_path(args.json, "clinical-tasks", info) if args.json else None
     with tempfile.TemporaryDirectory(prefix="medprune-clinical-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        dense = evaluate_model(
-            dense_dir, eval_config(args), work / "dense-eval", label="dense", progress=say
-        )
+        t0, c0 = time.perf_counter(), time.process_time()
+        ecfg = eval_config(args)
+        cached = work / "dense-eval" / "results.json"
+        dense = json.loads(cached.read_text()) if cached.is_file() else None
+        if not _same_evaluation(dense, evaluation_settings(ecfg, "float32")):
+            dense = evaluate_model(
+                dense_dir, ecfg, work / "dense-eval", label="dense", progress=say
+            )
+        else:  # the dense model and the evaluation settings are unchanged
+            say(f"[dense] reusing the evaluation in {cached.parent}")
         rows = [{"row": "dense", "method": "none", **summarize(dense, work / "dense-eval")}]
+
+        def write_json(final: bool) -> None:
+            doc = {"run": {**info, "complete": final}, "settings": settings, "rows": rows}
+            doc["minutes"] = (time.perf_counter() - t0) / 60
+            doc["cpu_minutes"] = (time.process_time() - c0) / 60
+            atomic_write_json(out, doc)
+
+        if out:
+            write_json(final=False)
         for entry in args.rows or DEFAULT_ROWS:
             name, _, spec = entry.partition("=")
             rows.append(run_row(name, spec, args, dense_dir, work, say))
             say(markdown_table(rows))
-            if args.json:
-                atomic_write_json(args.json, {"settings": settings, "rows": rows})
-        minutes = (time.perf_counter() - t0) / 60
+            if out:  # partial results survive an interrupted run
+                write_json(final=False)
         print(markdown_table(rows))
-        print(f"total {minutes:.1f} min")
-        if args.json:
-            atomic_write_json(args.json, {"settings": settings, "rows": rows, "minutes": minutes})
+        print(
+            f"total {(time.perf_counter() - t0) / 60:.1f} min wall, "
+            f"{(time.process_time() - c0) / 60:.1f} min CPU"
+        )
+        if out:
+            write_json(final=True)
+            print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

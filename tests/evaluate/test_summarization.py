@@ -34,6 +34,7 @@ from medprune.evaluate.runner import (
 )
 from medprune.evaluate.summarization import (
     build_note_prompts,
+    name_speakers,
     note_sections,
     rouge_scores,
     score_note,
@@ -148,12 +149,37 @@ def test_prompts_use_the_chat_template_and_cut_long_dialogues_from_the_front():
             tok, items, instruction="Write the note.", max_input_tokens=600, warn=warned.append
         )
     short, long = prompts
-    assert short.text == "<s>user: Write the note.\n\n[doctor] hi\n[patient] hello\nassistant: "
+    # default: transcript first (turn tags as names), the instruction after it
+    assert short.text == (
+        '<s>user: Visit transcript:\n"""\nDoctor: hi\nPatient: hello\n"""\n\nWrite the note.\nassistant: '
+    )
     assert short.truncated_tokens == 0 and len(short.token_ids) == len(short.text.encode()) - 2
     assert long.truncated_tokens > 0 and len(long.token_ids) <= 600
-    assert long.text.endswith("[doctor] final plan\nassistant: ")  # the end of the visit is kept
-    assert "\n\n[patient] turn" in long.text  # starts at a whole turn
+    # the end of the visit and the instruction after it are kept
+    assert long.text.endswith('Doctor: final plan\n"""\n\nWrite the note.\nassistant: ')
+    assert '"""\nPatient: turn' in long.text  # starts at a whole turn
     assert len(warned) == 1 and f"by {long.truncated_tokens} of " in warned[0]
+
+
+def test_instruction_before_the_dialogue_and_speaker_tags_as_is():
+    items = [VisitNoteItem("short", "[doctor] hi\n[patient_guest] hello", "note")]
+    before = build_note_prompts(
+        chat_tokenizer(),
+        items,
+        instruction="Write the note.",
+        instruction_position="before",
+        speaker_labels="as-is",
+        max_input_tokens=600,
+    )
+    assert (
+        before[0].text
+        == "<s>user: Write the note.\n\n[doctor] hi\n[patient_guest] hello\nassistant: "
+    )
+    named = build_note_prompts(
+        chat_tokenizer(), items, instruction="Write.", prompt_style="chat", max_input_tokens=600
+    )
+    assert "Doctor: hi\nPatient guest: hello" in named[0].text
+    assert name_speakers("[doctor] a [patient] b\n  [x] c") == "Doctor: a [patient] b\n  [x] c"
 
 
 @pytest.mark.parametrize(
@@ -192,7 +218,7 @@ def test_a_model_without_chat_template_is_refused_or_prompted_plainly():
     plain = build_note_prompts(
         byte_tokenizer(), items, instruction="Write.", prompt_style="plain", max_input_tokens=300
     )
-    assert plain[0].text == "Write.\n\n[doctor] hi\n\nCLINICAL NOTE:\n"
+    assert plain[0].text == 'Visit transcript:\n"""\nDoctor: hi\n"""\n\nWrite.\n\nCLINICAL NOTE:\n'
 
 
 def test_score_visit_notes_on_real_dialogues_with_a_tiny_model():

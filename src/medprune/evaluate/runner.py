@@ -144,6 +144,8 @@ def evaluate_model(
             note_items,
             instruction=notes_cfg.instruction,
             prompt_style=notes_cfg.prompt_style,
+            instruction_position=notes_cfg.instruction_position,
+            speaker_labels=notes_cfg.speaker_labels,
             max_input_tokens=notes_cfg.max_input_tokens,
             truncate=notes_cfg.truncate,
             source=str(notes_cfg.data),

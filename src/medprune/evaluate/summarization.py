@@ -1,10 +1,14 @@
 """Visit-note summarization: a doctor-patient dialogue in, a clinical note out, scored
 against the note a clinician wrote.
 
-Prompt: the configured instruction (``evaluate.visit_notes.instruction``; the default,
-:data:`medprune.config.DEFAULT_NOTE_INSTRUCTION`, asks for the usual sections and for
-nothing the visit did not contain), a blank line, then the dialogue, as one user turn of
-the model's chat template (``prompt_style: chat``) or as plain text. Baseline and candidate
+Prompt (defaults): ``Visit transcript:``, the dialogue between triple-quote lines with its
+turn tags written as names (``[doctor] hi`` -> ``Doctor: hi``; ``speaker_labels``), a
+blank line, then the configured instruction (``evaluate.visit_notes.instruction``; the
+default, :data:`medprune.config.DEFAULT_NOTE_INSTRUCTION`, asks for a summary in the usual
+sections with nothing the visit did not contain), as one user turn of the model's chat
+template (``prompt_style: chat``) or as plain text. ``instruction_position: before`` puts
+the instruction first and the bare dialogue after a blank line instead (SmolLM2-135M then
+continues the dialogue rather than writing a note). Baseline and candidate
 get identical prompts: the prompt depends only on the tokenizer, data and settings, and a
 SHA-256 of the prompts goes into the results.
 
@@ -134,8 +138,24 @@ class NotePrompt:
     truncated_tokens: int  # dialogue tokens cut from the front
 
 
-def _render(tokenizer, instruction: str, dialogue: str, style: str) -> str:
-    content = f"{instruction}\n\n{dialogue}"
+_SPEAKER_TAG = re.compile(r"^\[([A-Za-z][A-Za-z _-]{0,30})\][ \t]*", re.MULTILINE)
+
+
+def name_speakers(dialogue: str) -> str:
+    """Turn tags at the start of a line written as names: ``[doctor] hi`` -> ``Doctor: hi``,
+    ``[patient_guest]`` -> ``Patient guest:``."""
+    return _SPEAKER_TAG.sub(
+        lambda m: m.group(1).replace("_", " ").strip().capitalize() + ": ", dialogue
+    )
+
+
+def _render(
+    tokenizer, instruction: str, dialogue: str, style: str, position: str = "before"
+) -> str:
+    if position == "after":
+        content = f'Visit transcript:\n"""\n{dialogue}\n"""\n\n{instruction}'
+    else:
+        content = f"{instruction}\n\n{dialogue}"
     if style == "chat":
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
@@ -154,6 +174,8 @@ def build_note_prompts(
     *,
     instruction: str,
     prompt_style: str = "chat",
+    instruction_position: str = "after",
+    speaker_labels: str = "names",
     max_input_tokens: int,
     truncate: bool = True,
     source: str = "visit notes",
@@ -161,6 +183,10 @@ def build_note_prompts(
     warn: Callable[[str], None] | None = None,
 ) -> list[NotePrompt]:
     """The prompt of every item, front-truncated to ``max_input_tokens``.
+
+    ``instruction_position`` puts the instruction before the dialogue or after it (the
+    dialogue then sits between triple quotes after ``Visit transcript:``);
+    ``speaker_labels="names"`` writes turn tags as names (:func:`name_speakers`) first.
 
     Raises :class:`DataError` (naming ``source``, the record and ``field``) for an empty
     dialogue, a tokenizer without a chat template when ``prompt_style`` is ``chat``, an
@@ -172,7 +198,11 @@ def build_note_prompts(
             f"{source}: the model's tokenizer has no chat template; set evaluate.visit_notes.prompt_style: plain"
         )
     overhead = len(
-        _encode(tokenizer, _render(tokenizer, instruction, "", prompt_style), prompt_style)
+        _encode(
+            tokenizer,
+            _render(tokenizer, instruction, "", prompt_style, instruction_position),
+            prompt_style,
+        )
     )
     budget = max_input_tokens - overhead
     if budget < 16:
@@ -185,8 +215,12 @@ def build_note_prompts(
         if not item.dialogue.strip():
             raise DataError(f"{source}: record {item.id!r}: field {field!r} is empty")
         dialogue = item.dialogue.strip()
+        if speaker_labels == "names":
+            dialogue = name_speakers(dialogue)
         ids = _encode(
-            tokenizer, _render(tokenizer, instruction, dialogue, prompt_style), prompt_style
+            tokenizer,
+            _render(tokenizer, instruction, dialogue, prompt_style, instruction_position),
+            prompt_style,
         )
         cut = 0
         if len(ids) > max_input_tokens:
@@ -203,12 +237,16 @@ def build_note_prompts(
             if 0 <= newline < len(kept) - 1:
                 kept = kept[newline + 1 :]  # start at a whole turn
             ids = _encode(
-                tokenizer, _render(tokenizer, instruction, kept, prompt_style), prompt_style
+                tokenizer,
+                _render(tokenizer, instruction, kept, prompt_style, instruction_position),
+                prompt_style,
             )
             while len(ids) > max_input_tokens:  # re-tokenisation can differ by a token or two
                 kept = kept[max(1, len(kept) // 50) :]
                 ids = _encode(
-                    tokenizer, _render(tokenizer, instruction, kept, prompt_style), prompt_style
+                    tokenizer,
+                    _render(tokenizer, instruction, kept, prompt_style, instruction_position),
+                    prompt_style,
                 )
             cut = len(d_ids) - len(tokenizer(kept, add_special_tokens=False)["input_ids"])
             message = (
@@ -218,7 +256,13 @@ def build_note_prompts(
             warnings.warn(message, stacklevel=2)
             if warn:
                 warn(message)
-        text = _render(tokenizer, instruction, dialogue if not cut else kept, prompt_style)
+        text = _render(
+            tokenizer,
+            instruction,
+            dialogue if not cut else kept,
+            prompt_style,
+            instruction_position,
+        )
         prompts.append(NotePrompt(item.id, text, tuple(ids), cut))
     return prompts
 

@@ -221,6 +221,8 @@ def check_data_files(
                     used,
                     instruction=notes.instruction,
                     prompt_style=notes.prompt_style,
+                    instruction_position=notes.instruction_position,
+                    speaker_labels=notes.speaker_labels,
                     max_input_tokens=notes.max_input_tokens,
                     truncate=notes.truncate,
                     source=path,
