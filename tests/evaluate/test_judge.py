@@ -5,6 +5,7 @@ key, no consent; the gate fails closed when the judge is incomplete."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -257,3 +258,127 @@ def test_gate_fails_closed_when_the_judge_is_incomplete():
     assert any(
         "judge_overall drop (baseline - candidate): not measured" in r for r in failed.reasons
     )
+
+
+# --- the key from Secret Manager: the real google-cloud-secret-manager client (REST) against
+# a loopback fake of its API -----------------------------------------------------------------
+SECRET = "projects/clinic-prod/secrets/anthropic-key"
+
+
+@pytest.fixture
+def secret_manager(monkeypatch):
+    from tests.fakes.secret_manager_server import (
+        start_fake_secret_manager,
+        stop_fake_secret_manager,
+    )
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("MEDPRUNE_SECRET_MANAGER_ENDPOINT", raising=False)
+    server = start_fake_secret_manager()
+    server.secrets[SECRET] = (
+        KEY + "\n"
+    ).encode()  # `gcloud secrets create --data-file` keeps the newline
+    yield server
+    stop_fake_secret_manager(server)
+
+
+def secret_cfg(fake, secret_manager, version="latest", **kw) -> JudgeConfig:
+    return judge_cfg(
+        fake,
+        api_key_secret=f"{SECRET}/versions/{version}",
+        secret_manager_endpoint=secret_manager.endpoint,
+        **kw,
+    )
+
+
+def test_key_from_secret_manager_reaches_the_messages_api(fake, secret_manager):
+    judge = ClaudeJudge.from_config(secret_cfg(fake, secret_manager))
+    assert [(r.method, r.path) for r in secret_manager.requests] == [
+        ("GET", f"/v1/{SECRET}/versions/latest:access")
+    ]
+    assert "authorization" not in secret_manager.requests[0].headers  # anonymous on loopback
+    result = judge.judge_notes([("D1", DIALOGUE, NOTE)])
+    assert result.complete
+    assert fake.requests[0].headers["x-api-key"] == KEY  # decoded, the newline stripped
+
+
+def test_secret_manager_endpoint_from_the_environment(fake, secret_manager, monkeypatch):
+    monkeypatch.setenv("MEDPRUNE_SECRET_MANAGER_ENDPOINT", secret_manager.endpoint)
+    cfg = judge_cfg(fake, api_key_secret=f"{SECRET}/versions/1")
+    assert resolve_api_key(cfg) == (KEY, None)
+    assert secret_manager.requests[0].path == f"/v1/{SECRET}/versions/1:access"
+    monkeypatch.setenv("MEDPRUNE_SECRET_MANAGER_ENDPOINT", "http://secrets.example.com")
+    with pytest.raises(
+        JudgeError, match=r"\$MEDPRUNE_SECRET_MANAGER_ENDPOINT: must be an https URL"
+    ):
+        resolve_api_key(cfg)
+    with pytest.raises(ConfigError, match="secret_manager_endpoint.*must be an https URL"):
+        parse_config(
+            {
+                "model": {"source": "/m"},
+                "evaluate": {"judge": {"secret_manager_endpoint": "http://secrets.example.com"}},
+            }
+        )
+
+
+@pytest.mark.parametrize(
+    ("setup", "version", "message"),
+    [
+        (lambda sm: sm.secrets.clear(), "latest", r"not found \(no such secret or version"),
+        (lambda sm: None, "7", r"not found"),
+        (
+            lambda sm: sm.denied.add(SECRET),
+            "latest",
+            r"permission denied reading .*: the credentials need roles/secretmanager\.secretAccessor",
+        ),
+        (
+            lambda sm: setattr(sm, "wrong_crc32c", 12345),
+            "latest",
+            r"does not match its CRC32C checksum",
+        ),
+    ],
+    ids=["missing-secret", "missing-version", "permission-denied", "corrupted"],
+)
+def test_secret_manager_failures_name_the_secret_and_send_nothing(
+    fake, secret_manager, setup, version, message
+):
+    setup(secret_manager)
+    name = f"{SECRET}/versions/{version}"
+    with pytest.raises(JudgeError) as err:
+        ClaudeJudge.from_config(secret_cfg(fake, secret_manager, version=version))
+    text = str(err.value)
+    assert text.startswith("evaluate.judge.api_key_secret: ") and name in text
+    assert re.search(message, text) and KEY not in text
+    assert fake.requests == []
+
+
+def test_key_from_secret_manager_is_never_logged_or_written(
+    tmp_path, fake, secret_manager, caplog, capsys
+):
+    import logging
+
+    from medprune.evaluate.runner import evaluate_model
+    from medprune.load.model import save_model
+
+    from conftest import byte_tokenizer, tiny_llama
+
+    tok = byte_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    model_dir = save_model(tiny_llama(), tok, tmp_path / "m")
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"id": "v1", "input": DIALOGUE, "reference": NOTE}) + "\n")
+    cfg = EvaluateConfig(
+        visit_notes={"data": str(notes), "max_new_tokens": 4, "max_input_tokens": 400},
+        judge=secret_cfg(fake, secret_manager),
+        latency_seq_len=8,
+        latency_repeats=1,
+    )
+    logs: list[str] = []
+    caplog.set_level(logging.DEBUG)
+    res = evaluate_model(model_dir, cfg, tmp_path / "eval", label="baseline", progress=logs.append)
+    assert res["judge"]["complete"] and fake.requests[0].headers["x-api-key"] == KEY
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+    out = capsys.readouterr()
+    for text in (written, "\n".join(logs), caplog.text, out.out, out.err):
+        assert KEY not in text

@@ -184,11 +184,11 @@ class FakeVertex:
             for f in self._failures:
                 if f.times > 0 and f.method == method and f.pattern.search(path):
                     f.times -= 1
-                    return f.status, _error(f.status, f.message)
+                    return f.status, google_error(f.status, f.message)
             try:
                 return self._route(method, path, query, parsed)
             except _HttpError as e:
-                return e.status, _error(e.status, e.message)
+                return e.status, google_error(e.status, e.message)
 
     def _route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         if path.startswith("/kfp/") and method == "POST":
@@ -683,7 +683,8 @@ class _HttpError(Exception):
         self.status, self.message = status, message
 
 
-def _error(status: int, message: str) -> dict[str, Any]:
+def google_error(status: int, message: str) -> dict[str, Any]:
+    """The body of a Google API error reply (`{"error": {code, message, status}}`)."""
     return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}}
 
 
@@ -724,9 +725,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def start_fake_vertex(operation_polls: int = 1) -> FakeVertex:
-    """Start the fake on 127.0.0.1 on a free port, in a daemon thread; call ``stop_fake_vertex``."""
-    fake = FakeVertex(operation_polls=operation_polls)
+def serve_on_loopback(fake: Any, name: str) -> Any:
+    """Serve ``fake`` (anything with ``handle(method, raw_path, headers, body) -> (status,
+    JSON payload or text)`` and ``server`` / ``port`` attributes) on 127.0.0.1 on a free
+    port, in a daemon thread; stop it with :func:`stop_fake_vertex`. Other Google REST
+    fakes (Secret Manager) reuse this plumbing and :func:`google_error`."""
     handler = type("Handler", (_Handler,), {"fake": fake})
     fake.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     fake.port = fake.server.server_address[1]
@@ -734,12 +737,17 @@ def start_fake_vertex(operation_polls: int = 1) -> FakeVertex:
         target=fake.server.serve_forever,
         kwargs={"poll_interval": 0.05},
         daemon=True,
-        name="fake-vertex",
+        name=name,
     ).start()
     return fake
 
 
-def stop_fake_vertex(fake: FakeVertex) -> None:
+def start_fake_vertex(operation_polls: int = 1) -> FakeVertex:
+    """Start the fake on 127.0.0.1 on a free port, in a daemon thread; call ``stop_fake_vertex``."""
+    return serve_on_loopback(FakeVertex(operation_polls=operation_polls), "fake-vertex")
+
+
+def stop_fake_vertex(fake: Any) -> None:
     if fake.server is not None:
         fake.server.shutdown()
         fake.server.server_close()

@@ -90,6 +90,18 @@ class VisitNotesConfig(_Strict):
     batch_size: int = Field(default=4, ge=1, description="Dialogues generated together.")
 
 
+def check_api_url(v: str) -> str:
+    """``v`` if it is an https URL, or http on 127.0.0.1 / localhost (a test's fake);
+    raises ValueError otherwise."""
+    from urllib.parse import urlparse
+
+    url = urlparse(v)
+    loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+    if url.scheme != "https" and not (url.scheme == "http" and loopback):
+        raise ValueError(f"must be an https URL (http only on 127.0.0.1 / localhost), got {v!r}")
+    return v
+
+
 class JudgeConfig(_Strict):
     """Claude as an optional judge of generated visit notes (off by default). Sends the
     dialogues and notes to Anthropic's API, so it refuses unless ``allow_external`` is true
@@ -123,6 +135,14 @@ class JudgeConfig(_Strict):
         default=None,
         description="API base URL (default Anthropic's); https, or http only on 127.0.0.1 / localhost.",
     )
+    secret_manager_endpoint: str | None = Field(
+        default=None,
+        description="Secret Manager API endpoint for api_key_secret (default Google's, over gRPC with the "
+        "application default credentials). Set: the REST API at this endpoint, e.g. a regional "
+        "https://secretmanager.REGION.rep.googleapis.com or a private one; http only on 127.0.0.1 / "
+        "localhost, with anonymous credentials (tests' loopback fake). "
+        "$MEDPRUNE_SECRET_MANAGER_ENDPOINT also sets it.",
+    )
     max_items: int | None = Field(default=None, ge=1, description="Judge only the first N notes.")
     max_tokens: int = Field(
         default=1024, ge=64, le=8192, description="Token limit of each judge reply."
@@ -144,20 +164,10 @@ class JudgeConfig(_Strict):
         default=2_000_000, ge=1, description="Input + output token budget of the whole judging."
     )
 
-    @field_validator("base_url")
+    @field_validator("base_url", "secret_manager_endpoint")
     @classmethod
     def _safe_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        from urllib.parse import urlparse
-
-        url = urlparse(v)
-        loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
-        if url.scheme != "https" and not (url.scheme == "http" and loopback):
-            raise ValueError(
-                f"must be an https URL (http only on 127.0.0.1 / localhost), got {v!r}"
-            )
-        return v
+        return None if v is None else check_api_url(v)
 
     @model_validator(mode="after")
     def _consent_and_model(self) -> JudgeConfig:

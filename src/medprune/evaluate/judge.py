@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import Any
 
-from medprune.config.evaluate import JudgeConfig
+from medprune.config.evaluate import JudgeConfig, check_api_url
 from medprune.errors import MedpruneError
 
 #: Scores of the rubric, each 1 (worst) to 5 (best).
@@ -124,22 +124,7 @@ def resolve_api_key(
     """``(api_key, auth_token)`` from the environment or Secret Manager; raises
     :class:`JudgeError` naming what to set when none is there. The key is never logged."""
     if cfg.api_key_secret:
-        try:
-            from google.cloud import secretmanager
-        except ImportError:
-            raise JudgeError(
-                f"{where}.api_key_secret is set but google-cloud-secret-manager is not installed "
-                "(pip install google-cloud-secret-manager)"
-            ) from None
-        try:
-            reply = secretmanager.SecretManagerServiceClient().access_secret_version(
-                name=cfg.api_key_secret
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure to read the secret stops the judge
-            raise JudgeError(
-                f"{where}.api_key_secret: cannot read {cfg.api_key_secret}: {type(exc).__name__}"
-            ) from None
-        return reply.payload.data.decode("utf-8").strip(), None
+        return _secret_manager_key(cfg, where), None
     key = os.environ.get(cfg.api_key_env, "").strip()
     if key:
         return key, None
@@ -151,6 +136,73 @@ def resolve_api_key(
         f"{where}: no API key: set the environment variable {names} (or {where}.api_key_secret to a "
         "Secret Manager version); keys are never read from the config file"
     )
+
+
+#: Environment variable that sets ``evaluate.judge.secret_manager_endpoint`` when the config does not.
+SECRET_MANAGER_ENDPOINT_ENV = "MEDPRUNE_SECRET_MANAGER_ENDPOINT"
+
+
+def _secret_manager_key(cfg: JudgeConfig, where: str) -> str:
+    """The key in Secret Manager version ``cfg.api_key_secret``. Errors name the secret and
+    what to fix, never the payload; the payload's CRC32C is checked when the reply has one."""
+    secret = cfg.api_key_secret
+    try:
+        from google.api_core import exceptions as gexc
+        from google.cloud import secretmanager
+    except ImportError:
+        raise JudgeError(
+            f"{where}.api_key_secret is set but google-cloud-secret-manager is not installed "
+            "(pip install 'medprune[judge]')"
+        ) from None
+    endpoint = cfg.secret_manager_endpoint
+    if not endpoint and os.environ.get(SECRET_MANAGER_ENDPOINT_ENV, "").strip():
+        endpoint = os.environ[SECRET_MANAGER_ENDPOINT_ENV].strip()
+        try:
+            check_api_url(endpoint)
+        except ValueError as exc:
+            raise JudgeError(f"${SECRET_MANAGER_ENDPOINT_ENV}: {exc}") from None
+    from medprune.vertex.client import credentials_for_endpoint
+
+    try:
+        if endpoint:
+            client = secretmanager.SecretManagerServiceClient(
+                credentials=credentials_for_endpoint(
+                    endpoint, field=f"{where}.secret_manager_endpoint"
+                ),
+                transport="rest",
+                client_options={"api_endpoint": endpoint},
+            )
+        else:  # Google's endpoint, gRPC, the application default credentials
+            client = secretmanager.SecretManagerServiceClient()
+        reply = client.access_secret_version(name=secret, timeout=cfg.timeout_s)
+    except gexc.NotFound:
+        raise JudgeError(
+            f"{where}.api_key_secret: {secret} not found (no such secret or version, or it is "
+            "disabled or destroyed)"
+        ) from None
+    except gexc.Forbidden:  # PERMISSION_DENIED (gRPC) or 403 (REST)
+        raise JudgeError(
+            f"{where}.api_key_secret: permission denied reading {secret}: the credentials need "
+            "roles/secretmanager.secretAccessor on the secret"
+        ) from None
+    except MedpruneError as exc:  # an endpoint refused before any request
+        raise JudgeError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any failure to read the secret stops the judge
+        raise JudgeError(
+            f"{where}.api_key_secret: cannot read {secret}: {type(exc).__name__}"
+        ) from None
+    data = reply.payload.data
+    if reply.payload.data_crc32c:
+        import google_crc32c
+
+        if google_crc32c.value(data) != reply.payload.data_crc32c:
+            raise JudgeError(
+                f"{where}.api_key_secret: {secret}: the payload does not match its CRC32C checksum"
+            )
+    key = data.decode("utf-8", "replace").strip()
+    if not key:
+        raise JudgeError(f"{where}.api_key_secret: {secret} is empty")
+    return key
 
 
 def judge_message(dialogue: str, note: str) -> str:

@@ -19,14 +19,18 @@ from medprune.errors import ConfigError
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def _credentials_for(endpoint: str | None) -> Credentials | None:
+def credentials_for_endpoint(
+    endpoint: str | None, *, field: str = "vertex.api_endpoint"
+) -> Credentials | None:
+    """Anonymous credentials for an ``http://`` loopback endpoint (a test fake), None (the
+    application default credentials) otherwise; plain http elsewhere is refused."""
     if not endpoint:
         return None
     parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
     if parts.scheme == "http":
         if parts.hostname not in _LOOPBACK:
             raise ConfigError(
-                f"vertex.api_endpoint {endpoint!r}: plain http is only allowed on loopback "
+                f"{field} {endpoint!r}: plain http is only allowed on loopback "
                 "(127.0.0.1, localhost) for tests; use https"
             )
         return AnonymousCredentials()
@@ -43,7 +47,7 @@ def aiplatform_init(vcfg: VertexConfig) -> VertexConfig:
         project=v.project,
         location=v.location,
         staging_bucket=v.staging_bucket,
-        credentials=_credentials_for(v.api_endpoint),
+        credentials=credentials_for_endpoint(v.api_endpoint),
         encryption_spec_key_name=v.encryption_spec_key_name,
         service_account=v.service_account,
         network=v.network,
@@ -64,7 +68,7 @@ def aiplatform_init_for(project: str, location: str, api_endpoint: str | None = 
     aiplatform.init(
         project=project,
         location=location,
-        credentials=_credentials_for(endpoint),
+        credentials=credentials_for_endpoint(endpoint),
         api_endpoint=endpoint,
         api_transport="rest",
     )
