@@ -12,7 +12,7 @@ from medprune.config._base import _Strict
 #: By default it comes AFTER the dialogue (``instruction_position: after``): with the
 #: instruction first, SmolLM2-135M-Instruct continued the dialogue instead of writing a note
 #: (ROUGE-1 0.03 on ACI-BENCH); with the transcript first and this instruction last it
-#: summarizes the visit (see benchmarks/results/clinical-tasks-smollm2-135m.md).
+#: summarized the visit in a short probe (benchmarks/results/clinical-tasks-smollm2-135m.md).
 DEFAULT_NOTE_INSTRUCTION = (
     "Summarize the doctor-patient visit above as a clinical note. "
     "Use these sections, each heading on its own line in capitals: CHIEF COMPLAINT, "
