@@ -128,11 +128,11 @@ def build_config(args, work: Path):
                     {"items": args.rung_items[0], "tolerance": 0.15},
                     {
                         "items": args.rung_items[1],
-                        "recover_steps": 500,
+                        "recover_steps": args.rung1_steps,
                         "recover_minutes": args.rung1_minutes,
                         "tolerance": 0.05,
                     },
-                    {"recover_steps": 500, "recover_minutes": args.final_minutes},
+                    {"recover_steps": args.final_steps, "recover_minutes": args.final_minutes},
                 ],
                 "eta": 3,
                 "budget": {"candidates": 24},
@@ -410,6 +410,16 @@ def main() -> int:
         type=float,
         default=4.0,
         help="recovery CPU minutes added at the final rung",
+    )
+    p.add_argument(
+        "--rung1-steps",
+        type=int,
+        default=500,
+        help="recovery steps at rung 1 (whichever of steps and minutes ends first; on a busy "
+        "machine CPU minutes buy far fewer steps, so bound by steps for comparable runs)",
+    )
+    p.add_argument(
+        "--final-steps", type=int, default=500, help="recovery steps added at the final rung"
     )
     p.add_argument("--calib-samples", type=int, default=16)
     p.add_argument("--ppl-texts", type=int, default=50)
