@@ -152,7 +152,9 @@ def hand_picked(results_dir: Path, objective: str) -> dict | None:
     """The smallest hand-picked (pruning + recovery) row that passes the demo's thresholds."""
     best = None
     for path in sorted(results_dir.glob("recovery-*.json")):
-        for row in json.loads(path.read_text()):
+        data = json.loads(path.read_text())
+        # result files hold {"run": ..., "rows": [...]}; the oldest were a bare list of rows
+        for row in data["rows"] if isinstance(data, dict) else data:
             acc, dense = row.get("acc_recovered"), row.get("acc_dense")
             ppl_ratio = (
                 row["ppl_recovered"] / row["ppl_dense"] if row.get("ppl_recovered") else None

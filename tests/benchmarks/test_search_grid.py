@@ -86,3 +86,17 @@ def test_the_recorded_command_reproduces_the_run():
         json="out.json", work="/tmp/w", width=[0.2, 0.3], sparsity=[], run_grid=True, nonzero=False
     )
     assert command_line(args) == "python benchmarks/search.py --width 0.2 0.3 --sparsity --run-grid"
+
+
+def test_hand_picked_reads_the_recorded_result_files():
+    """The reference row comes from benchmarks/results as committed ({"run", "rows"} files):
+    under params the smallest passing row is width -25% (101.3M of 134.5M parameters);
+    under non-zero parameters Wanda 50% is smaller."""
+    from benchmarks.search import hand_picked
+
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    by_params = hand_picked(results, "params")
+    assert by_params is not None and by_params["row"].startswith("width-25")
+    assert 101_000_000 < by_params["size"] < 101_500_000
+    by_nonzero = hand_picked(results, "nonzero_params")
+    assert by_nonzero is not None and by_nonzero["size"] < by_params["size"]
