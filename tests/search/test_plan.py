@@ -286,6 +286,27 @@ def test_successive_halving_keeps_the_most_compressed_and_the_safest():
     assert "successive halving" in why["width 30%"]
 
 
+def test_the_safe_step_is_the_least_compressed_of_equally_accurate_candidates():
+    """benchmarks/search.py on SmolLM2: width 25% and 32% tied at rung 0; keeping 32% as the
+    'safe' step left width 35% and 32% at rung 1 and no fallback when 32% failed
+    certification. On a tie the less compressed candidate is the safe one."""
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}],
+            "bisect": False,
+            "eta": 3,
+            "rungs": [{"items": 60, "tolerance": 0.5}, {"items": 100}],
+        }
+    )
+    tied = {"width 10%": -0.02, "width 20%": -0.01, "width 30%": -0.01}
+
+    def truth(label, rung):
+        return tied.get(label, -0.2)
+
+    state, steps = _run(cfg, truth)
+    assert sorted(lab for lab, r in steps[1]) == ["width 20%", "width 60%"]
+
+
 def test_a_failed_candidate_is_recorded_and_the_search_goes_on():
     cfg = _cfg(
         {

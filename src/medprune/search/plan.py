@@ -264,7 +264,8 @@ def _update_bisection(state: dict, results: list[dict]) -> None:
 def select_survivors(state: dict, cfg: RunConfig, rung: int) -> list[str]:
     """Successive halving: of the candidates still in the race after ``rung``, keep
     ceil(n / eta) (n = candidates scored at that rung): the most compressed, with the most
-    accurate one kept as well so that certification has a safe first step."""
+    accurate one kept as well so that certification has a safe first step (on a tie in
+    accuracy, the less compressed one)."""
     sc = cfg.search
     assert sc is not None
     scored = [c for c in state["candidates"].values() if str(rung) in c["results"]]
@@ -275,8 +276,10 @@ def select_survivors(state: dict, cfg: RunConfig, rung: int) -> list[str]:
     )
     chosen = alive[:keep]
     if keep >= 2 and alive:
+        # the safe step: the most accurate, and of equally accurate ones the LEAST compressed
+        # (taking the more compressed one on a tie left certification without a fallback)
         safest = max(
-            alive, key=lambda c: (c["results"][str(rung)]["difference"], -compression_key(state, c))
+            alive, key=lambda c: (c["results"][str(rung)]["difference"], compression_key(state, c))
         )
         if safest not in chosen:
             chosen[-1] = safest
