@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(row)
         print(json.dumps(row, indent=1), flush=True)
         if json_path is not None:
-            json_path.write_text(json.dumps({"run": info, "rows": results}, indent=2) + "\n")
+            done = len(results) == len(args.methods.split(","))
+            doc = {"run": {**info, "complete": done}, "rows": results}
+            json_path.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

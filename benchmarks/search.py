@@ -475,7 +475,7 @@ def main() -> int:
     cert = summary.get("certified")
     picked = hand_picked(Path("benchmarks/results"), cfg.search.objective)
     result = {
-        "run": info,
+        "run": {**info, "complete": True},  # written once the search and its grid finished
         "command": command_line(args),
         "objective": cfg.search.objective,
         "certified": None
@@ -518,7 +518,7 @@ def main() -> int:
         else cert["objective_value"] <= picked["size"],
         "baseline": summary["baseline"],
         "sample_size": summary["sample_size"],
-        "candidates": [
+        "rows": [  # every candidate, as the other benchmarks' result files hold their rows
             {
                 "label": c["label"],
                 "stopped": c["stopped"],
