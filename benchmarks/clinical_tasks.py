@@ -32,19 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from medprune.evaluate.metrics import NOTE_METRICS as _NOTE_METRICS
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / ".." / "shared" / "data"
 CACHE = Path(".cache/medprune")
 DEFAULT_ROWS = ["wanda-50=wanda:0.5", "width-25=width:0.25"]
-#: Per-note scores compared with the dense model's, note by note (paired bootstrap).
-NOTE_METRICS = (
-    "rouge1",
-    "rouge2",
-    "rougeLsum",
-    "section_coverage",
-    "hallucination_rate",
-    "omission_rate",
-)
+#: Per-note scores compared with the dense model's, note by note (paired bootstrap): the
+#: evaluation's visit-note metrics but the reference's own hallucination rate, which does not
+#: depend on the model.
+NOTE_METRICS = tuple(m for m in _NOTE_METRICS if m != "reference_hallucination_rate")
 
 
 def eval_config(args):
