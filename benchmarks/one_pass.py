@@ -6,13 +6,13 @@
 For Wanda and SparseGPT at 50% the model is pruned twice from the same dense weights and
 the same calibration token ids:
 
-- ``two-pass``: the statistics of every linear of a layer come from one forward of the
-  dense layer, then the pruned layer is run again to make the next layer's inputs (what
-  medprune did before, and what llmcompressor's sequential pipeline does);
-- ``one-pass``: :func:`medprune.prune.engine.prune_model` (each sub-layer computed once,
-  with the sub-layers before it already pruned; :mod:`medprune.prune.sequential`).
+- ``two-pass`` (``prune.calibration.passes: 2``): the statistics of every linear of a
+  layer come from one forward of the dense layer, then the pruned layer is run again to
+  make the next layer's inputs (what llmcompressor's sequential pipeline does);
+- ``one-pass`` (``passes: 1``, the default): each sub-layer computed once, with the
+  sub-layers before it already pruned (:mod:`medprune.prune.sequential`).
 
-Both use the same SparseGPT and Wanda functions, so only the statistics differ. Reported:
+Both run :func:`medprune.prune.engine.prune_model` with the same SparseGPT and Wanda functions, so only the statistics differ. Reported:
 the share of weights whose keep/prune decision differs, per linear kind; held-out
 perplexity of both; pruning wall and CPU time of both.
 """
@@ -28,43 +28,6 @@ from pathlib import Path
 import torch
 
 CACHE = Path(".cache/medprune")
-
-
-@torch.no_grad()
-def two_pass_prune(model, token_ids, method: str, sparsity: float, batch_size: int) -> None:
-    """The reference: dense-layer statistics, then a second forward of the pruned layer."""
-    from medprune.prune.apply import apply_mask, prunable_linears
-    from medprune.prune.calibration import capture_layer_inputs, run_layer
-    from medprune.prune.select import per_row_mask
-    from medprune.prune.sparsegpt import sparsegpt_prune
-    from medprune.prune.stats import collect_input_stats
-    from medprune.prune.wanda import wanda_scores
-
-    inputs = capture_layer_inputs(model, token_ids, batch_size, torch.device("cpu"))
-    for index, layer in enumerate(model.model.layers):
-        layer_inputs = inputs.for_layer(index) if hasattr(inputs, "for_layer") else inputs
-        linears = prunable_linears(layer)
-        stats, _ = collect_input_stats(
-            layer, linears, layer_inputs, hessian=method == "sparsegpt", outputs="discard"
-        )
-        if method == "sparsegpt":
-            for group in stats.groups:
-                members = [linears[n] for n in group.members]
-                new = sparsegpt_prune(
-                    torch.cat([m.weight for m in members]),
-                    group.hessian,
-                    sparsity=sparsity,
-                    row_segments=[m.out_features for m in members],
-                )
-                offset = 0
-                for m in members:
-                    m.weight.copy_(new[offset : offset + m.out_features])
-                    offset += m.out_features
-        else:
-            for name, lin in linears.items():
-                scores = wanda_scores(lin.weight, stats.by_linear[name].col_norm)
-                apply_mask(lin, per_row_mask(scores, sparsity))
-        run_layer(layer, layer_inputs, in_place=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from medprune.io.jsonl import read_texts
     from medprune.load.model import load_model
     from medprune.prune.apply import prunable_linears
-    from medprune.prune.calibration import calibration_token_ids, load_calibration_texts
+    from medprune.prune.calibration import load_calibration_texts
     from medprune.prune.engine import prune_model
 
     from run_info import results_path, run_info
@@ -109,21 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         masks = {}
         for mode in ("two-pass", "one-pass"):
             model, tokenizer = load_model(args.model, dtype="float32")
-            ids = calibration_token_ids(tokenizer, texts, args.num_samples, args.seq_len)
+            cfg = PruneConfig(
+                method=method,
+                sparsity=args.sparsity,
+                calibration={
+                    "num_samples": args.num_samples,
+                    "seq_len": args.seq_len,
+                    "batch_size": args.batch_size,
+                    "passes": 2 if mode == "two-pass" else 1,
+                },
+            )
             wall, cpu = time.perf_counter(), time.process_time()
-            if mode == "two-pass":
-                two_pass_prune(model, ids, method, args.sparsity, args.batch_size)
-            else:
-                cfg = PruneConfig(
-                    method=method,
-                    sparsity=args.sparsity,
-                    calibration={
-                        "num_samples": args.num_samples,
-                        "seq_len": args.seq_len,
-                        "batch_size": args.batch_size,
-                    },
-                )
-                prune_model(model, tokenizer, cfg, calib_texts=texts, device="cpu")
+            prune_model(model, tokenizer, cfg, calib_texts=texts, device="cpu")
             row[f"{mode} prune_wall_s"] = time.perf_counter() - wall
             row[f"{mode} prune_cpu_s"] = time.process_time() - cpu
             masks[mode] = {

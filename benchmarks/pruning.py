@@ -44,6 +44,21 @@ ROWS: list[dict] = [  # the rows the targets compare come first
     {"name": "llmc wanda 50%", "tool": "llmcompressor", "method": "wanda", "sparsity": 0.5},
     {"name": "sparsegpt 50%", "tool": "medprune", "method": "sparsegpt", "sparsity": 0.5},
     {"name": "llmc sparsegpt 50%", "tool": "llmcompressor", "method": "sparsegpt", "sparsity": 0.5},
+    # Two passes per layer (prune.calibration.passes: 2): what a tight memory budget gets.
+    {
+        "name": "wanda 50% two-pass",
+        "tool": "medprune",
+        "method": "wanda",
+        "sparsity": 0.5,
+        "passes": 2,
+    },
+    {
+        "name": "sparsegpt 50% two-pass",
+        "tool": "medprune",
+        "method": "sparsegpt",
+        "sparsity": 0.5,
+        "passes": 2,
+    },
     {"name": "width -50% params", "tool": "medprune", "method": "width", "sparsity": 0.5},
     {"name": "wanda 2:4", "tool": "medprune", "method": "wanda", "pattern": "2:4"},
     {"name": "llmc wanda 2:4", "tool": "llmcompressor", "method": "wanda", "pattern": "2:4"},
@@ -230,6 +245,7 @@ def run_row(row: dict, args) -> dict:
                 "num_samples": args.num_samples,
                 "seq_len": args.seq_len,
                 "batch_size": args.batch_size,
+                "passes": row.get("passes", 1),
             },
         )
         result = prune_model(
@@ -307,9 +323,10 @@ def format_table(rows: list[dict]) -> str:
 def targets(rows: list[dict]) -> list[str]:
     by = {r["name"]: r for r in rows if "perplexity" in r}
     lines = []
-    for pat in ("50%", "2:4"):
+    for pat in ("50%", "2:4", "50% two-pass"):
         for m in ("wanda", "sparsegpt"):
-            ours, theirs = by.get(f"{m} {pat}"), by.get(f"llmc {m} {pat}")
+            ours = by.get(f"{m} {pat}")
+            theirs = by.get(f"llmc {m} {pat.removesuffix(' two-pass')}")
             if ours and theirs:
                 ppl = ours["perplexity"] / theirs["perplexity"]
                 tm = ours["prune_time_s"] / theirs["prune_time_s"]
@@ -327,9 +344,12 @@ def targets(rows: list[dict]) -> list[str]:
     mem = [r for r in rows if r.get("tool") == "medprune" and r.get("peak_over_model") is not None]
     if mem:
         worst = max(mem, key=lambda r: r["peak_over_model"])
+        over = [
+            f"{r['name']} {r['peak_over_model']:.2f}x" for r in mem if r["peak_over_model"] > 1.5
+        ]
         lines.append(
             f"peak memory while pruning: worst {worst['peak_over_model']:.2f}x the dense model ({worst['name']}); "
-            f"target <= 1.5: {'met' if worst['peak_over_model'] <= 1.5 else 'NOT met'}"
+            f"target <= 1.5: {'met' if not over else 'NOT met by ' + ', '.join(over)}"
         )
     half = by.get("width -50% params")
     if half and by.get("dense"):

@@ -106,3 +106,67 @@ def test_batches_that_read_different_inputs_are_an_error():
     with pytest.raises(PruneError, match="read"):
         prune_layer_sequentially(layer, linears, inputs, lambda *a: None, hessian=False)
     assert not any(lin._forward_pre_hooks for lin in linears.values())
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_two_passes_prune_from_the_dense_layer_and_rerun_it(method):
+    """``prune.calibration.passes: 2``: every linear of a layer is pruned with the
+    statistics of the dense layer, then the pruned layer makes the next layer's inputs (the
+    reference written out here with the building blocks); one pass gives the same first
+    linears of layer 0 and different later ones."""
+    from medprune.config import PruneConfig
+    from medprune.prune.engine import prune_model
+    from medprune.prune.sparsegpt import inverse_hessian_cholesky, sparsegpt_prune
+
+    def config(passes):
+        return PruneConfig(
+            method=method,
+            sparsity=0.5,
+            calibration={"num_samples": 6, "seq_len": 32, "batch_size": 2, "passes": passes},
+        )
+
+    tok = byte_tokenizer()
+    two = tiny_family("llama", seed=2)
+    prune_model(two, tok, config(2), calib_texts=CALIB_TEXTS, device="cpu")
+    one = tiny_family("llama", seed=2)
+    prune_model(one, tok, config(1), calib_texts=CALIB_TEXTS, device="cpu")
+
+    ref = tiny_family("llama", seed=2)
+    ids = calibration_token_ids(tok, CALIB_TEXTS, 6, 32)
+    inputs = capture_layer_inputs(ref, ids, 2, torch.device("cpu"))
+    with torch.no_grad():
+        for index, layer in enumerate(ref.model.layers):
+            layer_inputs = inputs.for_layer(index)
+            linears = prunable_linears(layer)
+            stats, _ = collect_input_stats(
+                layer, linears, layer_inputs, hessian=method == "sparsegpt", outputs="discard"
+            )
+            for name, lin in linears.items():
+                s = stats.by_linear[name]
+                if method == "sparsegpt":
+                    inverse = inverse_hessian_cholesky(s.hessian, 0.01)
+                    lin.weight.copy_(
+                        sparsegpt_prune(lin.weight, None, sparsity=0.5, inverse=inverse)
+                    )
+                else:
+                    _wanda_half(name, lin, s)
+            run_layer(layer, layer_inputs, in_place=True)
+            inputs = layer_inputs
+
+    got, want, single = (dict(m.named_parameters()) for m in (two, ref, one))
+    for name, p in want.items():
+        assert torch.equal(got[name], p), name
+    first = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(single[first], got[first])
+    assert not torch.equal(
+        single["model.layers.0.mlp.down_proj.weight"], got["model.layers.0.mlp.down_proj.weight"]
+    )
+
+
+def test_passes_must_be_one_or_two():
+    from pydantic import ValidationError
+
+    from medprune.config import PruneConfig
+
+    with pytest.raises(ValidationError, match="calibration.passes"):
+        PruneConfig(calibration={"passes": 3})

@@ -17,6 +17,15 @@ class CalibrationConfig(_Strict):
     batch_size: int = Field(
         default=8, ge=1, description="Calibration sequences per layer forward pass while pruning."
     )
+    passes: Literal[1, 2] = Field(
+        default=1,
+        description="Wanda/SparseGPT: forward passes per decoder layer. 1: each sub-layer is "
+        "computed once, with the linears before it already pruned (fastest; holds the "
+        "activations of one sub-layer for all calibration tokens). 2: statistics from the "
+        "dense layer, then the pruned layer runs again to make the next layer's inputs "
+        "(holds only the hidden states: for small models or large calibration sets on a "
+        "tight memory budget).",
+    )
 
 
 class SparseGPTConfig(_Strict):

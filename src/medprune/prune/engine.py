@@ -32,6 +32,7 @@ from medprune.prune.calibration import (
     LayerInputs,
     calibration_token_ids,
     capture_layer_inputs,
+    run_layer,
 )
 from medprune.prune.dense import DenseCalibration, model_fingerprint
 from medprune.prune.depth import block_influence, build_depth_model, depth_count, layers_to_drop
@@ -290,8 +291,21 @@ def _prune_unstructured(model, cfg, method, token_ids, layer_sparsity, dev, say)
                 apply_mask(linear, select_mask(scores, cfg, method.row_wise, sparsity))
 
         linears = _layer_linears(layer, index, cfg)
-        prune_layer_sequentially(layer, linears, inputs, prune_linear, hessian=method.needs_hessian)
-        return inputs.hidden
+        if cfg.calibration.passes == 1:
+            prune_layer_sequentially(
+                layer, linears, inputs, prune_linear, hessian=method.needs_hessian
+            )
+            return inputs.hidden
+        # Two passes: every linear's statistics from the dense layer, then the pruned layer
+        # runs again to make the next layer's inputs (written over this layer's).
+        stats, _ = collect_input_stats(
+            layer, linears, inputs, hessian=method.needs_hessian, outputs="discard"
+        )
+        for name, linear in linears.items():
+            if name in stats.by_linear:
+                prune_linear(name, linear, stats.by_linear[name])
+        del stats
+        return run_layer(layer, inputs, in_place=True)
 
     _layer_by_layer(model, cfg, token_ids, dev, say, visit, cfg.method)
 
