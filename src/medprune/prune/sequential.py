@@ -16,7 +16,12 @@ the next layer's inputs, so the layer is computed exactly once.
 The turn-taking makes the result deterministic and independent of thread scheduling, and
 keeps the work on one thread at a time (each worker uses the torch intra-op threads as the
 caller would). Memory: every batch holds its intermediate tensors while it waits, roughly
-the activations of one sub-layer for the whole calibration set.
+the activations of one sub-layer for the whole calibration set (at ``down_proj``: the MLP's
+gated product, the normed input and the residual of every calibration token), and each
+worker thread allocates from its own heap arena. On SmolLM2-135M with 64 x 256 calibration
+tokens that is most of the model's own size again; on a 7B model with the same calibration
+about 6% of it. ``prune.calibration.passes: 2`` (the engine's two-pass path, not this
+module) holds only the hidden states, for one more forward per layer.
 
 Compared with two passes (statistics from the dense layer, then a second forward with the
 pruned layer to make the next layer's inputs), the statistics of ``o_proj``, ``gate/up_proj``

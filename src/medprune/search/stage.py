@@ -310,7 +310,9 @@ def _dense_statistics(
         for cand in chain.candidates
     ):
         return None
-    entry = root / f"dense-calibration-{dense_key}-{_hash(json.loads(cal.model_dump_json()))}"
+    # The dense statistics do not depend on how many passes pruning makes.
+    settings = json.loads(cal.model_dump_json(exclude={"passes"}))
+    entry = root / f"dense-calibration-{dense_key}-{_hash(settings)}"
 
     def collect(tmp: Path) -> dict:
         from medprune.load.model import load_model
