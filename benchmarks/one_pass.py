@@ -12,9 +12,10 @@ the same calibration token ids:
 - ``one-pass`` (``passes: 1``, the default): each sub-layer computed once, with the
   sub-layers before it already pruned (:mod:`medprune.prune.sequential`).
 
-Both run :func:`medprune.prune.engine.prune_model` with the same SparseGPT and Wanda functions, so only the statistics differ. Reported:
-the share of weights whose keep/prune decision differs, per linear kind; held-out
-perplexity of both; pruning wall and CPU time of both.
+Both run :func:`medprune.prune.engine.prune_model` with the same SparseGPT and Wanda
+functions, so only the statistics differ. Reported: the share of weights whose keep/prune
+decision differs, per linear kind; held-out perplexity of both; pruning wall and CPU time
+of both.
 """
 
 from __future__ import annotations

@@ -323,24 +323,36 @@ def format_table(rows: list[dict]) -> str:
 def targets(rows: list[dict]) -> list[str]:
     by = {r["name"]: r for r in rows if "perplexity" in r}
     lines = []
-    for pat in ("50%", "2:4", "50% two-pass"):
-        for m in ("wanda", "sparsegpt"):
-            ours = by.get(f"{m} {pat}")
-            theirs = by.get(f"llmc {m} {pat.removesuffix(' two-pass')}")
-            if ours and theirs:
-                ppl = ours["perplexity"] / theirs["perplexity"]
-                tm = ours["prune_time_s"] / theirs["prune_time_s"]
-                cpu_ratio = (
-                    ours["prune_cpu_s"] / theirs["prune_cpu_s"]
-                    if ours.get("prune_cpu_s") and theirs.get("prune_cpu_s")
-                    else None
-                )
-                lines.append(
-                    f"{m} {pat}: ppl ratio {ppl:.4f} (target <= {PPL_TARGET}: "
-                    f"{'met' if ppl <= PPL_TARGET else 'NOT met'}), time ratio {tm:.2f} "
-                    f"(target <= {TIME_TARGET}: {'met' if tm <= TIME_TARGET else 'NOT met'})"
-                    + (f", CPU time ratio {cpu_ratio:.2f}" if cpu_ratio is not None else "")
-                )
+    for ours in by.values():
+        if ours.get("tool") != "medprune" or ours.get("method") not in ("wanda", "sparsegpt"):
+            continue
+        # llmcompressor's row of the same method and settings (it has no two-pass option)
+        same = {k: v for k, v in ours.get("settings", {}).items() if k != "passes"}
+        theirs = next(
+            (
+                r
+                for r in by.values()
+                if r.get("tool") == "llmcompressor"
+                and r.get("method") == ours["method"]
+                and r.get("settings") == same
+            ),
+            None,
+        )
+        if theirs is None:
+            continue
+        ppl = ours["perplexity"] / theirs["perplexity"]
+        tm = ours["prune_time_s"] / theirs["prune_time_s"]
+        cpu_ratio = (
+            ours["prune_cpu_s"] / theirs["prune_cpu_s"]
+            if ours.get("prune_cpu_s") and theirs.get("prune_cpu_s")
+            else None
+        )
+        lines.append(
+            f"{ours['name']}: ppl ratio {ppl:.4f} (target <= {PPL_TARGET}: "
+            f"{'met' if ppl <= PPL_TARGET else 'NOT met'}), time ratio {tm:.2f} "
+            f"(target <= {TIME_TARGET}: {'met' if tm <= TIME_TARGET else 'NOT met'})"
+            + (f", CPU time ratio {cpu_ratio:.2f}" if cpu_ratio is not None else "")
+        )
     mem = [r for r in rows if r.get("tool") == "medprune" and r.get("peak_over_model") is not None]
     if mem:
         worst = max(mem, key=lambda r: r["peak_over_model"])
