@@ -48,7 +48,7 @@ def _is_catch_all(description: str) -> bool:
     )
 
 
-class _LengthPool:
+class LengthPool:
     """Candidate distractors sorted by word count, to find the ones nearest an answer's
     length quickly (so that the summed log-probability does not simply favour the
     shortest option)."""
@@ -124,7 +124,7 @@ def hpo_questions(
             by_branch.setdefault(onto.hpo_branch[tid], []).append(tid)
     field_of = "name" if kind == "hpo_definition_to_term" else "definition"
     pools = {
-        b: _LengthPool((t, getattr(onto.hpo_terms[t], field_of)) for t in tids)
+        b: LengthPool((t, getattr(onto.hpo_terms[t], field_of)) for t in tids)
         for b, tids in by_branch.items()
     }
     items: list[dict[str, Any]] = []
@@ -206,7 +206,7 @@ def icd_questions(
         for c in cat.codes:
             if not _is_catch_all(c.description):
                 rows.setdefault((cat.chapter, c.depth), []).append((c.code, c.description))
-    pools = {key: _LengthPool(r) for key, r in rows.items()}
+    pools = {key: LengthPool(r) for key, r in rows.items()}
     items: list[dict[str, Any]] = []
     for cat in categories:
         if len(items) >= want:
