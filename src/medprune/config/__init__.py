@@ -32,7 +32,13 @@ from medprune.config.prune import (
     SparseGPTConfig,
     StructuredConfig,
 )
-from medprune.config.recover import CustomJobConfig, DistillConfig, LoraConfig, RecoverConfig
+from medprune.config.recover import (
+    CustomJobConfig,
+    DistillConfig,
+    LoraConfig,
+    RecoverConfig,
+    TeacherDataConfig,
+)
 from medprune.config.registry import LocalRegistryConfig, RegistryConfig
 from medprune.config.run import RunConfig
 from medprune.config.search import (
@@ -77,6 +83,7 @@ __all__ = [
     "PipelineConfig",
     "PruneConfig",
     "RecoverConfig",
+    "TeacherDataConfig",
     "RegionConfig",
     "RegistryConfig",
     "ResourceConfig",

@@ -56,6 +56,69 @@ class DistillConfig(_Strict):
         return self
 
 
+class TeacherDataConfig(_Strict):
+    """Text the dense teacher writes itself, distilled over beside (or instead of) recover.data.
+
+    Self-data distillation (Thangarasa et al. 2024): the unpruned model's own text keeps the
+    pruned model close to everything the dense model knew, not only to the domain text.
+    The teacher continues two kinds of prompts: the first ``prompt_tokens`` tokens of
+    recover.data sequences (its rewrites of the domain text) and openings from a diverse
+    set (clinical and general, and the bare BOS token). The token ids are cached by the
+    teacher's fingerprint and these settings; the teacher's full next-token distribution
+    over them is recomputed during training (the teacher is in memory for distillation).
+    """
+
+    sequences: int = Field(
+        default=512,
+        ge=1,
+        le=1_000_000,
+        description="Sequences the teacher writes, each recover.seq_len tokens with its prompt.",
+    )
+    temperature: float = Field(
+        default=0.8, gt=0, le=2.0, description="Sampling temperature of the teacher."
+    )
+    top_p: float = Field(
+        default=0.95, gt=0, le=1.0, description="Nucleus sampling share of the teacher."
+    )
+    rewrite_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of teacher sequences that continue a prefix of recover.data (its rewrites "
+        "of the domain text); the rest continue the openings.",
+    )
+    prompt_tokens: int = Field(
+        default=16,
+        ge=1,
+        description="Tokens of a recover.data sequence kept as the prompt of a rewrite.",
+    )
+    openings: str | None = Field(
+        default=None,
+        description="JSONL of {text} openings for free continuations; None: medprune's built-in set "
+        "(clinical and general openings, plus the BOS token alone).",
+    )
+    mix: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of training sequences drawn from the teacher's text, in (0, 1]; the rest "
+        "come from recover.data. 1: teacher text only.",
+    )
+    batch_size: int = Field(default=16, ge=1, description="Sequences generated at once.")
+    cache_dir: str | None = Field(
+        default=None,
+        description="Where generated token ids are cached (local, /gcs/... or gs://); None: "
+        "OUTPUT_DIR/teacher-data.",
+    )
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_range(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"must be in (0, 1], got {v}")
+        return v
+
+
 class CustomJobConfig(_Strict):
     enabled: bool = Field(
         default=False,
@@ -183,6 +246,33 @@ class RecoverConfig(_Strict):
         "(steady on a shared machine; on 2 cores, 10 CPU minutes is about 5 wall minutes).",
     )
     custom_job: CustomJobConfig = Field(default_factory=CustomJobConfig)
+    teacher_data: TeacherDataConfig | None = Field(
+        default=None,
+        description="Distil over text the dense teacher writes itself (self-data distillation), "
+        "mixed with recover.data at teacher_data.mix; needs recover.distill.enabled.",
+    )
+
+    @model_validator(mode="after")
+    def _teacher_data_settings(self) -> RecoverConfig:
+        td = self.teacher_data
+        if td is None:
+            return self
+        if not self.distill.enabled:
+            raise ValueError(
+                "teacher_data needs recover.distill.enabled: true (the teacher writes the text and "
+                "supplies the distribution distilled over it)"
+            )
+        if self.data is None and (td.mix < 1 or td.rewrite_share > 0):
+            raise ValueError(
+                "teacher_data without recover.data needs teacher_data.mix: 1 and "
+                "teacher_data.rewrite_share: 0 (there is no domain text to mix with or rewrite)"
+            )
+        if td.rewrite_share > 0 and td.prompt_tokens >= self.seq_len:
+            raise ValueError(
+                f"teacher_data.prompt_tokens ({td.prompt_tokens}) leaves no room to write within "
+                f"recover.seq_len ({self.seq_len}), the length of every teacher sequence"
+            )
+        return self
 
     @model_validator(mode="after")
     def _eval_settings(self) -> RecoverConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,16 @@ def localize(uri: str, workdir: str | Path | None = None) -> Path:
 @dataclass
 class TrainExamples:
     """Fixed-length training sequences: ``input_ids``, ``labels`` and ``attention_mask``,
-    each ``[n, seq_len]``."""
+    each ``[n, seq_len]``. A mix of several sources (:func:`mix_examples`) also has
+    ``origin`` (``[n]``, an index into ``origins``, the source names)."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
     attention_mask: torch.Tensor
     source: str
     fmt: str
+    origin: torch.Tensor | None = None
+    origins: tuple[str, ...] = field(default=())
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -87,7 +90,13 @@ class TrainExamples:
             self.attention_mask[index],
             self.source,
             self.fmt,
+            None if self.origin is None else self.origin[index],
+            self.origins,
         )
+
+    def origin_names(self) -> tuple[str, ...]:
+        """The sources the examples come from (one name when they were never mixed)."""
+        return self.origins or (self.source,)
 
     @property
     def loss_tokens(self) -> int:
@@ -198,6 +207,63 @@ def split_eval(
     return examples.subset(order[n_eval:].sort().values), examples.subset(
         order[:n_eval].sort().values
     )
+
+
+def mix_examples(
+    parts: dict[str, TrainExamples], shares: dict[str, float], seed: int
+) -> TrainExamples:
+    """One training set drawing each part with its share of the sequences.
+
+    Training visits a seeded permutation of all sequences, so a part's share of the steps is
+    its share of the sequences: the parts are subsampled (never repeated) to the largest
+    sizes with the asked proportions. ``shares`` must name every part and sum to 1; a share
+    of 0 drops the part. Every part must have the same sequence length.
+    """
+    if set(parts) != set(shares) or abs(sum(shares.values()) - 1) > 1e-9:
+        raise ValueError(f"shares {shares} must name the parts {sorted(parts)} and sum to 1")
+    used = {name: ex for name, ex in parts.items() if shares[name] > 0}
+    lengths = {ex.input_ids.shape[1] for ex in used.values()}
+    if len(lengths) != 1:
+        raise DataError(f"cannot mix training sequences of different lengths {sorted(lengths)}")
+    # The largest total n with n * share <= available for every part.
+    total = min(len(ex) / shares[name] for name, ex in used.items())
+    gen = torch.Generator().manual_seed(seed)
+    names = tuple(sorted(used))
+    pieces, origin = [], []
+    for i, name in enumerate(names):
+        ex = used[name]
+        n = max(1, min(len(ex), round(total * shares[name])))
+        keep = torch.randperm(len(ex), generator=gen)[:n].sort().values
+        pieces.append(ex.subset(keep))
+        origin.append(torch.full((n,), i, dtype=torch.long))
+    return TrainExamples(
+        torch.cat([p.input_ids for p in pieces]),
+        torch.cat([p.labels for p in pieces]),
+        torch.cat([p.attention_mask for p in pieces]),
+        "+".join(used[n].source for n in names),
+        pieces[0].fmt if len({p.fmt for p in pieces}) == 1 else "mixed",
+        torch.cat(origin),
+        names,
+    )
+
+
+def origin_shares(examples: TrainExamples, n_samples: int, seed: int) -> dict[str, float]:
+    """Each source's share of the first ``n_samples`` sequences training visits (the
+    sequences :func:`batch_indices` hands out, over all processes and steps)."""
+    names = examples.origin_names()
+    if n_samples <= 0:
+        return {name: 0.0 for name in names}
+    if examples.origin is None:
+        return {names[0]: 1.0}
+    counts = torch.zeros(len(names), dtype=torch.long)
+    n = len(examples)
+    for epoch in range(n_samples // n + 1):
+        take = min(n, n_samples - epoch * n)
+        if take <= 0:
+            break
+        perm = _epoch_permutation(n, seed + epoch)[:take]
+        counts += torch.bincount(examples.origin[perm], minlength=len(names))
+    return {name: float(c) / n_samples for name, c in zip(names, counts.tolist(), strict=True)}
 
 
 def batch_indices(n_examples: int, batch_size: int, seed: int, start: int) -> torch.Tensor:

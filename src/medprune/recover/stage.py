@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medprune.config import RunConfig
 from medprune.errors import MedpruneError
@@ -12,6 +14,10 @@ from medprune.load.lineage import read_lineage, save_with_lineage
 from medprune.load.model import DTYPES, load_model
 from medprune.progress import Progress
 from medprune.prune.apply import sparsity_report
+
+if TYPE_CHECKING:
+    from medprune.recover.data import TrainExamples
+    from medprune.recover.teacher_data import TeacherCorpus
 
 
 def recover_checkpoint_dir(cfg: RunConfig, out_dir: str | Path) -> Path:
@@ -46,6 +52,60 @@ def _remove_checkpoints(ckpt_dir: Path) -> None:
         pass
 
 
+def teacher_cache_dir(cfg: RunConfig) -> Path:
+    """Where the teacher's text is cached: ``recover.teacher_data.cache_dir`` (gs:// read as
+    /gcs/...), else ``OUTPUT_DIR/teacher-data``, shared by every run and search candidate
+    with the same teacher and settings."""
+    from medprune.recover.checkpoint import durable_dir
+
+    td = cfg.recover.teacher_data
+    assert td is not None
+    return Path(durable_dir(td.cache_dir or f"{cfg.output_dir.rstrip('/')}/teacher-data"))
+
+
+def _with_teacher_text(
+    cfg: RunConfig,
+    domain: TrainExamples | None,
+    teacher,
+    tokenizer,
+    teacher_dir: str | Path,
+    *,
+    progress: Progress,
+) -> tuple[TeacherCorpus, TrainExamples]:
+    """The teacher's text for this run (cached), mixed with the domain examples at
+    ``recover.teacher_data.mix``."""
+    from medprune.load.fingerprint import local_fingerprint
+    from medprune.recover.data import localize, mix_examples
+    from medprune.recover.teacher_data import teacher_corpus
+
+    rc = cfg.recover
+    td = rc.teacher_data
+    assert td is not None
+    domain_sha = None
+    if rc.data:
+        domain_sha = hashlib.sha256(localize(rc.data).read_bytes()).hexdigest()
+    corpus = teacher_corpus(
+        teacher,
+        tokenizer,
+        td,
+        seq_len=rc.seq_len,
+        domain=domain,
+        domain_sha256=domain_sha,
+        teacher_fingerprint=local_fingerprint(teacher_dir),
+        cache_dir=teacher_cache_dir(cfg),
+        seed=cfg.seed,
+        progress=progress,
+    )
+    if domain is None or td.mix >= 1:
+        return corpus, corpus.examples
+    mixed = mix_examples(
+        {"domain": domain, "teacher": corpus.examples},
+        {"domain": 1 - td.mix, "teacher": td.mix},
+        cfg.seed,
+    )
+    return corpus, mixed
+
+
 def stage_recover(
     cfg: RunConfig,
     model_dir: str | Path,
@@ -71,20 +131,21 @@ def stage_recover(
             model_dir, out_dir
         )  # no directory rename: fine on Cloud Storage FUSE
         return {"enabled": False}
-    if not rc.data:
+    if not rc.data and rc.teacher_data is None:
         raise MedpruneError(
-            "recover.data: set a JSONL of {text} or {prompt, response} to fine-tune on, or recover.enabled: false"
+            "recover.data: set a JSONL of {text} or {prompt, response} to fine-tune on "
+            "(or recover.teacher_data), or recover.enabled: false"
         )
     done = read_lineage(out_dir).get("recover")
     if done and done.get("complete") and is_complete(out_dir):
         progress(f"recovery already finished in {out_dir} (a retried task): keeping it")
         return done
     model, tokenizer = load_model(model_dir, dtype="float32")  # float32 master weights
-    train = load_examples(tokenizer, rc.data, rc.seq_len, rc.data_format)
+    train = load_examples(tokenizer, rc.data, rc.seq_len, rc.data_format) if rc.data else None
     eval_examples = None
     if rc.eval_data:
         eval_examples = load_examples(tokenizer, rc.eval_data, rc.seq_len, rc.data_format)
-    elif rc.eval_fraction > 0:
+    elif rc.eval_fraction > 0 and train is not None:
         train, eval_examples = split_eval(train, rc.eval_fraction, cfg.seed)
     teacher = None
     if teacher_dir is not None and rc.distill.enabled:
@@ -92,6 +153,17 @@ def stage_recover(
             "float32" if resolve_mixed_precision(rc.mixed_precision) == "no" else "bfloat16"
         )
         teacher, _ = load_model(teacher_dir, dtype=teacher_dtype)
+    corpus = None
+    if rc.teacher_data is not None:
+        if teacher is None or teacher_dir is None:
+            raise MedpruneError(
+                "recover.teacher_data: the dense model must be given as the teacher "
+                "(the pipeline passes it; recover.distill.enabled must be true)"
+            )
+        corpus, train = _with_teacher_text(
+            cfg, train, teacher, tokenizer, teacher_dir, progress=progress
+        )
+    assert train is not None
     before = sparsity_report(model, cfg.prune.exclude)
     ckpt_dir = recover_checkpoint_dir(cfg, out_dir)
     structured = _is_structured(cfg.prune.method)
@@ -120,6 +192,18 @@ def stage_recover(
         model = AutoModelForCausalLM.from_config(result.model.config)
         model.load_state_dict(result.state_dict)
     after = sparsity_report(model, cfg.prune.exclude)
+    if corpus is not None:
+        from medprune.recover.data import origin_shares
+
+        samples = report["steps"] * rc.grad_accum * report["num_processes"] * rc.batch_size
+        report["teacher_data"] = corpus.summary()
+        report["data_shares"] = origin_shares(train, samples, cfg.seed)
+        progress(
+            "recovery data: "
+            + ", ".join(
+                f"{name} {share:.0%} of sequences" for name, share in report["data_shares"].items()
+            )
+        )
     report.update(
         enabled=True,
         sparsity_before=before["sparsity"],
