@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         if out:
             settings = {k: v for k, v in vars(args).items() if k != "teacher_cache"}
             run = {**info, "complete": final, "settings": settings}
-            atomic_write_json(out, {"run": run, "cells": cells})
+            atomic_write_json(out, {"run": run, "rows": cells})
 
     def say(msg: str) -> None:
         print(msg, flush=True)

@@ -55,6 +55,21 @@ def _version(name: str) -> str | None:
         return None
 
 
+def portable_command(argv: list[str], executable: str, cwd: str | None = None) -> str:
+    """The command line with every absolute path (the interpreter, arguments, and
+    ``--opt=/path`` values) written relative to the working directory, so a results file
+    names no folder of the machine it ran on."""
+    here = cwd or os.getcwd()
+
+    def rel(token: str) -> str:
+        opt, eq, value = token.partition("=")
+        if eq and opt.startswith("-") and os.path.isabs(value):
+            return f"{opt}={os.path.relpath(value, here)}"
+        return os.path.relpath(token, here) if os.path.isabs(token) else token
+
+    return shlex.join([rel(executable), *(rel(a) for a in argv)])
+
+
 def run_info(threads_per_row: int | None = None) -> dict:
     """Commit (and whether tracked files had changes), package versions, the command line,
     the machine (CPU, cores usable by this process, torch threads per row, load average at
@@ -68,7 +83,7 @@ def run_info(threads_per_row: int | None = None) -> dict:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": _git("rev-parse", "HEAD"),
         "commit_dirty": bool(status) if status is not None else None,
-        "command": shlex.join([Path(sys.executable).as_posix(), *sys.argv]),
+        "command": portable_command(sys.argv, Path(sys.executable).as_posix()),
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},
         "machine": {

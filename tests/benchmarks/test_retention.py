@@ -69,7 +69,7 @@ def test_retention_benchmark_runs_each_recipe_on_a_tiny_model(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["run"]["complete"] is True and result["run"]["commit"]
-    cells = {c["recipe"]: c for c in result["cells"]}
+    cells = {c["recipe"]: c for c in result["rows"]}
     assert set(cells) == {"none", "domain", "teacher", "lora-mix"}
     assert cells["none"]["recover_steps"] == 0
     assert all(cells[r]["recover_steps"] == 2 for r in ("domain", "teacher", "lora-mix"))
@@ -78,7 +78,7 @@ def test_retention_benchmark_runs_each_recipe_on_a_tiny_model(tmp_path: Path) ->
     # The teacher's text was written once and read from the cache by the second recipe.
     assert cells["teacher"]["teacher_generation_wall_s"] is not None
     assert cells["lora-mix"]["teacher_generation_wall_s"] is None
-    for cell in result["cells"]:
+    for cell in result["rows"]:
         assert [s["source"] for s in cell["scores"]] == [
             "builtin",
             "wordnet-medical",

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.run_info import results_path, run_info
+from benchmarks.run_info import portable_command, results_path, run_info
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +32,28 @@ def test_run_info_records_commit_versions_command_machine_and_date(monkeypatch):
     machine = info["machine"]
     assert machine["cores"] == os.cpu_count() and 1 <= machine["cores_usable"] <= machine["cores"]
     assert machine["torch_threads_per_row"] == 1 and len(machine["load_average_at_start"]) == 3
+
+
+def test_the_command_names_no_folder_of_the_machine():
+    cmd = portable_command(
+        [
+            "benchmarks/retention.py",
+            "--work",
+            "/work/bench/r1",
+            "--json=/work/main/benchmarks/results/",
+            "x y",
+        ],
+        "/work/main/.venv/bin/python",
+        cwd="/work/main",
+    )
+    assert shlex.split(cmd) == [
+        ".venv/bin/python",
+        "benchmarks/retention.py",
+        "--work",
+        "../bench/r1",
+        "--json=benchmarks/results",
+        "x y",
+    ]
 
 
 def test_a_folder_gets_a_new_file_for_every_run(tmp_path):
