@@ -315,3 +315,37 @@ def test_shipped_vertex_examples_validate(monkeypatch):
     root = Path(__file__).resolve().parents[2]
     for name in ("dev.yaml", "prod.yaml"):
         assert main(["validate", str(root / "examples" / name)]) == 0
+
+
+def test_recovery_sequences_longer_than_the_context_are_refused(tmp_path, tiny_model_dir):
+    cfg = write_run_config(
+        tmp_path,
+        tiny_model_dir,
+        recover={"seq_len": 1024, "teacher_data": {"sequences": 4}},
+    )
+    errors = _errors(cfg)
+    assert any(
+        e.startswith("recover.seq_len: 1024 tokens per sequence (and every recover.teacher_data")
+        and "context of 512 tokens" in e
+        for e in errors
+    ), errors
+
+
+def test_teacher_openings_file_is_checked_before_any_work(tmp_path, tiny_model_dir):
+    openings = tmp_path / "openings.jsonl"
+    openings.write_text(
+        json.dumps({"text": "The patient"}) + "\n" + json.dumps({"txt": "x"}) + "\n"
+    )
+    cfg = write_run_config(
+        tmp_path, tiny_model_dir, recover={"teacher_data": {"openings": str(openings)}}
+    )
+    errors = _errors(cfg)
+    assert any(
+        e.startswith("recover.teacher_data.openings:")
+        and "openings.jsonl:2: missing field 'text'" in e
+        for e in errors
+    ), errors
+    openings.write_text(json.dumps({"text": "The patient"}) + "\n")
+    report = preflight_run(load_config(cfg))
+    assert report.errors == []
+    assert "recover.teacher_data.openings: 1 openings" in report.checked

@@ -101,6 +101,31 @@ def check_prune_settings_on(model, cfg: RunConfig, report: PreflightReport) -> N
         report.checked.append(f"prune: {cfg.prune.method} settings fit the model")
 
 
+def check_recover_fits_model(config, cfg: RunConfig, report: PreflightReport) -> None:
+    """Recovery sequences (and the teacher's text, written at the same length) must fit the
+    model's context window; a teacher openings file must be readable."""
+    rc = cfg.recover
+    if not rc.enabled or rc.steps == 0:
+        return
+    context = getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and rc.seq_len > context:
+        what = " (and every recover.teacher_data sequence)" if rc.teacher_data else ""
+        report.errors.append(
+            f"recover.seq_len: {rc.seq_len} tokens per sequence{what} exceeds the model's "
+            f"context of {context} tokens (max_position_embeddings)"
+        )
+    td = rc.teacher_data
+    if td is not None and td.openings and not is_remote(td.openings):
+        from medprune.recover.teacher_data import read_openings
+
+        try:
+            n = len(read_openings(td.openings))
+        except MedpruneError as exc:
+            report.errors.append(f"recover.teacher_data.openings: {exc}")
+        else:
+            report.checked.append(f"recover.teacher_data.openings: {n} openings")
+
+
 def preflight_run(cfg: RunConfig, *, local_run: bool = True) -> PreflightReport:
     """Check ``cfg``'s model, data, URIs and output places. ``local_run`` is False for a run
     submitted to Vertex AI, where output_dir and the local registry are not written here."""
@@ -130,5 +155,6 @@ def preflight_run(cfg: RunConfig, *, local_run: bool = True) -> PreflightReport:
             tokenizer = folder.tokenizer
             report.checked.append(folder.describe())
             check_prune_settings_on(folder.meta_model, cfg, report)
+            check_recover_fits_model(folder.meta_model.config, cfg, report)
     check_data_files(cfg, report, tokenizer)
     return report
