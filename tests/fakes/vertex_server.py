@@ -12,6 +12,12 @@ and kfp's ``RegistryClient`` talk to it unchanged:
   (operations that change the endpoint only when they finish without error, as Vertex
   does), ``PATCH`` of the traffic split (validated: sums to 100 over deployed models).
 
+Like Vertex AI, it checks model version aliases against the Model proto's rule
+(``[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]``, google/cloud/aiplatform_v1/types/model.py) and, with
+:attr:`FakeVertex.project_numbers` set, names every resource it returns by the project
+*number*, whichever form the request used (Vertex AI's resource names carry the number:
+``Endpoint.network`` and ``PSCAutomationConfig`` docs, "{project} is a project number").
+
 Every request is recorded (:attr:`FakeVertex.requests`), and failures can be injected
 (:meth:`FakeVertex.fail_next`, :meth:`FakeVertex.fail_next_upload_operation`,
 :meth:`FakeVertex.fail_next_operation` for endpoint operations).
@@ -43,6 +49,20 @@ _STATUS = {
     503: "UNAVAILABLE",
     403: "PERMISSION_DENIED",
 }
+
+
+#: Vertex AI's alias rule, from the Model proto's ``version_aliases`` field documentation.
+_ALIAS = re.compile(r"[a-z][a-zA-Z0-9\-]{0,126}[a-z0-9]")
+
+
+def _check_aliases(aliases: list[str]) -> None:
+    for a in aliases:
+        name = a[1:] if a.startswith("-") else a
+        if not _ALIAS.fullmatch(name):
+            raise _HttpError(
+                400,
+                f"Invalid version alias {name!r}: must match [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9]",
+            )
 
 
 @dataclass
@@ -96,6 +116,11 @@ class FakeVertex:
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.port = 0
+        #: ``{project id: project number}``: names in replies use the number, as Vertex does.
+        self.project_numbers: dict[str, str] = {}
+
+    def _project(self, project: str) -> str:
+        return self.project_numbers.get(project, project)
 
     # --- test helpers -------------------------------------------------------------
     @property
@@ -154,7 +179,7 @@ class FakeVertex:
             "versionAliases": ["default", *(aliases or [])],
             "labels": labels or {},
         }
-        self._new_version(m, project, location, body)
+        self._new_version(m, self._project(project), location, body)
         return f"projects/{project}/locations/{location}/models/{model_id}"
 
     def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
@@ -236,7 +261,9 @@ class FakeVertex:
         for m, rx, fn in routes:
             match = re.match(rx, p)
             if m == method and match:
-                return fn(match.groupdict(), query, body)
+                g = match.groupdict()
+                g["project"] = self._project(g["project"])
+                return fn(g, query, body)
         raise _HttpError(404, f"no route for {method} {path}")
 
     # --- models ---------------------------------------------------------------------
@@ -283,6 +310,7 @@ class FakeVertex:
 
     def _upload_model(self, g: dict, query: dict, body: dict) -> tuple[int, Any]:
         spec = dict(body.get("model") or {})
+        _check_aliases(list(spec.get("versionAliases") or []))
         if not spec.get("displayName"):
             raise _HttpError(400, "model.display_name is required")
         if not str(spec.get("artifactUri", "")).startswith("gs://"):
@@ -381,6 +409,7 @@ class FakeVertex:
         changes = body.get("versionAliases") or []
         if not changes:
             raise _HttpError(400, "version_aliases must not be empty")
+        _check_aliases(changes)
         for a in changes:
             if a.startswith("-"):
                 if a[1:] == "default":
@@ -497,7 +526,7 @@ class FakeVertex:
         )
         if not mm or mm["model"] not in self.models:
             raise _HttpError(404, f"Model {dm.get('model')} not found.")
-        if (mm["project"], mm["location"]) != (g["project"], g["location"]):
+        if (self._project(mm["project"]), mm["location"]) != (g["project"], g["location"]):
             raise _HttpError(
                 400, f"model {dm['model']} is not in the endpoint's region {g['location']}"
             )

@@ -3,6 +3,7 @@ and ChatOllama against a loopback fake of Ollama's API."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -87,6 +88,60 @@ def test_bad_references_name_the_problem(registry) -> None:
         load_chat_model("registry://clinical-tiny@staging", registry_root=registry.root)
     with pytest.raises(MedpruneError, match="'missing' is not in the registry"):
         load_chat_model("registry://missing@production", registry_root=registry.root)
+
+
+def test_vertex_alias_that_moves_loads_the_new_version(vertex_env, tmp_path) -> None:
+    """Issue 25, item 3: `vertex://...@production` downloads were cached by URI, so after
+    the alias moved the old model kept serving. An alias names one version at a time and
+    moving it takes it off the old one (Vertex's mergeVersionAliases, as the fake does), so
+    the version is resolved on every load and the download cached by version id."""
+    from google.cloud import aiplatform
+
+    from medprune.errors import ModelLoadError
+    from medprune.io.gcs import upload_dir
+    from medprune.vertex.client import aiplatform_init_for
+
+    bucket = f"gs://{vertex_env.bucket}"
+    dense = save_model(*build_variant("dense"), tmp_path / "v1")
+    width = save_model(*build_variant("width"), tmp_path / "v2")
+    upload_dir(dense, f"{bucket}/models/clinical/v1")
+    upload_dir(width, f"{bucket}/models/clinical/v2")
+    fake = vertex_env.vertex
+    name = fake.add_model(
+        "clinical-tiny",
+        vertex_env.project,
+        vertex_env.location,
+        aliases=["production"],
+        artifact_uri=f"{bucket}/models/clinical/v1",
+    )
+    uri = f"vertex://{name}@production"
+    work = tmp_path / "cache"
+    first = load_chat_model(uri, workdir=work, max_new_tokens=2)
+    assert first.llm.pipeline.model.config.hidden_size == 64  # the dense variant
+    # version 2 is registered and `production` moves to it
+    model_id = name.rsplit("/", 1)[1]
+    fake.models[model_id].versions.append(
+        {
+            **fake.models[model_id].versions[0],
+            "versionId": "2",
+            "versionAliases": [],
+            "artifactUri": f"{bucket}/models/clinical/v2",
+        }
+    )
+    aiplatform_init_for(vertex_env.project, vertex_env.location)
+    aiplatform.models.ModelRegistry(name).add_version_aliases(["production"], version="2")
+    second = load_chat_model(uri, workdir=work, max_new_tokens=2)
+    assert second.llm.pipeline.model.config.hidden_size == 48  # the width-pruned variant
+    records = sorted((work / "sources").glob("*.source.json"))
+    assert {json.loads(r.read_text())["source"] for r in records} == {
+        f"vertex://{name}@1",
+        f"vertex://{name}@2",
+    }
+    # a download whose record names another version is refused, not loaded
+    v2_record = next(r for r in records if json.loads(r.read_text())["source"].endswith("@2"))
+    v2_record.write_text(json.dumps({"source": f"vertex://{name}@1", "fingerprint": "x"}))
+    with pytest.raises(ModelLoadError, match="resolves to .*@2, but the download"):
+        load_chat_model(uri, workdir=work, max_new_tokens=2)
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ def _vertex_config(tmp_path, tiny_model_dir, vertex_env, **gate) -> Path:
     path = write_run_config(tmp_path, tiny_model_dir, gate=gate)
     data = yaml.safe_load(path.read_text())
     data["registry"] = {"target": "vertex", "aliases": ["candidate"]}
-    data["vertex"] = vertex_env.vertex_section(promotion_alias="production", labels={"env": "test"})
+    data["vertex"] = vertex_env.vertex_section(
+        promotion_alias="gate-passed", labels={"env": "test"}
+    )
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -42,7 +44,7 @@ def test_passing_gate_registers_into_vertex(tmp_path, tiny_model_dir, vertex_env
     assert sorted(reg["aliases"]) == [
         "candidate",
         "default",
-        "production",
+        "gate-passed",
     ]  # first version: default
 
     # the register task output a google.VertexModel artifact naming the version

@@ -8,8 +8,8 @@ from medprune.errors import ConfigError
 from medprune.recover.custom_job import (
     build_job_spec,
     gcs_uri,
+    job_location,
     launch_command,
-    parse_pipeline_job,
     worker_pool_template,
 )
 
@@ -162,13 +162,14 @@ def test_unreadable_cluster_spec_is_an_error():
         )
 
 
-def test_vertex_detection_and_paths():
-    assert parse_pipeline_job("projects/p1/locations/europe-west4/pipelineJobs/medprune-123") == (
-        "p1",
-        "europe-west4",
-        "medprune-123",
-    )
-    assert parse_pipeline_job("{{$.pipeline_job_resource_name}}") is None  # kfp.local leaves it
+def test_job_location_and_paths(tmp_path):
+    from medprune.errors import RecoveryError
+
+    cfg = _cfg(tmp_path)  # no vertex section: what Vertex AI sets in its jobs is used
+    env = {"CLOUD_ML_PROJECT_ID": "p1", "CLOUD_ML_REGION": "europe-west4"}
+    assert job_location(cfg, env) == ("p1", "europe-west4")
+    with pytest.raises(RecoveryError, match=r"vertex.project and vertex.location unknown"):
+        job_location(cfg, {})
     assert gcs_uri("/gcs/b/x/y") == "gs://b/x/y" and gcs_uri("/tmp/x") == "/tmp/x"
 
 
@@ -203,10 +204,7 @@ def test_compiled_pipeline_shows_worker_pools(tmp_path):
     assert pools[0]["machine_spec"]["accelerator_type"] == "NVIDIA_H100_80GB"
     assert pools[0]["machine_spec"]["accelerator_count"] == 8
     assert sum(p["replica_count"] for p in pools) == 2
-    assert (
-        params["pipeline_job_resource_name"]["runtimeValue"]["constant"]
-        == "{{$.pipeline_job_resource_name}}"
-    )
+    assert params["run_on"]["runtimeValue"]["constant"] == "vertex"
     arts = task["inputs"]["artifacts"]
     assert arts["teacher_model"]["taskOutputArtifact"]["producerTask"] == "load-component"
     # the launcher task itself asks for no accelerator
@@ -214,6 +212,58 @@ def test_compiled_pipeline_shows_worker_pools(tmp_path):
         task["componentRef"]["name"].replace("comp-", "exec-")
     ]
     assert "accelerator" not in executor["container"].get("resources", {})
+
+
+def test_cached_tasks_take_no_run_specific_input(tmp_path):
+    """Issue 25, item 7: Vertex AI Pipelines reuses a task's result when its cache key (the
+    component and its inputs) matches an earlier run ("Configure execution caching" in the
+    Vertex AI Pipelines docs). kfp's run placeholders ({{$.pipeline_job_resource_name}},
+    {{$.pipeline_job_name}}, ...) differ in every run, so a cached task that takes one never
+    caches: only the never-cached register / not-promoted tasks may."""
+    cfg = _cfg(tmp_path)
+    spec = _compile(cfg, tmp_path / "p.yaml")
+
+    def tasks(dag):
+        for name, task in dag["tasks"].items():
+            yield name, task
+            comp = spec["components"][task["componentRef"]["name"]]
+            if "dag" in comp:
+                yield from tasks(comp["dag"])
+
+    cached = {}
+    for name, task in tasks(spec["root"]["dag"]):
+        if task.get("cachingOptions", {}).get("enableCache") is True:
+            cached[name] = task
+    assert any(n.startswith("recover") for n in cached)  # the custom-job launcher caches
+    for name, task in cached.items():
+        for param, value in task.get("inputs", {}).get("parameters", {}).items():
+            constant = json.dumps(value.get("runtimeValue", {}).get("constant", ""))
+            assert "{{$.pipeline_job" not in constant, (name, param, constant)
+
+
+def test_launcher_submits_where_the_config_says(tmp_path, vertex_env):
+    """The launcher's project and region come from the run's config (resolved by `medprune
+    submit`), its display name from run_name: nothing run-specific is an input."""
+    from medprune.recover.custom_job import REPORT_SUFFIX, run_recover_step
+
+    cfg = _vertex_cfg(tmp_path, vertex_env)
+    out_dir = tmp_path / "recover" / "recovered_model"
+    out_dir.parent.mkdir(parents=True)
+    # what the job's workers write when they finish (the fake job succeeds at once)
+    (tmp_path / "recover" / f"recovered_model{REPORT_SUFFIX}").write_text('{"steps": 3}')
+    report = run_recover_step(
+        cfg.to_json(),
+        json.dumps(worker_pool_template(cfg.recover.custom_job, "us-docker.pkg.dev/p/r/m:1")),
+        "vertex",
+        model_dir="/gcs/b/m",
+        teacher_dir=None,
+        out_dir=str(out_dir),
+        progress=lambda m: None,
+    )
+    assert report == {"steps": 3}
+    (req,) = vertex_env.vertex.find("POST", r"customJobs$")
+    assert req.path.startswith("/v1/projects/medprune-test/locations/us-central1/")
+    assert req.json["displayName"] == "medprune-recover"
 
 
 def test_compiled_pipeline_without_custom_job_passes_teacher(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from google.cloud.aiplatform_v1.types import AcceleratorType
 
 from medprune.config import parse_config
-from medprune.errors import DeployError
+from medprune.errors import ConfigError, DeployError
 from medprune.serve.vertex_endpoint import deploy, promote, rollback
 
 PROJECT, REGION = "medprune-test", "us-central1"
@@ -286,3 +286,228 @@ def test_cli_deploy_promote_rollback(vertex_env, tmp_path, capsys) -> None:
 def only_model(fake):
     (model_id,) = fake.models
     return model_id
+
+
+# --- issue 25: defects found against the SDK's own source ------------------------------------
+
+
+def model_id_of(name):
+    return name.rsplit("/", 1)[1]
+
+
+def test_private_service_connect_endpoint_is_found_again(vertex_env) -> None:
+    """Item 1. ``aiplatform.Endpoint.list`` drops every endpoint with a network or a PSC
+    config (google/cloud/aiplatform/models.py, Endpoint.list: ``cls_filter=lambda ep: not
+    bool(ep.network) and not bool(ep.private_service_connect_config)``) and
+    ``PrivateEndpoint.list`` keeps only those; the fake lists every endpoint, as the REST API
+    does, so the SDK's own filter decides. The second deploy must be a canary on the same
+    PSC endpoint, and promote / rollback must find it."""
+    fake = vertex_env.vertex
+    _, model_id = seed_versions(fake, 2)
+    network = "projects/123456/global/networks/clinical-vpc"
+    cfg = make_cfg(vertex_env, network=network)
+    (first,) = deploy(cfg, "clinical-llama@production")
+    (canary,) = deploy(cfg, "clinical-llama@candidate")
+    (create,) = fake.find("POST", r"/endpoints$")  # one endpoint, not a second one at 100%
+    assert "privateServiceConnectConfig" in create.json
+    ep_id = only_endpoint(fake)
+    dep2 = fake.find("POST", r":deployModel$")[1]
+    assert dep2.path.endswith(f"/endpoints/{ep_id}:deployModel")
+    assert dep2.json["trafficSplit"] == {"0": 10, first.deployed_model_id: 90}
+    promote(cfg, "clinical-llama@candidate")
+    assert fake.traffic(ep_id) == {canary.deployed_model_id: 100}
+    (back,) = rollback(cfg, "clinical-llama")
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 100} and back.version_id == "1"
+    # a public endpoint of that name where the config asks for PSC is refused, naming the field
+    public = make_cfg(vertex_env)
+    with pytest.raises(
+        DeployError, match="Private Service Connect endpoint but serve.endpoint.network"
+    ):
+        rollback(public, "clinical-llama")
+
+
+def seed_unaliased(fake, n=2, **extra):
+    """A registered model whose versions carry registration aliases only: version 1
+    'approved', the last 'candidate' (nothing is deployed yet, so nothing is production)."""
+    name = fake.add_model("clinical-llama", PROJECT, REGION, aliases=["approved"], **extra)
+    model_id = model_id_of(name)
+    for v in range(2, n + 1):
+        fake.models[model_id].versions.append(
+            {
+                **fake.models[model_id].versions[0],
+                "versionId": str(v),
+                "versionAliases": ["candidate"] if v == n else [],
+            }
+        )
+    return name, model_id
+
+
+def test_production_follows_the_endpoint_first_deploy_then_promote(vertex_env) -> None:
+    """Item 2: `production` is the version holding the stable share (set by deploy when it
+    is the first on the endpoint, and by promote); promote sets `previous-production` on the
+    version that was serving."""
+    fake = vertex_env.vertex
+    _, model_id = seed_unaliased(fake, 2)
+    cfg = make_cfg(vertex_env)
+    deploy(cfg, "clinical-llama@approved")
+    (merge,) = fake.find("POST", r"mergeVersionAliases$")
+    assert merge.path.endswith(f"models/{model_id}@1:mergeVersionAliases")
+    assert merge.json == {"versionAliases": ["production"]}
+    assert "production" in fake.aliases(model_id)["1"]
+    deploy(cfg, "clinical-llama@candidate")
+    assert "production" in fake.aliases(model_id)["1"]  # a canary does not move it
+    promote(cfg, "clinical-llama@candidate")
+    aliases = fake.aliases(model_id)
+    assert "production" in aliases["2"] and "previous-production" in aliases["1"]
+    merges = [r.json["versionAliases"] for r in fake.find("POST", r"mergeVersionAliases$")]
+    assert merges[-2:] == [["previous-production"], ["production"]]
+
+
+def test_rollback_during_a_canary_keeps_the_serving_version(vertex_env) -> None:
+    """Item 2: a version registered with `production` by an older config (before the config
+    refused it) and deployed as a canary must not be taken for the serving one: rollback
+    undeploys the canary and leaves the version really serving 90% at 100%, with
+    `production` back on it."""
+    fake = vertex_env.vertex
+    name, model_id = seed_unaliased(fake, 2)
+    cfg = make_cfg(vertex_env)
+    (serving,) = deploy(cfg, "clinical-llama@approved")
+    (canary,) = deploy(cfg, "clinical-llama@candidate")
+    from google.cloud import aiplatform
+
+    # what the old prod.yaml's registration did: `production` on the new, undeployed version
+    aiplatform.models.ModelRegistry(name).add_version_aliases(["production"], version="2")
+    ep_id = only_endpoint(fake)
+    assert fake.traffic(ep_id) == {serving.deployed_model_id: 90, canary.deployed_model_id: 10}
+    rollback(cfg, "clinical-llama")
+    (undeploy,) = fake.find("POST", r":undeployModel$")
+    assert undeploy.json == {
+        "deployedModelId": canary.deployed_model_id,
+        "trafficSplit": {serving.deployed_model_id: 100},
+    }
+    assert fake.traffic(ep_id) == {serving.deployed_model_id: 100}
+    assert "production" in fake.aliases(model_id)["1"]
+
+
+def test_rollback_of_a_canary_beside_a_never_promoted_first_version(vertex_env) -> None:
+    """Item 9: the first version was deployed without ever being promoted and carries no
+    `production` alias (an endpoint set up by hand or by an older medprune); rolling back
+    the canary beside it still works, read from the endpoint."""
+    fake = vertex_env.vertex
+    _, model_id = seed_unaliased(fake, 2)
+    cfg = make_cfg(vertex_env, canary_traffic_percent=50)  # equal shares: no hint in traffic
+    (first,) = deploy(cfg, "clinical-llama@approved")
+    for v in fake.models[model_id].versions:  # as if no alias had ever been set
+        v["versionAliases"] = [a for a in v["versionAliases"] if a != "production"]
+    (canary,) = deploy(cfg, "clinical-llama@candidate")
+    ep_id = only_endpoint(fake)
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 50, canary.deployed_model_id: 50}
+    (back,) = rollback(cfg, "clinical-llama")
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 100}
+    assert set(fake.deployed(ep_id)) == {first.deployed_model_id}
+    assert back.version_id == "1" and "production" in fake.aliases(model_id)["1"]
+
+
+def test_rollback_compares_model_ids_not_project_spellings(vertex_env) -> None:
+    """Item 5: Vertex names resources by project *number*; `vertex.parent_model` is written
+    with the project id. The fake answers with the number (see its docstring), so comparing
+    the strings finds nothing."""
+    fake = vertex_env.vertex
+    fake.project_numbers = {PROJECT: "123456789012"}
+    name, model_id = seed_unaliased(fake, 3)
+    assert name.startswith(f"projects/{PROJECT}/")  # the id, as configured
+    cfg = make_cfg(vertex_env)
+    cfg.vertex.parent_model = name
+    (first,) = deploy(cfg, "clinical-llama@approved")
+    ep_id = only_endpoint(fake)
+    dm = fake.endpoints[ep_id]["deployedModels"][0]
+    assert dm["model"].startswith("projects/123456789012/")  # as Vertex returns it
+    (canary,) = deploy(cfg, "clinical-llama@candidate")
+    rollback(cfg, "clinical-llama")  # the canary
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 100}
+    (again,) = deploy(cfg, "clinical-llama@candidate")
+    promote(cfg, "clinical-llama@candidate")
+    deploys = len(fake.find("POST", r":deployModel$"))
+    (back,) = rollback(cfg, "clinical-llama")  # after the promotion
+    # version 1 is found still deployed at 0% and takes the traffic back: no new deployment
+    assert len(fake.find("POST", r":deployModel$")) == deploys
+    assert fake.traffic(ep_id) == {first.deployed_model_id: 100} and back.version_id == "1"
+
+
+def test_a_region_without_its_own_key_is_refused(vertex_env, monkeypatch) -> None:
+    """Item 4: the primary key comes from $MEDPRUNE_KMS_KEY; a second region without a key
+    of its own must not get it back when the config is re-resolved (Vertex AI needs the
+    key in the resource's own region: "encryption_spec_key_name ... must be in the same
+    region" in RegionConfig, and Vertex's CMEK docs)."""
+    fake = vertex_env.vertex
+    monkeypatch.setenv("MEDPRUNE_KMS_KEY", CMEK)
+    seed_versions(fake, 1)
+    us_region = {"location": REGION, "staging_bucket": "gs://medprune-test-bucket"}
+    eu_region = {"location": EU, "staging_bucket": "gs://medprune-eu-bucket"}
+
+    def cfg_for(regions):
+        return parse_config(
+            {
+                "model": {"source": "/models/clinical", "name": "clinical-llama"},
+                "evaluate": {"mcq": "mcq.jsonl"},
+                "registry": {"target": "vertex"},
+                "vertex": vertex_env.vertex_section(),
+                "serve": {"endpoint": {"regions": regions}},
+            }
+        )
+
+    before = len(fake.requests)
+    for only in (None, EU, REGION):  # a bad region fails the config, whichever region is asked
+        with pytest.raises(
+            ConfigError, match=r"serve.endpoint.regions\[1\].encryption_spec_key_name"
+        ):
+            deploy(cfg_for([us_region, eu_region]), "clinical-llama@production", region=only)
+    assert len(fake.requests) == before  # refused before any request
+    # the primary region without a key of its own uses the primary key (same region)
+    deploy(cfg_for([us_region]), "clinical-llama@production")
+    (create,) = fake.find("POST", r"/endpoints$")
+    assert create.json["encryptionSpec"] == {"kmsKeyName": CMEK}
+
+
+def test_pipeline_network_from_the_environment_does_not_reach_endpoints(
+    vertex_env, monkeypatch
+) -> None:
+    """Item 4: $MEDPRUNE_NETWORK is the pipeline's VPC-peering network. Re-resolving the
+    config put it back into aiplatform.init, and ``PrivateEndpoint.create`` takes
+    ``initializer.global_config.network`` when given none, then refuses a PSC config beside
+    a network ("Argument `network` and `private_service_connect_config` enabled mutually
+    exclusive", google/cloud/aiplatform/models.py)."""
+    fake = vertex_env.vertex
+    monkeypatch.setenv("MEDPRUNE_NETWORK", "projects/123456/global/networks/pipelines-vpc")
+    seed_versions(fake, 1)
+    psc_net = "projects/123456/global/networks/clinical-vpc"
+    deploy(make_cfg(vertex_env, network=psc_net), "clinical-llama@production")
+    (create,) = fake.find("POST", r"/endpoints$")
+    assert "network" not in create.json
+    assert create.json["privateServiceConnectConfig"]["pscAutomationConfigs"] == [
+        {"projectId": PROJECT, "network": psc_net}
+    ]
+    # and a public endpoint stays public
+    fake.endpoints.clear()
+    deploy(make_cfg(vertex_env, display_name="public-ep"), "clinical-llama@production")
+    public = fake.find("POST", r"/endpoints$")[-1].json
+    assert "network" not in public and "privateServiceConnectConfig" not in public
+
+
+def test_deploy_refuses_a_tensor_parallel_size_the_machines_lack(vertex_env) -> None:
+    """Item 6: the version's vLLM args shard it over N GPUs (--tensor-parallel-size); serving
+    it on replicas with another accelerator count is refused before any deployment."""
+    fake = vertex_env.vertex
+    _, model_id = seed_versions(fake, 1)
+    fake.models[model_id].versions[0]["containerSpec"] = {
+        "imageUri": "us-docker.pkg.dev/p/r/vllm:1",
+        "args": ["--model=gs://b/m", "--tensor-parallel-size=2"],
+    }
+    with pytest.raises(
+        DeployError, match=r"tensor-parallel-size=2.*serve.endpoint.accelerator_count"
+    ):
+        deploy(make_cfg(vertex_env), "clinical-llama@production")
+    assert not fake.find("POST", r":deployModel$")
+    deploy(make_cfg(vertex_env, accelerator_count=2), "clinical-llama@production")
+    (dep,) = fake.find("POST", r":deployModel$")
+    assert dep.json["deployedModel"]["dedicatedResources"]["machineSpec"]["acceleratorCount"] == 2

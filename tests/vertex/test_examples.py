@@ -68,9 +68,22 @@ def test_prod_is_locked_down(monkeypatch) -> None:
     _terraform_env(monkeypatch, "prod", "clinical-prod-1")
     cfg = load_config(ROOT / "examples" / "prod.yaml")
     v = resolve_vertex(cfg.vertex)
-    assert v.encryption_spec_key_name and v.network and v.promotion_alias == "production"
+    assert v.encryption_spec_key_name and v.network
     assert v.enable_caching is False
     assert not component_image(cfg).endswith(":latest")
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_registration_puts_no_serving_alias_on_an_undeployed_version(env, monkeypatch) -> None:
+    """Issue 25, item 2: `production` is the version holding the endpoint's stable traffic
+    (moved by deploy / promote / rollback); registration only adds registration aliases."""
+    from medprune.config.vertex import SERVING_ALIASES
+
+    _terraform_env(monkeypatch, env, "clinical-1")
+    cfg = load_config(ROOT / "examples" / f"{env}.yaml")
+    registered = [*cfg.registry.aliases, *([cfg.vertex.promotion_alias] if cfg.vertex else [])]
+    assert not set(registered) & set(SERVING_ALIASES), registered
+    assert cfg.registry.aliases == ["candidate"]
 
 
 def test_example_without_terraform_outputs_says_which_variable(monkeypatch) -> None:

@@ -56,7 +56,8 @@ class RegionConfig(_Strict):
     )
     encryption_spec_key_name: str | None = Field(
         default=None,
-        description="CMEK key in that region (a key must be in the region of the resource).",
+        description="CMEK key in that region (Vertex AI needs a key in the resource's own "
+        "region). Required when the vertex section uses CMEK and this is another region.",
     )
 
     @field_validator("staging_bucket")
@@ -109,7 +110,10 @@ class EndpointConfig(_Strict):
     )
     network: str | None = Field(
         default=None,
-        description="VPC for a private endpoint: projects/NUMBER/global/networks/NAME (peered).",
+        description="Private endpoint through Private Service Connect (PSC), reached from this "
+        "VPC: projects/PROJECT/global/networks/NAME (a PSC automation config creates the "
+        "forwarding rule in it). Not VPC Network Peering: a peered (PSA) private endpoint "
+        "holds one deployed model and no traffic split, so no canary. Unset: a public endpoint.",
     )
     regions: list[RegionConfig] = Field(
         default_factory=list,

@@ -11,7 +11,9 @@ over a local ``transformers`` text-generation pipeline, loaded with medprune's s
 (safetensors only), with the model's own tokenizer passed explicitly (so nothing is looked
 up on a model hub) and ``return_full_text=False`` (the answer, not the prompt). References:
 ``registry://NAME@ALIAS`` or ``NAME@VERSION`` (the local registry), ``vertex://projects/...``
-(the Vertex AI Model Registry, downloaded once), or a model directory.
+(the Vertex AI Model Registry: an alias is resolved to its version id on every load, and
+each version is downloaded once, so a moved alias loads the new version), or a model
+directory.
 
 :func:`ollama_chat_model` returns ``langchain_ollama.ChatOllama`` for a model exported with
 ``medprune export gguf`` and created in Ollama; it checks first that the Ollama server has

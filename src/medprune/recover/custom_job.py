@@ -16,9 +16,9 @@ The worker pools come from config at compile time, so the compiled pipeline show
 from __future__ import annotations
 
 import json
-import re
+import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from typing import Any
 from medprune.config import CustomJobConfig, RunConfig
 from medprune.errors import RecoveryError
 
-_RESOURCE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/pipelineJobs/([^/]+)$")
 REPORT_SUFFIX = ".recover_report.json"
 CONFIG_SUFFIX = ".recover_config.json"
 
@@ -79,11 +78,38 @@ def gcs_uri(path: str) -> str:
     return path
 
 
-def parse_pipeline_job(resource_name: str) -> tuple[str, str, str] | None:
-    """``(project, location, job id)`` from a pipeline job resource name, or None when the
-    task is not running on Vertex (the local runner leaves the placeholder unresolved)."""
-    m = _RESOURCE.match(resource_name or "")
-    return (m.group(1), m.group(2), m.group(3)) if m else None
+#: Where the pipeline's recover task runs: fixed when the pipeline is compiled, so the
+#: cached task's inputs hold nothing that changes from run to run.
+RUN_ON_VERTEX = "vertex"
+RUN_LOCAL = "local"
+
+
+def job_location(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``(project, location)`` for the custom job: the config's (``medprune submit`` and
+    ``schedule`` resolve them into the run's ``config_json``), else what Vertex AI sets in
+    its jobs (``CLOUD_ML_PROJECT_ID`` / ``CLOUD_ML_REGION``) or ``GOOGLE_CLOUD_*``. Not the
+    pipeline job's resource name: that is different in every run, and as an input it would
+    change the task's cache key every run."""
+    env = os.environ if environ is None else environ
+    v = cfg.vertex
+    project = (
+        (v.project if v else None)
+        or env.get("GOOGLE_CLOUD_PROJECT")
+        or env.get("CLOUD_ML_PROJECT_ID")
+    )
+    location = (
+        (v.location if v else None) or env.get("GOOGLE_CLOUD_REGION") or env.get("CLOUD_ML_REGION")
+    )
+    missing = [
+        f for f, val in (("vertex.project", project), ("vertex.location", location)) if not val
+    ]
+    if missing or not project or not location:
+        raise RecoveryError(
+            f"recover.custom_job: {' and '.join(missing)} unknown (not in the config, nor "
+            "$GOOGLE_CLOUD_PROJECT / $CLOUD_ML_PROJECT_ID, $GOOGLE_CLOUD_REGION / $CLOUD_ML_REGION); "
+            "submit the run with `medprune submit`, which writes them into the run's config"
+        )
+    return project, location
 
 
 def build_job_spec(
@@ -223,24 +249,24 @@ def submit_and_wait(
 def run_recover_step(
     config_json: str,
     worker_pools_json: str,
-    pipeline_job_resource_name: str,
+    run_on: str,
     *,
     model_dir: str,
     teacher_dir: str | None,
     out_dir: str,
     progress=print,
 ) -> dict:
-    """The body of the pipeline's recover launcher task: on Vertex submit the custom job and
-    return its report; elsewhere run :func:`medprune.recover.stage.stage_recover` in process."""
+    """The body of the pipeline's recover launcher task: with ``run_on`` ``"vertex"`` (a
+    pipeline compiled for Vertex AI) submit the custom job and return its report; otherwise
+    (kfp.local) run :func:`medprune.recover.stage.stage_recover` in process."""
     from medprune.io.atomic import atomic_write_text
     from medprune.recover.stage import stage_recover
 
     cfg = RunConfig.from_json(config_json)
-    where = parse_pipeline_job(pipeline_job_resource_name)
-    if where is None or not cfg.recover.enabled or cfg.recover.steps == 0:
+    if run_on != RUN_ON_VERTEX or not cfg.recover.enabled or cfg.recover.steps == 0:
         progress("recover: running in process")
         return stage_recover(cfg, model_dir, out_dir, teacher_dir=teacher_dir, progress=progress)
-    project, location, pipeline_job = where
+    project, location = job_location(cfg)
     pools, config_path, report_path = build_job_spec(
         cfg,
         json.loads(worker_pools_json),
@@ -254,7 +280,7 @@ def run_recover_step(
         pools,
         project=project,
         location=location,
-        display_name=f"{pipeline_job}-recover",
+        display_name=f"{cfg.run_name}-recover",
         base_output_dir=gcs_uri(str(Path(out_dir).parent)),
         api_endpoint=(cfg.vertex.api_endpoint if cfg.vertex else None),
         progress=progress,

@@ -11,30 +11,40 @@ What happens, in order, so that a failure leaves nothing half registered:
    name is ``model.name``, else a new model) -- a configured parent that does not exist
    is an error;
 3. the model directory is uploaded to a new prefix
-   ``STAGING_BUCKET/models/NAME/VERSION_TAG`` (parallel, checksums verified);
-4. one ``models:upload`` creates the version with its aliases (``registry.aliases`` and
-   the promotion alias) in a single server-side step, so aliases move only if the
-   version exists. If it fails, the uploaded files are deleted and RegistryError raised.
+   ``STAGING_BUCKET/models/NAME/VERSION_TAG`` (parallel, checksums verified): the serving
+   artifact, which vLLM reads whole, holds the Hugging Face files only; GGUF exports
+   (``registry.export: [gguf]``: ``*.gguf``, ``Modelfile``, ``export.json``) go beside it,
+   to ``VERSION_TAG-gguf``;
+4. one ``models:upload`` creates the version with its registration aliases
+   (``registry.aliases`` and ``vertex.promotion_alias``; never ``production``, which only
+   ``medprune deploy`` / ``promote`` / ``rollback`` move) in a single server-side step, so
+   aliases move only if the version exists. If it fails, the uploaded files are deleted
+   and RegistryError raised.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from medprune.config import RunConfig, VertexConfig
+from medprune.config.serve import EndpointConfig
+from medprune.config.vertex import check_registration_alias
 from medprune.errors import ConfigError, RegistryError, StorageError
 from medprune.io.gcs import delete_prefix, upload_dir
 from medprune.io.uris import parse_gcs_uri
 from medprune.vertex.client import aiplatform_init, model_console_uri
 
 log = logging.getLogger(__name__)
-
-_VERTEX_ALIAS = re.compile(r"[a-z][a-zA-Z0-9\-]{0,126}[a-z0-9]")
 
 
 def label_value(value: Any) -> str:
@@ -117,6 +127,66 @@ def resolve_parent_model(v: VertexConfig, display_name: str) -> str | None:
     return found[0].resource_name if found else None
 
 
+def tensor_parallel_size(endpoint: EndpointConfig) -> int:
+    """vLLM's ``--tensor-parallel-size``: one shard per accelerator of a serving replica."""
+    return endpoint.accelerator_count if endpoint.accelerator_type else 1
+
+
+def serving_container(v: VertexConfig, endpoint: EndpointConfig, artifact_uri: str) -> dict:
+    """The ``serving_container_*`` arguments of ``Model.upload``: the pinned image, the args
+    with ``{artifact_uri}`` and ``{tensor_parallel_size}`` filled in (one shard per GPU of
+    ``serve.endpoint``, as Google's Model Garden vLLM samples pass it), routes, ports, shared
+    memory and deployment timeout."""
+    tp = str(tensor_parallel_size(endpoint))
+    return {
+        "serving_container_image_uri": v.serving_container_image_uri,
+        "serving_container_args": [
+            a.replace("{artifact_uri}", artifact_uri).replace("{tensor_parallel_size}", tp)
+            for a in v.serving_container_args
+        ],
+        "serving_container_predict_route": v.serving_container_predict_route,
+        "serving_container_health_route": v.serving_container_health_route,
+        "serving_container_ports": v.serving_container_ports,
+        "serving_container_shared_memory_size_mb": v.serving_container_shared_memory_size_mb,
+        "serving_container_deployment_timeout": v.serving_container_deployment_timeout_s,
+    }
+
+
+def is_export_file(name: str) -> bool:
+    """A GGUF export file (``registry.export: [gguf]``), not part of the serving artifact."""
+    from medprune.export.bundle import MANIFEST, MODELFILE
+
+    return name.endswith(".gguf") or name in (MODELFILE, MANIFEST)
+
+
+@contextmanager
+def split_exports(model_dir: Path) -> Iterator[tuple[Path, Path | None]]:
+    """``(serving_dir, exports_dir)``: the Hugging Face files (with their own completion
+    marker) and the GGUF export files, each hard-linked into a temporary directory; with no
+    export files, ``(model_dir, None)``."""
+    from medprune.io.atomic import COMPLETE_MARKER, write_completion_marker
+
+    files = [p for p in sorted(model_dir.iterdir()) if p.is_file()]
+    exports = [p for p in files if is_export_file(p.name)]
+    if not exports:
+        yield model_dir, None
+        return
+    with tempfile.TemporaryDirectory(prefix="medprune-vertex-split-") as work:
+        serving, extra = Path(work) / "serving", Path(work) / "exports"
+        serving.mkdir()
+        extra.mkdir()
+        for p in files:
+            dest = (extra if p in exports else serving) / p.name
+            try:
+                os.link(p, dest)
+            except OSError:
+                shutil.copy2(p, dest)
+        if (serving / COMPLETE_MARKER).exists():  # the marker lists the serving files only
+            (serving / COMPLETE_MARKER).unlink()
+            write_completion_marker(serving)
+        yield serving, extra
+
+
 def _version_tag(metadata: dict[str, Any]) -> str:
     tag = metadata.get("run_id") or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{label_value(tag)}-{uuid.uuid4().hex[:8]}"
@@ -156,12 +226,12 @@ def register_vertex(
             ]
         )
     )
-    bad = [a for a in aliases if not _VERTEX_ALIAS.fullmatch(a)]
-    if bad:
-        raise ConfigError(
-            f"registry.aliases {bad}: Vertex AI aliases are 2-128 characters of lower case "
-            "letters, digits and '-', starting with a letter (no '_')"
-        )
+    # parse_config checked these already; a config built in code (model_copy) is checked here
+    for a in aliases:
+        try:
+            check_registration_alias(a)
+        except ValueError as exc:
+            raise ConfigError(f"registry.aliases: {exc}") from None
 
     v = aiplatform_init(cfg.vertex)
     from google.cloud import aiplatform
@@ -174,11 +244,21 @@ def register_vertex(
         p for p in (bucket, prefix, "models", cfg.model.name, _version_tag(metadata)) if p
     )
     labels = model_labels(cfg, metadata, gate_passed)
-
-    try:
-        upload_dir(model_dir, artifact_uri, max_workers=v.upload_workers)
-    except StorageError as exc:
-        raise RegistryError(f"uploading {model_dir} to {artifact_uri} failed: {exc}") from exc
+    with split_exports(model_dir) as (serving_dir, exports_dir):
+        exports_uri = f"{artifact_uri}-gguf" if exports_dir is not None else None
+        uploaded = []
+        try:
+            upload_dir(serving_dir, artifact_uri, max_workers=v.upload_workers)
+            uploaded.append(artifact_uri)
+            if exports_dir is not None and exports_uri is not None:
+                upload_dir(exports_dir, exports_uri, max_workers=v.upload_workers)
+                uploaded.append(exports_uri)
+        except StorageError as exc:
+            _delete_uploads(uploaded)
+            raise RegistryError(f"uploading {model_dir} to {artifact_uri} failed: {exc}") from exc
+    description = model_description(cfg, metadata)
+    if exports_uri:
+        description = (description + f" GGUF: {exports_uri}.")[:1000]
 
     try:
         model = aiplatform.Model.upload(
@@ -188,22 +268,13 @@ def register_vertex(
             is_default_version=v.is_default_version,
             version_aliases=list(aliases),  # the SDK appends "default" in place
             labels=labels,
-            description=model_description(cfg, metadata),
-            serving_container_image_uri=v.serving_container_image_uri,
-            serving_container_args=[
-                a.replace("{artifact_uri}", artifact_uri) for a in v.serving_container_args
-            ],
-            serving_container_predict_route=v.serving_container_predict_route,
-            serving_container_health_route=v.serving_container_health_route,
-            serving_container_ports=v.serving_container_ports,
+            description=description,
+            **serving_container(v, cfg.serve.endpoint, artifact_uri),
             encryption_spec_key_name=v.encryption_spec_key_name,
             sync=True,
         )
     except Exception as exc:
-        try:
-            delete_prefix(artifact_uri)
-        except Exception:  # noqa: BLE001 - the registration error is what matters
-            log.warning("could not clean up %s after a failed registration", artifact_uri)
+        _delete_uploads(uploaded)
         raise RegistryError(
             f"registering {cfg.model.name!r} in Vertex AI failed; no version was created and "
             f"no alias moved ({exc})"
@@ -219,6 +290,7 @@ def register_vertex(
         "uri": model_console_uri(v.location, versioned),
         "aliases": list(model.version_aliases),
         "artifact_uri": artifact_uri,
+        "exports_uri": exports_uri,
         "labels": labels,
         "vertex_model_metadata": {"resourceName": versioned},
     }
@@ -226,18 +298,30 @@ def register_vertex(
     return result
 
 
+def _delete_uploads(uris: list[str]) -> None:
+    for uri in uris:
+        try:
+            delete_prefix(uri)
+        except Exception:  # noqa: BLE001 - the registration error is what matters
+            log.warning("could not clean up %s after a failed registration", uri)
+
+
 def promote_version(
     cfg: RunConfig, model_resource_name: str, version_id: str, alias: str
 ) -> list[str]:
-    """Move ``alias`` (e.g. ``production``) to one version of a registered model, taking it
-    off whichever version had it; returns that version's aliases afterwards."""
+    """Move a registration ``alias`` (e.g. ``approved``) to one version of a registered
+    model, taking it off whichever version had it; returns that version's aliases afterwards.
+    The serving aliases (``production``, ``previous-production``) are refused: they follow
+    the endpoint and move with ``medprune deploy`` / ``promote`` / ``rollback``."""
     from google.api_core import exceptions as gexc
     from google.cloud import aiplatform
 
     if cfg.vertex is None:
         raise ConfigError("promotion needs the 'vertex' section in the config")
-    if not re.fullmatch(r"[a-z][a-z0-9\-]{0,126}[a-z0-9]", alias):
-        raise ConfigError(f"alias {alias!r} must be lower case letters, digits or -")
+    try:
+        check_registration_alias(alias)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     aiplatform_init(cfg.vertex)
     try:
         registry = aiplatform.models.ModelRegistry(model_resource_name)

@@ -7,11 +7,12 @@ a ``vertex://`` model version, or a model directory.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from medprune.errors import MedpruneError, RegistryError
+from medprune.errors import MedpruneError, ModelLoadError, RegistryError
 
 _REF = re.compile(
     r"^(?:registry://)?(?P<name>[a-z0-9][a-z0-9\-_.]{0,62})@(?P<tag>[A-Za-z0-9\-_]+)$"
@@ -44,12 +45,15 @@ def resolve_model_ref(
     """The local directory of the model ``text`` names (see the module docstring).
 
     A local-registry reference is resolved in ``registry_root``; ``vertex://`` and ``gs://``
-    sources are downloaded into ``workdir/sources`` (see :func:`medprune.load.resolve.resolve_model_source`).
+    sources are downloaded into ``workdir/sources`` (see :func:`medprune.load.resolve.resolve_model_source`;
+    ``vertex://`` ones by version, :func:`resolve_vertex_ref`).
     """
     from medprune.load.resolve import resolve_model_source
     from medprune.register.local import LocalRegistry
 
-    if text.startswith(("vertex://", "gs://")):
+    if text.startswith("vertex://"):
+        return resolve_vertex_ref(text, workdir)
+    if text.startswith("gs://"):
         return resolve_model_source(text, workdir)
     path = Path(text)
     if "@" not in text and path.is_dir():
@@ -62,3 +66,38 @@ def resolve_model_ref(
             f"`medprune registry list {ref.name} --root {registry_root}` or pass --root"
         )
     return registry.resolve(ref.name, ref.version_or_alias)
+
+
+#: Beside each downloaded ``vertex://`` version: which version (and artifact) it holds.
+SOURCE_RECORD_SUFFIX = ".source.json"
+
+
+def resolve_vertex_ref(uri: str, workdir: str | Path, api_endpoint: str | None = None) -> Path:
+    """The local directory of the Vertex AI model version ``uri`` names *now*.
+
+    An alias (``vertex://.../models/ID@production``) is resolved to its version id on every
+    call, and the download is cached by that version (``...@7``), so a moved alias loads the
+    new version instead of reusing the old download. A record beside the download
+    (``<dir>.source.json``: the pinned URI and the fingerprint of version id and artifact
+    URI) is checked on every load; a download that holds another version is refused."""
+    from medprune.io.atomic import atomic_write_json
+    from medprune.load.fingerprint import pin_vertex_source
+    from medprune.load.resolve import resolve_model_source
+
+    pinned, fingerprint = pin_vertex_source(uri, api_endpoint)
+    path = resolve_model_source(pinned, workdir, api_endpoint=api_endpoint)
+    record_path = path.parent / f"{path.name}{SOURCE_RECORD_SUFFIX}"
+    expected = {"source": pinned, "fingerprint": fingerprint}
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except ValueError:
+            record = None
+        if record != expected:
+            raise ModelLoadError(
+                f"{uri} resolves to {pinned}, but the download at {path} is recorded as "
+                f"{record!r} ({record_path}); delete {path} and its record to download it again"
+            )
+    else:
+        atomic_write_json(record_path, expected)
+    return path

@@ -40,9 +40,24 @@ def credentials_for_endpoint(
 def aiplatform_init(vcfg: VertexConfig) -> VertexConfig:
     """Initialise ``google.cloud.aiplatform`` for this config; returns the resolved config
     (project, location, bucket and endpoint filled from the environment where unset)."""
-    from google.cloud import aiplatform  # heavy import, only when talking to Vertex
+    return init_resolved(resolve_vertex(vcfg))
 
-    v = resolve_vertex(vcfg)
+
+def init_resolved(v: VertexConfig) -> VertexConfig:
+    """Initialise the SDK with ``v`` exactly as it is: no environment lookups, so a config
+    resolved once and then changed per region (another region's key, or none; no network)
+    is not filled again from ``$MEDPRUNE_KMS_KEY`` / ``$MEDPRUNE_NETWORK``. The SDK falls
+    back to these global settings when a call leaves them out (``Endpoint.create`` takes
+    ``initializer.global_config.get_encryption_spec``, ``PrivateEndpoint.create`` and
+    ``PipelineJob`` ``global_config.network``), so what is set here is what is used."""
+    from google.cloud import aiplatform  # heavy import, only when talking to Vertex
+    from google.cloud.aiplatform import initializer
+
+    # aiplatform.init keeps an earlier key or network when given None (initializer.py: "if
+    # encryption_spec_key_name: ..." / "if network is not None: ..."), so a region without a
+    # key would inherit the previous region's. Clear both first; init sets what v has.
+    initializer.global_config._encryption_spec_key_name = None
+    initializer.global_config._network = None
     aiplatform.init(
         project=v.project,
         location=v.location,
