@@ -51,11 +51,14 @@ def _preds(correct, categories):
             "category": cat,
             "question": f"Question <{i}> about {cat}?",
             "options": ["yes", "no", "maybe"],
-            "answer": 0,
-            "pred": 0 if c else 2,
+            # answers spread over the options: the dense model beats always-the-same-answer
+            "answer": i % 3,
+            "pred": i % 3 if c else (i + 2) % 3,
             "correct": c,
             "correct_norm": c,
-            "loglikelihoods": [-1.0, -3.0, -2.0] if c else [-2.0, -3.0, -1.0],
+            "loglikelihoods": [
+                -1.0 if k == (i % 3 if c else (i + 2) % 3) else -3.0 for k in range(3)
+            ],
         }
         for i, (c, cat) in enumerate(zip(correct, categories, strict=True))
     ]
@@ -132,4 +135,5 @@ def test_report_without_predictions_or_interval_still_renders(tmp_path):
 def test_confusion_matrix_counts_answer_vs_prediction():
     labels, m = confusion_matrix(_preds([True, False, False], ["a", "a", "b"]))
     assert labels == ["A", "B", "C"]
-    assert m == [[1, 0, 2], [0, 0, 0], [0, 0, 0]]
+    # item 0: answer A, predicted A; item 1: answer B, predicted A; item 2: answer C, predicted B
+    assert m == [[1, 0, 0], [1, 0, 0], [0, 1, 0]]

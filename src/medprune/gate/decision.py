@@ -584,9 +584,12 @@ def _family(
             else _paired(base_items, cand_items, key)
         )
         paired_by[name] = paired
-        # an unpaired source fails for that reason; its dense accuracy is not looked at
+        # an unpaired source, or one with fewer than min_items items, fails for that reason;
+        # its dense accuracy is not looked at
         dense_by[name] = (
-            None if graded or isinstance(paired, str) else _dense(base_items, key, alpha)
+            None
+            if graded or isinstance(paired, str) or len(paired[0]) < ni.min_items
+            else _dense(base_items, key, alpha)
         )
         dense = dense_by[name]
         if not isinstance(paired, str) and (dense is None or dense.informative):
