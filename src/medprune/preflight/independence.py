@@ -11,8 +11,8 @@ from medprune.preflight.findings import PreflightReport
 
 def check_independence(cfg: RunConfig, report: PreflightReport) -> None:
     """Append one line per certification source: ``checked`` when independent, a warning
-    when not (it cannot be the only evidence), an error for a declared source that
-    contradicts its card, or for a search whose every source is dependent."""
+    when not (it cannot be the only evidence; for a search whose every source is dependent
+    too), and an error for a declared source that contradicts its card."""
     from medprune.gate.sources import check_declared_sources, independence_report
 
     declared = check_declared_sources(cfg)
@@ -32,9 +32,11 @@ def check_independence(cfg: RunConfig, report: PreflightReport) -> None:
                 f"independence: {v.message()}; it cannot be the only certification evidence"
             )
     if cfg.search is not None and verdicts and not any(v.independent for v in verdicts):
-        report.errors.append(
+        # a warning here: `medprune search` refuses it after its own checks (split, leakage),
+        # still before any model work, so that their more specific messages come first
+        report.warnings.append(
             "search: no certification source is independent of the recovery / calibration text, "
-            "so nothing could be certified; add an independent evaluate.mcq_sources entry"
+            "so `medprune search` refuses this config; add an independent evaluate.mcq_sources entry"
         )
     ev, gate = cfg.evaluate, cfg.gate
     if (

@@ -155,7 +155,6 @@ def preflight_search(cfg: RunConfig) -> dict:
             f"{field}: no items are left to certify on after the split of {cfg.evaluate.mcq}; "
             "give more items or a larger fraction"
         )
-    independence = check_certification_independence(cfg)
     for i, rung in enumerate(sc.rungs):
         if rung.items is not None and rung.items > n_search:
             raise ConfigError(
@@ -208,6 +207,7 @@ def preflight_search(cfg: RunConfig) -> dict:
                 f"recover.data {cfg.recover.data} contains text from {len(leaked)} certification item(s) "
                 f"({leaked[:5]}): recovery must not train on what certifies it; remove those texts"
             )
+    independence = check_certification_independence(cfg)
     return {"chains": chains, "split": split, "sample_size": size, "independence": independence}
 
 
