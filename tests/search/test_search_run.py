@@ -525,6 +525,7 @@ def test_gs_data_and_a_gs_workspace_on_cloud_storage_fuse(
     cfg["prune"]["calibration"]["data"] = "gs://mounted/data/calibration.jsonl"
     cfg["recover"]["data"] = "gs://mounted/data/recovery.jsonl"
     cfg["evaluate"]["mcq"] = "gs://mounted/data/mcq.jsonl"
+    cfg["evaluate"]["mcq_sources"][0]["data"] = "gs://mounted/data/other.jsonl"
     cfg["search"]["certification"] = {
         "file": "gs://remote/cert/mcq.jsonl",
         "assumed_discordance": 0.3,
@@ -538,7 +539,8 @@ def test_gs_data_and_a_gs_workspace_on_cloud_storage_fuse(
     assert (work / "runs" / "g1" / "summary.json").is_file()
     assert sorted(s["split_ids"]["certification"]) == sorted(r["id"] for r in cert)
     assert len(s["split_ids"]["search"]) == 36  # all of evaluate.mcq ranks
-    assert s["certified"] is not None and s["registered"]["version"] == 1
+    assert s["certified"] is not None, s["certification"]["why"]
+    assert s["registered"]["version"] == 1
     assert fuse_fs.refused() == []  # no directory was renamed on the bucket
     # an interrupted write: an entry whose completion file never came is made again
     (evaluated,) = [c for c in s["candidates"] if c["label"] == "width 20%"]

@@ -24,13 +24,16 @@ def stage_gate(
     out_dir: str | Path,
     *,
     require_independent: bool = False,
+    independence: list[dict] | None = None,
 ) -> GateDecision:
     """Decide on promotion from both evaluation directories (results and per-item
     predictions); write ``gate.json`` into ``out_dir``. Every multiple-choice source is in
     the non-inferiority family (:func:`medprune.gate.sources.family_gate`); each source's
     independence of the training text is checked from the config's files and cards, and
     evidence resting only on dependent sources is a loud warning (an error with
-    ``require_independent``, as the search's certification uses)."""
+    ``require_independent``, as the search's certification uses). ``independence``: the
+    verdicts (``Independence.to_dict()``) when the caller has them."""
+    from medprune.data.independence import Independence
     from medprune.gate.sources import family_gate, independence_map, independence_report
 
     gate = family_gate(cfg)
@@ -38,7 +41,13 @@ def stage_gate(
         source: NOTES_FILE if source == "visit_notes" else source_predictions_file(source)
         for source in gate.source_non_inferiority
     }
-    report = independence_report(cfg)
+    # the verdicts the caller already has (the search's, made on its downloaded files), else
+    # from the config's local files (remote ones have none)
+    report = (
+        [Independence.from_dict(r) for r in independence]
+        if independence is not None
+        else independence_report(cfg)
+    )
     decision = decide(
         read_results(baseline_dir),
         read_results(candidate_dir),

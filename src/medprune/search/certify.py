@@ -61,7 +61,11 @@ def certify_sequence(
 
 
 def gate_on_certification(
-    cfg: RunConfig, baseline_eval: str | Path, candidate_eval: str | Path, out_dir: str | Path
+    cfg: RunConfig,
+    baseline_eval: str | Path,
+    candidate_eval: str | Path,
+    out_dir: str | Path,
+    independence: list[dict] | None = None,
 ) -> GateDecision:
     """The certification gate for one candidate (the gate stage, with the non-inferiority
     test at level alpha); writes ``gate.json`` into ``out_dir``."""
@@ -76,6 +80,7 @@ def gate_on_certification(
         candidate_eval,
         out_dir,
         require_independent=True,
+        independence=independence,
     )
 
 

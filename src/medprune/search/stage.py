@@ -440,7 +440,11 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
             progress,
         )
         decision = gate_on_certification(
-            cfg, ws["baseline_certification_eval"], entry, gate_root / cid
+            cfg,
+            ws["baseline_certification_eval"],
+            entry,
+            gate_root / cid,
+            state.get("independence"),  # made by setup on the downloaded files
         )
         cand["certification"] = {
             "passed": decision.passed,
