@@ -364,6 +364,37 @@ def _card(path: Path, source: str, role: str) -> None:
     ).save(path.parent)
 
 
+def test_nothing_passing_everywhere_names_the_smallest_step_per_source(tmp_path, capsys):
+    """The other source asks for more paired items than it has, so no candidate can pass
+    on it: nothing is certified or registered, and the search names what each source alone
+    would have certified."""
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(
+        tmp_path,
+        model_dir,
+        search={"axes": [{"kind": "width", "values": [0.2, 0.4]}]},
+        gate={
+            "min_accuracy": 0.0,
+            "non_inferiority": {"margin": 0.6, "min_items": 5},
+            "source_non_inferiority": {"other": {"margin": 0.6, "min_items": 100}},
+        },
+    )
+    assert main(["search", str(cfg_path), "--run-id", "n1", "--in-process"]) == 0
+    s, log = _summary_and_log(capsys)
+    assert s["certified"] is None and s["registered"] is None
+    cert = s["certification"]
+    assert cert["why"].startswith("no candidate passed on every source")
+    per = cert["smallest_per_source"]
+    assert set(per) == {"mcq", "other"}
+    # the built-in set alone certifies the most compressed candidate in the sequence
+    assert per["mcq"]["smallest"] == cert["order"][-1]
+    assert per["other"]["smallest"] is None
+    assert f"on mcq alone the search could certify: {per['mcq']['label']}" in log
+    # every candidate of the sequence was evaluated on both sources for this report
+    for cid in cert["order"]:
+        assert {v["name"] for v in cert["sources"][cid]} == {"mcq", "other"}
+
+
 def test_the_built_in_set_alone_cannot_certify_a_search(tmp_path, capsys):
     """The built-in MCQ set and the recovery text come from the same generator: its
     evidence is not independent, so a search with no other source stops before any work."""

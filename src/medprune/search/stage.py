@@ -470,16 +470,16 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
         for cid in order:
             if cid not in decisions:
                 decisions[cid] = test(cid)
-        for source, cid in smallest_per_source(order, decisions, search.alpha).items():
+        for source, best in smallest_per_source(order, decisions, search.alpha).items():
             per_source[source] = {
-                "smallest": cid,
-                "label": None if cid is None else state["candidates"][cid]["label"],
+                "smallest": best,
+                "label": None if best is None else state["candidates"][best]["label"],
             }
             progress(
                 f"certification on {source} alone: "
                 + (
-                    f"{state['candidates'][cid]['label']} (the most compressed it certifies)"
-                    if cid
+                    f"{state['candidates'][best]['label']} (the most compressed it certifies)"
+                    if best
                     else "not even the least compressed candidate"
                 )
             )
