@@ -230,3 +230,35 @@ def test_the_built_in_set_is_not_independent_of_its_own_recovery_text(tmp_path):
     assert not report["mcq"].independent
     assert "same source 'hpo+icd10cm' as recover.data" in report["mcq"].reasons
     assert report["wn"].independent
+
+
+def test_visit_notes_are_checked_against_the_training_text_too(tmp_path):
+    notes = _jsonl(
+        tmp_path / "notes.jsonl",
+        [
+            {
+                "id": "n1",
+                "input": "Doctor: any fever? Patient: raised body temperature since monday.",
+                "reference": "CHIEF COMPLAINT\nFever.",
+            }
+        ],
+    )
+    cfg = _cfg(tmp_path, visit_notes={"data": str(notes), "source": "aci-bench"})
+    report = {r.name: r for r in independence_report(cfg)}
+    assert report["visit_notes"].source == "aci-bench" and report["visit_notes"].independent
+    # the notes repeat a recovery text word for word: 8-word overlap
+    rec = tmp_path / "recovery.jsonl"
+    _jsonl(rec, [{"text": "Patient: raised body temperature since monday. Doctor: any fever?"}])
+    cfg = RunConfig.model_validate({**json.loads(cfg.to_json()), "recover": {"data": str(rec)}})
+    notes.write_text(
+        json.dumps(
+            {
+                "id": "n1",
+                "input": "Patient: raised body temperature since monday. Doctor: any fever?",
+                "reference": "Fever.",
+            }
+        )
+        + "\n"
+    )
+    v = {r.name: r for r in independence_report(cfg)}["visit_notes"]
+    assert not v.independent and "100% of its items share an 8-word run" in v.reasons[0]
