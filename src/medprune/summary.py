@@ -67,10 +67,22 @@ def format_summary(summary: dict) -> str:
     lines.append("")
     lines.append(f"gate: {'PASSED' if gate['passed'] else 'FAILED'}")
     for check in gate.get("checks", []):
-        lines.append(f"  [{'ok' if check['passed'] else 'FAIL'}] {check['message']}")
+        uninformative = (check.get("details") or {}).get("status") == "uninformative"
+        mark = "--" if uninformative else ("ok" if check["passed"] else "FAIL")
+        lines.append(f"  [{mark}] {check['message']}")
     for reason in gate["reasons"]:
         if not any(reason == c["message"] for c in gate.get("checks", [])):
             lines.append(f"  [FAIL] {reason}")
+    from medprune.gate.decision import source_table
+
+    table = source_table(gate)
+    if table:
+        alpha = (gate.get("holm") or {}).get("alpha")
+        held = "" if alpha is None else f", family-wise error held at {alpha:g} by Holm"
+        lines.append(f"non-inferiority per source{held}:")
+        lines.extend(table)
+    for warning in gate.get("warnings", []):
+        lines.append(f"  {warning}")
     reg = summary.get("registered")
     if reg:
         lines.append(

@@ -275,3 +275,26 @@ def test_missing_package_names_the_install_command(tmp_path: Path) -> None:
 def test_default_hpo_file_is_the_packaged_one() -> None:
     obo = default_hpo_obo()
     assert obo.name == "hp.obo" and obo.stat().st_size > 1_000_000
+
+
+def test_every_built_file_has_a_data_card_with_its_concepts(clinical_dir: Path) -> None:
+    from medprune.data.cards import DataCard
+    from medprune.data.clinical.build import record_concept
+    from medprune.data.independence import share_covered
+
+    cards = {name: DataCard.load_beside(clinical_dir / name) for name in OUTPUT_FILES}
+    for name, card in cards.items():
+        assert card is not None, name
+        records = _read(clinical_dir / name)
+        assert card.count == len(records) and card.source == "hpo+icd10cm"
+        assert card.generator.startswith("medprune build-data (builder v")
+        # the concepts are exactly those the records' ids name, each with a name
+        assert set(card.concept_ids) == {record_concept(r["id"]) for r in records}
+        assert len(card.concept_names) > 0.9 * len(card.concept_ids)
+    assert cards[MCQ_FILE].role == "evaluation" and cards["recovery.jsonl"].role == "recovery"
+    assert any(c.startswith("HP:") for c in cards[MCQ_FILE].concept_ids)
+    assert any(c.startswith("ICD10CM:") for c in cards[MCQ_FILE].concept_ids)
+    # entries asked about are never the subject of a text: the concept ids do not overlap
+    assert share_covered(cards[MCQ_FULL_FILE].concept_ids, cards["recovery.jsonl"].concept_ids) == 0
+    # "Seizure"-style names are lower-cased for comparison across ontologies
+    assert all(n == n.lower() for n in cards[MCQ_FILE].concept_names)

@@ -47,19 +47,21 @@ def results(acc=0.8, ppl=10.0, rouge=0.5, latency=100.0, cats=None, complete=Tru
 
 
 def preds(correct: list[bool], ids=None) -> list[dict]:
+    """Per-item lines of 4-option items whose answers are spread over the positions (so
+    neither chance nor always-the-same-answer is above 0.25)."""
     ids = ids or [f"q{i}" for i in range(len(correct))]
     return [
         {
             "id": i,
             "category": "c",
-            "answer": 0,
-            "pred": 0 if c else 1,
+            "answer": k % 4,
+            "pred": k % 4 if c else (k + 1) % 4,
             "correct": c,
             "correct_norm": c,
-            "loglikelihoods": [-1.0, -2.0] if c else [-2.0, -1.0],
-            "options": ["a", "b"],
+            "loglikelihoods": [-1.0, -2.0, -3.0, -4.0],
+            "options": ["a", "b", "c", "d"],
         }
-        for i, c in zip(ids, correct, strict=True)
+        for k, (i, c) in enumerate(zip(ids, correct, strict=True))
     ]
 
 

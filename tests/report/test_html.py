@@ -51,11 +51,14 @@ def _preds(correct, categories):
             "category": cat,
             "question": f"Question <{i}> about {cat}?",
             "options": ["yes", "no", "maybe"],
-            "answer": 0,
-            "pred": 0 if c else 2,
+            # answers spread over the options: the dense model beats always-the-same-answer
+            "answer": i % 3,
+            "pred": i % 3 if c else (i + 2) % 3,
             "correct": c,
             "correct_norm": c,
-            "loglikelihoods": [-1.0, -3.0, -2.0] if c else [-2.0, -3.0, -1.0],
+            "loglikelihoods": [
+                -1.0 if k == (i % 3 if c else (i + 2) % 3) else -3.0 for k in range(3)
+            ],
         }
         for i, (c, cat) in enumerate(zip(correct, categories, strict=True))
     ]
@@ -132,4 +135,54 @@ def test_report_without_predictions_or_interval_still_renders(tmp_path):
 def test_confusion_matrix_counts_answer_vs_prediction():
     labels, m = confusion_matrix(_preds([True, False, False], ["a", "a", "b"]))
     assert labels == ["A", "B", "C"]
-    assert m == [[1, 0, 2], [0, 0, 0], [0, 0, 0]]
+    # item 0: answer A, predicted A; item 1: answer B, predicted A; item 2: answer C, predicted B
+    assert m == [[1, 0, 0], [1, 0, 0], [0, 1, 0]]
+
+
+def test_report_shows_every_source_with_its_holm_level_and_independence(tmp_path):
+    base_correct = [True] * 45 + [False] * 15
+    bp = _preds(base_correct, CATS)
+    # PubMedQA-like source on which the dense model is below always-"yes": uninformative
+    pubmed_b = [dict(p, answer=0, correct=k < 30) for k, p in enumerate(bp)]
+    cfg = GateConfig(
+        non_inferiority={"margin": 0.05, "n_resamples": 500},
+        source_non_inferiority={"pubmedqa": {"margin": 0.05, "n_resamples": 500}},
+    )
+    gate = decide(
+        _results(0.75, 20.0, 10**6),
+        _results(0.75, 15.0, 5 * 10**5),
+        cfg,
+        baseline_predictions=bp,
+        candidate_predictions=bp,
+        baseline_sources={"pubmedqa": pubmed_b},
+        candidate_sources={"pubmedqa": pubmed_b},
+        independent={"mcq": False, "pubmedqa": True},
+    ).to_dict()
+    gate["independence"] = [
+        {
+            "name": "mcq",
+            "independent": False,
+            "reasons": ["same source 'hpo+icd10cm' as recover.data"],
+        },
+        {"name": "pubmedqa", "independent": True, "reasons": []},
+    ]
+    paths = render_report(
+        tmp_path,
+        gate=gate,
+        baseline=_results(0.75, 20.0, 10**6),
+        candidate=_results(0.75, 15.0, 5 * 10**5),
+        baseline_predictions=bp,
+        candidate_predictions=bp,
+        critical_ids=[],
+        run_info={},
+    )
+    html, md = paths["html"].read_text(), paths["md"].read_text()
+    table = re.search(r'<table class="source-table">(.*?)</table>', html, re.DOTALL).group(1)
+    assert table.count("<tr>") == 3  # header + two sources
+    assert "<td>uninformative</td>" in table and "<td>passed</td>" in table
+    assert "NO: same source &#x27;hpo+icd10cm&#x27; as recover.data" in table
+    assert "majority" in table and "family-wise error held at 0.025" in html
+    # the only informative source is dependent: the warning is shown
+    assert "rests only on sources that are NOT independent" in html
+    assert "## Non-inferiority per source (Holm, family-wise alpha 0.025)" in md
+    assert "| uninformative |" in md

@@ -58,8 +58,54 @@ def _data(root: Path, n_per_category: int = 12) -> dict[str, Path]:
     return {"recovery": rec, "calibration": calib, "mcq": mcq}
 
 
+def _answer_as_dense(model_dir: Path, path: Path, wrong_every: int = 5) -> None:
+    """Make the dense model informative on ``path``: each item's options are rotated (so
+    the right answers are spread over the positions) and its answer is the option the dense
+    model prefers, except every ``wrong_every``-th item. A random tiny model is at chance on
+    any fixed answer key, and the gate refuses to certify on a source where the dense model
+    is no better than chance."""
+    from medprune.evaluate.formats import load_mcq
+    from medprune.evaluate.mcq import score_mcq
+    from medprune.load.model import load_model
+
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for k, r in enumerate(records):
+        r["options"] = r["options"][k % 4 :] + r["options"][: k % 4]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    model, tokenizer = load_model(model_dir)
+    preds = score_mcq(model, tokenizer, load_mcq(path)).predictions
+    for k, (r, p) in enumerate(zip(records, preds, strict=True)):
+        r["answer"] = (p["pred"] + 1) % 4 if k % wrong_every == 0 else p["pred"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _independent_items(root: Path, n: int = 40) -> Path:
+    """A second multiple-choice source in another wording than evaluate.mcq and the texts."""
+    path = root / "other.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"other-{i}",
+                    "question": f"Item {i}. Pick the word a nurse would write here:\nAnswer:",
+                    "options": ["fever", "cough", "rash", "sleep"],
+                    "answer": 0,
+                    "category": "other",
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
+    return path
+
+
 def _config(root: Path, model_dir: Path, search: dict | None = None, **sections) -> Path:
     data = _data(root / "data")
+    other = _independent_items(root / "data")
+    if (model_dir / "config.json").is_file():
+        _answer_as_dense(model_dir, data["mcq"])
+        _answer_as_dense(model_dir, other)
     cfg = {
         "run_name": "search-test",
         "output_dir": str(root / "runs"),
@@ -71,6 +117,7 @@ def _config(root: Path, model_dir: Path, search: dict | None = None, **sections)
         "recover": {"data": str(data["recovery"]), "seq_len": 32, "batch_size": 2, "lr": 1e-4},
         "evaluate": {
             "mcq": str(data["mcq"]),
+            "mcq_sources": [{"name": "other", "data": str(other)}],
             "batch_size": 8,
             "seq_len": 64,
             "latency_repeats": 1,
@@ -170,12 +217,20 @@ def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
     assert s["certification"]["order"][-1] == cert["id"] or any(
         "failed certification" in (c["stopped"] or "") for c in s["candidates"]
     )
+    # both sources were tested, held together at alpha 0.05 by Holm: the one with the
+    # smaller p-value at 0.025 (a 95% interval), the other at 0.05 (90%)
+    by_source = {v["name"]: v for v in cert["certification"]["sources"]}
+    assert set(by_source) == {"mcq", "other"}
+    assert all(v["status"] == "passed" and v["independent"] for v in by_source.values())
+    assert sorted(v["level"] for v in by_source.values()) == pytest.approx([0.025, 0.05])
     interval = cert["certification"]["interval"]
     assert (
-        interval["confidence"] == pytest.approx(0.9)
+        interval["confidence"] == pytest.approx(1 - 2 * by_source["mcq"]["level"])
         and interval["method"] == "mcnemar"
         and interval["n"] == 18
     )
+    assert by_source["other"]["interval"]["n"] == 40
+    assert [r["verdict"] for r in s["certification"]["independence"]] == ["independent"] * 2
     assert s["registered"]["version"] == 1
     reg = LocalRegistry(tmp_path / "registry")
     assert reg.versions("tiny-llama") == [1]
@@ -292,6 +347,95 @@ def test_too_small_certification_set_exits_2_naming_the_numbers(tmp_path, capsys
         and "margin 0.05" in err
         and "the certification set has 18" in err
     )
+    assert not (tmp_path / "runs" / "search-cache").exists()
+
+
+def _card(path: Path, source: str, role: str) -> None:
+    from medprune.data.cards import DataCard
+
+    DataCard.for_file(
+        path,
+        count=len(path.read_text().splitlines()),
+        role=role,
+        source=source,
+        generator="medprune build-data (builder v1)",
+        license="test",
+        attribution="test",
+    ).save(path.parent)
+
+
+def test_nothing_passing_everywhere_names_the_smallest_step_per_source(tmp_path, capsys):
+    """The other source asks for more paired items than it has, so no candidate can pass
+    on it: nothing is certified or registered, and the search names what each source alone
+    would have certified."""
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(
+        tmp_path,
+        model_dir,
+        search={"axes": [{"kind": "width", "values": [0.2, 0.4]}]},
+        gate={
+            "min_accuracy": 0.0,
+            "non_inferiority": {"margin": 0.6, "min_items": 5},
+            "source_non_inferiority": {"other": {"margin": 0.6, "min_items": 100}},
+        },
+    )
+    assert main(["search", str(cfg_path), "--run-id", "n1", "--in-process"]) == 0
+    s, log = _summary_and_log(capsys)
+    assert s["certified"] is None and s["registered"] is None
+    cert = s["certification"]
+    assert cert["why"].startswith("no candidate passed on every source")
+    per = cert["smallest_per_source"]
+    assert set(per) == {"mcq", "other"}
+    # the built-in set alone certifies the most compressed candidate in the sequence
+    assert per["mcq"]["smallest"] == cert["order"][-1]
+    assert per["other"]["smallest"] is None
+    assert f"on mcq alone the search could certify: {per['mcq']['label']}" in log
+    # every candidate of the sequence was evaluated on both sources for this report
+    for cid in cert["order"]:
+        assert {v["name"] for v in cert["sources"][cid]} == {"mcq", "other"}
+
+
+def test_the_built_in_set_alone_cannot_certify_a_search(tmp_path, capsys):
+    """The built-in MCQ set and the recovery text come from the same generator: its
+    evidence is not independent, so a search with no other source stops before any work."""
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    del cfg["evaluate"]["mcq_sources"]
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    _card(tmp_path / "data" / "mcq.jsonl", "hpo+icd10cm", "evaluation")
+    _card(tmp_path / "data" / "recovery.jsonl", "hpo+icd10cm", "recovery")
+    assert main(["search", str(cfg_path), "--run-id", "b5"]) == 2
+    err = capsys.readouterr().err
+    assert "no certification source is independent" in err
+    assert "mcq (hpo+icd10cm): NOT independent" in err and "same source 'hpo+icd10cm'" in err
+    assert not (tmp_path / "runs" / "search-cache").exists()
+    # validate says so too, with the verdict for the source
+    assert main(["validate", str(cfg_path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: independence: mcq (hpo+icd10cm): NOT independent" in err
+    assert "so `medprune search` refuses this config" in err
+
+
+def test_a_declared_source_contradicting_its_card_or_an_empty_source_exits_2(tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg_path = _config(tmp_path, model_dir)
+    other = tmp_path / "data" / "other.jsonl"
+    _card(other, "wordnet-medical", "evaluation")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["evaluate"]["mcq_sources"][0]["source"] = "pubmedqa"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(cfg_path), "--run-id", "b6"]) == 2
+    err = capsys.readouterr().err
+    assert "evaluate.mcq_sources.0.source: declares source 'pubmedqa'" in err
+    assert "says 'wordnet-medical'" in err
+    other.write_text("")
+    (other.parent / "other.jsonl.card.json").unlink()
+    cfg["evaluate"]["mcq_sources"][0].pop("source")
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(cfg_path), "--run-id", "b7"]) == 2
+    err = capsys.readouterr().err
+    assert "evaluate.mcq_sources.0.data" in err and "empty" in err
     assert not (tmp_path / "runs" / "search-cache").exists()
 
 
@@ -412,6 +556,7 @@ def test_gs_data_and_a_gs_workspace_on_cloud_storage_fuse(
     cfg["prune"]["calibration"]["data"] = "gs://mounted/data/calibration.jsonl"
     cfg["recover"]["data"] = "gs://mounted/data/recovery.jsonl"
     cfg["evaluate"]["mcq"] = "gs://mounted/data/mcq.jsonl"
+    cfg["evaluate"]["mcq_sources"][0]["data"] = "gs://mounted/data/other.jsonl"
     cfg["search"]["certification"] = {
         "file": "gs://remote/cert/mcq.jsonl",
         "assumed_discordance": 0.3,
@@ -425,7 +570,8 @@ def test_gs_data_and_a_gs_workspace_on_cloud_storage_fuse(
     assert (work / "runs" / "g1" / "summary.json").is_file()
     assert sorted(s["split_ids"]["certification"]) == sorted(r["id"] for r in cert)
     assert len(s["split_ids"]["search"]) == 36  # all of evaluate.mcq ranks
-    assert s["certified"] is not None and s["registered"]["version"] == 1
+    assert s["certified"] is not None, s["certification"]["why"]
+    assert s["registered"]["version"] == 1
     assert fuse_fs.refused() == []  # no directory was renamed on the bucket
     # an interrupted write: an entry whose completion file never came is made again
     (evaluated,) = [c for c in s["candidates"] if c["label"] == "width 20%"]

@@ -22,6 +22,15 @@ DEFAULT_NOTE_INSTRUCTION = (
 
 MCQ_FORMATS = Literal["auto", "medprune", "medqa", "medmcqa", "pubmedqa"]
 
+#: A data source name as data cards write it (``hpo+icd10cm``, ``wordnet-medical``,
+#: ``pubmedqa``, ``user:my-notes``); see :mod:`medprune.data.cards`.
+SOURCE_PATTERN = r"^[a-z0-9][a-z0-9+_.:-]{0,79}$"
+_SOURCE_HELP = (
+    "Where the file comes from (its data card's source, e.g. wordnet-medical, pubmedqa); default: the "
+    "card beside the file (FILE.card.json), else user:<file stem>. A name that contradicts the card is an "
+    "error. Used by the independence check against the recovery and calibration text."
+)
+
 
 class MCQSourceConfig(_Strict):
     """One more multiple-choice source, scored and reported on its own (``accuracy@NAME``)."""
@@ -36,6 +45,7 @@ class MCQSourceConfig(_Strict):
     format: MCQ_FORMATS = Field(
         default="auto", description="Format of the file; 'auto' detects it."
     )
+    source: str | None = Field(default=None, pattern=SOURCE_PATTERN, description=_SOURCE_HELP)
     max_items: int | None = Field(default=None, ge=1, description="Use only the first N items.")
     medmcqa_cop_base: Literal[0, 1] = Field(
         default=0, description="MedMCQA 'cop' numbering (0: 0-3, 1: 1-4)."
@@ -52,6 +62,7 @@ class VisitNotesConfig(_Strict):
     format: Literal["auto", "aci", "jsonl"] = Field(
         default="auto", description="'auto' detects it from the file."
     )
+    source: str | None = Field(default=None, pattern=SOURCE_PATTERN, description=_SOURCE_HELP)
     max_items: int | None = Field(default=None, ge=1, description="Use only the first N dialogues.")
     instruction: str = Field(
         default=DEFAULT_NOTE_INSTRUCTION,
@@ -191,6 +202,9 @@ class EvaluateConfig(_Strict):
     mcq_format: MCQ_FORMATS = Field(
         default="auto",
         description="Format of the mcq file; 'auto' detects it from the first record.",
+    )
+    mcq_source: str | None = Field(
+        default=None, pattern=SOURCE_PATTERN, description="Of evaluate.mcq: " + _SOURCE_HELP
     )
     medmcqa_cop_base: Literal[0, 1] = Field(
         default=0,

@@ -12,6 +12,12 @@ from medprune.config._base import _Strict
 
 class CalibrationConfig(_Strict):
     data: str | None = Field(default=None, description="JSONL of {text} used to calibrate pruning.")
+    data_source: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9+_.:-]{0,79}$",
+        description="Where the calibration text comes from (data card source); default: the card beside "
+        "the file, else user:<file stem>. A name that contradicts the card is an error.",
+    )
     num_samples: int = Field(default=64, ge=1, description="Number of calibration sequences.")
     seq_len: int = Field(default=256, ge=8, description="Tokens per calibration sequence.")
     batch_size: int = Field(

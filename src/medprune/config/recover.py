@@ -170,6 +170,13 @@ class RecoverConfig(_Strict):
         default=None,
         description="JSONL of {text} (or {prompt, response}) to train on; local or gs://.",
     )
+    data_source: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9+_.:-]{0,79}$",
+        description="Where the recovery text comes from (data card source); default: the card beside the "
+        "file, else user:<file stem>. A name that contradicts the card is an error. Certification sources "
+        "from the same source are not independent of it.",
+    )
     steps: int = Field(default=20, ge=0, description="Optimizer steps.")
     lr: float = Field(default=1e-5, gt=0, description="Peak learning rate.")
     batch_size: int = Field(default=4, ge=1, description="Sequences per micro-batch per device.")

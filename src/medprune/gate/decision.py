@@ -18,11 +18,22 @@ from medprune.config import GateConfig, NonInferiorityConfig
 from medprune.config.gate import metric_direction
 from medprune.evaluate.metrics import category_key, metric_values
 from medprune.gate.stats import (
+    HolmResult,
+    Informativeness,
     PairedInterval,
+    bootstrap_noninferiority_p,
+    holm,
+    informative,
     mcnemar_exact_ci,
+    mcnemar_noninferiority_p,
     paired_bootstrap_ci,
     paired_bootstrap_mean_ci,
 )
+
+#: The built-in multiple-choice set (``evaluate.mcq``, tested by ``gate.non_inferiority``)
+#: as a member of the gate's family of sources.
+BUILTIN_SOURCE = "mcq"
+NOTES_SOURCE = "visit_notes"
 
 _EPS = 1e-12  # values exactly at a threshold pass, despite float rounding
 
@@ -39,12 +50,38 @@ class GateCheck:
     details: dict | None = None
 
 
+@dataclass(frozen=True)
+class SourceVerdict:
+    """One clinical source's part of the non-inferiority evidence."""
+
+    name: str
+    status: str  # "passed", "failed" or "uninformative"
+    independent: bool | None  # of the recovery / calibration text; None: not checked
+    margin: float
+    metric: str
+    p_value: float | None
+    level: float | None  # Holm's level for this source (one-sided alpha)
+    interval: dict | None  # at confidence 1 - 2 * level
+    dense: dict | None  # Informativeness.to_dict() (multiple choice only)
+    message: str
+    enough_items: bool = True  # at least the source's min_items paired items
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class GateDecision:
     passed: bool
     reasons: list[str] = field(default_factory=list)
     checks: list[GateCheck] = field(default_factory=list)
-    interval: dict | None = None  # the non-inferiority confidence interval, when configured
+    interval: dict | None = None  # the built-in set's non-inferiority interval, when configured
+    sources: list[SourceVerdict] = field(default_factory=list)  # every source of the family
+    holm: dict | None = None  # HolmResult.to_dict() over the informative sources
+    warnings: list[str] = field(default_factory=list)
+    # True when the non-inferiority evidence rests only on sources that are not independent
+    # of the recovery data (run-local warns; the search refuses such evidence)
+    dependent_evidence: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -52,6 +89,10 @@ class GateDecision:
             "reasons": self.reasons,
             "checks": [asdict(c) for c in self.checks],
             "interval": self.interval,
+            "sources": [s.to_dict() for s in self.sources],
+            "holm": self.holm,
+            "warnings": self.warnings,
+            "dependent_evidence": self.dependent_evidence,
         }
 
     @classmethod
@@ -61,6 +102,10 @@ class GateDecision:
             reasons=list(data["reasons"]),
             checks=[GateCheck(**c) for c in data.get("checks", [])],
             interval=data.get("interval"),
+            sources=[SourceVerdict(**s) for s in data.get("sources", [])],
+            holm=data.get("holm"),
+            warnings=list(data.get("warnings", [])),
+            dependent_evidence=bool(data.get("dependent_evidence", False)),
         )
 
 
@@ -297,12 +342,21 @@ def decide(
     candidate_predictions: Sequence[dict] | None = None,
     baseline_sources: dict[str, Sequence[dict] | None] | None = None,
     candidate_sources: dict[str, Sequence[dict] | None] | None = None,
+    independent: dict[str, bool] | None = None,
+    require_independent: bool = False,
 ) -> GateDecision:
     """Return the gate decision for two evaluations (``results.json`` contents) and their
     per-item MCQ predictions (``predictions.jsonl`` lines, needed for critical items and
     non-inferiority). ``baseline_sources`` / ``candidate_sources`` map each source of
     ``gate.source_non_inferiority`` (an MCQ source name, or ``visit_notes``) to its per-item
-    lines (``predictions-NAME.jsonl``, ``notes.jsonl``)."""
+    lines (``predictions-NAME.jsonl``, ``notes.jsonl``).
+
+    The built-in set and every source are one family of non-inferiority tests held at
+    :func:`family_alpha` by Holm; the candidate passes only if non-inferior on every
+    informative source. ``independent`` maps a source (``mcq`` for the built-in set) to
+    whether it is independent of the recovery / calibration text: evidence resting only on
+    dependent sources gets a warning (``dependent_evidence``), and with
+    ``require_independent`` (the search) it cannot pass."""
     checks: list[GateCheck] = []
     for label, res in (("baseline", baseline), ("candidate", candidate)):
         done = bool(res.get("complete"))
@@ -423,49 +477,254 @@ def decide(
                 )
             )
 
-    interval = None
-    if cfg.critical_items or cfg.non_inferiority:
-        key = (
-            "correct_norm"
-            if cfg.non_inferiority and cfg.non_inferiority.metric == "acc_norm"
-            else "correct"
-        )
-        paired_acc = _paired(baseline_predictions, candidate_predictions, "correct")
-        if cfg.critical_items:
-            checks.append(_critical(cfg.critical_items, paired_acc))
-        if cfg.non_inferiority:
-            paired = (
-                paired_acc
-                if key == "correct"
-                else _paired(baseline_predictions, candidate_predictions, key)
+    if cfg.critical_items:
+        checks.append(
+            _critical(
+                cfg.critical_items, _paired(baseline_predictions, candidate_predictions, "correct")
             )
-            check, ci = _non_inferiority(cfg.non_inferiority, paired)
-            checks.append(check)
-            if ci is not None:
-                interval = dict(
-                    ci.to_dict(),
-                    margin=cfg.non_inferiority.margin,
-                    metric=cfg.non_inferiority.metric,
-                )
-
-    for source, ni in cfg.source_non_inferiority.items():
-        base_items = (baseline_sources or {}).get(source)
-        cand_items = (candidate_sources or {}).get(source)
-        paired_src: tuple[list[str], Sequence[float], Sequence[float]] | str
-        if source == "visit_notes":
-            paired_src = _paired_scores(base_items, cand_items, ni.metric)
-        else:
-            paired_src = _paired(
-                base_items, cand_items, "correct_norm" if ni.metric == "acc_norm" else "correct"
-            )
-        check, _ = _non_inferiority(
-            ni,
-            paired_src,
-            name=f"non_inferiority_{category_key(source)}",
-            scope=f" on {source}",
-            graded=source == "visit_notes",
         )
-        checks.append(check)
-
+    items = {BUILTIN_SOURCE: (baseline_predictions, candidate_predictions)}
+    for source in cfg.source_non_inferiority:
+        items[source] = (
+            (baseline_sources or {}).get(source),
+            (candidate_sources or {}).get(source),
+        )
+    family = _family(cfg, items, independent=independent, require_independent=require_independent)
+    checks.extend(family.checks)
     reasons = [c.message for c in checks if not c.passed]
-    return GateDecision(passed=not reasons, reasons=reasons, checks=checks, interval=interval)
+    return GateDecision(
+        passed=not reasons,
+        reasons=reasons,
+        checks=checks,
+        interval=family.interval,
+        sources=family.verdicts,
+        holm=None if family.holm is None else family.holm.to_dict(),
+        warnings=family.warnings,
+        dependent_evidence=family.dependent_evidence,
+    )
+
+
+def family_of(cfg: GateConfig) -> dict[str, NonInferiorityConfig]:
+    """The sources the gate's non-inferiority evidence rests on: the built-in set
+    (``gate.non_inferiority``) and every ``gate.source_non_inferiority`` entry."""
+    fam = {BUILTIN_SOURCE: cfg.non_inferiority} if cfg.non_inferiority is not None else {}
+    fam.update(cfg.source_non_inferiority)
+    return fam
+
+
+def family_alpha(cfg: GateConfig) -> float | None:
+    """The family-wise error the sources are held at together (one-sided): that of
+    ``gate.non_inferiority`` (the search sets it to ``search.alpha``), else the smallest of
+    the sources' own."""
+    if cfg.non_inferiority is not None:
+        return (1 - cfg.non_inferiority.confidence) / 2
+    if cfg.source_non_inferiority:
+        return min((1 - ni.confidence) / 2 for ni in cfg.source_non_inferiority.values())
+    return None
+
+
+@dataclass
+class _Family:
+    checks: list[GateCheck]
+    verdicts: list[SourceVerdict]
+    holm: HolmResult | None
+    interval: dict | None
+    warnings: list[str]
+    dependent_evidence: bool
+
+
+def _p_value(ni: NonInferiorityConfig, paired, graded: bool) -> float:
+    _, base, cand = paired
+    if graded or ni.method == "bootstrap":
+        return bootstrap_noninferiority_p(
+            base, cand, ni.margin, n_resamples=ni.n_resamples, seed=ni.seed
+        )
+    b = sum(1 for x, y in zip(base, cand, strict=True) if x and not y)
+    c = sum(1 for x, y in zip(base, cand, strict=True) if y and not x)
+    return mcnemar_noninferiority_p(b, c, len(base), ni.margin)
+
+
+def _dense(items: Sequence[dict] | None, key: str, alpha: float) -> Informativeness | None:
+    """The dense model against the source's chance / majority rate (multiple choice)."""
+    if not items or any("options" not in p or "answer" not in p or key not in p for p in items):
+        return None
+    return informative(
+        [bool(p[key]) for p in items],
+        [len(p["options"]) for p in items],
+        [int(p["answer"]) for p in items],
+        alpha,
+    )
+
+
+def _family(
+    cfg: GateConfig,
+    items: dict[str, tuple[Sequence[dict] | None, Sequence[dict] | None]],
+    *,
+    independent: dict[str, bool] | None,
+    require_independent: bool,
+) -> _Family:
+    """Every source's non-inferiority test, held together at the family's alpha by Holm's
+    step-down procedure (:func:`medprune.gate.stats.holm`). A source on which the dense
+    model does not beat its chance / majority rate is uninformative: not tested, not a pass,
+    not evidence."""
+    fam = family_of(cfg)
+    alpha = family_alpha(cfg)
+    if not fam or alpha is None:
+        return _Family([], [], None, None, [], False)
+    paired_by: dict[str, tuple | str] = {}
+    dense_by: dict[str, Informativeness | None] = {}
+    p_by: dict[str, float] = {}
+    for name, ni in fam.items():
+        graded = name == NOTES_SOURCE
+        base_items, cand_items = items.get(name, (None, None))
+        key = "correct_norm" if ni.metric == "acc_norm" else "correct"
+        paired = (
+            _paired_scores(base_items, cand_items, ni.metric)
+            if graded
+            else _paired(base_items, cand_items, key)
+        )
+        paired_by[name] = paired
+        # an unpaired source, or one with fewer than min_items items, fails for that reason;
+        # its dense accuracy is not looked at
+        dense_by[name] = (
+            None
+            if graded or isinstance(paired, str) or len(paired[0]) < ni.min_items
+            else _dense(base_items, key, alpha)
+        )
+        dense = dense_by[name]
+        if not isinstance(paired, str) and (dense is None or dense.informative):
+            p_by[name] = _p_value(ni, paired, graded)
+    result = holm(p_by, alpha) if p_by else None
+    checks: list[GateCheck] = []
+    verdicts: list[SourceVerdict] = []
+    interval = None
+    for name, ni in fam.items():
+        builtin = name == BUILTIN_SOURCE
+        scope = "" if builtin else f" on {name}"
+        check_name = "non_inferiority" if builtin else f"non_inferiority_{category_key(name)}"
+        dense = dense_by[name]
+        indep = None if independent is None else independent.get(name)
+        if dense is not None and not dense.informative:
+            message = (
+                f"non-inferiority{scope}: UNINFORMATIVE: the dense model's accuracy {dense.accuracy:.3f} "
+                f"(one-sided {1 - alpha:.0%} lower bound {dense.lower:.3f}) does not beat its "
+                f"{dense.baseline_kind} rate {dense.baseline_rate:.3f} on {dense.n} items, so no candidate "
+                "can show here that it kept anything: not tested, not counted as evidence"
+            )
+            checks.append(
+                GateCheck(
+                    check_name,
+                    f"dense accuracy lower bound vs {dense.baseline_kind} rate{scope}",
+                    dense.lower,
+                    dense.baseline_rate,
+                    ">",
+                    True,
+                    message,
+                    {"status": "uninformative", "dense": dense.to_dict()},
+                )
+            )
+            verdicts.append(
+                SourceVerdict(
+                    name, "uninformative", indep, ni.margin, ni.metric, None, None, None,
+                    dense.to_dict(), message,
+                )
+            )  # fmt: skip
+            continue
+        paired = paired_by[name]
+        level = result.level(name) if result is not None and name in p_by else alpha
+        at_level = ni.model_copy(update={"confidence": 1 - 2 * level})
+        check, ci = _non_inferiority(
+            at_level, paired, name=check_name, scope=scope, graded=name == NOTES_SOURCE
+        )
+        passed = check.passed
+        message = check.message
+        if result is not None and name in p_by:
+            holm_ok = result.is_rejected(name)
+            message += f" [Holm: p = {p_by[name]:.4g}, level {level:.4g} of family alpha {alpha:g}]"
+            if check.passed and not holm_ok:
+                message += ": FAILED: Holm's step-down stopped at a source with a smaller p-value, so it is not shown here"
+            passed = check.passed and holm_ok
+        details = dict(check.details or {}, status="passed" if passed else "failed", level=level)
+        checks.append(
+            GateCheck(
+                check.name, check.metric, check.value, check.threshold, check.comparison,
+                passed, message, details,
+            )
+        )  # fmt: skip
+        ci_dict = None if ci is None else dict(ci.to_dict(), margin=ni.margin, metric=ni.metric)
+        if builtin:
+            interval = ci_dict
+        verdicts.append(
+            SourceVerdict(
+                name, "passed" if passed else "failed", indep, ni.margin, ni.metric,
+                p_by.get(name), level, ci_dict, None if dense is None else dense.to_dict(), message,
+                ci is not None and ci.n >= ni.min_items,
+            )
+        )  # fmt: skip
+    evidence = [v.name for v in verdicts if v.status != "uninformative"]
+    independent_evidence = [n for n in evidence if independent and independent.get(n) is True]
+    warnings: list[str] = []
+    dependent_evidence = independent is not None and bool(evidence) and not independent_evidence
+    if dependent_evidence:
+        warnings.append(
+            "WARNING: the non-inferiority evidence rests only on sources that are NOT independent of "
+            f"the recovery / calibration text ({', '.join(evidence)}): recovery may have taught their "
+            "domain back, so a pass says nothing about what the model knew elsewhere; add an "
+            "independent evaluate.mcq_sources entry"
+        )
+    usable = independent_evidence if require_independent else evidence
+    if not usable:
+        states = ", ".join(
+            f"{v.name}: {v.status}"
+            + ("" if v.independent is None else ("" if v.independent else ", not independent"))
+            for v in verdicts
+        )
+        need = (
+            "informative source independent of the recovery data"
+            if require_independent
+            else "informative source"
+        )
+        checks.append(
+            _flag(
+                "certification_evidence",
+                "sources that can show non-inferiority",
+                False,
+                f"nothing can be certified: no {need} ({states})",
+                {"sources": [v.name for v in verdicts]},
+            )
+        )
+    return _Family(checks, verdicts, result, interval, warnings, dependent_evidence)
+
+
+def source_table(gate: dict) -> list[str]:
+    """The per-source rows of a gate decision (``GateDecision.to_dict()``, plus the gate
+    stage's ``independence``) as text lines: status, independence, Holm level, interval,
+    and the dense model against chance / majority."""
+    rows = gate.get("sources") or []
+    if not rows:
+        return []
+    indep = {r["name"]: r for r in gate.get("independence") or []}
+    out = [
+        f"  {'source':14s} {'status':13s} {'independent':12s} {'level':>7s} "
+        f"{'difference and CI':28s} dense vs chance/majority"
+    ]
+    for r in rows:
+        ci = r.get("interval")
+        interval = (
+            f"{ci['difference']:+.3f} [{ci['lower']:+.3f}, {ci['upper']:+.3f}]" if ci else "-"
+        )
+        dense = r.get("dense")
+        vs = (
+            f"{dense['accuracy']:.3f} (>= {dense['lower']:.3f}) vs {dense['baseline_rate']:.3f}"
+            if dense
+            else "-"
+        )
+        ind = r.get("independent")
+        ind_s = "unknown" if ind is None else ("yes" if ind else "NO")
+        level = "-" if r.get("level") is None else f"{r['level']:.4f}"
+        out.append(
+            f"  {r['name']:14s} {r['status']:13s} {ind_s:12s} {level:>7s} {interval:28s} {vs}"
+        )
+        if r["name"] in indep and not indep[r["name"]]["independent"]:
+            out.append(f"    not independent: {'; '.join(indep[r['name']]['reasons'])}")
+    return out

@@ -49,6 +49,19 @@ def _discordant(baseline: Sequence[bool], candidate: Sequence[bool]) -> tuple[in
     return len(baseline), b, c
 
 
+def _bootstrap_means(diff: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """Means of ``n_resamples`` resamples (with replacement, fixed seed) of ``diff``."""
+    n = len(diff)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    chunk = max(1, 4_000_000 // n)  # bound memory: chunk x n indices at a time
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = diff[idx].mean(axis=1)
+    return means
+
+
 def paired_bootstrap_ci(
     baseline: Sequence[bool],
     candidate: Sequence[bool],
@@ -60,13 +73,7 @@ def paired_bootstrap_ci(
     """Percentile bootstrap interval for mean(candidate) - mean(baseline) over paired items."""
     n, b, c = _discordant(baseline, candidate)
     diff = np.asarray(candidate, dtype=np.int8) - np.asarray(baseline, dtype=np.int8)
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    chunk = max(1, 4_000_000 // n)  # bound memory: chunk x n indices at a time
-    for start in range(0, n_resamples, chunk):
-        stop = min(n_resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = diff[idx].mean(axis=1)
+    means = _bootstrap_means(diff, n_resamples, seed)
     alpha = 1.0 - confidence
     lower, upper = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return PairedInterval("bootstrap", confidence, n, (c - b) / n, float(lower), float(upper), b, c)
@@ -90,13 +97,7 @@ def paired_bootstrap_mean_ci(
     base = np.asarray(baseline, dtype=np.float64)
     diff = np.asarray(candidate, dtype=np.float64) - base
     n = len(diff)
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    chunk = max(1, 4_000_000 // n)
-    for start in range(0, n_resamples, chunk):
-        stop = min(n_resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = diff[idx].mean(axis=1)
+    means = _bootstrap_means(diff, n_resamples, seed)
     alpha = 1.0 - confidence
     lower, upper = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return PairedInterval(
@@ -316,3 +317,177 @@ def mcnemar_noninferiority_table(n: int, margin: float, alpha: float) -> np.ndar
         survival = np.cumsum(pmf[::-1])[::-1]  # P(X >= c)
         table[n_d, : n_d + 1] = survival < alpha
     return table
+
+
+# --------------------------------------------------------------------------------------
+# Several sources: one-sided non-inferiority p-values and Holm's step-down procedure
+# --------------------------------------------------------------------------------------
+#
+# A candidate is certified only if it is non-inferior on every clinical source (the built-in
+# MCQ set, each evaluate.mcq_sources entry, visit notes), and each source's verdict is
+# reported on its own. Testing m sources each at level alpha would let the chance of at
+# least one false "non-inferior on source X" grow towards m * alpha. Holm (1979) holds that
+# family-wise error at alpha for any dependence between the sources (they are scored on the
+# same model, so they are not independent), is uniformly more powerful than Bonferroni, and
+# needs only the sources' p-values: sort them, test the smallest at alpha / m, the next at
+# alpha / (m - 1), ..., and stop at the first that fails. Each source's interval is then
+# shown at the confidence its Holm level gives (1 - 2 * level, two-sided).
+#
+# With the search's fixed-sequence testing over candidates: the candidates are tested in a
+# fixed order, and each candidate's test is "Holm rejects every source's null". That test
+# has level alpha for the candidate's null "inferior on at least one source" (its rejection
+# implies the true-null source was rejected, which Holm keeps below alpha), so the sequence
+# over candidates still certifies a bad candidate with probability at most alpha, and every
+# per-source statement about a tested candidate holds family-wise at alpha.
+
+
+def mcnemar_noninferiority_p(
+    baseline_only: int, candidate_only: int, n: int, margin: float
+) -> float:
+    """One-sided exact p-value of H0: candidate - baseline <= -margin, from the discordant
+    counts of ``n`` paired items: ``P(X >= candidate_only)`` for ``X ~ Binomial(n_d, p0)``,
+    ``p0 = (1 - margin n / n_d) / 2`` (the dual of :func:`mcnemar_exact_ci`: its lower bound
+    at confidence ``1 - 2 a`` lies above ``-margin`` exactly when this p-value is below
+    ``a``; see :func:`mcnemar_noninferiority_table`)."""
+    n_d = baseline_only + candidate_only
+    if n_d == 0:
+        return 0.0  # both models agree on every item: the interval is [0, 0]
+    p0 = (1.0 - margin * n / n_d) / 2.0
+    if p0 <= 0:
+        return 0.0 if candidate_only > 0 or n_d / n < margin else 1.0
+    return 1.0 - _binom_cdf(candidate_only - 1, n_d, p0)
+
+
+def bootstrap_noninferiority_p(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    margin: float,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> float:
+    """One-sided bootstrap p-value of H0: mean(candidate - baseline) <= -margin: the share
+    of resampled mean differences at or below ``-margin`` (the same resamples, seed and
+    order as :func:`paired_bootstrap_ci`, so its percentile lower bound at ``1 - 2 a`` lies
+    above ``-margin`` when this p-value is below ``a``)."""
+    if len(baseline) != len(candidate) or not baseline:
+        raise ValueError("need equally many paired items, at least one")
+    diff = np.asarray(candidate, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    means = _bootstrap_means(diff, n_resamples, seed)
+    return float(np.mean(means <= -margin))
+
+
+@dataclass(frozen=True)
+class HolmResult:
+    """Holm's step-down procedure over named hypotheses (see :func:`holm`)."""
+
+    alpha: float
+    names: tuple[str, ...]  # in the order given
+    p_values: tuple[float, ...]
+    levels: tuple[
+        float, ...
+    ]  # the level each was (or would have been) tested at: alpha / (m - rank)
+    adjusted_p: tuple[float, ...]  # Holm-adjusted p-values: rejected iff <= alpha
+    rejected: tuple[bool, ...]
+
+    def _at(self, name: str) -> int:
+        return self.names.index(name)
+
+    def level(self, name: str) -> float:
+        return self.levels[self._at(name)]
+
+    def is_rejected(self, name: str) -> bool:
+        return self.rejected[self._at(name)]
+
+    @property
+    def all_rejected(self) -> bool:
+        return bool(self.names) and all(self.rejected)
+
+    def to_dict(self) -> dict:
+        return {
+            "alpha": self.alpha,
+            "hypotheses": [
+                {"name": n, "p_value": p, "level": lv, "adjusted_p": a, "rejected": r}
+                for n, p, lv, a, r in zip(
+                    self.names,
+                    self.p_values,
+                    self.levels,
+                    self.adjusted_p,
+                    self.rejected,
+                    strict=True,
+                )
+            ],
+        }
+
+
+def holm(p_values: dict[str, float], alpha: float) -> HolmResult:
+    """Holm's step-down procedure: sort the p-values (ties by name), test the k-th smallest
+    (k = 0, 1, ...) at ``alpha / (m - k)``, and reject until the first one that fails; the
+    rest are not rejected. Holds the family-wise error at ``alpha`` under any dependence."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    bad = {k: v for k, v in p_values.items() if not 0 <= v <= 1}
+    if bad:
+        raise ValueError(f"p-values must be in [0, 1], got {bad}")
+    names = tuple(p_values)
+    m = len(names)
+    order = sorted(names, key=lambda k: (p_values[k], k))
+    levels: dict[str, float] = {}
+    adjusted: dict[str, float] = {}
+    rejected: dict[str, bool] = {}
+    running, still = 0.0, True
+    for rank, name in enumerate(order):
+        levels[name] = alpha / (m - rank)
+        running = max(running, min(1.0, (m - rank) * p_values[name]))
+        adjusted[name] = running
+        still = still and p_values[name] <= levels[name]
+        rejected[name] = still
+    return HolmResult(
+        alpha,
+        names,
+        tuple(p_values[k] for k in names),
+        tuple(levels[k] for k in names),
+        tuple(adjusted[k] for k in names),
+        tuple(rejected[k] for k in names),
+    )
+
+
+@dataclass(frozen=True)
+class Informativeness:
+    """Whether the dense model beats a source's trivial baseline (see :func:`informative`)."""
+
+    accuracy: float  # the dense model's
+    lower: float  # its one-sided lower confidence bound (Clopper-Pearson)
+    baseline_rate: float  # chance (1 / options) or always-the-same-answer, whichever is higher
+    baseline_kind: str  # "chance" or "majority"
+    n: int
+
+    @property
+    def informative(self) -> bool:
+        return self.lower > self.baseline_rate
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), informative=self.informative)
+
+
+def informative(
+    correct: Sequence[bool], n_options: Sequence[int], answers: Sequence[int], alpha: float
+) -> Informativeness:
+    """A source on which the dense model is no better than always giving the same answer
+    (its majority baseline: PubMedQA's "yes") or than chance (1 / options) cannot show that
+    a candidate kept anything: both could lose everything and stay "non-inferior". The
+    dense model is informative when the lower bound of its accuracy's one-sided level-
+    ``alpha`` interval (Clopper-Pearson at confidence ``1 - 2 alpha``) lies above the higher
+    of the two baselines."""
+    n = len(correct)
+    if n == 0 or len(n_options) != n or len(answers) != n:
+        raise ValueError("need one option count and one answer per item, at least one item")
+    k = sum(bool(c) for c in correct)
+    lower, _ = clopper_pearson(k, n, confidence_for_alpha(alpha))
+    chance = sum(1.0 / max(o, 1) for o in n_options) / n
+    counts: dict[int, int] = {}
+    for a in answers:
+        counts[a] = counts.get(a, 0) + 1
+    majority = max(counts.values()) / n
+    kind, rate = ("majority", majority) if majority > chance else ("chance", chance)
+    return Informativeness(k / n, lower, rate, kind, n)

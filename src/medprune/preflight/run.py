@@ -157,4 +157,8 @@ def preflight_run(cfg: RunConfig, *, local_run: bool = True) -> PreflightReport:
             check_prune_settings_on(folder.meta_model, cfg, report)
             check_recover_fits_model(folder.meta_model.config, cfg, report)
     check_data_files(cfg, report, tokenizer)
+    if report.ok:  # the files read: how they relate to each other
+        from medprune.preflight.independence import check_independence
+
+        check_independence(cfg, report)
     return report

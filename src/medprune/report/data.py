@@ -63,6 +63,11 @@ class ReportData:
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     candidate_metrics: dict[str, float] = field(default_factory=dict)
     sources: list[SourceSection] = field(default_factory=list)
+    # the gate's non-inferiority family: one row per source (status, independence, Holm
+    # level, interval, dense vs chance / majority), and the gate's warnings
+    source_rows: list[list[str]] = field(default_factory=list)
+    family_alpha: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _option_text(pred: dict, index: int) -> str:
@@ -211,7 +216,47 @@ def build_report_data(
         sources=source_sections(
             baseline, candidate, baseline_notes=baseline_notes, candidate_notes=candidate_notes
         ),
+        source_rows=source_rows(gate),
+        family_alpha=(gate.get("holm") or {}).get("alpha"),
+        warnings=list(gate.get("warnings", [])),
     )
+
+
+def source_rows(gate: dict) -> list[list[str]]:
+    """The gate's per-source verdicts as table cells: source, status, independent of the
+    training text, Holm level, difference [interval], dense model vs chance / majority."""
+    indep = {r["name"]: r for r in gate.get("independence") or []}
+    rows = []
+    for v in gate.get("sources") or []:
+        ci, dense, ind = v.get("interval"), v.get("dense"), indep.get(v["name"])
+        rows.append(
+            [
+                v["name"],
+                v["status"],
+                "unknown"
+                if ind is None
+                else ("yes" if ind["independent"] else "NO: " + "; ".join(ind["reasons"])),
+                "-" if v.get("level") is None else f"{v['level']:.4g}",
+                f"{ci['difference']:+.3f} [{ci['lower']:+.3f}, {ci['upper']:+.3f}] at {ci['confidence']:.1%}"
+                if ci
+                else "-",
+                f"{dense['accuracy']:.3f} (lower {dense['lower']:.3f}) vs {dense['baseline_kind']} "
+                f"{dense['baseline_rate']:.3f}"
+                if dense
+                else "-",
+            ]
+        )
+    return rows
+
+
+SOURCE_HEADERS = [
+    "source",
+    "status",
+    "independent of training text",
+    "Holm level",
+    "difference [interval]",
+    "dense vs chance / majority",
+]
 
 
 _ORDER = ["accuracy", "accuracy_norm", "rouge_l", "exact_match", "perplexity", "bits_per_byte"]

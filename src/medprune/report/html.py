@@ -96,7 +96,9 @@ def render_html(data: ReportData) -> str:
             _e(c["metric"]),
             fmt_value(c["value"]),
             _e(f"{c['comparison']} {c['threshold']:g}"),
-            _outcome(c["passed"]),
+            "UNINFORMATIVE"
+            if (c.get("details") or {}).get("status") == "uninformative"
+            else _outcome(c["passed"]),
             _e(c["message"]),
         ]
         for c in data.checks
@@ -111,6 +113,25 @@ def render_html(data: ReportData) -> str:
         if rows
         else "<p>No thresholds configured: the gate checks only that both evaluations completed.</p>"
     )
+
+    for warning in data.warnings:
+        parts.append(f'<div class="banner fail">{_e(warning)}</div>')
+    if data.source_rows:
+        from medprune.report.data import SOURCE_HEADERS
+
+        held = (
+            ""
+            if data.family_alpha is None
+            else f" (family-wise error held at {data.family_alpha:g} by Holm's step-down procedure)"
+        )
+        parts.append(f"<h2>Non-inferiority per source{_e(held)}</h2>")
+        parts.append(
+            _table(
+                SOURCE_HEADERS,
+                [[_e(cell) for cell in row] for row in data.source_rows],
+                cls="source-table",
+            )
+        )
 
     if data.interval:
         ci = data.interval

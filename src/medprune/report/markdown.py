@@ -47,7 +47,9 @@ def render_markdown(data: ReportData) -> str:
                         c["metric"],
                         fmt_value(c["value"]),
                         f"{c['comparison']} {c['threshold']:g}",
-                        "PASS" if c["passed"] else "**FAIL**",
+                        "uninformative"
+                        if (c.get("details") or {}).get("status") == "uninformative"
+                        else ("PASS" if c["passed"] else "**FAIL**"),
                     ]
                     for c in data.checks
                 ],
@@ -56,6 +58,19 @@ def render_markdown(data: ReportData) -> str:
     else:
         out.append("No thresholds configured.")
     out.append("")
+    out += [f"**{w}**" for w in data.warnings] + ([""] if data.warnings else [])
+    if data.source_rows:
+        from medprune.report.data import SOURCE_HEADERS
+
+        held = (
+            "" if data.family_alpha is None else f" (Holm, family-wise alpha {data.family_alpha:g})"
+        )
+        out += [
+            f"## Non-inferiority per source{held}",
+            "",
+            _table(SOURCE_HEADERS, data.source_rows),
+            "",
+        ]
     if data.interval:
         ci = data.interval
         line = (

@@ -61,7 +61,28 @@ def _with(cfg: RunConfig, **sections) -> RunConfig:
     data = json.loads(cfg.to_json())
     for key, value in sections.items():
         data[key] = value
+    if "evaluate" in sections and "gate" not in sections:
+        data["gate"] = _gate_on(data["gate"], data["evaluate"])
     return RunConfig.model_validate(data)
+
+
+def _gate_on(gate: dict, evaluate: dict) -> dict:
+    """The gate without the parts about sources ``evaluate`` does not score (a rung
+    evaluates only its slice of evaluate.mcq; certification scores every source)."""
+    names = {s["name"] for s in evaluate.get("mcq_sources") or []}
+    if evaluate.get("visit_notes"):
+        names.add("visit_notes")
+    gate = dict(gate)
+    gate["source_non_inferiority"] = {
+        k: v for k, v in (gate.get("source_non_inferiority") or {}).items() if k in names
+    }
+    for key in ("floors", "ceilings", "max_drop", "max_increase"):
+        gate[key] = {
+            m: v
+            for m, v in (gate.get(key) or {}).items()
+            if "@" not in m or m.partition("@")[2] in names
+        }
+    return gate
 
 
 def rung_eval_config(cfg: RunConfig, items_file: str, ppl_texts: int) -> dict:

