@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from medprune.data.cards import DataCard, card_path
 from medprune.data.clinical import build_clinical_data
 from medprune.data.clinical.leakage import check_leakage
 from medprune.data.independent.build import (
@@ -196,6 +197,13 @@ def test_build_is_deterministic_and_refuses_counts_it_cannot_make(tmp_path: Path
     ).read_bytes()
     assert a[WORDNET_FILE]["use"] == "certification"
     assert a[DRUGS_FILE]["use"] == "retention-benchmark-only"
+    card = DataCard.load(card_path(tmp_path / "a" / WORDNET_FILE))
+    assert card.source == "wordnet-medical" and card.role == "evaluation" and card.count == 300
+    items = [json.loads(x) for x in (tmp_path / "a" / WORDNET_FILE).read_text().splitlines()]
+    assert card.sha256 == a[WORDNET_FILE]["sha256"]
+    assert set(card.concept_ids) == {"WN:" + it["id"].removeprefix("wn-") for it in items}
+    assert set(card.concept_names) == {it["options"][it["answer"]].lower() for it in items}
+    assert DataCard.load(card_path(tmp_path / "a" / DRUGS_FILE)).source == "drug-brands"
     rows = [json.loads(x) for x in (tmp_path / "a" / DRUGS_FILE).read_text().splitlines()]
     assert len(rows) == a[DRUGS_FILE]["count"] == 300
     with pytest.raises(DataError, match=r"only \d+ wordnet-medical items can be built, 5000 asked"):

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from medprune.data.cards import DataCard, normalise_name
 from medprune.data.clinical.leakage import LeakIndex
 from medprune.data.clinical.questions import LengthPool
 from medprune.data.independent.drugs import BrandPair, read_pairs
@@ -180,6 +181,30 @@ def _without_leaks(
     return [it for it in items if it["id"] not in leaked], len(leaked)
 
 
+def _concept_id(item_id: str) -> str:
+    """``wn-<offset>`` -> ``WN:<offset>``; ``drug-<brand>`` -> ``BRAND:<brand>``."""
+    kind, _, key = item_id.partition("-")
+    return f"WN:{key}" if kind == "wn" else f"BRAND:{key}"
+
+
+def _card(out_dir: Path, name: str, items: Sequence[dict[str, Any]], extract_sha: str) -> None:
+    """The file's data card: its source, generator, license and the concepts it asks about
+    (the asked synset or brand, named by the right answer)."""
+    src = SOURCES[name]
+    DataCard.for_file(
+        out_dir / name,
+        count=len(items),
+        role="evaluation",
+        source=src.source,
+        generator=f"medprune build-data, independent sets v{BUILDER_VERSION} "
+        f"(extract {src.extract} sha256 {extract_sha[:12]})",
+        license=src.license,
+        attribution=src.attribution,
+        concept_ids=[_concept_id(it["id"]) for it in items],
+        concept_names=[normalise_name(it["options"][it["answer"]]) for it in items],
+    ).save(out_dir)
+
+
 def _dumps(items: Sequence[dict[str, Any]]) -> str:
     return "".join(json.dumps(it, ensure_ascii=False, sort_keys=True) + "\n" for it in items)
 
@@ -229,6 +254,7 @@ def build_independent_sets(
         text = _dumps(items)
         atomic_write_text(out_dir / name, text)
         src = SOURCES[name]
+        _card(out_dir, name, items, extracts[name])
         info[name] = {
             "count": len(items),
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
