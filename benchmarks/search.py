@@ -22,7 +22,10 @@ gate thresholds::
     nice -n 10 python benchmarks/search.py --json benchmarks/results/search-smollm2-135m.json
 
 Search items: the first ``--search-items`` items of ``mcq.jsonl``; certification items: ``--cert-items`` items of
-``mcq_full.jsonl`` that are not in ``mcq.jsonl`` (a separate certification file).
+``mcq_full.jsonl`` that are not in ``mcq.jsonl`` (a separate certification file), and the 300 items of the
+independent ``mcq_wordnet.jsonl`` (WordNet medical glosses; recovery never saw them), both sources tested
+together at ``search.alpha`` by Holm: the built-in items share their source with the recovery text and
+cannot certify alone.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def build_config(args, work: Path):
                 "method": "wanda",
                 "calibration": {
                     "data": str(data / "calibration.jsonl"),
+                    "data_source": "hpo+icd10cm",
                     "num_samples": args.calib_samples,
                     "seq_len": 128,
                 },
@@ -90,6 +94,7 @@ def build_config(args, work: Path):
             "recover": {
                 "enabled": True,
                 "data": str(data / "recovery.jsonl"),
+                "data_source": "hpo+icd10cm",
                 "lr": 2e-4,
                 "schedule": "constant",
                 "batch_size": 4,
@@ -104,6 +109,16 @@ def build_config(args, work: Path):
             },
             "evaluate": {
                 "mcq": str(search_items),
+                # The built-in items share their source with the recovery text, so the
+                # certificate also needs the independent WordNet set (Holm holds both).
+                "mcq_source": "hpo+icd10cm",
+                "mcq_sources": [
+                    {
+                        "name": "wordnet-medical",
+                        "data": str(data / "mcq_wordnet.jsonl"),
+                        "source": "wordnet-medical",
+                    }
+                ],
                 "perplexity": str(data / "heldout.jsonl"),
                 "max_ppl_texts": args.ppl_texts,
                 "batch_size": 8,
