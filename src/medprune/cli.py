@@ -141,7 +141,22 @@ def cmd_build_data(args: argparse.Namespace) -> int:
     manifest = build_clinical_data(Path(args.cache) / "data", seed=args.seed, n_mcq=args.n_mcq)
     for name, info in sorted(manifest["files"].items()):
         print(f"{name:20s} {info['count']:6d} records  sha256 {info['sha256'][:12]}")
+    _print_licensed(manifest.get("licensed", {}))
     return 0
+
+
+def _print_licensed(licensed: dict[str, Any]) -> None:
+    """The bundled third-party copies build-data wrote, with their licenses."""
+    for name, info in sorted(licensed.items()):
+        if "count" in info:
+            print(
+                f"{name:20s} {info['count']:6d} records  sha256 {info['sha256'][:12]}"
+                f"  ({info['license']}; bundled copy)"
+            )
+    if licensed:
+        print(
+            "license and attribution of the bundled copies: pubmedqa_LICENSE.txt, aci_ATTRIBUTION.md"
+        )
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
