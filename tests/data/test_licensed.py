@@ -135,3 +135,16 @@ def test_build_data_copies_them_into_the_manifest(tmp_path) -> None:
     assert again["licensed"] == manifest["licensed"]
     assert json.loads((out / MANIFEST_FILE).read_text())["licensed"] == manifest["licensed"]
     assert (out / "pubmedqa_dev.json").read_bytes() == licensed_path("pubmedqa_dev").read_bytes()
+
+
+def test_clinical_tasks_example_names_the_build_data_copies() -> None:
+    """examples/clinical-tasks.yaml reads the copies build-data writes, inside the checkout."""
+    from medprune.config import load_config
+
+    cfg = load_config(ROOT / "examples" / "clinical-tasks.yaml")
+    data_dir = (ROOT / ".cache" / "medprune" / "data").resolve()  # .cache may be a link
+    names = {f.build_name for f in LICENSED_FILES.values()}
+    pubmedqa = Path(cfg.evaluate.mcq_sources[0].data)
+    notes = Path(cfg.evaluate.visit_notes.data)
+    for path in (pubmedqa, notes):
+        assert path.parent == data_dir and path.name in names, path
