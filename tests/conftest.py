@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest_plugins = ["tests.fakes.gcp_fixtures", "tests.fakes.fuse_fixtures"]
+pytest_plugins = [
+    "tests.fakes.gcp_fixtures",
+    "tests.fakes.fuse_fixtures",
+    "tests.helpers.real_data",  # the real default model and data, built once per session
+]
 
 TINY_VOCAB = 260  # 256 byte symbols + <s>, </s>, <pad>, <unk>
 

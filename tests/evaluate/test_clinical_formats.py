@@ -1,20 +1,19 @@
-"""PubMedQA and ACI-BENCH read as released, on real items from ../shared/data; bad records
+"""PubMedQA and ACI-BENCH read as released, on real items of the bundled copies; bad records
 name file, record and field."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from medprune.data.licensed import licensed_path
 from medprune.errors import DataError
 from medprune.evaluate.formats import PUBMEDQA_OPTIONS, load_mcq
 from medprune.evaluate.note_formats import detect_note_format, load_visit_notes
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-PUBMEDQA = SHARED / "pubmedqa" / "ori_pqal_dev.json"
-ACI_VALID = SHARED / "aci-bench" / "valid_full.json"
+PUBMEDQA = licensed_path("pubmedqa_dev")  # the bundled copy of the release
+ACI_VALID = licensed_path("aci_valid")
 
 
 def harness_pubmedqa_doc_to_text(doc: dict) -> str:
@@ -30,7 +29,7 @@ def test_pubmedqa_release_file_reads_every_item_keyed_by_pubmed_id():
     assert len(items) == len(raw) == 500
     assert [i.id for i in items] == list(raw)
     counts = {o: sum(PUBMEDQA_OPTIONS[i.answer] == o for i in items) for o in PUBMEDQA_OPTIONS}
-    assert counts == {"yes": 276, "no": 169, "maybe": 55}  # as the shared data's README says
+    assert counts == {"yes": 276, "no": 169, "maybe": 55}  # as the bundled SOURCE.md says
     assert all(i.options == ("yes", "no", "maybe") for i in items)
     assert load_mcq(PUBMEDQA, 7, fmt="pubmedqa") == items[:7]
 

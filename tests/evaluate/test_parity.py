@@ -15,6 +15,8 @@ from medprune.load.model import load_model
 
 pytestmark = pytest.mark.slow
 
+PARITY_EXTRA = "needs the 'parity' extra: pip install -e '.[parity]'"
+
 ITEMS = [
     (
         "Which drug reverses opioid overdose?",
@@ -63,7 +65,7 @@ def test_accuracy_equals_lm_evaluation_harness(tmp_path, tiny_model_dir, monkeyp
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
-    lm_eval = pytest.importorskip("lm_eval")
+    lm_eval = pytest.importorskip("lm_eval", reason=PARITY_EXTRA)
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
@@ -126,7 +128,7 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatc
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
-    lm_eval = pytest.importorskip("lm_eval")
+    lm_eval = pytest.importorskip("lm_eval", reason=PARITY_EXTRA)
     from pathlib import Path
 
     from lm_eval.models.huggingface import HFLM
@@ -139,14 +141,9 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatc
     task_yaml = Path(lm_eval.__file__).parent / "tasks" / "pubmedqa" / "pubmedqa.yaml"
     if not task_yaml.is_file():
         pytest.skip(f"{task_yaml} not in this lm-eval")
-    pubmedqa = (
-        Path(__file__).resolve().parents[2]
-        / ".."
-        / "shared"
-        / "data"
-        / "pubmedqa"
-        / "ori_pqal_dev.json"
-    )
+    from medprune.data.licensed import licensed_path
+
+    pubmedqa = licensed_path("pubmedqa_dev")
     raw = json.loads(pubmedqa.read_text(encoding="utf-8"))
     ids = list(raw)[:12]
     harness_file = tmp_path / "pubmedqa_hf.jsonl"

@@ -15,6 +15,7 @@ from medprune.config import (
     MCQSourceConfig,
     VisitNotesConfig,
 )
+from medprune.data.licensed import licensed_path
 from medprune.errors import DataError
 from medprune.evaluate.concepts import (
     ConceptVocabulary,
@@ -44,9 +45,8 @@ from medprune.load.model import save_model
 
 from conftest import byte_tokenizer, tiny_llama
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-ACI_VALID = SHARED / "aci-bench" / "valid_full.json"
-PUBMEDQA = SHARED / "pubmedqa" / "ori_pqal_dev.json"
+ACI_VALID = licensed_path("aci_valid")
+PUBMEDQA = licensed_path("pubmedqa_dev")  # the bundled copy of the release
 CHAT_TEMPLATE = "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
 VOCAB = ConceptVocabulary.from_terms(
     ["Hypertension", "Asthma", "Fatigue", "Shortness of breath", "Pain"], "test"

@@ -208,13 +208,11 @@ def test_tokenizer_without_merges_is_refused(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_q8_0_matches_hf(tmp_path) -> None:
+def test_smollm2_q8_0_matches_hf(tmp_path, default_model_dir: Path) -> None:
     """The real SmolLM2-135M-Instruct: q8_0 GGUF logits on clinical text vs the HF model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = Path(__file__).resolve().parents[2] / ".cache/medprune/models/smollm2-135m-instruct"
-    if not (src / "config.json").is_file():
-        pytest.skip("SmolLM2 not converted (medprune fetch-default)")
+    src = default_model_dir  # converted once per session into a temporary cache
     result = export_for_ollama(
         src, tmp_path, serve=ServeConfig(gguf={"outtypes": ["q8_0"]}), name="smollm2"
     )

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("langchain_huggingface")
-pytest.importorskip("langchain_ollama")
+SERVE_EXTRA = "needs the 'serve' extra: pip install -e '.[serve]'"
+pytest.importorskip("langchain_huggingface", reason=SERVE_EXTRA)
+pytest.importorskip("langchain_ollama", reason=SERVE_EXTRA)
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
 
@@ -189,18 +190,9 @@ def test_unreachable_ollama_is_a_clear_error() -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_summarises_a_note_in_a_few_tokens(tmp_path) -> None:
-    import shutil
-
-    from medprune.io.atomic import is_complete, write_completion_marker
-
-    src = Path(__file__).resolve().parents[2] / ".cache/medprune/models/smollm2-135m-instruct"
-    if not (src / "config.json").is_file():
-        pytest.skip("SmolLM2 not converted (medprune fetch-default)")
-    if not is_complete(src):  # a cache built before completion markers: use a finished copy
-        src = Path(shutil.copytree(src, tmp_path / "smollm2"))
-        write_completion_marker(src)
-    chat = load_chat_model(str(src), max_new_tokens=12)
+def test_smollm2_summarises_a_note_in_a_few_tokens(default_model_dir: Path) -> None:
+    # converted once per session into a temporary cache (tests/helpers/real_data.py)
+    chat = load_chat_model(str(default_model_dir), max_new_tokens=12)
     out = summarization_chain(chat).invoke({"note": NOTE})
     assert out.strip() and NOTE[:30] not in out
     assert "<|im_start|>" not in out and "<|im_end|>" not in out

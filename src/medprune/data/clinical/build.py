@@ -25,6 +25,7 @@ from medprune.data.clinical.ontology import (
 )
 from medprune.data.clinical.questions import hpo_askable, hpo_questions, icd_questions
 from medprune.data.clinical.texts import hpo_text, icd_text
+from medprune.data.licensed import write_licensed_copies
 from medprune.errors import DataError
 from medprune.io.atomic import atomic_write_json, atomic_write_text
 
@@ -37,6 +38,8 @@ HELDOUT_FILE = "heldout.jsonl"
 CALIBRATION_FILE = "calibration.jsonl"
 RECOVERY_FILE = "recovery.jsonl"
 MANIFEST_FILE = "manifest.json"
+# Manifest key of the bundled third-party files copied beside the built ones.
+LICENSED_KEY = "licensed"
 OUTPUT_FILES = (MCQ_FILE, MCQ_FULL_FILE, HELDOUT_FILE, CALIBRATION_FILE, RECOVERY_FILE)
 
 N_MCQ_FULL = 3000
@@ -84,6 +87,18 @@ def _existing_manifest(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
             return None
         if not card_path(path).is_file():  # built before data cards existed
             return None
+    return manifest
+
+
+def _with_licensed_copies(out_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Copy the bundled third-party files (PubMedQA, ACI-BENCH, their licenses) next to the
+    built ones (:func:`medprune.data.licensed.write_licensed_copies`: only the copies that
+    differ are written) and record them under ``manifest["licensed"]``, rewriting the
+    manifest when the record changed (a folder built before they were bundled)."""
+    licensed = write_licensed_copies(out_dir)
+    if manifest.get(LICENSED_KEY) != licensed:
+        manifest = {**manifest, LICENSED_KEY: licensed}
+        atomic_write_json(out_dir / MANIFEST_FILE, manifest)
     return manifest
 
 
@@ -142,7 +157,7 @@ def build_clinical_data(
     existing = _existing_manifest(out_dir, settings)
     if existing is not None:
         progress(f"clinical data already built: {out_dir}")
-        return existing
+        return _with_licensed_copies(out_dir, existing)
 
     onto = _load_sources(
         str(hpo_obo) if hpo_obo is not None else None, include_icd, sources["hpo"]["sha256"]
@@ -253,6 +268,7 @@ def build_clinical_data(
             for name, text in contents.items()
         },
         "texts_dropped_for_leakage": dropped,
+        LICENSED_KEY: write_licensed_copies(out_dir),
     }
     write_build_cards(out_dir, onto, contents, counts, sources)
     # The manifest goes last: its presence means every file above is complete.
