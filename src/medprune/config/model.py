@@ -27,6 +27,23 @@ class ModelConfig(_Strict):
         description="Allow custom modelling code shipped with the model. Off by default.",
     )
 
+    accept_terms: list[str] = Field(
+        default_factory=list,
+        description="Terms the model is released under that this run accepts, e.g. [gemma] for "
+        "Gemma models (fetch-default writes GEMMA_TERMS.html beside them); a model folder that "
+        "carries terms not listed here is refused before any work.",
+    )
+
+    @field_validator("accept_terms")
+    @classmethod
+    def _known_terms(cls, v: list[str]) -> list[str]:
+        from medprune.load.terms import TERMS_FILES
+
+        unknown = [t for t in v if t not in TERMS_FILES]
+        if unknown:
+            raise ValueError(f"unknown terms {unknown}; known: {sorted(TERMS_FILES)}")
+        return v
+
     @field_validator("source")
     @classmethod
     def _source_not_empty(cls, v: str) -> str:

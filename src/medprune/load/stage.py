@@ -6,9 +6,11 @@ import tempfile
 from pathlib import Path
 
 from medprune.config import RunConfig
+from medprune.errors import ConfigError
 from medprune.load.lineage import save_with_lineage
 from medprune.load.model import load_model
 from medprune.load.resolve import resolve_model_source
+from medprune.load.terms import terms_errors
 from medprune.preflight.model import inspect_model_folder
 from medprune.progress import Progress
 
@@ -24,6 +26,9 @@ def stage_load(
         # the preflight's folder checks, again here: a gs:// or vertex:// source is only
         # on this machine now (family, remote code, tensors against the config, tokenizer)
         inspect_model_folder(src, trust_remote_code=cfg.model.trust_remote_code)
+        refused = terms_errors(src, cfg.model.accept_terms)
+        if refused:
+            raise ConfigError("; ".join(refused))
         progress(f"loading {src}")
         model, tokenizer = load_model(
             src, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code
@@ -37,6 +42,6 @@ def stage_load(
             "params": params,
             "dtype": cfg.model.dtype,
         }
-        save_with_lineage(model, tokenizer, out_dir, cfg, {"source": info})
+        save_with_lineage(model, tokenizer, out_dir, cfg, {"source": info}, terms_from=src)
     progress(f"loaded {info['architecture']} with {params:,} parameters")
     return info

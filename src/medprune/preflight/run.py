@@ -101,6 +101,14 @@ def check_prune_settings_on(model, cfg: RunConfig, report: PreflightReport) -> N
         report.checked.append(f"prune: {cfg.prune.method} settings fit the model")
 
 
+def check_terms_accepted(model_dir: str, cfg: RunConfig, report: PreflightReport) -> None:
+    """A model released under its own terms (its folder carries them) is only used when the
+    run accepts them in ``model.accept_terms``."""
+    from medprune.load.terms import terms_errors
+
+    report.errors.extend(terms_errors(model_dir, cfg.model.accept_terms))
+
+
 def check_recover_fits_model(config, cfg: RunConfig, report: PreflightReport) -> None:
     """Recovery sequences (and the teacher's text, written at the same length) must fit the
     model's context window; a teacher openings file must be readable."""
@@ -154,6 +162,7 @@ def preflight_run(cfg: RunConfig, *, local_run: bool = True) -> PreflightReport:
         else:
             tokenizer = folder.tokenizer
             report.checked.append(folder.describe())
+            check_terms_accepted(source, cfg, report)
             check_prune_settings_on(folder.meta_model, cfg, report)
             check_recover_fits_model(folder.meta_model.config, cfg, report)
     check_data_files(cfg, report, tokenizer)

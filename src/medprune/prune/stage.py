@@ -37,7 +37,7 @@ def stage_prune(
     report["seconds"] = time.perf_counter() - t0
     lineage = read_lineage(model_dir)
     lineage["prune"] = report
-    save_with_lineage(model, tokenizer, out_dir, cfg, lineage)
+    save_with_lineage(model, tokenizer, out_dir, cfg, lineage, terms_from=model_dir)
     progress(
         f"pruned with {cfg.prune.method}: sparsity {report['sparsity']:.4f} over {len(report['layers'])} layers"
     )

@@ -213,7 +213,7 @@ def stage_recover(
     model.to(dtype=DTYPES[cfg.model.dtype])  # trained in float32, saved in the run's dtype
     lineage = read_lineage(model_dir)
     lineage["recover"] = report
-    save_with_lineage(model, tokenizer, out_dir, cfg, lineage)
+    save_with_lineage(model, tokenizer, out_dir, cfg, lineage, terms_from=model_dir)
     _remove_checkpoints(ckpt_dir)  # the run is complete: its checkpoints are spent
     progress(
         f"recovered in {report['steps']} steps: loss {report['losses'][0]:.4f} -> {report['final_loss']:.4f}, "
