@@ -23,7 +23,7 @@ from typing import Any
 
 from medprune.config.serve import ServeConfig
 from medprune.errors import ExportError
-from medprune.export.gguf import export_gguf, model_shape, read_vocab
+from medprune.export.gguf import make_readable, model_shape, write_gguf
 from medprune.export.modelfile import render_modelfile
 from medprune.io.atomic import (
     COMPLETE_MARKER,
@@ -63,9 +63,11 @@ def export_for_ollama(
     name: str | None = None,
     modelfile: bool = True,
     source: str | None = None,
+    writer: str = "auto",
 ) -> ExportResult:
     """GGUF files (``serve.gguf.outtypes``) plus an Ollama Modelfile (``serve.ollama``) for
-    ``model_dir`` in ``out_dir``. ``modelfile=False`` writes only the GGUF files."""
+    ``model_dir`` in ``out_dir``. ``modelfile=False`` writes only the GGUF files; ``writer``
+    as :func:`medprune.export.gguf.write_gguf`."""
     from transformers import AutoTokenizer
 
     serve = serve or ServeConfig()
@@ -86,7 +88,6 @@ def export_for_ollama(
                 f"serve.ollama.quantization {serve.ollama.quantization!r} is not among "
                 f"serve.gguf.outtypes {outtypes}; the Modelfile must name an exported file"
             )
-        read_vocab(model_dir)  # tokenizer checks before the Modelfile's
         tok = AutoTokenizer.from_pretrained(model_dir)
         text = render_modelfile(
             tok,
@@ -95,18 +96,21 @@ def export_for_ollama(
             context_length=shape.context_length,
             model_name=source or str(model_dir),
         )
-    files = export_gguf(
+    written = write_gguf(
         model_dir,
         out_dir,
         outtypes=outtypes,
         name=name,
         description=f"medprune export of {source or model_dir}",
+        writer=writer,
     )
+    files = written.files
     try:
         mf = None
         if text is not None:
             mf = out_dir / MODELFILE
             atomic_write_text(mf, text)
+            make_readable(mf)
         manifest = out_dir / MANIFEST
         atomic_write_json(
             manifest,
@@ -119,9 +123,11 @@ def export_for_ollama(
                     for t, p in files.items()
                 },
                 "modelfile": MODELFILE if mf else None,
-                "writer": "gguf.GGUFWriter (medprune.export.gguf)",
+                "writer": written.writer,
+                "writer_reason": written.reason,
             },
         )
+        make_readable(manifest)
     except BaseException:
         for p in files.values():
             p.unlink(missing_ok=True)

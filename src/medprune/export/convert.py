@@ -1,0 +1,142 @@
+"""Which GGUF writer exports a model, and llama.cpp's own converter driven as a subprocess.
+
+The llama.cpp project maintains ``convert_hf_to_gguf.py`` (with its matching ``gguf-py``) for
+every architecture its engine runs; it reads the shapes it writes from ``config.json``
+(``head_dim``, ``num_attention_heads`` / ``num_key_value_heads`` as kept, ``intermediate_size``,
+``num_hidden_layers``) and from the tensors, so a width- or depth-pruned checkpoint that
+medprune saves (uniform shapes, ``head_dim`` explicit) converts like a dense one. We therefore
+prefer it for every family it knows (:data:`CONVERTER_FAMILIES`), pinned with the source archive
+(:mod:`medprune.export.llama_cpp`). medprune's own writer (:mod:`medprune.export.gguf`) is kept
+for the case the converter cannot produce a file: a byte-level BPE tokenizer whose pre-tokenizer
+llama.cpp's converter does not recognise (it identifies pre-tokenizers by hashing the ids of a
+fixed text, so a retrained or edited tokenizer is refused), and for Llama / Mistral / Qwen2 when
+the converter has not been fetched. Families llama.cpp cannot run as pruned (or at all) are
+refused with what llama.cpp lacks (:func:`refusal`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medprune.errors import ExportError
+from medprune.export.llama_cpp import LLAMA_CPP_PYTHON_VERSION, LlamaCpp, default_root
+
+#: HF ``model_type`` -> the GGUF architecture llama.cpp's converter writes for it.
+CONVERTER_FAMILIES = {
+    "llama": "llama",  # default, llama3 (rope_freqs tensor), linear and yarn rope scaling
+    "mistral": "llama",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "gemma": "gemma",
+    "gemma2": "gemma2",
+    "gemma3_text": "gemma3",
+    "gemma3": "gemma3",  # the multimodal checkpoint's language model (vision tower left out)
+    "phi3": "phi3",
+}
+
+#: Families medprune's own writer can write (default RoPE, byte-level BPE).
+WRITER_FAMILIES = ("llama", "mistral", "qwen2")
+
+CONVERTER = f"llama.cpp convert_hf_to_gguf.py (llama-cpp-python {LLAMA_CPP_PYTHON_VERSION})"
+WRITER = "medprune gguf.GGUFWriter (medprune.export.gguf)"
+
+_UNKNOWN_PRE = "BPE pre-tokenizer was not recognized"
+
+
+@dataclass(frozen=True)
+class WriterChoice:
+    """The writer used for an export and why (recorded in export.json)."""
+
+    writer: str
+    reason: str
+
+
+def _sliding_window(config: dict[str, Any]) -> int | None:
+    window = config.get("sliding_window")
+    if not window:
+        return None
+    model_type = config.get("model_type")
+    if model_type == "qwen2" and not config.get("use_sliding_window", False):
+        return None
+    if model_type == "mistral" and window >= int(config.get("max_position_embeddings") or 0):
+        return None  # a window as long as the context is no window
+    return int(window) if model_type in ("mistral", "qwen2") else None
+
+
+def refusal(config: dict[str, Any]) -> str | None:
+    """Why llama.cpp cannot run this checkpoint as exported, or None when it can."""
+    model_type = config.get("model_type")
+    if model_type not in CONVERTER_FAMILIES:
+        return (
+            f"architecture {model_type!r} (config.json model_type) is not one medprune exports "
+            f"to GGUF (supported: {', '.join(sorted(CONVERTER_FAMILIES))}); serve it with the "
+            "Vertex AI target (vLLM) instead"
+        )
+    window = _sliding_window(config)
+    if window is not None:
+        return (
+            f"sliding-window attention (sliding_window={window}): llama.cpp runs {model_type} as "
+            f"its '{CONVERTER_FAMILIES[model_type]}' architecture, which has no sliding-window "
+            "attention, so tokens further apart than the window would attend differently than "
+            "in PyTorch; set use_sliding_window false / sliding_window null only if the model "
+            "was trained without it"
+        )
+    return None
+
+
+def run_converter(
+    lc: LlamaCpp, model_dir: Path, out_file: Path, outtype: str, *, name: str
+) -> subprocess.CompletedProcess[str]:
+    """Run llama.cpp's converter (its own gguf-py first on the path) for one outtype."""
+    lc.require_source()
+    return subprocess.run(
+        [
+            sys.executable,
+            str(lc.converter.resolve()),
+            str(model_dir.resolve()),
+            "--outfile",
+            str(out_file.resolve()),
+            "--outtype",
+            outtype,
+            "--model-name",
+            name,
+        ],
+        env=lc.converter_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def convert_to(
+    lc: LlamaCpp, model_dir: Path, final: Path, outtype: str, *, name: str
+) -> WriterChoice | None:
+    """Write ``final`` with llama.cpp's converter (temporary name, then renamed). Returns None
+    when the converter does not recognise the tokenizer's pre-tokenizer (the caller may fall
+    back to medprune's writer); raises ExportError with the converter's message otherwise."""
+    with tempfile.TemporaryDirectory(prefix=f".{final.name}.", dir=final.parent) as tmp:
+        out = Path(tmp) / final.name
+        proc = run_converter(lc, model_dir, out, outtype, name=name)
+        if proc.returncode != 0 or not out.is_file():
+            log = (proc.stderr or "") + (proc.stdout or "")
+            if _UNKNOWN_PRE in log:
+                return None
+            tail = "\n".join(log.strip().splitlines()[-8:])
+            raise ExportError(
+                f"llama.cpp's converter failed on {model_dir} ({outtype}), exit {proc.returncode}:"
+                f"\n{tail}"
+            )
+        os.replace(out, final)
+    return WriterChoice(CONVERTER, "the converter the llama.cpp project maintains")
+
+
+def llama_cpp_for_export(root: Path | None = None) -> LlamaCpp | None:
+    """The fetched llama.cpp source (converter), or None when it has not been fetched."""
+    lc = LlamaCpp(root or default_root())
+    return lc if lc.has_source() else None
