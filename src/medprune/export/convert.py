@@ -57,6 +57,12 @@ class WriterChoice:
     reason: str
 
 
+def _inner(config: dict[str, Any]) -> dict[str, Any]:
+    """The language model's config (a multimodal Gemma 3 nests it under ``text_config``)."""
+    inner = config.get("text_config")
+    return inner if isinstance(inner, dict) else config
+
+
 def _sliding_window(config: dict[str, Any]) -> int | None:
     window = config.get("sliding_window")
     if not window:
@@ -69,6 +75,32 @@ def _sliding_window(config: dict[str, Any]) -> int | None:
     return int(window) if model_type in ("mistral", "qwen2") else None
 
 
+#: llama.cpp scales Gemma 2 / 3 queries by 1/sqrt(head_dim), except for the layer count of
+#: the 27B models (1/sqrt(hidden_size / heads)); it has no key for query_pre_attn_scalar.
+_GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
+
+
+def _attention_scale_refusal(config: dict[str, Any]) -> str | None:
+    arch = CONVERTER_FAMILIES.get(str(config.get("model_type")))
+    if arch not in _GEMMA_27B_LAYERS:
+        return None
+    inner = _inner(config)
+    wanted = inner.get("query_pre_attn_scalar")
+    heads = int(inner["num_attention_heads"])
+    head_dim = int(inner.get("head_dim") or inner["hidden_size"] // heads)
+    if int(inner["num_hidden_layers"]) == _GEMMA_27B_LAYERS[arch]:
+        used, how = inner["hidden_size"] / heads, "hidden_size / num_attention_heads"
+    else:
+        used, how = float(head_dim), "head_dim"
+    if wanted is None or float(wanted) == used:
+        return None
+    return (
+        f"query_pre_attn_scalar {wanted}: llama.cpp scales {arch} attention by "
+        f"1/sqrt({how}) = 1/sqrt({used:g}) for this shape and has no setting for "
+        "query_pre_attn_scalar, so the exported model would attend differently"
+    )
+
+
 def refusal(config: dict[str, Any]) -> str | None:
     """Why llama.cpp cannot run this checkpoint as exported, or None when it can."""
     model_type = config.get("model_type")
@@ -78,6 +110,9 @@ def refusal(config: dict[str, Any]) -> str | None:
             f"to GGUF (supported: {', '.join(sorted(CONVERTER_FAMILIES))}); serve it with the "
             "Vertex AI target (vLLM) instead"
         )
+    scale = _attention_scale_refusal(config)
+    if scale:
+        return scale
     window = _sliding_window(config)
     if window is not None:
         return (
@@ -115,11 +150,19 @@ def run_converter(
 
 
 def convert_to(
-    lc: LlamaCpp, model_dir: Path, final: Path, outtype: str, *, name: str
+    lc: LlamaCpp,
+    model_dir: Path,
+    final: Path,
+    outtype: str,
+    *,
+    name: str,
+    config: dict[str, Any] | None = None,
 ) -> WriterChoice | None:
     """Write ``final`` with llama.cpp's converter (temporary name, then renamed). Returns None
     when the converter does not recognise the tokenizer's pre-tokenizer (the caller may fall
-    back to medprune's writer); raises ExportError with the converter's message otherwise."""
+    back to medprune's writer); raises ExportError with the converter's message otherwise.
+    Where the checkpoint's sliding-window layers differ from llama.cpp's default pattern
+    (:func:`swa_pattern_fix`), the per-layer pattern is added to the file."""
     with tempfile.TemporaryDirectory(prefix=f".{final.name}.", dir=final.parent) as tmp:
         out = Path(tmp) / final.name
         proc = run_converter(lc, model_dir, out, outtype, name=name)
@@ -132,6 +175,9 @@ def convert_to(
                 f"llama.cpp's converter failed on {model_dir} ({outtype}), exit {proc.returncode}:"
                 f"\n{tail}"
             )
+        pattern = swa_pattern_fix(config or {})
+        if pattern is not None:
+            write_swa_pattern(out, pattern)
         os.replace(out, final)
     return WriterChoice(CONVERTER, "the converter the llama.cpp project maintains")
 
@@ -140,3 +186,54 @@ def llama_cpp_for_export(root: Path | None = None) -> LlamaCpp | None:
     """The fetched llama.cpp source (converter), or None when it has not been fetched."""
     lc = LlamaCpp(root or default_root())
     return lc if lc.has_source() else None
+
+
+#: llama.cpp's default sliding-window layer pattern per architecture: layer ``i`` slides iff
+#: ``i % period < period - 1`` (``llama_hparams::set_swa_pattern``).
+_SWA_PERIOD = {"gemma2": 2, "gemma3": 6}
+
+
+def sliding_layers(config: dict[str, Any]) -> list[bool] | None:
+    """Which layers use sliding-window attention (config.json ``layer_types``), or None."""
+    inner = _inner(config)
+    types = inner.get("layer_types")
+    if not types:
+        return None
+    return [t == "sliding_attention" for t in types]
+
+
+def swa_pattern_fix(config: dict[str, Any]) -> list[bool] | None:
+    """The per-layer sliding pattern to write when llama.cpp's default pattern for the
+    architecture differs from the checkpoint's ``layer_types`` (as after depth pruning, which
+    removes layers from the period-2 / period-6 pattern), else None."""
+    arch = CONVERTER_FAMILIES.get(str(config.get("model_type")))
+    layers = sliding_layers(config)
+    if arch not in _SWA_PERIOD or layers is None:
+        return None
+    period = _SWA_PERIOD[arch]
+    default = [i % period < period - 1 for i in range(len(layers))]
+    return None if layers == default else layers
+
+
+def write_swa_pattern(path: Path, pattern: list[bool]) -> None:
+    """Rewrite ``path`` with ``ARCH.attention.sliding_window_pattern`` set to one bool per
+    layer (llama.cpp reads the array form before its default period)."""
+    import gguf
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    reader = gguf.GGUFReader(str(path))
+    arch = str(reader.fields[gguf.Keys.General.ARCHITECTURE].contents())
+    key = gguf.Keys.Attention.SLIDING_WINDOW_PATTERN.format(arch=arch)
+    tmp = path.with_name(f".{path.name}.swa.partial")
+    try:
+        writer = gguf.GGUFWriter(str(tmp), arch=arch, endianess=reader.endianess)
+        copy_with_new_metadata(
+            reader,
+            writer,
+            {key: MetadataDetails(gguf.GGUFValueType.ARRAY, list(pattern))},
+            [key],
+        )
+        del reader
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -505,7 +505,7 @@ def write_gguf(
     try:
         for outtype in dict.fromkeys(outtypes):
             final = out_dir / f"{name}-{outtype}.gguf"
-            choice = convert.convert_to(lc, model_dir, final, outtype, name=name)
+            choice = convert.convert_to(lc, model_dir, final, outtype, name=name, config=config)
             if choice is None:
                 refused = writer_refusal(config)
                 if writer == "llama.cpp" or refused:
