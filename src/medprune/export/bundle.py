@@ -55,6 +55,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def export_name(ref: str, model_dir: str | Path) -> str:
+    """The default file stem (and ``ollama create`` name) for an export of ``ref``: ``NAME-ALIAS``
+    / ``NAME-VERSION`` for a registry reference, ``NAME-VERSION`` for a registry version folder
+    (``registry/NAME/3``), else the last part of the reference."""
+    model_dir = Path(model_dir)
+    if "://" not in ref and "@" in ref:
+        return ref.replace("@", "-")
+    if model_dir.name.isdigit() and model_dir.parent.name:
+        return f"{model_dir.parent.name}-{model_dir.name}"
+    return ref.rstrip("/").split("/")[-1].replace("@", "-")
+
+
 def export_for_ollama(
     model_dir: str | Path,
     out_dir: str | Path,
