@@ -24,7 +24,7 @@ from typing import Any
 from medprune.config.serve import ServeConfig
 from medprune.errors import ExportError
 from medprune.export.gguf import make_readable, model_shape, write_gguf
-from medprune.export.modelfile import render_modelfile
+from medprune.export.modelfile import ollama_model
 from medprune.io.atomic import (
     COMPLETE_MARKER,
     atomic_write_json,
@@ -93,7 +93,7 @@ def export_for_ollama(
     if not name[0].isalnum():
         name = "model"
     outtypes = list(dict.fromkeys(serve.gguf.outtypes))
-    text = None
+    spec = None
     if modelfile:
         if serve.ollama.quantization not in outtypes:
             raise ExportError(
@@ -101,7 +101,7 @@ def export_for_ollama(
                 f"serve.gguf.outtypes {outtypes}; the Modelfile must name an exported file"
             )
         tok = AutoTokenizer.from_pretrained(model_dir)
-        text = render_modelfile(
+        spec = ollama_model(
             tok,
             gguf_name=f"{name}-{serve.ollama.quantization}.gguf",
             ollama=serve.ollama,
@@ -119,9 +119,9 @@ def export_for_ollama(
     files = written.files
     try:
         mf = None
-        if text is not None:
+        if spec is not None:
             mf = out_dir / MODELFILE
-            atomic_write_text(mf, text)
+            atomic_write_text(mf, spec.modelfile())
             make_readable(mf)
         manifest = out_dir / MANIFEST
         atomic_write_json(
@@ -135,6 +135,7 @@ def export_for_ollama(
                     for t, p in files.items()
                 },
                 "modelfile": MODELFILE if mf else None,
+                "ollama": spec.to_dict() if spec else None,
                 "writer": written.writer,
                 "writer_reason": written.reason,
             },
@@ -143,7 +144,7 @@ def export_for_ollama(
     except BaseException:
         for p in files.values():
             p.unlink(missing_ok=True)
-        if text is not None:
+        if spec is not None:
             (out_dir / MODELFILE).unlink(missing_ok=True)
         raise
     return ExportResult(gguf=files, modelfile=mf, manifest=manifest, shape=shape.to_dict())
