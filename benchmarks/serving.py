@@ -12,7 +12,9 @@ built-in clinical calibration text), exports f16 and q8_0 GGUF files with
   q8_0: ``llama-bench`` prompt processing (``--llama-prompt`` tokens) and generation
   (``--llama-gen`` tokens) tokens/s at ``--threads`` threads, and ``llama-perplexity`` on the
   held-out clinical texts (llama.cpp's method: chunks of ``--llama-ctx`` tokens, the second
-  half of each scored; comparable across rows, not with the per-text transformers number)::
+  half of each scored; comparable across rows, not with the per-text transformers number).
+  q8_0 runs without llama.cpp's repacked weight layouts (``REPACK`` in
+  ``medprune.export.llama_cpp_tools``: its AMX q8_0 kernel crashes in this llama.cpp)::
 
     make llama-cpp
     python benchmarks/serving.py --threads 2 --json benchmarks/results/
@@ -194,7 +196,7 @@ def heldout_text_file(args, work: Path) -> Path:
 def run_llama_cpp(row: dict, files: dict[str, Path], args, say) -> None:
     """llama.cpp's own numbers for each GGUF file of a row: llama-bench and llama-perplexity."""
     from medprune.export.llama_cpp import LlamaCpp
-    from medprune.export.llama_cpp_tools import run_bench, run_perplexity
+    from medprune.export.llama_cpp_tools import REPACK, run_bench, run_perplexity
 
     lc = LlamaCpp(Path(args.llama_cpp)).require_built()
     text = heldout_text_file(args, Path(args.work))
@@ -209,9 +211,22 @@ def run_llama_cpp(row: dict, files: dict[str, Path], args, say) -> None:
             gen_tokens=args.llama_gen,
             threads=args.threads,
             repetitions=args.llama_reps,
+            repack=REPACK[outtype],
         )
-        ppl = run_perplexity(lc, files[outtype], text, n_ctx=args.llama_ctx, threads=args.threads)
-        row["llama_cpp"][outtype] = {**bench.__dict__, "ppl": ppl.perplexity, "ppl_ctx": ppl.n_ctx}
+        ppl = run_perplexity(
+            lc,
+            files[outtype],
+            text,
+            n_ctx=args.llama_ctx,
+            threads=args.threads,
+            repack=REPACK[outtype],
+        )
+        row["llama_cpp"][outtype] = {
+            **bench.__dict__,
+            "ppl": ppl.perplexity,
+            "ppl_ctx": ppl.n_ctx,
+            "repack": REPACK[outtype],
+        }
     say(f"[{row['row']}] llama.cpp {json.dumps(row['llama_cpp'])}")
 
 

@@ -36,14 +36,26 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     "mistral": ("MistralConfig", {"sliding_window": None}),
     "qwen2": ("Qwen2Config", {}),
     "qwen3": ("Qwen3Config", {"head_dim": 16}),
-    "gemma": ("GemmaConfig", {"head_dim": 16}),
+    # Gemma checkpoints tie the output layer to the embedding (llama.cpp's Gemma / Gemma 2
+    # graphs always do)
+    "gemma": ("GemmaConfig", {"head_dim": 16, "tie_word_embeddings": True}),
     "gemma2": (
         "Gemma2Config",
-        {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 16},
+        {
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "sliding_window": 16,
+            "tie_word_embeddings": True,
+        },
     ),
     "gemma3_text": (
         "Gemma3TextConfig",
-        {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 16},
+        {
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "sliding_window": 16,
+            "tie_word_embeddings": True,
+        },
     ),
     "phi3": ("Phi3Config", {"pad_token_id": 2}),
 }
@@ -68,8 +80,14 @@ WIDTH_HEADS_MLP = {
 WIDTH_HIDDEN = {**WIDTH_HEADS_MLP, "prune_hidden": True, "hidden_size": 48, "channel_multiple": 16}
 
 
+#: Qwen2 / Phi-3 in llama.cpp need heads x head_dim == hidden: 2 x 16 = 32
+WIDTH_SQUARE = {**WIDTH_HIDDEN, "hidden_size": 32}
+
+
 def width_settings(family: str) -> dict[str, Any]:
-    return WIDTH_HEADS_MLP if family.startswith("gemma") else WIDTH_HIDDEN
+    if family.startswith("gemma"):
+        return WIDTH_HEADS_MLP
+    return WIDTH_SQUARE if family in ("qwen2", "phi3") else WIDTH_HIDDEN
 
 
 def sentencepiece_model() -> bytes:
@@ -114,13 +132,13 @@ def build_family(family: str, seed: int = 0, **extra: Any):
     return getattr(tf, _CAUSAL_LM[config_cls])(config).eval()
 
 
-def prune_width(model, family: str):
+def prune_width(model, family: str, settings: dict[str, Any] | None = None):
     from medprune.config import PruneConfig
     from medprune.prune.engine import prune_model
 
     cfg = PruneConfig(
         method="width",
-        structured=width_settings(family),
+        structured=settings or width_settings(family),
         calibration={"num_samples": 4, "seq_len": 32, "batch_size": 4},
     )
     return prune_model(model, chat_tokenizer(), cfg, calib_texts=CALIB).model

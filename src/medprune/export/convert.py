@@ -75,6 +75,12 @@ def _sliding_window(config: dict[str, Any]) -> int | None:
     return int(window) if model_type in ("mistral", "qwen2") else None
 
 
+#: llama.cpp architectures whose query / output projections are hidden_size x hidden_size.
+_SQUARE_ATTENTION = ("qwen2", "phi3")
+
+#: llama.cpp architectures whose output layer is always the token embedding.
+_TIED_ONLY = ("gemma", "gemma2")
+
 #: llama.cpp scales Gemma 2 / 3 queries by 1/sqrt(head_dim), except for the layer count of
 #: the 27B models (1/sqrt(hidden_size / heads)); it has no key for query_pre_attn_scalar.
 _GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
@@ -113,6 +119,24 @@ def refusal(config: dict[str, Any]) -> str | None:
     scale = _attention_scale_refusal(config)
     if scale:
         return scale
+    arch = CONVERTER_FAMILIES[model_type]
+    inner = _inner(config)
+    heads, hidden = int(inner["num_attention_heads"]), int(inner["hidden_size"])
+    head_dim = int(inner.get("head_dim") or hidden // heads)
+    if arch in _SQUARE_ATTENTION and heads * head_dim != hidden:
+        return (
+            f"num_attention_heads x head_dim = {heads} x {head_dim} = {heads * head_dim} is not "
+            f"hidden_size {hidden}: llama.cpp's {arch} graph sizes the query and output "
+            "projections hidden_size x hidden_size, so heads pruned without the same share of "
+            "hidden channels cannot be loaded (prune hidden channels with the heads, "
+            "prune.structured.prune_hidden, or prune depth)"
+        )
+    if arch in _TIED_ONLY and _inner(config).get("tie_word_embeddings") is False:
+        return (
+            f"tie_word_embeddings false: llama.cpp's {arch} graph always uses the token "
+            "embedding as the output layer (its converter drops lm_head.weight), so a separate "
+            "output layer cannot be exported"
+        )
     window = _sliding_window(config)
     if window is not None:
         return (

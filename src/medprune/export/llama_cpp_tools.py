@@ -1,14 +1,15 @@
 """Run GGUF files in llama.cpp itself (the tools :mod:`medprune.export.llama_cpp` builds):
 ``llama-perplexity`` for perplexity and, with ``--kl-divergence-base``, every scored position's
 log-probabilities (:func:`read_logits_file`); ``llama-bench`` for prompt-processing and
-generation tokens/s. Used by the export tests (llama.cpp vs PyTorch on the same token ids)
+generation tokens/s. :data:`REPACK` says, per weight type, whether llama.cpp's repacked CPU
+layouts are used (off for q8_0: its AMX kernel crashes in this llama.cpp). Used by the export tests (llama.cpp vs PyTorch on the same token ids)
 and ``benchmarks/serving.py``."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,10 @@ import numpy as np
 
 from medprune.export.llama_cpp import LlamaCpp
 
-_PPL = re.compile(r"Final estimate: PPL = ([0-9.]+|nan|inf)")
+#: weight type -> use llama.cpp's repacked CPU layouts (extra buffer types: AMX, AVX-512
+#: interleaving). q8_0: off, llama.cpp (llama-cpp-python 0.3.36, GGML_NATIVE) segfaults in
+#: ggml_backend_amx_mul_mat on AMX CPUs; f16 is not repacked either way.
+REPACK = {"f32": True, "f16": True, "bf16": True, "q8_0": False}
 
 
 @dataclass(frozen=True)
@@ -35,36 +39,55 @@ def run_perplexity(
     threads: int = 1,
     chunks: int | None = None,
     logits_file: str | Path | None = None,
+    repack: bool = True,
     timeout: float = 3600,
 ) -> PerplexityRun:
     """``llama-perplexity`` over ``text_file`` in chunks of ``n_ctx`` tokens (the second half
-    of each chunk is scored, BOS first when the model adds one); with ``logits_file`` the
-    scored positions' log-probabilities are written there too (``--kl-divergence-base``)."""
-    cmd = [
-        str(lc.require_built().tool("llama-perplexity")),
-        "-m",
-        str(gguf),
-        "-f",
-        str(text_file),
-        "-c",
-        str(n_ctx),
-        "-b",
-        str(n_ctx),
-        "-t",
-        str(threads),
-        "--no-warmup",
-    ]
-    if chunks:
-        cmd += ["--chunks", str(chunks)]
-    if logits_file:
-        cmd += ["--kl-divergence-base", str(logits_file)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    log = proc.stdout + proc.stderr
-    m = _PPL.search(log)
-    if proc.returncode != 0 or not m:
-        tail = "\n".join(log.strip().splitlines()[-10:])
-        raise RuntimeError(f"llama-perplexity failed on {gguf} (exit {proc.returncode}):\n{tail}")
-    return PerplexityRun(float(m.group(1)), n_ctx, log)
+    of each chunk is scored, BOS first when the model adds one). The scored positions'
+    log-probabilities are written with ``--kl-divergence-base`` (to ``logits_file``, else a
+    temporary file) and the perplexity computed from them (:func:`LogitsFile.perplexity`):
+    llama.cpp logs through a background thread, and under load its last lines ("Final
+    estimate") can be missing from the captured output.
+    ``repack=False`` runs without llama.cpp's repacked CPU weight layouts (``--no-repack``).
+
+    Repacking must be off for q8_0 on CPUs with AMX when llama.cpp is built with
+    ``GGML_NATIVE``: llama-cpp-python 0.3.36's llama.cpp crashes in
+    ``ggml_backend_amx_mul_mat`` (segfault, seen with SmolLM2-135M and the tiny test models)."""
+    with tempfile.TemporaryDirectory(prefix="medprune-ppl-") as tmp:
+        target = Path(logits_file) if logits_file else Path(tmp) / "logits.bin"
+        cmd = [
+            str(lc.require_built().tool("llama-perplexity")),
+            "-m",
+            str(gguf),
+            "-f",
+            str(text_file),
+            "-c",
+            str(n_ctx),
+            "-b",
+            str(n_ctx),
+            "-t",
+            str(threads),
+            "--no-warmup",
+            "--kl-divergence-base",
+            str(target),
+        ]
+        if chunks:
+            cmd += ["--chunks", str(chunks)]
+        if not repack:
+            cmd += ["--no-repack"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        log = proc.stdout + proc.stderr
+        if proc.returncode != 0 or not target.is_file():
+            tail = "\n".join(log.strip().splitlines()[-10:])
+            raise RuntimeError(
+                f"llama-perplexity failed on {gguf} (exit {proc.returncode}):\n{tail}"
+            )
+        result = read_logits_file(target)
+        if result.tokens.size == 0:
+            raise RuntimeError(
+                f"llama-perplexity on {gguf}: {text_file} has fewer than 2 x {n_ctx} tokens"
+            )
+        return PerplexityRun(result.perplexity(), n_ctx, log)
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,15 @@ class LogitsFile:
     @property
     def first(self) -> int:
         return self.n_ctx // 2
+
+    def perplexity(self) -> float:
+        """exp of the mean negative log-probability of each scored position's next token, as
+        llama-perplexity computes it (a target more than 16 nats below the top counts as the
+        row's floor)."""
+        rows = self.log_probs.shape[1]
+        targets = self.tokens[:, self.first + 1 : self.first + 1 + rows]
+        picked = np.take_along_axis(self.log_probs, targets[..., None], axis=-1)[..., 0]
+        return float(np.exp(-picked.astype(np.float64).mean()))
 
 
 def read_logits_file(path: str | Path) -> LogitsFile:
@@ -124,10 +156,11 @@ def run_bench(
     gen_tokens: int = 64,
     threads: int = 1,
     repetitions: int = 5,
+    repack: bool = True,
     timeout: float = 3600,
 ) -> BenchRun:
     """``llama-bench``: prompt processing (``-p``) and generation (``-n``) tokens/s, mean and
-    standard deviation over ``repetitions``."""
+    standard deviation over ``repetitions``; ``repack=False``: ``--repack 0``."""
     cmd = [
         str(lc.require_built().tool("llama-bench")),
         "-m",
@@ -140,6 +173,8 @@ def run_bench(
         str(threads),
         "-r",
         str(repetitions),
+        "--repack",
+        "1" if repack else "0",
         "-o",
         "json",
     ]
