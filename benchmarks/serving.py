@@ -8,14 +8,21 @@ built-in clinical calibration text), exports f16 and q8_0 GGUF files with
 - logits of the GGUF files (loaded back with transformers' ``gguf_file=``) against the HF
   model on held-out clinical texts: max and mean |difference|, next-token agreement;
 - perplexity on held-out clinical text of the HF model and of the q8_0 file;
-- with ``--llama-python PY`` (a Python with ``llama-cpp-python`` installed), llama.cpp
-  itself runs each q8_0 file: prompt tokens/s, generated tokens/s, and perplexity from
-  llama.cpp's own logits, in a subprocess (``benchmarks/llama_cpp_run.py``)::
+- in llama.cpp itself (built by ``make llama-cpp``; ``--no-llama-cpp`` skips it), for f16 and
+  q8_0: ``llama-bench`` prompt processing (``--llama-prompt`` tokens) and generation
+  (``--llama-gen`` tokens) tokens/s at ``--threads`` threads, and ``llama-perplexity`` on the
+  held-out clinical texts (llama.cpp's method: chunks of ``--llama-ctx`` tokens, the second
+  half of each scored; comparable across rows, not with the per-text transformers number).
+  q8_0 runs without llama.cpp's repacked weight layouts (``REPACK`` in
+  ``medprune.export.llama_cpp_tools``: its AMX q8_0 kernel crashes in this llama.cpp)::
 
-    python benchmarks/serving.py --threads 1 --json benchmarks/results/serving-smollm2-135m.json \
-        --llama-python /tmp/llamavenv/bin/python
+    make llama-cpp
+    python benchmarks/serving.py --threads 2 --json benchmarks/results/
 
-Rows are ``NAME=METHOD:SPARSITY`` (``dense`` alone for the unpruned model).
+Run it alone on an idle machine for numbers: the tokens/s are wall-clock rates.
+
+Rows are ``NAME=METHOD:SPARSITY[:PATTERN]`` (``dense`` alone for the unpruned model;
+``wanda-2of4=wanda:0.5:2:4`` for 2:4 semi-structured sparsity).
 """
 
 from __future__ import annotations
@@ -23,13 +30,30 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 CACHE = Path(".cache/medprune")
-DEFAULT_ROWS = ["dense", "wanda-50=wanda:0.5", "width-25=width:0.25", "depth-25=depth:0.25"]
+DEFAULT_ROWS = [
+    "dense",
+    "wanda-50=wanda:0.5",
+    "wanda-2of4=wanda:0.5:2:4",
+    "width-25=width:0.25",
+    "width-50=width:0.5",
+    "depth-25=depth:0.25",
+]
+OUTTYPES = ("f16", "q8_0")
+
+
+def parse_row(spec: str) -> tuple[str, str | None, float | None, str]:
+    """``NAME=METHOD:SPARSITY[:PATTERN]`` -> (name, method, sparsity, pattern)."""
+    name, _, rest = spec.partition("=")
+    if not rest:
+        return name, None, None, "unstructured"
+    parts = rest.split(":")
+    pattern = ":".join(parts[2:]) or "unstructured"
+    return name, parts[0], float(parts[1]), pattern
 
 
 def _logit_stats(ref_model, gguf_model, tok, texts, seq_len):
@@ -100,18 +124,18 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     from medprune.load.model import load_model, save_model
     from medprune.prune.engine import prune_model
 
-    name, _, rest = spec.partition("=")
+    name, method, sparsity, pattern = parse_row(spec)
     row: dict = {"row": name}
     model, tok = load_model(args.model, dtype="float32")
-    if rest:
-        method, sparsity = rest.split(":")[0], float(rest.split(":")[1])
-        row.update(method=method, sparsity=sparsity)
+    if method is not None:
+        row.update(method=method, sparsity=sparsity, pattern=pattern)
         calib = read_texts(
             Path(args.data) / "calibration.jsonl"
         )  # the engine packs num_samples x seq_len
         pcfg = PruneConfig(
             method=method,
             sparsity=sparsity,
+            pattern=pattern,
             calibration={"num_samples": args.calib_samples, "seq_len": args.seq_len},
         )
         t0 = time.perf_counter()
@@ -134,6 +158,7 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     t0 = time.perf_counter()
     out = export_for_ollama(hf_dir, work / name / "gguf", name=name)
     row["export_s"] = round(time.perf_counter() - t0, 1)
+    row["writer"] = json.loads(out.manifest.read_text())["writer"]
     row["files_mb"] = {t: round(p.stat().st_size / 1e6, 1) for t, p in out.gguf.items()}
     heldout = read_texts(Path(args.data) / "heldout.jsonl")
     ppl_texts, logit_texts = heldout[: args.ppl_texts], heldout[-args.logit_texts :]
@@ -150,68 +175,104 @@ def run_row(spec: str, args, work: Path, say) -> dict:
             row["ppl_q8_0"] = perplexity(g, tok, ppl_texts, max_length=args.seq_len).perplexity
         del g
     say(f"[{name}] {json.dumps({k: row[k] for k in ('files_mb', 'ppl_hf', 'ppl_q8_0')})}")
-    if args.llama_python:
-        run_llama_cpp(row, out.gguf["q8_0"], args, say)
+    if args.llama_cpp:
+        run_llama_cpp(row, out.gguf, args, say)
     shutil.rmtree(hf_dir)
     if not args.keep:
         shutil.rmtree(work / name / "gguf")
     return row
 
 
-def run_llama_cpp(row: dict, gguf_path: Path, args, say) -> None:
-    """llama.cpp's own numbers for one q8_0 file, in a subprocess with --llama-python."""
-    runner = Path(__file__).with_name("llama_cpp_run.py")
-    cmd = [
-        args.llama_python,
-        str(runner),
-        str(gguf_path),
-        "--threads",
-        str(args.threads),
-        "--texts",
-        str(Path(args.data) / "heldout.jsonl"),
-        "--ppl-texts",
-        str(args.llama_ppl_texts),
-        "--seq-len",
-        str(args.seq_len),
-        "--gen-tokens",
-        str(args.gen_tokens),
-        "--repeats",
-        str(args.repeats),
+def heldout_text_file(args, work: Path) -> Path:
+    """The held-out clinical texts llama-perplexity reads (one file, blank-line separated)."""
+    from medprune.io.jsonl import read_texts
+
+    texts = read_texts(Path(args.data) / "heldout.jsonl")[: args.llama_ppl_texts]
+    path = work / "heldout.txt"
+    path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+    return path
+
+
+def run_llama_cpp(row: dict, files: dict[str, Path], args, say) -> None:
+    """llama.cpp's own numbers for each GGUF file of a row: llama-bench and llama-perplexity."""
+    from medprune.export.llama_cpp import LlamaCpp
+    from medprune.export.llama_cpp_tools import REPACK, run_bench, run_perplexity
+
+    lc = LlamaCpp(Path(args.llama_cpp)).require_built()
+    text = heldout_text_file(args, Path(args.work))
+    row["llama_cpp"] = {}
+    for outtype in OUTTYPES:
+        if outtype not in files:
+            continue
+        bench = run_bench(
+            lc,
+            files[outtype],
+            prompt_tokens=args.llama_prompt,
+            gen_tokens=args.llama_gen,
+            threads=args.threads,
+            repetitions=args.llama_reps,
+            repack=REPACK[outtype],
+        )
+        ppl = run_perplexity(
+            lc,
+            files[outtype],
+            text,
+            n_ctx=args.llama_ctx,
+            threads=args.threads,
+            repack=REPACK[outtype],
+        )
+        row["llama_cpp"][outtype] = {
+            **bench.__dict__,
+            "ppl": ppl.perplexity,
+            "ppl_ctx": ppl.n_ctx,
+            "repack": REPACK[outtype],
+        }
+    say(f"[{row['row']}] llama.cpp {json.dumps(row['llama_cpp'])}")
+
+
+def format_llama_table(rows: list[dict]) -> str:
+    """llama.cpp rows: per row and outtype, perplexity and tokens/s, and each speed relative
+    to the dense row's of the same outtype."""
+    lines = [
+        "| row | outtype | ppl (llama.cpp) | prompt tok/s | gen tok/s | prompt vs dense | "
+        "gen vs dense | threads |",
+        "|" + "---|" * 8,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        row["llama_cpp"] = {"error": proc.stderr.strip()[-800:]}
-    else:
-        row["llama_cpp"] = json.loads(proc.stdout.strip().splitlines()[-1])
-    say(f"[{row['row']}] llama.cpp {row['llama_cpp']}")
+    dense = next((r.get("llama_cpp") or {} for r in rows if r["row"] == "dense"), {})
+    for r in rows:
+        for outtype, m in (r.get("llama_cpp") or {}).items():
+            d = dense.get(outtype) or {}
+            pp = m["prompt_tps"] / d["prompt_tps"] if d.get("prompt_tps") else float("nan")
+            tg = m["gen_tps"] / d["gen_tps"] if d.get("gen_tps") else float("nan")
+            lines.append(
+                f"| {r['row']} | {outtype} | {m['ppl']:.2f} | "
+                f"{m['prompt_tps']:.1f} ± {m['prompt_tps_sd']:.1f} | "
+                f"{m['gen_tps']:.1f} ± {m['gen_tps_sd']:.1f} | {pp:.2f}x | {tg:.2f}x | "
+                f"{m['threads']} |"
+            )
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:
     head = (
         "| row | layers/heads/kv/head_dim/hidden/mlp | params | f16 MB | q8_0 MB | f16 max/mean abs dlogit | "
-        "q8_0 max/mean abs dlogit, top1 agree | ppl HF | ppl q8_0 (transformers) | ppl q8_0 (llama.cpp) | "
-        "llama.cpp prompt tok/s | gen tok/s | gen speed vs dense | HF (PyTorch f32) prompt / gen tok/s |"
+        "q8_0 max/mean abs dlogit, top1 agree | ppl HF | ppl q8_0 (transformers) | "
+        "HF (PyTorch f32) prompt / gen tok/s |"
     )
-    lines = [head, "|" + "---|" * 14]
-    dense_gen = next(
-        (r.get("llama_cpp", {}).get("gen_tok_s") for r in rows if r["row"] == "dense"), None
-    )
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         s = r["shape"]
-        lc = r.get("llama_cpp") or {}
         f16, q8 = r["logits"].get("f16", {}), r["logits"].get("q8_0", {})
-        gen = lc.get("gen_tok_s")
         lines.append(
             f"| {r['row']} | {s['layers']}/{s['heads']}/{s['kv_heads']}/{s['head_dim']}/{s['hidden']}/{s['mlp']} | "
             f"{r['params'] / 1e6:.1f}M | {r['files_mb'].get('f16', '-')} | {r['files_mb'].get('q8_0', '-')} | "
             f"{f16.get('max_abs', 0):.3f} / {f16.get('mean_abs', 0):.4f} | "
             f"{q8.get('max_abs', 0):.3f} / {q8.get('mean_abs', 0):.4f}, {q8.get('top1_agree', 0):.3f} | "
             f"{r['ppl_hf']:.2f} | {r.get('ppl_q8_0', float('nan')):.2f} | "
-            f"{lc.get('ppl', float('nan')):.2f} | {lc.get('prompt_tok_s', float('nan')):.0f} | "
-            f"{gen if gen is not None else float('nan'):.1f} | "
-            f"{(gen / dense_gen) if gen and dense_gen else float('nan'):.2f}x | "
             f"{r.get('hf_speed', {}).get('prompt_tok_s', float('nan')):.0f} / {r.get('hf_speed', {}).get('gen_tok_s', float('nan')):.1f} |"
         )
+    if any(r.get("llama_cpp") for r in rows):
+        lines += ["", format_llama_table(rows)]
     return "\n".join(lines)
 
 
@@ -228,19 +289,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logit-texts", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
-        "--llama-python", help="a Python with llama-cpp-python, to run the files with llama.cpp"
+        "--llama-cpp",
+        default=str(CACHE / "llama.cpp"),
+        help="llama.cpp built by `make llama-cpp` (default .cache/medprune/llama.cpp)",
     )
-    p.add_argument("--llama-ppl-texts", type=int, default=20)
+    p.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp numbers")
+    p.add_argument("--llama-ppl-texts", type=int, default=200, help="held-out texts for ppl")
+    p.add_argument("--llama-ctx", type=int, default=256, help="llama-perplexity chunk length")
+    p.add_argument("--llama-prompt", type=int, default=128, help="llama-bench -p")
+    p.add_argument("--llama-gen", type=int, default=64, help="llama-bench -n")
+    p.add_argument("--llama-reps", type=int, default=5, help="llama-bench -r")
     p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--work", default="/tmp/medprune-serving-bench")
     p.add_argument("--keep", action="store_true", help="keep the GGUF files under --work")
     p.add_argument("--json", help="write the rows here (after every row)")
-    p.add_argument(
-        "--llama-only",
-        action="store_true",
-        help="add llama.cpp numbers to the rows of an earlier --json run made with --keep",
-    )
     args = p.parse_args(argv)
 
     import torch
@@ -252,14 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    if args.llama_only:
-        data = json.loads(Path(args.json).read_text())
-        for row in data["rows"]:
-            run_llama_cpp(row, work / row["row"] / "gguf" / f"{row['row']}-q8_0.gguf", args, say)
-        data["args"]["llama_python"] = args.llama_python
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
-        print(format_table(data["rows"]))
-        return 0
+    if args.no_llama_cpp:
+        args.llama_cpp = None
+    elif args.llama_cpp:
+        from medprune.export.llama_cpp import LlamaCpp
+
+        LlamaCpp(Path(args.llama_cpp)).require_built()  # before any work
     from medprune.io.atomic import atomic_write_text
 
     from run_info import results_path, run_info

@@ -295,7 +295,7 @@ def _serve_settings(args: argparse.Namespace):
 def cmd_export(args: argparse.Namespace) -> int:
     import tempfile
 
-    from medprune.export.bundle import export_for_ollama
+    from medprune.export.bundle import export_for_ollama, export_name
     from medprune.serve.refs import resolve_model_ref
 
     serve, default_root = _serve_settings(args)
@@ -304,13 +304,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         serve.gguf.outtypes = list(dict.fromkeys(args.outtype))
         if serve.ollama.quantization not in serve.gguf.outtypes:
             serve.ollama.quantization = serve.gguf.outtypes[-1]
-    name = args.name or args.model.rstrip("/").split("/")[-1].replace("@", "-")
     with tempfile.TemporaryDirectory(
         prefix="medprune-export-"
     ) as work:  # downloads (vertex://) only
         model_dir = resolve_model_ref(
             args.model, registry_root=args.root or default_root, workdir=work
         )
+        name = args.name or export_name(args.model, model_dir)
         result = export_for_ollama(
             model_dir,
             args.output,
@@ -318,6 +318,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             name=name,
             modelfile=not args.no_modelfile,
             source=args.model,
+            writer=args.writer,
         )
     for outtype, path in result.gguf.items():
         print(f"{outtype:5s} {path}  ({path.stat().st_size / 1e6:.1f} MB)")
@@ -562,7 +563,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["f32", "f16", "bf16", "q8_0"],
         help="GGUF weight type (repeatable; default serve.gguf.outtypes: f16 and q8_0)",
     )
-    p.add_argument("--name", help="file name stem (default NAME-ALIAS)")
+    p.add_argument(
+        "--name",
+        help="file name stem and Ollama model name (default NAME-ALIAS, NAME-VERSION for a "
+        "registry version folder)",
+    )
+    p.add_argument(
+        "--writer",
+        choices=["auto", "llama.cpp", "medprune"],
+        default="auto",
+        help="GGUF writer: llama.cpp's convert_hf_to_gguf.py (make llama-cpp), medprune's own "
+        "(Llama/Mistral/Qwen2, default RoPE, byte-level BPE), or auto: llama.cpp's where "
+        "fetched and able to, else medprune's",
+    )
     p.add_argument("--no-modelfile", action="store_true", help="write only the GGUF files")
     p.set_defaults(func=cmd_export)
 

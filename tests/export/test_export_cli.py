@@ -50,6 +50,23 @@ def test_export_from_registry_alias(registry, tmp_path, capsys) -> None:
     assert "ollama create clinical-tiny-production -f Modelfile" in capsys.readouterr().out
 
 
+def test_export_of_a_version_folder_is_named_after_model_and_version(
+    registry, tmp_path, capsys
+) -> None:
+    import os
+    import stat
+
+    folder = registry.root / "clinical-tiny" / "1"
+    out = tmp_path / "dist"
+    assert main(["export", "gguf", str(folder), "-o", str(out), "--outtype", "q8_0"]) == 0
+    assert "ollama create clinical-tiny-1 -f Modelfile" in capsys.readouterr().out
+    assert (out / "clinical-tiny-1-q8_0.gguf").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in out.iterdir():  # ordinary files, not the 0600 of a temporary file
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
 @pytest.mark.parametrize(
     "ref, message",
     [

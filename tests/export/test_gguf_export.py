@@ -144,14 +144,11 @@ def test_unsupported_architecture_is_refused_before_writing(tmp_path) -> None:
 
     from conftest import TINY_CONFIG
 
-    model = tf.GemmaForCausalLM(
-        tf.GemmaConfig(**{**TINY_CONFIG, "vocab_size": 267, "head_dim": 16})
-    )
-    model_dir = save_model(model, chat_tokenizer(), tmp_path / "gemma")
+    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    model = tf.PhiForCausalLM(tf.PhiConfig(vocab_size=267, **{k: TINY_CONFIG[k] for k in keys}))
+    model_dir = save_model(model, chat_tokenizer(), tmp_path / "phi")
     out = tmp_path / "out"
-    with pytest.raises(
-        ExportError, match=r"architecture 'gemma'.*supported: llama, mistral, qwen2"
-    ):
+    with pytest.raises(ExportError, match=r"architecture 'phi'.*supported: gemma, gemma2, "):
         export_for_ollama(model_dir, out)
     assert not out.exists() or not any(out.iterdir())
 

@@ -3,13 +3,19 @@
 Implements what ``ollama.Client`` and ``langchain_ollama.ChatOllama`` call, with Ollama's
 request and response shapes: ``GET /api/tags`` (the local models), ``GET /api/version``,
 ``POST /api/show`` and ``POST /api/chat`` (streamed as NDJSON when ``stream`` is true, the
-default, else one JSON object). Chat answers are scripted (:attr:`FakeOllama.replies`); a
-chat for a model the server does not have answers 404 ``model 'X' not found`` as Ollama
-does. Every request is recorded (:attr:`FakeOllama.requests`).
+default, else one JSON object), and model creation as Ollama documents it (docs/api.md):
+``HEAD`` / ``POST /api/blobs/sha256:DIGEST`` (the upload is refused with 400 when its sha256
+is not DIGEST) and ``POST /api/create`` from ``files`` (file name -> uploaded digest) with
+``template``, ``system`` and ``parameters`` (404-style 400 for a digest never uploaded;
+``/api/show`` then returns them). Chat answers are scripted (:attr:`FakeOllama.replies`): the
+fake neither loads the GGUF file nor executes the Go template. A chat for a model the server
+does not have answers 404 ``model 'X' not found`` as Ollama does. Every request is recorded
+(:attr:`FakeOllama.requests`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +29,8 @@ class FakeOllama:
     models: list[str] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    created: dict[str, dict[str, Any]] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
     port: int = 0
 
@@ -62,15 +70,55 @@ class FakeOllama:
                 },
                 False,
             )
+        if path.startswith("/api/blobs/"):
+            digest = path.removeprefix("/api/blobs/")
+            if method == "HEAD":
+                return (200 if digest in self.blobs else 404), {}, False
+            if method == "POST":
+                data = body if isinstance(body, bytes) else b""
+                if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+                    return 400, {"error": "digest mismatch"}, False
+                self.blobs[digest] = data
+                return 201, {}, False
+        if method == "POST" and path == "/api/create":
+            name = body.get("model") or ""
+            files = body.get("files") or {}
+            if not name:
+                return 400, {"error": "model is required"}, False
+            if not files and not body.get("from"):
+                return 400, {"error": "neither 'from' or 'files' was specified"}, False
+            missing = [d for d in files.values() if d not in self.blobs]
+            if missing:
+                return 400, {"error": f"blob {missing[0]} not found"}, False
+            if not all(f.endswith(".gguf") for f in files) or not all(
+                self.blobs[d][:4] == b"GGUF" for d in files.values()
+            ):
+                return 400, {"error": "unsupported file: not a GGUF file"}, False
+            self.created[name] = {
+                k: body.get(k) for k in ("files", "template", "system", "parameters")
+            }
+            self.models.append(name if ":" in name else f"{name}:latest")
+            statuses = ["parsing GGUF", "using existing layer", "writing manifest", "success"]
+            if body.get("stream", True):
+                return 200, [{"status": s} for s in statuses], True
+            return 200, {"status": "success"}, False
         if method == "POST" and path == "/api/show":
             if not self._has(body.get("model", "")):
                 return 404, {"error": f"model '{body.get('model')}' not found"}, False
+            made = self.created.get(body["model"].removesuffix(":latest"), {})
             return (
                 200,
                 {
                     "modelfile": "",
-                    "template": "",
+                    "template": made.get("template") or "",
+                    "system": made.get("system") or "",
+                    "parameters": "\n".join(
+                        f"{k} {json.dumps(x)}"
+                        for k, v in (made.get("parameters") or {}).items()
+                        for x in (v if isinstance(v, list) else [v])
+                    ),
                     "details": {"format": "gguf"},
+                    "model_info": {"general.architecture": "llama"},
                     "capabilities": ["completion"],
                 },
                 False,
@@ -122,10 +170,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = {"_raw": raw.decode(errors="replace")}
+        body: Any
+        if self.path.startswith("/api/blobs/"):
+            body = raw  # the uploaded file
+        else:
+            try:
+                body = json.loads(raw) if raw else {}
+            except ValueError:
+                body = {"_raw": raw.decode(errors="replace")}
         status, payload, ndjson = self.fake.handle(self.command, self.path.split("?")[0], body)
         if ndjson:
             data = "".join(json.dumps(p) + "\n" for p in payload).encode()
@@ -136,7 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     do_GET = do_POST = do_HEAD = _serve
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from medprune.config.serve import ServeConfig
 from medprune.errors import ExportError
-from medprune.export.gguf import export_gguf, model_shape, read_vocab
-from medprune.export.modelfile import render_modelfile
+from medprune.export.gguf import make_readable, model_shape, write_gguf
+from medprune.export.modelfile import ollama_model
 from medprune.io.atomic import (
     COMPLETE_MARKER,
     atomic_write_json,
@@ -55,6 +55,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def export_name(ref: str, model_dir: str | Path) -> str:
+    """The default file stem (and ``ollama create`` name) for an export of ``ref``: ``NAME-ALIAS``
+    / ``NAME-VERSION`` for a registry reference, ``NAME-VERSION`` for a registry version folder
+    (``registry/NAME/3``), else the last part of the reference."""
+    model_dir = Path(model_dir)
+    if "://" not in ref and "@" in ref:
+        return ref.replace("@", "-")
+    if model_dir.name.isdigit() and model_dir.parent.name:
+        return f"{model_dir.parent.name}-{model_dir.name}"
+    return ref.rstrip("/").split("/")[-1].replace("@", "-")
+
+
 def export_for_ollama(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -63,9 +75,11 @@ def export_for_ollama(
     name: str | None = None,
     modelfile: bool = True,
     source: str | None = None,
+    writer: str = "auto",
 ) -> ExportResult:
     """GGUF files (``serve.gguf.outtypes``) plus an Ollama Modelfile (``serve.ollama``) for
-    ``model_dir`` in ``out_dir``. ``modelfile=False`` writes only the GGUF files."""
+    ``model_dir`` in ``out_dir``. ``modelfile=False`` writes only the GGUF files; ``writer``
+    as :func:`medprune.export.gguf.write_gguf`."""
     from transformers import AutoTokenizer
 
     serve = serve or ServeConfig()
@@ -79,34 +93,36 @@ def export_for_ollama(
     if not name[0].isalnum():
         name = "model"
     outtypes = list(dict.fromkeys(serve.gguf.outtypes))
-    text = None
+    spec = None
     if modelfile:
         if serve.ollama.quantization not in outtypes:
             raise ExportError(
                 f"serve.ollama.quantization {serve.ollama.quantization!r} is not among "
                 f"serve.gguf.outtypes {outtypes}; the Modelfile must name an exported file"
             )
-        read_vocab(model_dir)  # tokenizer checks before the Modelfile's
         tok = AutoTokenizer.from_pretrained(model_dir)
-        text = render_modelfile(
+        spec = ollama_model(
             tok,
             gguf_name=f"{name}-{serve.ollama.quantization}.gguf",
             ollama=serve.ollama,
             context_length=shape.context_length,
             model_name=source or str(model_dir),
         )
-    files = export_gguf(
+    written = write_gguf(
         model_dir,
         out_dir,
         outtypes=outtypes,
         name=name,
         description=f"medprune export of {source or model_dir}",
+        writer=writer,
     )
+    files = written.files
     try:
         mf = None
-        if text is not None:
+        if spec is not None:
             mf = out_dir / MODELFILE
-            atomic_write_text(mf, text)
+            atomic_write_text(mf, spec.modelfile())
+            make_readable(mf)
         manifest = out_dir / MANIFEST
         atomic_write_json(
             manifest,
@@ -119,13 +135,16 @@ def export_for_ollama(
                     for t, p in files.items()
                 },
                 "modelfile": MODELFILE if mf else None,
-                "writer": "gguf.GGUFWriter (medprune.export.gguf)",
+                "ollama": spec.to_dict() if spec else None,
+                "writer": written.writer,
+                "writer_reason": written.reason,
             },
         )
+        make_readable(manifest)
     except BaseException:
         for p in files.values():
             p.unlink(missing_ok=True)
-        if text is not None:
+        if spec is not None:
             (out_dir / MODELFILE).unlink(missing_ok=True)
         raise
     return ExportResult(gguf=files, modelfile=mf, manifest=manifest, shape=shape.to_dict())

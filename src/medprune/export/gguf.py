@@ -1,25 +1,26 @@
 """Write a Hugging Face causal LM (dense or pruned) as GGUF files for llama.cpp and Ollama.
 
-    files = export_gguf("registry/clinical/3", "out/", outtypes=("f16", "q8_0"))
-    files["q8_0"]  # out/clinical-q8_0.gguf
+    result = write_gguf("registry/clinical/3", "out/", outtypes=("f16", "q8_0"))
+    result.files["q8_0"]  # out/clinical-q8_0.gguf; result.writer says which writer wrote it
 
-We write with the ``gguf`` package's :class:`gguf.GGUFWriter` directly rather than running
-llama.cpp's ``convert_hf_to_gguf.py``: that script is not installed by any package (it sits
-inside the llama-cpp-python source archive), needs the ``gguf-py`` of its own llama.cpp
-commit, and derives some shapes from ``hidden_size / num_attention_heads``. Here every
-shape is read from the model itself, which is what pruned models need:
+:func:`write_gguf` prefers llama.cpp's own ``convert_hf_to_gguf.py``, run as a subprocess from
+the pinned source archive (:mod:`medprune.export.convert`, :mod:`medprune.export.llama_cpp`):
+it is the converter the llama.cpp project maintains for each architecture its engine runs, and
+it reads pruned shapes (``head_dim``, kept heads, MLP width, layers) from config.json. Where it
+cannot write a model, :func:`export_gguf`, medprune's own writer (the ``gguf`` package's
+:class:`gguf.GGUFWriter`), writes Llama / Mistral / Qwen2 with the default rotary embedding
+and a byte-level BPE tokenizer, every shape read from the model itself:
 
 - ``attention.head_count`` / ``head_count_kv`` are the *kept* heads;
 - ``attention.key_length`` = ``value_length`` = ``rope.dimension_count`` = ``head_dim``,
   which after width pruning is no longer ``embedding_length / head_count`` (Ollama's own
   safetensors import derives it that way and breaks on Minitron-style models);
 - ``block_count`` is the number of layers left after depth pruning;
-- ``feed_forward_length`` the pruned MLP width.
+- ``feed_forward_length`` the pruned MLP width;
+- Q/K rows permuted to llama.cpp's rotary layout for ``llama``; Qwen2's q/k/v biases.
 
-Supported: ``llama`` and ``mistral`` (GGUF architecture ``llama``, Q/K rows permuted to
-llama.cpp's rotary layout) and ``qwen2`` (q/k/v biases, no permutation), with the default
-rotary embedding and a byte-level BPE tokenizer. Anything else fails before a file is
-written, naming what is unsupported. Files are written under a temporary name and renamed.
+A model llama.cpp cannot run fails before a file is written, naming what is missing. Files
+are written under a temporary name and renamed, with ordinary permissions.
 """
 
 from __future__ import annotations
@@ -39,9 +40,6 @@ from medprune.errors import ExportError
 
 #: GGUF weight types we write; norms and biases always stay float32.
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
-
-#: HF ``model_type`` -> GGUF ``general.architecture``.
-ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 
 _QK_BLOCK = 32  # q8_0 quantizes rows in blocks of 32 values
 
@@ -67,31 +65,38 @@ class GGUFShape:
         return dict(self.__dict__)
 
 
+def _rope_type(config: dict[str, Any]) -> str:
+    params = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    return str(params.get("rope_type") or params.get("type") or "default")
+
+
 def _rope_theta(config: dict[str, Any]) -> float:
     params = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    rope_type = params.get("rope_type") or params.get("type") or "default"
-    if rope_type != "default":
-        raise ExportError(
-            f"rope type {rope_type!r} (config.json rope_parameters) is not supported by the GGUF "
-            "export (only the default rotary embedding); export a model with default RoPE"
-        )
+    if isinstance(params.get("full_attention"), dict):  # Gemma 3: one set per layer kind
+        params = params["full_attention"]
     theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
     return float(theta)
+
+
+def text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The language model's config (a multimodal Gemma 3 nests it under ``text_config``)."""
+    inner = config.get("text_config")
+    return {**inner, "model_type": config.get("model_type")} if isinstance(inner, dict) else config
 
 
 def model_shape(config: dict[str, Any], tensor_names: Iterable[str] = ()) -> GGUFShape:
     """Read the GGUF shape from a model's ``config.json`` contents.
 
-    Raises :class:`ExportError` naming the architecture or field when the model cannot be
-    exported.
+    Raises :class:`ExportError` naming the architecture or field when llama.cpp cannot run
+    the model (:func:`medprune.export.convert.refusal`) or the shape is inconsistent.
     """
-    model_type = config.get("model_type")
-    if model_type not in ARCHITECTURES:
-        raise ExportError(
-            f"architecture {model_type!r} (config.json model_type) cannot be exported to GGUF; "
-            f"supported: {', '.join(sorted(ARCHITECTURES))}. Serve it with the Vertex AI target "
-            "(vLLM) instead"
-        )
+    from medprune.export.convert import CONVERTER_FAMILIES, refusal
+
+    reason = refusal(config)
+    if reason:
+        raise ExportError(reason)
+    model_type = str(config.get("model_type"))
+    config = text_config(config)
     heads = int(config["num_attention_heads"])
     kv = int(config.get("num_key_value_heads") or heads)
     hidden = int(config["hidden_size"])
@@ -102,17 +107,12 @@ def model_shape(config: dict[str, Any], tensor_names: Iterable[str] = ()) -> GGU
         )
     if head_dim % 2:
         raise ExportError(f"head_dim {head_dim} is odd; rotary embeddings need an even head_dim")
-    if config.get("sliding_window") and config.get("use_sliding_window", model_type == "mistral"):
-        raise ExportError(
-            f"sliding-window attention (sliding_window={config['sliding_window']}) is not written to "
-            "GGUF by this exporter; set use_sliding_window false or export a model without it"
-        )
     names = set(tensor_names)
-    tied = bool(config.get("tie_word_embeddings", False)) or (
+    tied = bool(config.get("tie_word_embeddings", model_type.startswith("gemma"))) or (
         bool(names) and "lm_head.weight" not in names
     )
     return GGUFShape(
-        architecture=ARCHITECTURES[model_type],
+        architecture=CONVERTER_FAMILIES[model_type],
         block_count=int(config["num_hidden_layers"]),
         embedding_length=hidden,
         feed_forward_length=int(config["intermediate_size"]),
@@ -125,6 +125,25 @@ def model_shape(config: dict[str, Any], tensor_names: Iterable[str] = ()) -> GGU
         rope_freq_base=_rope_theta(config),
         tied_embeddings=tied,
     )
+
+
+def writer_refusal(config: dict[str, Any]) -> str | None:
+    """Why medprune's own writer cannot write this model (None when it can): it writes the
+    plain Llama / Mistral / Qwen2 graph with the default rotary embedding only."""
+    from medprune.export.convert import WRITER_FAMILIES
+
+    model_type = config.get("model_type")
+    if model_type not in WRITER_FAMILIES:
+        return (
+            f"medprune's own GGUF writer handles {', '.join(WRITER_FAMILIES)} only, not "
+            f"{model_type!r}; llama.cpp's converter is needed (`make llama-cpp`)"
+        )
+    if _rope_type(config) != "default":
+        return (
+            f"rope type {_rope_type(config)!r}: medprune's own GGUF writer writes the default "
+            "rotary embedding only; llama.cpp's converter is needed (`make llama-cpp`)"
+        )
+    return None
 
 
 # --- tensors ------------------------------------------------------------------------------
@@ -407,6 +426,113 @@ def gguf_tensors(state: dict[str, np.ndarray], shape: GGUFShape) -> dict[str, np
     return out
 
 
+@dataclass(frozen=True)
+class GGUFExport:
+    """The files one export wrote (outtype -> path) and the writer that wrote them."""
+
+    files: dict[str, Path]
+    writer: str
+    reason: str
+
+
+def make_readable(path: Path) -> None:
+    """Ordinary file permissions (rw for the owner, r for group and others, less the umask):
+    temporary files are created 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def _check_outtypes_and_name(outtypes: Sequence[str], name: str) -> None:
+    bad = [t for t in outtypes if t not in OUTTYPES]
+    if bad or not outtypes:
+        raise ExportError(f"outtypes {list(outtypes)}: choose from {', '.join(OUTTYPES)}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}", name):
+        raise ExportError(f"export name {name!r}: letters, digits, '.', '_' and '-' only")
+
+
+def write_gguf(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    outtypes: Sequence[str] = ("f16", "q8_0"),
+    name: str | None = None,
+    description: str | None = None,
+    writer: str = "auto",
+    llama_cpp_root: str | Path | None = None,
+) -> GGUFExport:
+    """Write ``NAME-OUTTYPE.gguf`` into ``out_dir`` for every outtype.
+
+    ``writer``: ``auto`` (llama.cpp's converter when its source has been fetched, else
+    medprune's writer where it can write the family; medprune's writer also when the
+    converter does not recognise the tokenizer's pre-tokenizer), ``llama.cpp`` or
+    ``medprune``. The architecture and shape are checked before a byte is written; each file
+    is written under a temporary name in ``out_dir`` and renamed, and a failure removes this
+    call's files, so ``out_dir`` never holds a partial GGUF.
+    """
+    from medprune.export import convert
+
+    model_dir = Path(model_dir)
+    out_dir = Path(out_dir)
+    if writer not in ("auto", "llama.cpp", "medprune"):
+        raise ExportError(f"writer {writer!r}: choose auto, llama.cpp or medprune")
+    name = name or model_dir.name
+    _check_outtypes_and_name(outtypes, name)
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ExportError(f"{model_dir}: no config.json; not a Hugging Face model directory")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    model_shape(config)  # refusals before any work
+    lc = None
+    if writer != "medprune":
+        root = Path(llama_cpp_root) if llama_cpp_root else None
+        lc = convert.llama_cpp_for_export(root)
+        if lc is None and (writer == "llama.cpp" or writer_refusal(config)):
+            raise ExportError(
+                f"{config.get('model_type')!r} is exported with llama.cpp's converter, which "
+                "has not been fetched: run `make llama-cpp` (or `python -m "
+                "medprune.export.llama_cpp fetch` for the converter alone)"
+            )
+    reason_missing = "llama.cpp's converter has not been fetched (`make llama-cpp`)"
+    if lc is None:
+        files = export_gguf(
+            model_dir, out_dir, outtypes=outtypes, name=name, description=description
+        )
+        return GGUFExport(files, convert.WRITER, reason_missing)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    try:
+        for outtype in dict.fromkeys(outtypes):
+            final = out_dir / f"{name}-{outtype}.gguf"
+            choice = convert.convert_to(lc, model_dir, final, outtype, name=name, config=config)
+            if choice is None:
+                refused = writer_refusal(config)
+                if writer == "llama.cpp" or refused:
+                    raise ExportError(
+                        f"{model_dir}: llama.cpp's converter does not recognise the tokenizer's "
+                        "pre-tokenizer (it identifies them by hashing the ids of a fixed text)"
+                        + (f"; {refused}" if refused else "")
+                    )
+                for p in written.values():
+                    p.unlink(missing_ok=True)
+                files = export_gguf(
+                    model_dir, out_dir, outtypes=outtypes, name=name, description=description
+                )
+                return GGUFExport(
+                    files,
+                    convert.WRITER,
+                    "llama.cpp's converter does not recognise this tokenizer's pre-tokenizer",
+                )
+            make_readable(final)
+            written[outtype] = final
+    except BaseException:
+        for p in written.values():
+            p.unlink(missing_ok=True)
+        raise
+    return GGUFExport(written, convert.CONVERTER, "the converter the llama.cpp project maintains")
+
+
 def export_gguf(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -415,7 +541,10 @@ def export_gguf(
     name: str | None = None,
     description: str | None = None,
 ) -> dict[str, Path]:
-    """Write ``NAME-OUTTYPE.gguf`` into ``out_dir`` for every outtype; returns outtype -> path.
+    """medprune's own writer: ``NAME-OUTTYPE.gguf`` into ``out_dir`` for every outtype;
+    returns outtype -> path. Llama / Mistral / Qwen2 with the default rotary embedding and a
+    byte-level BPE tokenizer (:func:`writer_refusal`); :func:`write_gguf` prefers llama.cpp's
+    converter and calls this where the converter cannot write the model.
 
     Everything is checked (architecture, rotary type, tokenizer, outtypes) before a byte is
     written; each file is written under a temporary name in ``out_dir`` and renamed, and a
@@ -423,14 +552,16 @@ def export_gguf(
     """
     model_dir = Path(model_dir)
     out_dir = Path(out_dir)
-    bad = [t for t in outtypes if t not in OUTTYPES]
-    if bad or not outtypes:
-        raise ExportError(f"outtypes {list(outtypes)}: choose from {', '.join(OUTTYPES)}")
+    name = name or model_dir.name
+    _check_outtypes_and_name(outtypes, name)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise ExportError(f"{model_dir}: no config.json; not a Hugging Face model directory")
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    model_shape(config)  # architecture and rope checks before loading any weight
+    model_shape(config)  # architecture checks before loading any weight
+    refused = writer_refusal(config)
+    if refused:
+        raise ExportError(refused)
     vocab = read_vocab(model_dir)
     state = _load_state(model_dir)
     shape = model_shape(config, state.keys())
@@ -448,9 +579,6 @@ def export_gguf(
             }
         )
     tensors = gguf_tensors(state, shape)
-    name = name or model_dir.name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}", name):
-        raise ExportError(f"export name {name!r}: letters, digits, '.', '_' and '-' only")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -463,6 +591,7 @@ def export_gguf(
                 _write_one(
                     Path(tmp), shape, vocab, tensors, outtype, name=name, description=description
                 )
+                make_readable(Path(tmp))
                 os.replace(tmp, final)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

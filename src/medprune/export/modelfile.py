@@ -4,8 +4,10 @@ system prompt.
 Ollama's ``TEMPLATE`` is a Go template, not the Jinja template a Hugging Face tokenizer
 carries, and no general translation exists. We therefore *recognise* the model's chat
 format by rendering its Jinja template on sentinel messages and comparing the text with the
-formats we know (ChatML, as SmolLM2 and Qwen2 use; Llama 3), and write Ollama's Go template
-for that format. A model whose template is none of these needs ``serve.ollama.template``
+formats we know (ChatML, as SmolLM2 and Qwen2/3 use; Llama 3; Gemma 2/3 and MedGemma), and
+write Ollama's Go template for that format (tested for text only against the loopback fake of
+Ollama's create and chat API, which does not execute Go templates: that the template renders
+as the Jinja one does in a real Ollama is checked by reading, not by a run). A model whose template is none of these needs ``serve.ollama.template``
 (and ``serve.ollama.stop``) in the config; a model with no chat template at all is refused.
 
     text = render_modelfile(tokenizer, gguf_name="clinical-q8_0.gguf",
@@ -15,6 +17,7 @@ for that format. A model whose template is none of these needs ``serve.ollama.te
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from medprune.config.serve import OllamaConfig
 from medprune.errors import ExportError
@@ -60,7 +63,31 @@ LLAMA3 = ChatFormat(
     ),
 )
 
-KNOWN_FORMATS = (CHATML, LLAMA3)
+# Gemma 2 / 3 (MedGemma): no system role; the system text opens the first user turn,
+# followed by a blank line; the assistant's role is "model"; <end_of_turn> ends every turn.
+GEMMA = ChatFormat(
+    name="gemma",
+    template=(
+        '{{- $system := "" }}'
+        '{{- range .Messages }}{{ if eq .Role "system" }}{{ $system = .Content }}{{ end }}'
+        "{{ end }}"
+        "{{- $first := true }}"
+        "{{- range .Messages }}"
+        '{{- if eq .Role "user" }}<start_of_turn>user\n'
+        "{{ if $first }}{{ if $system }}{{ $system }}\n\n{{ end }}{{ $first = false }}{{ end }}"
+        "{{ .Content }}<end_of_turn>\n"
+        '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n'
+        "{{ end }}"
+        "{{- end }}<start_of_turn>model\n"
+    ),
+    stop=("<end_of_turn>",),
+    expected=(
+        f"<start_of_turn>user\n{_S}\n\n{_U}<end_of_turn>\n<start_of_turn>model\n{_A}"
+        f"<end_of_turn>\n<start_of_turn>user\n{_U2}<end_of_turn>\n<start_of_turn>model\n"
+    ),
+)
+
+KNOWN_FORMATS = (CHATML, LLAMA3, GEMMA)
 
 
 def detect_chat_format(tokenizer, model_name: str = "the model") -> ChatFormat:
@@ -103,15 +130,69 @@ def _quoted(text: str) -> str:
     return f'"""{text}"""'
 
 
-def render_modelfile(
+@dataclass(frozen=True)
+class OllamaModel:
+    """What an Ollama model is made of: the GGUF file, the Go template, stop sequences,
+    parameters and system prompt. :meth:`modelfile` is the ``Modelfile`` text (what ``ollama
+    create -f Modelfile`` reads); :meth:`create_request` the same as the fields of Ollama's
+    ``POST /api/create`` (what the ``ollama`` CLI sends after parsing the Modelfile)."""
+
+    gguf_name: str
+    template: str
+    stop: tuple[str, ...]
+    num_ctx: int
+    temperature: float
+    system: str | None
+    model_name: str = "the model"
+
+    def modelfile(self) -> str:
+        lines = [
+            f"# Ollama Modelfile written by medprune for {self.model_name}",
+            "# ollama create NAME -f Modelfile   (run in this directory)",
+            f"FROM ./{self.gguf_name}",
+            f"TEMPLATE {_quoted(self.template)}",
+        ]
+        lines += [f'PARAMETER stop "{s}"' for s in self.stop]
+        lines.append(f"PARAMETER num_ctx {self.num_ctx}")
+        lines.append(f"PARAMETER temperature {self.temperature:g}")
+        if self.system:
+            lines.append(f"SYSTEM {_quoted(self.system)}")
+        return "\n".join(lines) + "\n"
+
+    def create_request(self, digest: str) -> dict[str, Any]:
+        """Keyword arguments of ``ollama.Client.create`` (``POST /api/create``), the GGUF file
+        given by the digest of its uploaded blob."""
+        request: dict[str, Any] = {
+            "files": {self.gguf_name: digest},
+            "template": self.template,
+            "parameters": {
+                "stop": list(self.stop),
+                "num_ctx": self.num_ctx,
+                "temperature": self.temperature,
+            },
+        }
+        if self.system:
+            request["system"] = self.system
+        return request
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "stop": list(self.stop)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OllamaModel:
+        return cls(**{**data, "stop": tuple(data["stop"])})
+
+
+def ollama_model(
     tokenizer,
     *,
     gguf_name: str,
     ollama: OllamaConfig,
     context_length: int,
     model_name: str = "the model",
-) -> str:
-    """The text of an Ollama Modelfile for ``gguf_name`` (a file beside the Modelfile)."""
+) -> OllamaModel:
+    """The Ollama model for ``gguf_name``: the configured template and stop sequences, else
+    those of the tokenizer's chat format (:func:`detect_chat_format`)."""
     if ollama.template:
         template, stop = ollama.template, tuple(ollama.stop)
         if not stop:
@@ -122,16 +203,32 @@ def render_modelfile(
         fmt = detect_chat_format(tokenizer, model_name)
         template = fmt.template
         stop = tuple(dict.fromkeys([*fmt.stop, *ollama.stop]))
-    num_ctx = min(ollama.num_ctx or context_length, context_length)
-    lines = [
-        f"# Ollama Modelfile written by medprune for {model_name}",
-        "# ollama create NAME -f Modelfile   (run in this directory)",
-        f"FROM ./{gguf_name}",
-        f"TEMPLATE {_quoted(template)}",
-    ]
-    lines += [f'PARAMETER stop "{s}"' for s in stop]
-    lines.append(f"PARAMETER num_ctx {num_ctx}")
-    lines.append(f"PARAMETER temperature {ollama.temperature:g}")
-    if ollama.system_prompt:
-        lines.append(f"SYSTEM {_quoted(ollama.system_prompt)}")
-    return "\n".join(lines) + "\n"
+    for text in (template, ollama.system_prompt or ""):
+        _quoted(text)  # refused before anything is written
+    return OllamaModel(
+        gguf_name=gguf_name,
+        template=template,
+        stop=stop,
+        num_ctx=min(ollama.num_ctx or context_length, context_length),
+        temperature=ollama.temperature,
+        system=ollama.system_prompt,
+        model_name=model_name,
+    )
+
+
+def render_modelfile(
+    tokenizer,
+    *,
+    gguf_name: str,
+    ollama: OllamaConfig,
+    context_length: int,
+    model_name: str = "the model",
+) -> str:
+    """The text of an Ollama Modelfile for ``gguf_name`` (a file beside the Modelfile)."""
+    return ollama_model(
+        tokenizer,
+        gguf_name=gguf_name,
+        ollama=ollama,
+        context_length=context_length,
+        model_name=model_name,
+    ).modelfile()
