@@ -72,7 +72,7 @@ def test_generation_continues_each_prompt_to_the_length_and_stops_at_eos() -> No
     )
     assert ids.shape == mask.shape == (9, 24)
     for i, p in enumerate(prompts):
-        assert ids[i, : len(p.ids)].tolist() == list(p.ids)  # the prompt comes first
+        assert ids[i, : len(p.ids)].tolist() == list(p.ids)  # the prompt comes first, unpadded
         n = int(mask[i].sum())
         assert n > len(p.ids)  # and something was written after it
         assert (ids[i, n:] == tok.pad_token_id).all()
@@ -90,6 +90,23 @@ def test_generation_continues_each_prompt_to_the_length_and_stops_at_eos() -> No
         seed=7,
     )
     assert torch.equal(ids, again)  # same prompts and seed, same text
+
+
+def test_left_padded_batches_write_what_each_prompt_alone_would_get_greedily() -> None:
+    """Padding stays out of the teacher's view: a prompt batched with longer ones gets the
+    same greedy continuation as on its own."""
+    from medprune.recover.teacher_data import TeacherPrompt
+
+    tok = byte_tokenizer()
+    teacher = tiny_llama(seed=5)
+    prompts = [
+        TeacherPrompt(tuple(tok("Chest pain radiating")["input_ids"]), OPENING),
+        TeacherPrompt(tuple(tok("Hi")["input_ids"]), OPENING),
+    ]
+    kw = dict(temperature=1e-4, top_p=1.0, pad_id=tok.pad_token_id, eos_id=None, seed=0)
+    together, _ = generate_sequences(teacher, prompts, 20, batch_size=2, **kw)
+    alone, _ = generate_sequences(teacher, prompts[1:], 20, batch_size=1, **kw)
+    assert together[1].tolist() == alone[0].tolist()
 
 
 def test_corpus_is_cached_by_teacher_and_settings(tmp_path) -> None:

@@ -39,7 +39,7 @@ from medprune.progress import Progress
 from medprune.recover.data import IGNORE_INDEX, TrainExamples
 
 #: Bump when the same settings would generate other sequences.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 REWRITE, OPENING, BOS = "rewrite", "opening", "bos"
 KINDS = (REWRITE, OPENING, BOS)
 
@@ -197,44 +197,45 @@ def generate_sequences(
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample a continuation of every prompt up to ``seq_len`` tokens in all (prompts
-    longer than that are cut to it); ``(input_ids, attention_mask)``, each ``[n,
-    seq_len]``, right-padded after an early EOS. Prompts of equal length are batched
-    together, so no padding goes into the teacher; batch ``b`` samples with the seed
-    ``seed + b`` (the same prompts and seed give the same text on the same machine)."""
+    longer than ``seq_len - 1`` are cut to it, so each gets at least one new token);
+    ``(input_ids, attention_mask)``, each ``[n, seq_len]``, right-padded after an early EOS.
+    Prompts are batched in order of length, left-padded to the batch's longest (the
+    attention mask keeps padding out of the teacher's view and positions), so every batch
+    but the last is full; batch ``b`` samples with the seed ``seed + b`` (the same prompts
+    and seed give the same text on the same machine)."""
     n = len(prompts)
     ids = torch.full((n, seq_len), pad_id, dtype=torch.long)
     mask = torch.zeros((n, seq_len), dtype=torch.long)
-    by_len: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_len.setdefault(min(len(p.ids), seq_len), []).append(i)
-    batches = [
-        (length, rows[k : k + batch_size])
-        for length, rows in sorted(by_len.items())
-        for k in range(0, len(rows), batch_size)
-    ]
+    cut = [p.ids[: seq_len - 1] for p in prompts]
+    order = sorted(range(n), key=lambda i: (len(cut[i]), i))
+    batches = [order[k : k + batch_size] for k in range(0, n, batch_size)]
     was_training = teacher.training
     teacher.eval()
     device = next(teacher.parameters()).device
-    for b, (length, rows) in enumerate(batches):
-        prompt = torch.tensor([prompts[i].ids[:length] for i in rows], dtype=torch.long)
-        if length < seq_len:
-            torch.manual_seed(seed + b)
-            out = teacher.generate(
-                input_ids=prompt.to(device),
-                attention_mask=torch.ones_like(prompt).to(device),
-                do_sample=True,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=0,
-                max_new_tokens=seq_len - length,
-                min_new_tokens=1,
-                pad_token_id=pad_id,
-                eos_token_id=eos_id,
-            ).cpu()
-        else:
-            out = prompt
+    for b, rows in enumerate(batches):
+        width = max(len(cut[i]) for i in rows)
+        shortest = min(len(cut[i]) for i in rows)
+        prompt = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attn = torch.zeros((len(rows), width), dtype=torch.long)
         for r, i in enumerate(rows):
-            row = out[r, :seq_len]
+            prompt[r, width - len(cut[i]) :] = torch.tensor(cut[i], dtype=torch.long)
+            attn[r, width - len(cut[i]) :] = 1
+        torch.manual_seed(seed + b)
+        out = teacher.generate(
+            input_ids=prompt.to(device),
+            attention_mask=attn.to(device),
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=0,
+            max_new_tokens=seq_len - shortest,
+            min_new_tokens=1,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+        ).cpu()
+        for r, i in enumerate(rows):
+            length = len(cut[i])
+            row = out[r, width - length :][:seq_len]
             end = row.shape[0]
             if eos_id is not None:
                 hits = (row[length:] == eos_id).nonzero()
