@@ -133,7 +133,8 @@ def run_search_local(cfg: RunConfig, run_id: str) -> Path:
 
     from medprune.errors import MedpruneError
     from medprune.run_log import kfp_print_restored
-    from medprune.search.stage import SEARCH_SUMMARY, preflight_search, run_dir
+    from medprune.search.checks import preflight_search
+    from medprune.search.workspace import SEARCH_SUMMARY, run_dir
 
     preflight_search(cfg)
     out_dir = Path(cfg.output_dir) / run_id
