@@ -14,6 +14,7 @@ from medprune.errors import ConfigError, DataError, MedpruneError, PruneError
 from medprune.gate.sources import check_declared_sources, independence_report
 from medprune.gate.stats import noninferiority_sample_size
 from medprune.io.atomic import atomic_write_text
+from medprune.io.fuse import VERTEX_FUSE_PREFIX
 from medprune.search.remote import check_workspace_reachable, localize_data
 from medprune.search.space import build_space, step_config
 from medprune.search.split import Split, order_key, read_split_records, stratified_split
@@ -94,7 +95,7 @@ def check_search_for_vertex(cfg: RunConfig) -> None:
     sc = cfg.search
     if sc is None:
         raise ConfigError("the config has no search section")
-    if not (sc.cache_dir or "").startswith(("gs://", "/gcs/")):
+    if not (sc.cache_dir or "").startswith(("gs://", VERTEX_FUSE_PREFIX)):
         raise ConfigError(
             f"search.cache_dir={sc.cache_dir!r}: on Vertex AI the search's tasks share candidates, state and "
             "report through Cloud Storage; set it to gs://BUCKET/PATH"

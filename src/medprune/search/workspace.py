@@ -16,11 +16,11 @@ from medprune.evaluate.metrics import metric_values
 from medprune.evaluate.runner import evaluation_settings
 from medprune.evaluate.stage import stage_evaluate
 from medprune.io.atomic import atomic_write_json
+from medprune.io.fuse import gcs_fuse_path
 from medprune.load.model import load_model
 from medprune.load.stage import stage_load
 from medprune.progress import Progress
 from medprune.prune import collect_dense_calibration, load_calibration_texts
-from medprune.recover.checkpoint import durable_dir
 from medprune.search.candidate import (
     cached,
     content_hash,
@@ -40,7 +40,7 @@ STATE_FILE = "state.json"
 def workspace_root(cfg: RunConfig) -> Path:
     sc = cfg.search
     assert sc is not None
-    return Path(durable_dir(sc.cache_dir or str(Path(cfg.output_dir) / "search-cache")))
+    return Path(gcs_fuse_path(sc.cache_dir or str(Path(cfg.output_dir) / "search-cache")))
 
 
 def run_dir(cfg: RunConfig, run_id: str) -> Path:
