@@ -106,7 +106,7 @@ def preflight_search(cfg: RunConfig) -> dict:
     """Every check that can fail before any pruning: the space, each value against the
     model, the split, rung sizes, recovery text against certification items, and whether
     the certification set can detect the margin at all. Returns what was found."""
-    from medprune.pipeline_runner import preflight  # register, export, torch: the tasks only
+    from medprune.preflight import preflight_run  # the model checks import torch
 
     sc = cfg.search
     if sc is None:
@@ -115,7 +115,7 @@ def preflight_search(cfg: RunConfig) -> dict:
         )
     check_workspace_reachable(cfg)
     cfg = localize_data(cfg)  # gs:// data: through the FUSE mount, else downloaded
-    preflight(cfg)
+    preflight_run(cfg).raise_for_errors()
     chains = build_space(cfg)
     check_candidates_fit_model(cfg, chains)
     split, _, _ = split_items(cfg)
