@@ -304,6 +304,9 @@ def test_search_pipeline_runs_with_kfp_local(tmp_path, capsys):
     assert s["certified"] is not None and s["registered"]["version"] == 1
     run = tmp_path / "runs" / "k1"
     assert (run / "summary.json").is_file() and (run / "report.html").is_file()
+    # the runner every pipeline shares: kfp's output in run.log, no FAILED mark
+    assert "search-certify-component" in (run / "run.log").read_text()
+    assert not (run / "FAILED").exists()
     # the pipeline ran the candidates as loop iterations and registered in the If branch
     artifacts = next((run / "artifacts").iterdir())
     names = {p.name for p in artifacts.iterdir()}
