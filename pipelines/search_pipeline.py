@@ -22,7 +22,8 @@ from medprune.components.search_components import (
 from medprune.config import ResourceConfig, RunConfig
 from medprune.pipelines.common import pipeline_description, pipeline_image
 from medprune.runner import compile_spec, run_pipeline_local
-from medprune.search.space import bisect_rounds, build_space
+from medprune.search.space import bisect_rounds, build_space, search_graph_settings
+from medprune.vertex.template import register_graph_settings
 
 PIPELINE_NAME = "medprune-search"
 SUMMARY = "Find the most compressed clinical LLM that provably passes the gate."
@@ -58,6 +59,7 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
     n_steps = search_steps(cfg)
     run_id_default = "" if not local else "local"
     image = pipeline_image(cfg, local)
+    register_search_graph_settings()
 
     @dsl.pipeline(
         name=PIPELINE_NAME, description=pipeline_description(SUMMARY, cfg, image, kind="search")
@@ -110,6 +112,12 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
             )
 
     return search_pipeline
+
+
+def register_search_graph_settings() -> None:
+    """Make search templates known to :func:`medprune.vertex.template.check_template_matches`
+    (called before a search pipeline is built or a template is checked)."""
+    register_graph_settings("search", search_graph_settings)
 
 
 def compile_search_pipeline(cfg: RunConfig, output) -> Path:

@@ -194,8 +194,9 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 def _template_for(args: argparse.Namespace, cfg: Any, workdir: Path) -> Path:
     """The compiled pipeline to run: --template, or compiled now (with --image) into workdir."""
-    import medprune.search.space  # noqa: F401  (registers the search pipeline's graph settings)
+    from medprune.pipelines.search_pipeline import register_search_graph_settings
 
+    register_search_graph_settings()  # a --template may be a search pipeline
     if args.template:
         return Path(args.template)
     from medprune.pipeline_runner import compile_pipeline
