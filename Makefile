@@ -1,7 +1,8 @@
 # medprune: two commands on a fresh machine.
 #   make demo   set up .venv and run the full local pipeline on SmolLM2-135M and clinical data
 #   make test   run the test suite (CI runs `make lint` then `make test`)
-#   make lint   ruff check, ruff format --check (LINT_FORMAT=no skips it) and mypy on src/medprune
+#   make lint   ruff check, ruff format --check (LINT_FORMAT=no skips it), mypy on src/medprune and
+#               lint-imports (the import contracts in pyproject.toml)
 #   make format sort imports and format the code with ruff
 #   make bench  run both benchmarks at a small size (see the bench target)
 #   make llama-cpp  build llama.cpp's tools and fetch its GGUF converter (export, serving bench)
@@ -46,6 +47,7 @@ LINT_FORMAT ?= yes
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 ifeq ($(LINT_FORMAT),yes)
 	$(VENV)/bin/ruff format --check .
 endif

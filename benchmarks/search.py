@@ -300,7 +300,8 @@ def run_grid(cfg, state: dict, run_id: str, *, progress=print) -> dict:
 
     from medprune.search import plan as planner
     from medprune.search.candidate import run_candidate
-    from medprune.search.stage import certify, run_dir
+    from medprune.search.stage import certify
+    from medprune.search.workspace import run_dir
 
     last = state["n_rungs"] - 1
     grid = copy.deepcopy(state)
@@ -466,7 +467,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from medprune.search.stage import load_state, run_search
+    from medprune.search.stage import run_search
+    from medprune.search.workspace import load_state
 
     from run_info import results_path, run_info
 

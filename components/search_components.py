@@ -82,7 +82,8 @@ def search_certify_component(config_json: str, state: str, report_html: Output[H
 def search_register_component(config_json: str, run_id: str, summary: Output[Artifact]):
     """Register the certified candidate (only it) and write the search summary."""
     from medprune.config import RunConfig
-    from medprune.search.stage import finish, load_state
+    from medprune.search.stage import finish
+    from medprune.search.workspace import load_state
 
     cfg = RunConfig.from_json(config_json)
     result = finish(cfg, load_state(cfg, run_id), summary.path, register=True)
@@ -98,7 +99,8 @@ def search_register_component(config_json: str, run_id: str, summary: Output[Art
 def search_not_certified_component(config_json: str, run_id: str, summary: Output[Artifact]):
     """Record that nothing was certified, and why; write the search summary."""
     from medprune.config import RunConfig
-    from medprune.search.stage import finish, load_state
+    from medprune.search.stage import finish
+    from medprune.search.workspace import load_state
 
     cfg = RunConfig.from_json(config_json)
     result = finish(cfg, load_state(cfg, run_id), summary.path, register=False)

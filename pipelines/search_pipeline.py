@@ -21,7 +21,9 @@ from medprune.components.search_components import (
 )
 from medprune.config import ResourceConfig, RunConfig
 from medprune.pipelines.common import pipeline_description, pipeline_image
-from medprune.search.space import bisect_rounds, build_space
+from medprune.runner import compile_spec, run_pipeline_local
+from medprune.search.space import bisect_rounds, build_space, search_graph_settings
+from medprune.vertex.template import register_graph_settings
 
 PIPELINE_NAME = "medprune-search"
 SUMMARY = "Find the most compressed clinical LLM that provably passes the gate."
@@ -57,6 +59,7 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
     n_steps = search_steps(cfg)
     run_id_default = "" if not local else "local"
     image = pipeline_image(cfg, local)
+    register_search_graph_settings()
 
     @dsl.pipeline(
         name=PIPELINE_NAME, description=pipeline_description(SUMMARY, cfg, image, kind="search")
@@ -111,50 +114,35 @@ def build_search_pipeline(cfg: RunConfig, *, local: bool = False):
     return search_pipeline
 
 
+def register_search_graph_settings() -> None:
+    """Make search templates known to :func:`medprune.vertex.template.check_template_matches`
+    (called before a search pipeline is built or a template is checked)."""
+    register_graph_settings("search", search_graph_settings)
+
+
 def compile_search_pipeline(cfg: RunConfig, output) -> Path:
     """Write the Vertex-ready search pipeline spec for ``cfg`` to ``output``, atomically."""
-    from kfp import compiler
-
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.stem}.tmp.yaml")
-    compiler.Compiler().compile(build_search_pipeline(cfg), package_path=str(tmp))
-    tmp.replace(output)
-    return output
+    return compile_spec(build_search_pipeline(cfg), output)
 
 
 def run_search_local(cfg: RunConfig, run_id: str) -> Path:
-    """Run the search pipeline with kfp.local (one candidate at a time), after every check
-    that can fail before pruning; copy its summary and report to OUTPUT_DIR/RUN_ID and
-    return the summary's path."""
+    """Run the search pipeline with kfp.local (one candidate at a time; :mod:`medprune.runner`:
+    ``run.log``, ``FAILED`` when it fails), after every check that can fail before pruning;
+    copy its summary and report to OUTPUT_DIR/RUN_ID and return the summary's path."""
     import shutil
 
-    from kfp import local
-
-    from medprune.errors import MedpruneError
-    from medprune.run_log import kfp_print_restored
-    from medprune.search.stage import SEARCH_SUMMARY, preflight_search, run_dir
+    from medprune.search.checks import preflight_search
+    from medprune.search.workspace import SEARCH_SUMMARY, run_dir
 
     preflight_search(cfg)
-    out_dir = Path(cfg.output_dir) / run_id
-    if out_dir.exists():
-        raise MedpruneError(f"run directory {out_dir} already exists")
-    out_dir.mkdir(parents=True)
-    pipeline_root = out_dir / "artifacts"
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
-        raise_on_error=True,
+    run = run_pipeline_local(
+        lambda: build_search_pipeline(cfg, local=True)(config_json=cfg.to_json(), run_id=run_id),
+        Path(cfg.output_dir) / run_id,
+        run_id,
+        what="search run",
     )
-    try:
-        with kfp_print_restored():
-            build_search_pipeline(cfg, local=True)(config_json=cfg.to_json(), run_id=run_id)
-    except RuntimeError as exc:
-        raise MedpruneError(
-            f"search run {run_id} failed: {exc} (logs above; artifacts in {pipeline_root})"
-        ) from None
     work = run_dir(cfg, run_id)
     for name in (SEARCH_SUMMARY, "report.html"):
         if (work / name).is_file():
-            shutil.copyfile(work / name, out_dir / name)
-    return out_dir / SEARCH_SUMMARY
+            shutil.copyfile(work / name, run.run_dir / name)
+    return run.run_dir / SEARCH_SUMMARY

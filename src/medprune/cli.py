@@ -94,7 +94,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
     run_id = args.run_id or new_run_id(cfg)
     if args.in_process:
-        from medprune.search.stage import SEARCH_SUMMARY, run_dir, run_search
+        from medprune.search.stage import run_search
+        from medprune.search.workspace import SEARCH_SUMMARY, run_dir
 
         run_search(cfg, run_id)  # its setup checks everything before any pruning
         summary_path = run_dir(cfg, run_id) / SEARCH_SUMMARY
@@ -193,8 +194,9 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 def _template_for(args: argparse.Namespace, cfg: Any, workdir: Path) -> Path:
     """The compiled pipeline to run: --template, or compiled now (with --image) into workdir."""
-    import medprune.search.space  # noqa: F401  (registers the search pipeline's graph settings)
+    from medprune.pipelines.search_pipeline import register_search_graph_settings
 
+    register_search_graph_settings()  # a --template may be a search pipeline
     if args.template:
         return Path(args.template)
     from medprune.pipeline_runner import compile_pipeline
@@ -203,7 +205,7 @@ def _template_for(args: argparse.Namespace, cfg: Any, workdir: Path) -> Path:
         cfg.pipeline.base_image = args.image
     if cfg.search is not None:  # a config with a search section runs the search pipeline
         from medprune.pipelines.search_pipeline import compile_search_pipeline
-        from medprune.search.stage import check_search_for_vertex
+        from medprune.search.checks import check_search_for_vertex
 
         check_search_for_vertex(cfg)
         return compile_search_pipeline(cfg, workdir / "search-pipeline.yaml")

@@ -19,7 +19,8 @@ from tests.search.test_search_run import _config
 @pytest.mark.slow
 def test_the_grid_runs_every_candidate_and_counts_reused_pieces_from_scratch(tmp_path):
     from medprune.search.candidate import cache_entry
-    from medprune.search.stage import load_state, run_dir, run_search
+    from medprune.search.stage import run_search
+    from medprune.search.workspace import load_state, run_dir
 
     model_dir = save_tiny_model(tmp_path / "model")
     cfg = load_config(

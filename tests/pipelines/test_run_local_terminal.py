@@ -4,7 +4,7 @@ the path of the full log; the run folder says it failed and keeps no empty folde
 import pytest
 
 from medprune.cli import main
-from medprune.pipeline_runner import FAILED_FILE, LOG_FILE
+from medprune.runner import FAILED_FILE, LOG_FILE
 
 from conftest import write_run_config
 

@@ -5,9 +5,9 @@ import yaml
 
 from medprune.config import parse_config
 from medprune.errors import ConfigError
+from medprune.io.fuse import gcs_uri
 from medprune.recover.custom_job import (
     build_job_spec,
-    gcs_uri,
     job_location,
     launch_command,
     worker_pool_template,

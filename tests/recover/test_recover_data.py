@@ -8,7 +8,6 @@ from medprune.recover.data import (
     IGNORE_INDEX,
     TrainExamples,
     batch_indices,
-    gcs_fuse_path,
     load_examples,
     split_eval,
 )
@@ -77,13 +76,6 @@ def test_too_little_text_for_one_block(tmp_path):
     p.write_text(json.dumps({"text": "tiny"}) + "\n")
     with pytest.raises(DataError, match="short.jsonl.*fewer than one block of recover.seq_len=64"):
         load_examples(byte_tokenizer(), str(p), seq_len=64)
-
-
-def test_gs_uri_maps_to_fuse_mount_and_is_read_there(tmp_path):
-    assert gcs_fuse_path("gs://bucket/data/r.jsonl") == "/gcs/bucket/data/r.jsonl"
-    assert gcs_fuse_path("gs://b/x.jsonl", root=str(tmp_path)) == f"{tmp_path}/b/x.jsonl"
-    with pytest.raises(DataError, match="malformed gs:// URI"):
-        gcs_fuse_path("gs://")
 
 
 def test_batch_order_depends_only_on_sample_counter():

@@ -223,7 +223,7 @@ def _run(cfg, truth):
     """Drive the planner with results from ``truth(label, rung) -> difference``; return the
     final state and the labels run at each step."""
     state = _state(cfg)
-    batch = planner._explore_batch(cfg, state)
+    batch = planner.explore_batch(cfg, state)
     steps = []
     for _ in range(planner.total_steps(state)):
         real = [t for t in batch if t["kind"] != "noop"]
@@ -316,7 +316,7 @@ def test_a_failed_candidate_is_recorded_and_the_search_goes_on():
         }
     )
     state = _state(cfg)
-    batch = planner._explore_batch(cfg, state)
+    batch = planner.explore_batch(cfg, state)
     results = [
         _result(t, 0.0, 100.0 * (3 - i), status="failed" if i == 1 else "ok")
         for i, t in enumerate(batch)
@@ -340,7 +340,7 @@ def test_budget_stops_exploration_in_priority_order():
         }
     )
     state = _state(cfg)
-    batch = planner._explore_batch(cfg, state)
+    batch = planner.explore_batch(cfg, state)
     assert [t["label"] for t in batch] == ["width 10%", "width 20%", "depth 10%"]
     assert (
         "budget: 3 candidates used" in state["candidates"][state["chains"][1]["ids"][1]]["stopped"]
@@ -357,7 +357,7 @@ def test_too_few_certification_items_for_the_observed_discordance_stops_the_sear
     )
     state = _state(cfg)
     state["split"]["n_certification"] = 100
-    batch = planner._explore_batch(cfg, state)
+    batch = planner.explore_batch(cfg, state)
     results = [dict(_result(t, 0.0, 1.0), discordance=0.4) for t in batch]
     nxt = planner.advance(state, cfg, results)
     assert nxt == [planner.NOOP]
@@ -377,7 +377,7 @@ def test_state_is_plain_json():
 
 
 def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_says_so():
-    from medprune.search.stage import search_summary
+    from medprune.search.summary import search_summary
 
     cfg = _cfg(
         {
@@ -393,7 +393,7 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
         }
     )
     state = _state(cfg)
-    batch = planner._explore_batch(cfg, state)
+    batch = planner.explore_batch(cfg, state)
     assert all(t["recover_caps"] == {} for t in batch)
     # rung 0: 6 x 10 CPU s = 1 of 2 minutes used; 2 survivors share the minute left
     results = [_result(t, 0.0, 100.0 * (6 - i)) for i, t in enumerate(batch)]
@@ -440,7 +440,7 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
         }
     )
     state = _state(free)
-    batch = planner._explore_batch(free, state)
+    batch = planner.explore_batch(free, state)
     batch = planner.advance(state, free, [_result(t, 0.0, 1.0) for t in batch])
     assert batch and all(t["recover_caps"] == {} for t in batch)
     assert state["budget"]["cut_short"] == []

@@ -304,6 +304,9 @@ def test_search_pipeline_runs_with_kfp_local(tmp_path, capsys):
     assert s["certified"] is not None and s["registered"]["version"] == 1
     run = tmp_path / "runs" / "k1"
     assert (run / "summary.json").is_file() and (run / "report.html").is_file()
+    # the runner every pipeline shares: kfp's output in run.log, no FAILED mark
+    assert "search-certify-component" in (run / "run.log").read_text()
+    assert not (run / "FAILED").exists()
     # the pipeline ran the candidates as loop iterations and registered in the If branch
     artifacts = next((run / "artifacts").iterdir())
     names = {p.name for p in artifacts.iterdir()}
@@ -477,7 +480,7 @@ def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
     # Vertex needs a shared workspace in Cloud Storage
     cfg = load_config(cfg_path)
     from medprune.errors import ConfigError
-    from medprune.search.stage import check_search_for_vertex
+    from medprune.search.checks import check_search_for_vertex
 
     with pytest.raises(ConfigError, match="search.cache_dir=None.*gs://"):
         check_search_for_vertex(cfg)
@@ -485,7 +488,7 @@ def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_running_candidates_recovery_stops_when_the_cpu_budget_left_runs_out(tmp_path):
-    from medprune.search import stage
+    from medprune.search import stage, workspace
 
     model_dir = save_tiny_model(tmp_path / "model")
     cfg = load_config(
@@ -515,7 +518,7 @@ def test_a_running_candidates_recovery_stops_when_the_cpu_budget_left_runs_out(t
     assert rep["rung"] == 1 and rep["budget_reached"] and 0 < rep["steps"] < 500
     assert any("time budget of 0.005 minutes reached" in m for m in quiet)
     stage.advance(cfg, state, [res], progress=quiet.append)
-    summary = json.loads((stage.run_dir(cfg, "cap") / "summary.json").read_text())
+    summary = json.loads((workspace.run_dir(cfg, "cap") / "summary.json").read_text())
     (row,) = summary["candidates"]
     (why,) = row["cut_short"]
     assert why.startswith("rung 1: recovery capped at 0.005 CPU minutes")
@@ -523,7 +526,7 @@ def test_a_running_candidates_recovery_stops_when_the_cpu_budget_left_runs_out(t
     assert summary["budget"]["cut_short"][0]["label"] == "width 20%"
     assert (
         "cut short: rung 1: recovery capped"
-        in (stage.run_dir(cfg, "cap") / "report.html").read_text()
+        in (workspace.run_dir(cfg, "cap") / "report.html").read_text()
     )
 
 

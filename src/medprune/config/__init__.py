@@ -22,7 +22,7 @@ from medprune.config.evaluate import (
     VisitNotesConfig,
 )
 from medprune.config.gate import GATE_METRICS, GateConfig, NonInferiorityConfig
-from medprune.config.loading import format_validation_errors, load_config, parse_config
+from medprune.config.loading import load_config, parse_config
 from medprune.config.model import ModelConfig
 from medprune.config.pipeline import STAGES, PipelineConfig, ResourceConfig
 from medprune.config.prune import (
@@ -55,6 +55,7 @@ from medprune.config.serve import (
     RegionConfig,
     ServeConfig,
 )
+from medprune.config.validation import format_validation_errors
 from medprune.config.vertex import DEFAULT_SERVING_IMAGE, VertexConfig
 
 __all__ = [

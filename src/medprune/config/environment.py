@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from medprune.config.loading import format_validation_errors
+from medprune.config.validation import format_validation_errors
 from medprune.config.vertex import VertexConfig
 from medprune.errors import ConfigError
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from medprune.config.run import RunConfig
+from medprune.config.validation import YamlSurprise
 from medprune.errors import ConfigError
 
 #: YAML 1.2's float syntax: PyYAML (YAML 1.1) reads ``1e-4`` (no dot) as a string.
@@ -22,16 +21,6 @@ _INT = "tag:yaml.org,2002:int"
 _BOOL = "tag:yaml.org,2002:bool"
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
-
-
-@dataclass(frozen=True)
-class YamlSurprise:
-    """An unquoted value that YAML 1.1 (PyYAML) reads as another type than it looks."""
-
-    line: int
-    text: str
-    hint: str
-    fatal: bool = False  # never what anyone means (base-60 numbers)
 
 
 def _surprise(node: yaml.ScalarNode) -> YamlSurprise | None:
@@ -119,22 +108,6 @@ def read_yaml(text: str, origin: str) -> tuple[Any, dict[str, YamlSurprise]]:
     return data, surprises
 
 
-def format_validation_errors(
-    exc: ValidationError, origin: str, surprises: dict[str, YamlSurprise] | None = None
-) -> str:
-    lines = [f"{origin}: invalid config"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        hint = (surprises or {}).get(loc)
-        if hint:
-            msg = f"{msg} (line {hint.line}: {hint.hint})"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_config(
     data: Any,
     origin: str = "<config>",
@@ -143,12 +116,7 @@ def parse_config(
 ) -> RunConfig:
     """Validate a mapping into a RunConfig; relative local paths resolve against ``base_dir``.
     ``surprises`` (from :func:`read_yaml`) add a hint to the errors of the values they name."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_errors(exc, origin, surprises)) from None
+    cfg = RunConfig.validated(data, origin, surprises)
     if base_dir is not None:
         _resolve_paths(cfg, Path(base_dir))
     return cfg

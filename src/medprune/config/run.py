@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from medprune.config._base import _Strict
 from medprune.config.evaluate import EvaluateConfig
@@ -16,7 +17,9 @@ from medprune.config.recover import RecoverConfig
 from medprune.config.registry import RegistryConfig
 from medprune.config.search import SearchConfig
 from medprune.config.serve import ServeConfig
+from medprune.config.validation import YamlSurprise, format_validation_errors
 from medprune.config.vertex import VertexConfig
+from medprune.errors import ConfigError
 
 
 class RunConfig(_Strict):
@@ -85,7 +88,20 @@ class RunConfig(_Strict):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        from medprune.config.loading import parse_config  # loading imports this module
+    def validated(
+        cls,
+        data: Any,
+        origin: str = "<config>",
+        surprises: dict[str, YamlSurprise] | None = None,
+    ) -> RunConfig:
+        """``data`` validated; a :class:`ConfigError` naming each bad field otherwise."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_errors(exc, origin, surprises)) from None
 
-        return parse_config(json.loads(text), origin="<json>")
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls.validated(json.loads(text), origin="<json>")

@@ -18,6 +18,7 @@ from medprune.data.cards import DataCard, card_path, user_source
 from medprune.data.independence import Independence, SourceProfile, check_independence
 from medprune.errors import DataError
 from medprune.gate.decision import BUILTIN_SOURCE, NOTES_SOURCE
+from medprune.io.fuse import on_vertex_mount
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class DataFile:
 
     @property
     def local(self) -> bool:
-        return "://" not in self.path and not self.path.startswith("/gcs/")
+        return "://" not in self.path and not on_vertex_mount(self.path)
 
 
 def certification_files(cfg: RunConfig) -> list[DataFile]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from medprune.config import RunConfig
 from medprune.errors import DataError, ModelLoadError
 from medprune.io.uris import parse_gcs_uri, parse_vertex_model_uri
+from medprune.vertex.models import source_version
 
 #: Files above this size are identified by size and modification time, not read in full
 #: (a 140 GB model on Cloud Storage FUSE would otherwise be read once per run).
@@ -95,21 +96,8 @@ def fingerprint(path: str) -> str:
 def pin_vertex_source(source: str, api_endpoint: str | None = None) -> tuple[str, str]:
     """``(vertex://.../models/ID@VERSION_ID, fingerprint)`` for a ``vertex://`` source that may
     name an alias: the version the alias points to now, and its id and artifact URI."""
-    from google.api_core import exceptions as gexc
-    from google.cloud import aiplatform
-
-    from medprune.vertex.client import aiplatform_init_for
-
     ref = parse_vertex_model_uri(source)
-    aiplatform_init_for(ref.project, ref.location, api_endpoint)
-    try:
-        model = aiplatform.Model(model_name=ref.resource_name, version=ref.version_or_alias)
-    except gexc.NotFound:
-        raise ModelLoadError(
-            f"model.source {source}: version {ref.versioned_name} not found"
-        ) from None
-    except gexc.GoogleAPICallError as exc:
-        raise ModelLoadError(f"model.source {source}: Vertex AI lookup failed: {exc}") from exc
+    model = source_version(source, api_endpoint, field="model.source")
     pinned = f"vertex://{ref.resource_name}@{model.version_id}"
     digest = hashlib.sha256(
         f"{ref.resource_name}@{model.version_id}\0{model.uri}".encode()

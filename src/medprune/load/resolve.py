@@ -19,6 +19,7 @@ from medprune.errors import ModelLoadError, StorageError, UriError
 from medprune.io.gcs import download_dir
 from medprune.io.uris import parse_gcs_uri, parse_vertex_model_uri
 from medprune.load.model import check_model_dir
+from medprune.vertex.models import source_version
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +41,8 @@ def _download(gs_uri: str, dest: Path, what: str) -> Path:
 
 def vertex_artifact_uri(source: str, api_endpoint: str | None = None) -> str:
     """The ``gs://`` artifact URI of a Vertex AI model version given as ``vertex://...``."""
-    from google.api_core import exceptions as gexc
-    from google.cloud import aiplatform
-
-    from medprune.vertex.client import aiplatform_init_for
-
     ref = parse_vertex_model_uri(source)
-    aiplatform_init_for(ref.project, ref.location, api_endpoint)
-    try:
-        model = aiplatform.Model(model_name=ref.resource_name, version=ref.version_or_alias)
-    except gexc.NotFound:
-        raise ModelLoadError(
-            f"model source {source}: model version {ref.versioned_name} not found in the "
-            "Vertex AI Model Registry"
-        ) from None
-    except gexc.GoogleAPICallError as exc:
-        raise ModelLoadError(f"model source {source}: Vertex AI lookup failed: {exc}") from exc
+    model = source_version(source, api_endpoint, field="model source")
     uri = model.uri
     if not uri or not uri.startswith("gs://"):
         raise ModelLoadError(

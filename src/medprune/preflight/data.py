@@ -15,16 +15,14 @@ from medprune.config import RunConfig
 from medprune.errors import DataError, MedpruneError
 from medprune.evaluate.formats import MCQItem, load_mcq
 from medprune.evaluate.generation import GenerationItem, load_generation
+from medprune.io.fuse import on_vertex_mount
 from medprune.io.jsonl import read_jsonl, read_texts, require_field
 from medprune.preflight.findings import PreflightReport
-
-#: Where Vertex AI mounts Cloud Storage (FUSE): such paths exist only inside its containers.
-FUSE_ROOT = "/gcs/"
 
 
 def is_remote(value: str | None) -> bool:
     """A URI, or a path on Vertex AI's Cloud Storage FUSE mount: not readable from here."""
-    return value is not None and ("://" in value or value.startswith(FUSE_ROOT))
+    return value is not None and ("://" in value or on_vertex_mount(value))
 
 
 def _records(path: str, data_format: str) -> tuple[str, list[tuple[int, dict]]]:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from medprune.config import RunConfig
 from medprune.errors import MedpruneError
+from medprune.io.fuse import gcs_uri
 from medprune.io.uris import parse_gcs_uri, parse_vertex_model_uri
-from medprune.preflight.data import FUSE_ROOT, check_data_files, data_paths, is_remote
+from medprune.preflight.data import check_data_files, data_paths, is_remote
 from medprune.preflight.findings import PreflightReport
 from medprune.preflight.model import inspect_model_folder
 
@@ -28,8 +29,8 @@ def _check_uri(
 ) -> None:
     """The shape of a remote URI: gs://BUCKET/PATH (or vertex:// where a model may come
     from the Model Registry); any other scheme is an error."""
-    if value is not None and value.startswith(FUSE_ROOT):  # /gcs/BUCKET/PATH on Vertex AI
-        value = "gs://" + value[len(FUSE_ROOT) :]
+    if value is not None:  # /gcs/BUCKET/PATH on Vertex AI
+        value = gcs_uri(value)
     if value is None or "://" not in value:
         return
     try:

@@ -32,14 +32,6 @@ _NAME = re.compile(r"^checkpoint-(\d+)$")
 FORMAT_VERSION = 1
 
 
-def durable_dir(path: str) -> str:
-    """gs://B/P -> /gcs/B/P (Vertex mounts Cloud Storage there; see
-    :func:`medprune.recover.data.gcs_fuse_path`); others unchanged."""
-    from medprune.recover.data import gcs_fuse_path
-
-    return gcs_fuse_path(path)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:

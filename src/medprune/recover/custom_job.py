@@ -25,6 +25,7 @@ from typing import Any
 
 from medprune.config import CustomJobConfig, RunConfig
 from medprune.errors import RecoveryError
+from medprune.io.fuse import gcs_uri
 
 REPORT_SUFFIX = ".recover_report.json"
 CONFIG_SUFFIX = ".recover_config.json"
@@ -69,13 +70,6 @@ def launch_command(job: CustomJobConfig, module_args: list[str]) -> list[str]:
         "--",
         *module_args,
     ]
-
-
-def gcs_uri(path: str) -> str:
-    """/gcs/B/P -> gs://B/P (Vertex artifact paths are FUSE paths)."""
-    if path.startswith("/gcs/"):
-        return "gs://" + path[len("/gcs/") :]
-    return path
 
 
 #: Where the pipeline's recover task runs: fixed when the pipeline is compiled, so the

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from medprune.config import RunConfig
 from medprune.errors import MedpruneError
 from medprune.io.atomic import copy_complete_directory, is_complete
+from medprune.io.fuse import gcs_fuse_path, localize
 from medprune.load.lineage import read_lineage, save_with_lineage
 from medprune.load.model import DTYPES, load_model
 from medprune.progress import Progress
@@ -23,10 +24,8 @@ if TYPE_CHECKING:
 def recover_checkpoint_dir(cfg: RunConfig, out_dir: str | Path) -> Path:
     """Where recovery checkpoints go: ``recover.checkpoint_dir`` (gs:// read as /gcs/...),
     else a folder beside the output model, which a retried task finds again."""
-    from medprune.recover.checkpoint import durable_dir
-
     if cfg.recover.checkpoint_dir:
-        return Path(durable_dir(cfg.recover.checkpoint_dir))
+        return Path(gcs_fuse_path(cfg.recover.checkpoint_dir))
     out_dir = Path(out_dir)
     return out_dir.parent / f"{out_dir.name}.checkpoints"
 
@@ -56,11 +55,9 @@ def teacher_cache_dir(cfg: RunConfig) -> Path:
     """Where the teacher's text is cached: ``recover.teacher_data.cache_dir`` (gs:// read as
     /gcs/...), else ``OUTPUT_DIR/teacher-data``, shared by every run and search candidate
     with the same teacher and settings."""
-    from medprune.recover.checkpoint import durable_dir
-
     td = cfg.recover.teacher_data
     assert td is not None
-    return Path(durable_dir(td.cache_dir or f"{cfg.output_dir.rstrip('/')}/teacher-data"))
+    return Path(gcs_fuse_path(td.cache_dir or f"{cfg.output_dir.rstrip('/')}/teacher-data"))
 
 
 def _with_teacher_text(
@@ -75,7 +72,7 @@ def _with_teacher_text(
     """The teacher's text for this run (cached), mixed with the domain examples at
     ``recover.teacher_data.mix``."""
     from medprune.load.fingerprint import local_fingerprint
-    from medprune.recover.data import localize, mix_examples
+    from medprune.recover.data import mix_examples
     from medprune.recover.teacher_data import teacher_corpus
 
     rc = cfg.recover

@@ -26,6 +26,7 @@ import torch
 
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
+from medprune.io.fuse import gcs_fuse_path
 from medprune.recover import checkpoint as ckpt
 from medprune.recover.data import TrainExamples, batch_indices
 from medprune.recover.distill import lm_loss, recovery_loss
@@ -318,7 +319,7 @@ def _setup_recovery(
         keep_best=bool(cfg.restore_best and cfg.eval_every and eval_examples is not None),
     )
     if checkpoint_dir is not None:
-        _open_checkpoints(run, Path(ckpt.durable_dir(str(checkpoint_dir))))
+        _open_checkpoints(run, Path(gcs_fuse_path(str(checkpoint_dir))))
 
     if run.state["step"] == 0 and not run.state["losses"]:
         say(

@@ -43,6 +43,7 @@ from medprune.errors import ConfigError, RegistryError, StorageError
 from medprune.io.gcs import delete_prefix, upload_dir
 from medprune.io.uris import parse_gcs_uri
 from medprune.vertex.client import aiplatform_init, model_console_uri
+from medprune.vertex.models import model_version, models_named, upload_version
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +107,18 @@ def resolve_parent_model(v: VertexConfig, display_name: str) -> str | None:
     """The model new versions go under: the configured parent (which must exist), else
     the one model named ``display_name``, else None (a new model)."""
     from google.api_core import exceptions as gexc
-    from google.cloud import aiplatform
 
     if v.parent_model:
         name = _full_model_name(v.parent_model, v)
         try:
-            aiplatform.Model(model_name=name)
+            model_version(name)
         except gexc.NotFound:
             raise RegistryError(
                 f"vertex.parent_model {name} not found; create it, or unset vertex.parent_model "
                 "to add versions to the model named by model.name"
             ) from None
         return name
-    found = aiplatform.Model.list(filter=f'display_name="{display_name}"')
+    found = models_named(display_name)
     if len(found) > 1:
         raise RegistryError(
             f"{len(found)} models are named {display_name!r}; set vertex.parent_model to choose: "
@@ -234,7 +234,6 @@ def register_vertex(
             raise ConfigError(f"registry.aliases: {exc}") from None
 
     v = aiplatform_init(cfg.vertex)
-    from google.cloud import aiplatform
 
     # resolve_vertex (in aiplatform_init) raised unless the bucket and region are set.
     assert v.staging_bucket is not None and v.location is not None
@@ -261,7 +260,7 @@ def register_vertex(
         description = (description + f" GGUF: {exports_uri}.")[:1000]
 
     try:
-        model = aiplatform.Model.upload(
+        model = upload_version(
             display_name=cfg.model.name,
             artifact_uri=artifact_uri,
             parent_model=parent,
@@ -269,9 +268,8 @@ def register_vertex(
             version_aliases=list(aliases),  # the SDK appends "default" in place
             labels=labels,
             description=description,
-            **serving_container(v, cfg.serve.endpoint, artifact_uri),
+            serving_container=serving_container(v, cfg.serve.endpoint, artifact_uri),
             encryption_spec_key_name=v.encryption_spec_key_name,
-            sync=True,
         )
     except Exception as exc:
         _delete_uploads(uploaded)

@@ -24,7 +24,7 @@ from medprune.progress import Progress
 DONE = "medprune_cache.json"  # written last into every cache entry: its presence = complete
 
 
-def _hash(obj) -> str:
+def content_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -34,7 +34,7 @@ def cache_entry(path: Path) -> dict | None:
     return json.loads(meta.read_text()) if meta.is_file() else None
 
 
-def _cached(path: Path, make, progress: Progress) -> tuple[dict, bool]:
+def cached(path: Path, make, progress: Progress) -> tuple[dict, bool]:
     """``make(dir) -> metadata`` into ``path`` unless it is already there; returns the
     metadata (with ``cpu_seconds``, what making it cost) and whether it came from the cache.
 
@@ -57,7 +57,7 @@ def _cached(path: Path, make, progress: Progress) -> tuple[dict, bool]:
     return meta, False
 
 
-def _with(cfg: RunConfig, **sections) -> RunConfig:
+def with_sections(cfg: RunConfig, **sections) -> RunConfig:
     data = json.loads(cfg.to_json())
     for key, value in sections.items():
         data[key] = value
@@ -232,7 +232,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
                 shared = DenseCalibration.load(ws["dense_calibration"])
             report = stage_prune(
-                _with(cfg, prune=json.loads(pc.model_dump_json())),
+                with_sections(cfg, prune=json.loads(pc.model_dump_json())),
                 src,
                 out,
                 progress=progress,
@@ -259,13 +259,13 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
             "sparsity": final["sparsity"],
         }
 
-    prune_meta, hit = _cached(cache / "pruned", prune, progress)
+    prune_meta, hit = cached(cache / "pruned", prune, progress)
     cached_cpu += prune_meta["cpu_seconds"] if hit else 0.0
     pieces[str(cache / "pruned")] = prune_meta["cpu_seconds"]
     model_dir = cache / "pruned" / "model"
 
     # recovery, rung by rung: rung r continues rung r-1's model
-    rcfg = _with(cfg, prune=json.loads(last_prune.model_dump_json()))
+    rcfg = with_sections(cfg, prune=json.loads(last_prune.model_dump_json()))
     recovery_key: list = []
     recover_reports: list[dict] = []
     caps = task.get("recover_caps") or {}  # minutes the CPU budget left (plan.cap_recovery)
@@ -290,9 +290,9 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
             data["budget_clock"] = "cpu"
             key.update(minutes=cap, capped_by_budget=True, recover=data)
         recovery_key.append(key)
-        entry = cache / f"recovered-{_hash(recovery_key)}"
+        entry = cache / f"recovered-{content_hash(recovery_key)}"
         data = dict(data, steps=rc.recover_steps, max_minutes=minutes, checkpoint_dir=None)
-        step_cfg = _with(rcfg, recover=data)
+        step_cfg = with_sections(rcfg, recover=data)
         src = model_dir
 
         def recover(tmp: Path, step_cfg=step_cfg, src=src, r=r) -> dict:
@@ -302,7 +302,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
             )
             return {"rung": r, "report": {k: v for k, v in report.items() if k != "losses"}}
 
-        meta, hit = _cached(entry, recover, progress)
+        meta, hit = cached(entry, recover, progress)
         cached_cpu += meta["cpu_seconds"] if hit else 0.0
         pieces[str(entry)] = meta["cpu_seconds"]
         recover_reports.append({"rung": r, **meta["report"]})
@@ -310,10 +310,11 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
 
     rung_cfg = sc.rungs[rung]
     ev = rung_eval_config(cfg, ws["slices"][rung], rung_cfg.ppl_texts)
-    ecfg = _with(cfg, evaluate=ev)
+    ecfg = with_sections(cfg, evaluate=ev)
     model_key = model_dir.parent.name
     eval_entry = (
-        cache / f"eval-{model_key}-{_hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))}"
+        cache
+        / f"eval-{model_key}-{content_hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))}"
     )
 
     def evaluate(tmp: Path) -> dict:
@@ -322,7 +323,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         )
         return {"model_dir": str(model_dir)}
 
-    meta, hit = _cached(eval_entry, evaluate, progress)
+    meta, hit = cached(eval_entry, evaluate, progress)
     cached_cpu += meta["cpu_seconds"] if hit else 0.0
     pieces[str(eval_entry)] = meta["cpu_seconds"]
     results = read_results(eval_entry)
@@ -345,7 +346,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         "pieces": pieces,
     }
     if rung == 0 and ws.get("kl_texts"):
-        kl_entry = cache / f"kl-{_hash([sc.kl.texts, sc.kl.seq_len, ws['kl_texts']])}"
+        kl_entry = cache / f"kl-{content_hash([sc.kl.texts, sc.kl.seq_len, ws['kl_texts']])}"
 
         def kl(tmp: Path) -> dict:
             from medprune.io.jsonl import read_texts
@@ -361,7 +362,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
                 )
             }
 
-        meta, hit = _cached(kl_entry, kl, progress)
+        meta, hit = cached(kl_entry, kl, progress)
         out["kl"] = meta["kl"]
         out["cpu_seconds_cached"] += meta["cpu_seconds"] if hit else 0.0
         pieces[str(kl_entry)] = meta["cpu_seconds"]

@@ -146,7 +146,7 @@ def _cut_short(state: dict, cand: dict, rung: int, why: str) -> None:
     )
 
 
-def _explore_batch(cfg: RunConfig, state: dict) -> list[dict]:
+def explore_batch(cfg: RunConfig, state: dict) -> list[dict]:
     """Next rung-0 probes: one per unfinished chain (bisection) or every value (grid), in
     chain priority order, as far as the budget goes."""
     sc = cfg.search
@@ -332,7 +332,7 @@ def advance(state: dict, cfg: RunConfig, results: list[dict]) -> list[dict]:
                 state["phase"] = "done"
                 return [NOOP]
         if state["step"] < state["explore_rounds"]:
-            batch = _explore_batch(cfg, state)
+            batch = explore_batch(cfg, state)
             if batch:
                 return batch
             if any(not ch["done"] for ch in state["chains"]):

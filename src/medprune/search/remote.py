@@ -2,7 +2,7 @@
 the way Vertex AI gives them to a task.
 
 Every Vertex AI task sees Cloud Storage through the Cloud Storage FUSE mount at
-``/gcs/BUCKET`` (:func:`medprune.recover.data.gcs_fuse_path`; ``$MEDPRUNE_GCS_FUSE_ROOT``
+``/gcs/BUCKET`` (:func:`medprune.io.fuse.gcs_fuse_path`; ``$MEDPRUNE_GCS_FUSE_ROOT``
 names another mount). So the workspace ``search.cache_dir: gs://B/P`` is the folder
 ``/gcs/B/P``, written the way FUSE allows: files by rename, never a directory rename, no locks.
 The cache stays correct on it because every entry is written in place and finished by its
@@ -12,7 +12,7 @@ candidate's entries in its own branch.
 
 A data file ``gs://B/P`` (the search items, the certification file, calibration, recovery and
 evaluation data) is read through the mount where it is there, else downloaded with
-google-cloud-storage (:func:`medprune.recover.data.localize`) into a folder named after its
+google-cloud-storage (:func:`medprune.io.fuse.localize`) into a folder named after its
 URI, so every task on one machine sees the same path (cache keys include the paths).
 """
 
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from medprune.config import RunConfig
 from medprune.errors import ConfigError, DataError
+from medprune.io.fuse import gcs_fuse_root, localize
 
 
 def search_data_paths(cfg: RunConfig) -> dict[str, str]:
@@ -41,8 +42,6 @@ def search_data_paths(cfg: RunConfig) -> dict[str, str]:
 def local_data_path(uri: str) -> str:
     """A path this task can read for ``uri``: local paths as they are; ``gs://`` through the
     FUSE mount, else downloaded (the same folder for the same URI)."""
-    from medprune.recover.data import localize
-
     if not uri.startswith("gs://"):
         return uri
     folder = (
@@ -86,8 +85,6 @@ def localize_data(cfg: RunConfig) -> RunConfig:
 def check_workspace_reachable(cfg: RunConfig) -> None:
     """A ``gs://`` workspace needs the Cloud Storage FUSE mount (there on Vertex AI): say so
     before any work when it is not there."""
-    from medprune.recover.data import gcs_fuse_root
-
     sc = cfg.search
     path = (sc.cache_dir if sc is not None else None) or ""
     root = gcs_fuse_root()

@@ -224,12 +224,3 @@ def search_graph_settings(cfg: RunConfig, image: str) -> dict:
             k: v.model_dump(mode="json") for k, v in sorted(cfg.pipeline.resources.items())
         },
     }
-
-
-def _register_graph_settings() -> None:
-    from medprune.vertex.template import GRAPH_SETTINGS
-
-    GRAPH_SETTINGS.setdefault("search", search_graph_settings)
-
-
-_register_graph_settings()

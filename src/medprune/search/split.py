@@ -52,7 +52,7 @@ class Split:
         return out
 
 
-def _order_key(seed: int, item_id: str) -> str:
+def order_key(seed: int, item_id: str) -> str:
     return hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()
 
 
@@ -112,13 +112,13 @@ def stratified_split(
     cert: list[SplitRecord] = []
     strata: dict[str, dict[str, int]] = {}
     for key in sorted(groups):
-        members = sorted(groups[key], key=lambda r: _order_key(seed, r.id))
+        members = sorted(groups[key], key=lambda r: order_key(seed, r.id))
         n_cert = min(len(members) - 1, max(1, math.floor(fraction * len(members) + 0.5)))
         cert.extend(members[:n_cert])
         search.extend(members[n_cert:])
         strata[key] = {"search": len(members) - n_cert, "certification": n_cert}
-    search.sort(key=lambda r: _order_key(seed + 1, r.id))
-    cert.sort(key=lambda r: _order_key(seed + 1, r.id))
+    search.sort(key=lambda r: order_key(seed + 1, r.id))
+    cert.sort(key=lambda r: order_key(seed + 1, r.id))
     return Split(
         [r.id for r in search],
         [r.id for r in cert],

@@ -62,6 +62,7 @@ from medprune.config.serve import EndpointConfig
 from medprune.config.vertex import PREVIOUS_PRODUCTION_ALIAS, PRODUCTION_ALIAS, SERVING_ALIASES
 from medprune.errors import ConfigError, DeployError, StorageError
 from medprune.serve.refs import ModelRef, parse_model_ref
+from medprune.vertex.models import model_version, models_named, upload_version
 
 log = logging.getLogger(__name__)
 
@@ -171,15 +172,13 @@ def model_key(resource_name: str) -> tuple[str, str]:
 def find_model(v: VertexConfig, name: str) -> str | None:
     """Resource name of the model ``name`` in ``v.location`` (``vertex.parent_model`` when it
     is in that region, else by display name), or None."""
-    from google.cloud import aiplatform
-
     if (
         v.parent_model
         and v.parent_model.startswith("projects/")
         and f"/locations/{v.location}/" in v.parent_model
     ):
         return v.parent_model
-    found = aiplatform.Model.list(filter=f'display_name="{name}"')
+    found = models_named(name)
     if len(found) > 1:
         raise DeployError(
             f"{len(found)} models are named {name!r} in {v.location}; set vertex.parent_model: "
@@ -191,8 +190,6 @@ def find_model(v: VertexConfig, name: str) -> str | None:
 def resolve_version(v: VertexConfig, ref: ModelRef) -> Any:
     """The ``aiplatform.Model`` of ``ref`` in ``v.location``; DeployError naming the region
     and what to do when the model or the version/alias is not there."""
-    from google.cloud import aiplatform
-
     gexc = _api_errors()
     resource = find_model(v, ref.name)
     if resource is None:
@@ -202,7 +199,7 @@ def resolve_version(v: VertexConfig, ref: ModelRef) -> Any:
             "the version into that region"
         )
     try:
-        return aiplatform.Model(model_name=resource, version=ref.version_or_alias)
+        return model_version(resource, ref.version_or_alias)
     except gexc.NotFound:
         raise DeployError(
             f"model {ref.name!r} has no version or alias {ref.version_or_alias!r} in region "
@@ -225,11 +222,9 @@ def _remove_alias(model_resource: str, version_id: str, alias: str) -> None:
 
 
 def _alias_version(model_resource: str, alias: str) -> str | None:
-    from google.cloud import aiplatform
-
     gexc = _api_errors()
     try:
-        return aiplatform.Model(model_name=model_resource, version=alias).version_id
+        return model_version(model_resource, alias).version_id
     except gexc.NotFound:
         return None
 
@@ -550,7 +545,6 @@ def promote_in_region(
 
 
 def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResult:
-    from google.cloud import aiplatform
 
     e = cfg.serve.endpoint
     endpoint = find_endpoint(endpoint_display_name(cfg), e)
@@ -597,7 +591,7 @@ def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResu
         )
     prev = _find(deployed, model_resource, previous)
     if prev is None:  # undeployed at promotion: deploy it again, taking all traffic at once
-        model = aiplatform.Model(model_name=model_resource, version=previous)
+        model = model_version(model_resource, previous)
         endpoint.deploy(
             model=model,
             deployed_model_display_name=f"{name}-v{previous}",
@@ -637,7 +631,6 @@ def copy_version_to_region(
     copied into the target bucket and the target CMEK, unless a copy is already there.
     Serving aliases are not copied (``deploy`` sets ``production`` where the copy serves).
     Returns the versioned resource name in the target region."""
-    from google.cloud import aiplatform
 
     from medprune.io.gcs import download_dir, upload_dir
     from medprune.register.vertex import label_value, serving_container
@@ -668,7 +661,7 @@ def copy_version_to_region(
     alias = ref.version_or_alias
     aliases = [] if alias.isdigit() or alias in SERVING_ALIASES else [alias]
     labels = {**dict(model.labels or {}), "medprune-source": src_tag}
-    copy = aiplatform.Model.upload(
+    copy = upload_version(
         display_name=ref.name,
         artifact_uri=artifact_uri,
         parent_model=parent,
@@ -676,9 +669,8 @@ def copy_version_to_region(
         version_aliases=aliases,
         labels=labels,
         description=(model.description or "")[:900] + f" Copied from {source.location}.",
-        **serving_container(target, cfg.serve.endpoint, artifact_uri),
+        serving_container=serving_container(target, cfg.serve.endpoint, artifact_uri),
         encryption_spec_key_name=target.encryption_spec_key_name,
-        sync=True,
     )
     return f"{copy.resource_name}@{copy.version_id}"
 
@@ -690,7 +682,7 @@ def _find_copy(parent: str | None, tag: str) -> str | None:
     if parent is None:
         return None
     for info in aiplatform.models.ModelRegistry(parent).list_versions():
-        version = aiplatform.Model(model_name=parent, version=info.version_id)
+        version = model_version(parent, info.version_id)
         if (version.labels or {}).get("medprune-source") == tag:
             return version.version_id
     return None

@@ -129,9 +129,16 @@ def graph_settings(cfg: RunConfig, image: str) -> dict[str, Any]:
 
 
 #: How each kind of medprune pipeline computes its graph settings from a config and image;
-#: another pipeline registers its own (``GRAPH_SETTINGS["search"] = search_graph_settings``)
-#: and passes ``kind="search"`` to :func:`describe`.
+#: another pipeline registers its own with :func:`register_graph_settings` and passes its
+#: kind to :func:`describe`.
 GRAPH_SETTINGS: dict[str, Callable[[RunConfig, str], dict[str, Any]]] = {"medprune": graph_settings}
+
+
+def register_graph_settings(
+    kind: str, settings: Callable[[RunConfig, str], dict[str, Any]]
+) -> None:
+    """Let templates of pipeline ``kind`` be described and checked with ``settings``."""
+    GRAPH_SETTINGS[kind] = settings
 
 
 def describe(summary: str, settings: dict[str, Any], kind: str = "medprune") -> str:
