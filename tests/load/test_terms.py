@@ -51,6 +51,13 @@ def test_derived_models_carry_the_terms(tmp_path, tiny_model_dir):
     assert copy_terms(tmp_path / "nothing", tmp_path / "x") == []
 
 
+def test_every_known_terms_name_has_its_files():
+    from medprune.config.model import KNOWN_TERMS
+    from medprune.load.terms import TERMS_FILES
+
+    assert set(KNOWN_TERMS) == set(TERMS_FILES)
+
+
 def test_unknown_terms_name_is_a_config_error():
     with pytest.raises(ConfigError, match="model.accept_terms.*unknown terms \\['llama'\\]"):
         parse_config(

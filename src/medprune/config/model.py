@@ -9,6 +9,10 @@ from pydantic import Field, field_validator
 from medprune.config._base import _Strict
 
 
+#: Release terms a model folder can carry (their files: :data:`medprune.load.terms.TERMS_FILES`).
+KNOWN_TERMS: tuple[str, ...] = ("gemma",)
+
+
 class ModelConfig(_Strict):
     source: str = Field(
         description="Where the dense model is: a local directory, gs://BUCKET/PATH, or "
@@ -37,11 +41,9 @@ class ModelConfig(_Strict):
     @field_validator("accept_terms")
     @classmethod
     def _known_terms(cls, v: list[str]) -> list[str]:
-        from medprune.load.terms import TERMS_FILES
-
-        unknown = [t for t in v if t not in TERMS_FILES]
+        unknown = [t for t in v if t not in KNOWN_TERMS]
         if unknown:
-            raise ValueError(f"unknown terms {unknown}; known: {sorted(TERMS_FILES)}")
+            raise ValueError(f"unknown terms {unknown}; known: {list(KNOWN_TERMS)}")
         return v
 
     @field_validator("source")
