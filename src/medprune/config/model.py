@@ -8,7 +8,6 @@ from pydantic import Field, field_validator
 
 from medprune.config._base import _Strict
 
-
 #: Release terms a model folder can carry (their files: :data:`medprune.load.terms.TERMS_FILES`).
 KNOWN_TERMS: tuple[str, ...] = ("gemma",)
 
