@@ -101,3 +101,28 @@ def test_kfp_print_guard_puts_print_back():
     with kfp_print_restored():
         builtins.print = lambda *a, **k: original("    ", *a, **k)  # what kfp leaves installed
     assert builtins.print is original
+
+
+def test_lines_written_from_several_threads_stay_whole(tmp_path):
+    """kfp streams stdout and stderr from two threads into the same RunLog."""
+    import io
+    import threading
+
+    from medprune.run_log import RunLog
+
+    log = RunLog(tmp_path / "run.log", io.StringIO(), verbose=True)
+
+    def writer(tag: str) -> None:
+        for i in range(2000):
+            log.write(f"{tag} line {i} " + "x" * 40 + "\n")
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("out", "err", "aux")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    lines = (tmp_path / "run.log").read_text(encoding="utf-8").splitlines()
+    for tag in ("out", "err", "aux"):
+        mine = [line for line in lines if line.startswith(f"{tag} line ")]
+        assert mine == [f"{tag} line {i} " + "x" * 40 for i in range(2000)]

@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import io
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,31 +95,38 @@ class RunLog(io.TextIOBase):
         self._exception: list[str] = []
         self.failure: tuple[str, str] | None = None  # (task, message)
         self.durations: dict[str, float] = {}
+        # kfp streams a task's stdout and stderr from separate threads into this one stream;
+        # an io.TextIOWrapper written from two threads at once can write corrupted bytes
+        # (seen: NULs and pointer bytes in run.log), so every write holds this lock.
+        self._lock = threading.RLock()
 
     # -- stream interface ----------------------------------------------------------------
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        self._pending += text
-        while True:
-            line, sep, rest = self._pending.partition("\n")
-            if not sep:
-                break
-            self._pending = rest
-            self._line(line)
+        with self._lock:
+            self._pending += text
+            while True:
+                line, sep, rest = self._pending.partition("\n")
+                if not sep:
+                    break
+                self._pending = rest
+                self._line(line)
         return len(text)
 
     def flush(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-        self.terminal.flush()
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+            self.terminal.flush()
 
     def close(self) -> None:
-        if self._pending:
-            self._line(self._pending)
-            self._pending = ""
-        self._file.close()
+        with self._lock:
+            if self._pending:
+                self._line(self._pending)
+                self._pending = ""
+            self._file.close()
         super().close()
 
     def __enter__(self) -> RunLog:
@@ -140,8 +148,9 @@ class RunLog(io.TextIOBase):
 
     def note(self, text: str) -> None:
         """A line for both the terminal and the log."""
-        self._file.write(text + "\n")
-        self.terminal.write(text + "\n")
+        with self._lock:
+            self._file.write(text + "\n")
+            self.terminal.write(text + "\n")
 
     # -- classification ------------------------------------------------------------------
     def _show(self, text: str) -> None:
