@@ -92,7 +92,7 @@ class LengthPool:
         return rng.sample(near, k)
 
 
-def _mcq_item(
+def mcq_item(
     rng: random.Random,
     item_id: str,
     question: str,
@@ -161,9 +161,7 @@ def hpo_questions(
         distractors = pools[branch].pick(rng, answer, reject)
         if distractors is None:
             continue
-        items.append(
-            _mcq_item(rng, f"{prefix}-{tid}", question, answer, distractors, branch, "hpo")
-        )
+        items.append(mcq_item(rng, f"{prefix}-{tid}", question, answer, distractors, branch, "hpo"))
     return items
 
 
@@ -225,7 +223,7 @@ def icd_questions(
             continue
         terms = list(code.inclusion_terms[:6])
         items.append(
-            _mcq_item(
+            mcq_item(
                 rng,
                 f"icd-incl-{code.code}",
                 _icd_inclusion_question(terms),

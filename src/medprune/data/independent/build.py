@@ -25,7 +25,7 @@ from typing import Any
 
 from medprune.data.cards import DataCard, normalise_name
 from medprune.data.clinical.leakage import LeakIndex
-from medprune.data.clinical.questions import LengthPool
+from medprune.data.clinical.questions import LengthPool, mcq_item
 from medprune.data.independent.drugs import BrandPair, read_pairs
 from medprune.data.independent.wordnet import MedicalSynset, read_synsets
 from medprune.errors import DataError
@@ -88,27 +88,6 @@ def _extract_path(name: str) -> Path:
     return path
 
 
-def _item(
-    rng: random.Random,
-    item_id: str,
-    question: str,
-    answer: str,
-    distractors: Sequence[str],
-    category: str,
-    source: str,
-) -> dict[str, Any]:
-    options = [answer, *distractors]
-    rng.shuffle(options)
-    return {
-        "id": item_id,
-        "question": question,
-        "options": options,
-        "answer": options.index(answer),
-        "category": category,
-        "source": source,
-    }
-
-
 def wordnet_items(
     synsets: Sequence[MedicalSynset], n: int, seed: int, source: str = "wordnet-medical"
 ) -> list[dict[str, Any]]:
@@ -136,7 +115,7 @@ def wordnet_items(
             continue
         question = f"Question: Which medical term means: {s.gloss}?\nAnswer:"
         items.append(
-            _item(rng, f"wn-{s.offset}", question, s.term, distractors, s.category, source)
+            mcq_item(rng, f"wn-{s.offset}", question, s.term, distractors, s.category, source)
         )
     return items
 
@@ -160,7 +139,7 @@ def drug_items(
             continue
         question = f"Question: {p.brand.capitalize()} is a brand name of which medication?\nAnswer:"
         items.append(
-            _item(rng, f"drug-{p.brand}", question, p.generic, distractors, "drug brand", source)
+            mcq_item(rng, f"drug-{p.brand}", question, p.generic, distractors, "drug brand", source)
         )
     return items
 
