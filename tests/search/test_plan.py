@@ -62,8 +62,24 @@ def test_a_category_with_one_item_cannot_be_split():
     )
     assert pooled.pooled == ["other rare | hpo", "rare thing | hpo"]
     assert pooled.strata["hpo (categories with one item)"] == {"search": 1, "certification": 1}
+    # A source with a single rare category (the built-in set's icd10cm has one): its pool of
+    # one joins the pool of all sources, or else the smallest stratum of its own source.
+    lone = stratified_split(recs, fraction=0.5, rare_strata="pool")
+    assert lone.pooled == [
+        "rare thing | hpo",
+        "hpo (categories with one item)",
+        "(categories with one item)",
+    ]
+    assert lone.strata == {"cardio | hpo": {"search": 5, "certification": 6}}
+    two = stratified_split(
+        recs + _records({("cardio", "icd"): 4, ("rare icd", "icd"): 1}),
+        fraction=0.5,
+        rare_strata="pool",
+    )
+    assert two.strata["(categories with one item)"] == {"search": 1, "certification": 1}
+    assert len(two.search_ids) + len(two.certification_ids) == 16
     with pytest.raises(DataError, match="still hold one item"):
-        stratified_split(recs, fraction=0.5, rare_strata="pool")
+        stratified_split(_records({("rare thing", "hpo"): 1}), fraction=0.5, rare_strata="pool")
 
 
 # ---- config -------------------------------------------------------------------------------

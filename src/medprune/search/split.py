@@ -74,7 +74,9 @@ def stratified_split(
 
     A stratum of one item cannot be split: with ``rare_strata='error'`` that is a
     :class:`DataError` naming it; with ``'pool'`` such strata are joined per source (or into
-    one stratum) and that pool is split, which fails only if the pool itself has one item.
+    one stratum) and that pool is split; a pool of one joins the pool of all sources, and a
+    lone item left there joins the smallest stratum of its source. Only a file whose every
+    stratum has one item in total fails.
     """
     if not 0 < fraction < 1:
         raise DataError(f"search.certification.fraction must be in (0, 1), got {fraction}")
@@ -102,11 +104,12 @@ def stratified_split(
         pool = f"{rec.source} {POOLED}" if "source" in stratify_by else POOLED
         groups[pool].append(rec)
         pooled.append(key)
+    _merge_lone_pools(groups, pooled)
     still = sorted(k for k, v in groups.items() if len(v) < 2)
     if still:
         raise DataError(
             f"{origin}: after pooling strata with one item, {still} still hold one item and cannot be split; "
-            "stratify by fewer fields or name a separate certification file"
+            "add items or name a separate certification file (search.certification.file)"
         )
     search: list[SplitRecord] = []
     cert: list[SplitRecord] = []
@@ -128,6 +131,24 @@ def stratified_split(
         list(stratify_by),
         pooled,
     )
+
+
+def _merge_lone_pools(groups: dict[str, list[SplitRecord]], pooled: list[str]) -> None:
+    """A per-source pool that still holds one item (a source with a single rare category)
+    joins the pool of all sources; if that is still one item, it joins the smallest stratum
+    of its own source (else the smallest stratum), so a lone item never stops the split."""
+    lone = sorted(k for k, v in groups.items() if len(v) < 2 and k.endswith(POOLED) and k != POOLED)
+    for key in lone:
+        groups[POOLED].extend(groups.pop(key))
+        pooled.append(key)
+    if POOLED in groups and len(groups[POOLED]) == 1 and len(groups) > 1:
+        rec = groups.pop(POOLED)[0]
+        same = [
+            k for k in groups if k.split(" | ")[-1] == rec.source or k.startswith(f"{rec.source} ")
+        ]
+        target = min(same or list(groups), key=lambda k: (len(groups[k]), k))
+        groups[target].append(rec)
+        pooled.append(POOLED)
 
 
 def read_split_records(
