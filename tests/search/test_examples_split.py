@@ -7,15 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from medprune.config import load_config
-from medprune.search.checks import split_items
+from medprune.search.checks import preflight_search, split_items
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_examples_search_yaml_splits_the_default_build(built_data_dir: Path) -> None:
-    cfg = load_config(
+def _example(built_data_dir: Path, **more: object):
+    return load_config(
         EXAMPLES / "search.yaml",
         overrides={
+            **more,
             "evaluate.mcq": str(built_data_dir / "mcq.jsonl"),
             "evaluate.mcq_sources": [
                 {
@@ -24,8 +25,15 @@ def test_examples_search_yaml_splits_the_default_build(built_data_dir: Path) -> 
                     "source": "wordnet-medical",
                 }
             ],
+            "prune.calibration.data": str(built_data_dir / "calibration.jsonl"),
+            "recover.data": str(built_data_dir / "recovery.jsonl"),
+            "evaluate.perplexity": str(built_data_dir / "heldout.jsonl"),
         },
     )
+
+
+def test_examples_search_yaml_splits_the_default_build(built_data_dir: Path) -> None:
+    cfg = _example(built_data_dir)
     split, raw, cert_raw = split_items(cfg)
     n = len(raw)
     assert len(split.search_ids) + len(split.certification_ids) == n
@@ -35,3 +43,15 @@ def test_examples_search_yaml_splits_the_default_build(built_data_dir: Path) -> 
     )
     assert all(c["search"] >= 1 and c["certification"] >= 1 for c in split.strata.values())
     assert split.pooled  # the rare categories were pooled, not refused
+
+
+def test_examples_search_yaml_passes_its_preflight(
+    built_data_dir: Path, default_model_dir: Path, tmp_path: Path
+) -> None:
+    """Every check `medprune search examples/search.yaml` makes before pruning (rung sizes
+    against the split, certification power, independence) passes on the shipped data."""
+    cfg = _example(
+        built_data_dir, **{"model.source": str(default_model_dir), "output_dir": str(tmp_path)}
+    )
+    found = preflight_search(cfg)
+    assert found
