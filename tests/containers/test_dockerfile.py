@@ -89,7 +89,9 @@ def test_torch_pinned_and_installed_before_medprune(parsed, target) -> None:
     ]
     torch_idx = next(i for i, r in enumerate(runs) if "torch==${TORCH_VERSION}" in r)
     wheel_idx = next(i for i, r in enumerate(runs) if "/tmp/wheels/*.whl" in r)
-    assert torch_idx < wheel_idx and "--index-url" in runs[torch_idx]
+    # the PyTorch index's CPU or CUDA wheel, named by its local label (+cpu, +cu128)
+    assert torch_idx < wheel_idx and "--extra-index-url" in runs[torch_idx]
+    assert re.search(r'"torch==\$\{TORCH_VERSION\}\+(cpu|\$\{TORCH_CUDA\})"', runs[torch_idx])
     assert _global_args(parsed)["TORCH_VERSION"] == "2.13.0"
 
 
