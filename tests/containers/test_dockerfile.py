@@ -126,7 +126,7 @@ def test_copied_sources_exist(parsed) -> None:
             for src in sources:
                 assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
     ignore = (ROOT / "containers" / "Dockerfile.dockerignore").read_text().split()
-    for needed in ("!pyproject.toml", "!src/", "!components/", "!pipelines/"):
+    for needed in ("!pyproject.toml", "!setup.py", "!src/", "!components/", "!pipelines/"):
         assert needed in ignore
 
 
