@@ -9,8 +9,8 @@ from medprune.prune.apply import prunable_linears
 from medprune.prune.arch import head_layout
 from medprune.prune.engine import prune_model
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, FAMILIES, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, FAMILIES, small_prune_config, tiny_family
 
 IDS = torch.tensor([[5, 17, 99, 200, 3, 42, 250, 7, 64, 128, 11, 2]])
 
