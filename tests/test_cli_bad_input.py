@@ -4,7 +4,7 @@ import pytest
 
 from medprune.cli import main
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def _fails(capsys, argv, match):

@@ -7,7 +7,7 @@ from medprune.cli import main
 from medprune.config import load_config
 from medprune.errors import ConfigError
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def _config(tmp_path, tiny_model_dir, extra: str):

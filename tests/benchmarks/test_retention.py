@@ -13,7 +13,8 @@ import pytest
 
 from benchmarks.retention import chance_rate, retained_share, score_source
 
-from conftest import save_tiny_model, write_fixture_data
+from tests.helpers.fixture_data import write_fixture_data
+from tests.helpers.tiny import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ import pytest
 from benchmarks.search import command_line, from_scratch_cpu_seconds, run_grid
 from medprune.config import load_config
 
-from conftest import save_tiny_model
-from tests.search.test_search_run import _config
+from tests.helpers.search import write_search_config
+from tests.helpers.tiny import save_tiny_model
 
 
 @pytest.mark.slow
@@ -24,7 +24,7 @@ def test_the_grid_runs_every_candidate_and_counts_reused_pieces_from_scratch(tmp
 
     model_dir = save_tiny_model(tmp_path / "model")
     cfg = load_config(
-        _config(
+        write_search_config(
             tmp_path,
             model_dir,
             search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False},

@@ -60,12 +60,9 @@ def test_llama_table_relates_each_outtype_to_dense_of_the_same_outtype() -> None
 @pytest.mark.slow
 @pytest.mark.skipif(not LLAMA_CPP.is_built(), reason="llama.cpp is not built (make llama-cpp)")
 def test_run_llama_cpp_on_an_exported_tiny_model(tmp_path) -> None:
-    import sys
-
-    sys.path.insert(0, str(REPO / "tests" / "export"))
-    from families import save_family, sentencepiece_model
-
     from medprune.export.gguf import write_gguf
+
+    from tests.helpers.families import save_family, sentencepiece_model
 
     model_dir = save_family(tmp_path, "llama", "dense", sentencepiece_model())
     files = write_gguf(model_dir, tmp_path / "gguf", llama_cpp_root=LLAMA_CPP.root).files

@@ -89,7 +89,9 @@ def test_torch_pinned_and_installed_before_medprune(parsed, target) -> None:
     ]
     torch_idx = next(i for i, r in enumerate(runs) if "torch==${TORCH_VERSION}" in r)
     wheel_idx = next(i for i, r in enumerate(runs) if "/tmp/wheels/*.whl" in r)
-    assert torch_idx < wheel_idx and "--index-url" in runs[torch_idx]
+    # the PyTorch index's CPU or CUDA wheel, named by its local label (+cpu, +cu128)
+    assert torch_idx < wheel_idx and "--extra-index-url" in runs[torch_idx]
+    assert re.search(r'"torch==\$\{TORCH_VERSION\}\+(cpu|\$\{TORCH_CUDA\})"', runs[torch_idx])
     assert _global_args(parsed)["TORCH_VERSION"] == "2.13.0"
 
 
@@ -124,7 +126,7 @@ def test_copied_sources_exist(parsed) -> None:
             for src in sources:
                 assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
     ignore = (ROOT / "containers" / "Dockerfile.dockerignore").read_text().split()
-    for needed in ("!pyproject.toml", "!src/", "!components/", "!pipelines/"):
+    for needed in ("!pyproject.toml", "!setup.py", "!src/", "!components/", "!pipelines/"):
         assert needed in ignore
 
 

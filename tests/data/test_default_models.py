@@ -27,8 +27,7 @@ from medprune.data.default_model import (
 )
 from medprune.errors import ModelLoadError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-from variants import CLINICAL_TEXT, bpe_tokenizer, variant_llama  # noqa: E402
+from tests.helpers.variants import CLINICAL_TEXT, bpe_tokenizer, variant_llama
 
 N_PARTS = 3
 

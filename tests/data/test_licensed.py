@@ -71,11 +71,13 @@ def test_copies_match_the_bundle_and_are_not_rewritten(tmp_path) -> None:
 @pytest.mark.slow
 def test_the_wheel_ships_the_data_and_finds_it_installed(tmp_path) -> None:
     """Build the wheel, unpack it as pip would, and read every file from there alone."""
+    import tomllib  # Python 3.11+
+
     # a copy of what the wheel is built from, so setuptools' build/ stays out of the checkout
     src = tmp_path / "checkout"
     for name in ("src", "components", "pipelines"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
@@ -91,10 +93,21 @@ def test_the_wheel_ships_the_data_and_finds_it_installed(tmp_path) -> None:
         zf.extractall(site)
     for entry in LICENSED_FILES.values():
         assert f"medprune/data/sources/{entry.source}" in names
+    # every module setuptools should find, the two mapped folders and the PEP 561 marker
+    shipped = {
+        f"medprune/{p.relative_to(ROOT / 'src' / 'medprune').as_posix()}"
+        for p in (ROOT / "src" / "medprune").rglob("*.py")
+    }
+    for folder in ("components", "pipelines"):
+        shipped |= {f"medprune/{folder}/{p.name}" for p in (ROOT / folder).glob("*.py")}
+    assert shipped <= names, sorted(shipped - names)
+    assert "medprune/py.typed" in names
     code = (
         "import sys, json; sys.path.insert(0, sys.argv[1])\n"
+        "import medprune\n"
         "from medprune.data.licensed import LICENSED_FILES, licensed_path\n"
-        "print(json.dumps({k: str(licensed_path(k)) for k in LICENSED_FILES}))\n"
+        "paths = {k: str(licensed_path(k)) for k in LICENSED_FILES}\n"
+        "print(json.dumps({'version': medprune.__version__, 'paths': paths}))\n"
     )
     # -S: no site-packages, so the editable checkout cannot answer instead of the wheel
     out = subprocess.run(
@@ -104,7 +117,12 @@ def test_the_wheel_ships_the_data_and_finds_it_installed(tmp_path) -> None:
         text=True,
         cwd=tmp_path,
     ).stdout
-    paths = {k: Path(v) for k, v in json.loads(out).items()}
+    got = json.loads(out)
+    # the version comes from the wheel's own metadata, which pyproject.toml's version made
+    assert (
+        got["version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    )
+    paths = {k: Path(v) for k, v in got["paths"].items()}
     for key, path in paths.items():
         assert path.is_relative_to(site), path
         assert path.read_bytes() == licensed_path(key).read_bytes()

@@ -193,7 +193,7 @@ def test_evaluation_refuses_a_judge_without_key_before_loading_the_model(
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     notes = tmp_path / "n.jsonl"
     notes.write_text(json.dumps({"id": "v1", "input": DIALOGUE, "reference": NOTE}) + "\n")
-    from conftest import byte_tokenizer
+    from tests.helpers.tiny import byte_tokenizer
 
     tok = byte_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
@@ -210,7 +210,7 @@ def test_judged_evaluation_writes_scores_and_never_the_key(tmp_path, fake, api_k
     from medprune.evaluate.runner import NOTES_FILE, evaluate_model, read_predictions
     from medprune.load.model import save_model
 
-    from conftest import byte_tokenizer, tiny_llama
+    from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
     tok = byte_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
@@ -361,7 +361,7 @@ def test_key_from_secret_manager_is_never_logged_or_written(
     from medprune.evaluate.runner import evaluate_model
     from medprune.load.model import save_model
 
-    from conftest import byte_tokenizer, tiny_llama
+    from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
     tok = byte_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"

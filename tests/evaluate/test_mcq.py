@@ -10,7 +10,7 @@ import torch
 from medprune.evaluate.formats import MCQItem
 from medprune.evaluate.mcq import encode_pair, loglikelihoods, option_loglikelihoods, score_mcq
 
-from conftest import TINY_VOCAB, byte_tokenizer, tiny_llama
+from tests.helpers.tiny import TINY_VOCAB, byte_tokenizer, tiny_llama
 
 
 def bigram_model(tokenizer, scores: dict[tuple[str, str], float]):

@@ -134,7 +134,7 @@ def test_pubmedqa_equals_lm_evaluation_harness_item_by_item(tmp_path, monkeypatc
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from conftest import save_tiny_model
+    from tests.helpers.tiny import save_tiny_model
 
     # abstracts are ~1,500 byte tokens: a context long enough that neither side truncates
     tiny_model_dir = save_tiny_model(tmp_path / "tiny-long", max_position_embeddings=4096)

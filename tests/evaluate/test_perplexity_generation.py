@@ -18,7 +18,7 @@ from medprune.evaluate.generation import (
 )
 from medprune.evaluate.perplexity import perplexity, sliding_windows
 
-from conftest import byte_tokenizer, tiny_llama
+from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import json
 from medprune.config import EvaluateConfig
 from medprune.evaluate.runner import evaluate_model, flat_metrics, read_predictions, read_results
 
-from conftest import write_fixture_data
+from tests.helpers.fixture_data import write_fixture_data
 
 
 def test_evaluate_model_writes_traceable_results(tmp_path, tiny_model_dir):

@@ -43,7 +43,7 @@ from medprune.evaluate.summarization import (
 )
 from medprune.load.model import save_model
 
-from conftest import byte_tokenizer, tiny_llama
+from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
 ACI_VALID = licensed_path("aci_valid")
 PUBMEDQA = licensed_path("pubmedqa_dev")  # the bundled copy of the release

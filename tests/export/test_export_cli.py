@@ -12,7 +12,7 @@ from medprune.export.gguf import read_gguf_metadata
 from medprune.load.model import save_model
 from medprune.register.local import LocalRegistry
 
-from variants import build_variant
+from tests.helpers.variants import build_variant
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_registry_export_adds_gguf_to_the_version(registry, tmp_path) -> None:
 
 
 def test_registry_export_failure_registers_nothing(tmp_path) -> None:
-    from variants import bpe_tokenizer, variant_llama
+    from tests.helpers.variants import bpe_tokenizer, variant_llama
 
     model_dir = save_model(variant_llama(), bpe_tokenizer(), tmp_path / "no-template")
     reg = LocalRegistry(tmp_path / "registry")

@@ -17,7 +17,13 @@ from medprune.export.bundle import export_for_ollama
 from medprune.export.gguf import permute_rotary_rows, read_gguf_metadata
 from medprune.load.model import save_model
 
-from variants import CLINICAL_TEXT, bpe_tokenizer, build_variant, chat_tokenizer, variant_llama
+from tests.helpers.variants import (
+    CLINICAL_TEXT,
+    bpe_tokenizer,
+    build_variant,
+    chat_tokenizer,
+    variant_llama,
+)
 
 #: max |logit difference| allowed vs the float32 HF model (the tiny models' logits are within
 #: +-0.7): f16 rounds each weight to 11 significant bits, q8_0 to 8 bits per block of 32.
@@ -142,7 +148,7 @@ def test_permute_matches_llama_cpp_layout() -> None:
 def test_unsupported_architecture_is_refused_before_writing(tmp_path) -> None:
     import transformers as tf
 
-    from conftest import TINY_CONFIG
+    from tests.helpers.tiny import TINY_CONFIG
 
     keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
     model = tf.PhiForCausalLM(tf.PhiConfig(vocab_size=267, **{k: TINY_CONFIG[k] for k in keys}))
@@ -195,7 +201,7 @@ def test_failure_midway_leaves_no_file(tmp_path, monkeypatch) -> None:
 
 
 def test_tokenizer_without_merges_is_refused(tmp_path) -> None:
-    from conftest import byte_tokenizer, tiny_llama
+    from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
     tok = byte_tokenizer()
     tok.chat_template = chat_tokenizer().chat_template

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from families import FAMILIES, save_family, sentencepiece_model
 
 from medprune.export.gguf import read_gguf_metadata, write_gguf
 from medprune.export.llama_cpp import LlamaCpp
 from medprune.export.llama_cpp_tools import REPACK, read_logits_file, run_perplexity
 
-from conftest import TEXTS
-from variants import CALIB, CLINICAL_TEXT
+from tests.helpers.families import FAMILIES, save_family, sentencepiece_model
+from tests.helpers.fixture_data import TEXTS
+from tests.helpers.variants import CALIB, CLINICAL_TEXT
 
 REPO = Path(__file__).resolve().parents[2]
 LLAMA_CPP = LlamaCpp(
@@ -130,10 +130,10 @@ def test_llama_cpp_logits_match_pytorch(family, kind, tmp_path, sp_model, text_f
 
 def test_qwen2_heads_pruned_without_hidden_channels_is_refused(tmp_path, sp_model) -> None:
     """llama.cpp's qwen2 graph sizes q/o as hidden x hidden: 2 heads x 16 = 32 != 48."""
-    from families import WIDTH_HIDDEN, build_family, prune_width
-
     from medprune.errors import ExportError
     from medprune.export.gguf import write_gguf as write
+
+    from tests.helpers.families import WIDTH_HIDDEN, build_family, prune_width
 
     model = prune_width(build_family("qwen2"), "qwen2", WIDTH_HIDDEN)
     model_dir = tmp_path / "qwen2-width"

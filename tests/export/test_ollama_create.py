@@ -21,7 +21,7 @@ from medprune.export.ollama_create import create_in_ollama
 from medprune.load.model import save_model
 
 from tests.fakes.ollama_server import start_fake_ollama, stop_fake_ollama
-from variants import chat_tokenizer, variant_llama
+from tests.helpers.variants import chat_tokenizer, variant_llama
 
 #: Gemma 3's chat template (google/gemma-3-*-it tokenizer_config.json), text parts.
 GEMMA3_TEMPLATE = (

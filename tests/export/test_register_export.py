@@ -13,8 +13,8 @@ from medprune.prune.stage import stage_prune
 from medprune.register.local import LocalRegistry
 from medprune.register.stage import RunArtifacts, stage_register
 
-from conftest import write_run_config
-from variants import build_variant
+from tests.helpers.fixture_data import write_run_config
+from tests.helpers.variants import build_variant
 
 
 def test_register_stage_adds_gguf_and_modelfile(tmp_path) -> None:

@@ -4,7 +4,6 @@ and ChatOllama against a loopback fake of Ollama's API."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,9 +24,7 @@ from medprune.load.model import save_model  # noqa: E402
 from medprune.register.local import LocalRegistry  # noqa: E402
 
 from tests.fakes.ollama_server import start_fake_ollama, stop_fake_ollama  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-from variants import bpe_tokenizer, build_variant, variant_llama  # noqa: E402
+from tests.helpers.variants import bpe_tokenizer, build_variant, variant_llama  # noqa: E402
 
 NOTE = (
     "67-year-old man with chest pain radiating to the left arm for two hours. Troponin raised, "

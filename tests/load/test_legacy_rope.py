@@ -9,18 +9,14 @@ Python with transformers 4.x and torch (skipped otherwise).
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "prune"))
+from medprune.load.model import legacy_rope_keys, load_model, save_model
 
-from medprune.load.model import legacy_rope_keys, load_model, save_model  # noqa: E402
-
-from conftest import byte_tokenizer  # noqa: E402
-from tiny_families import tiny_family  # noqa: E402
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import tiny_family
 
 IDS = [[5, 17, 99, 200, 3, 42, 250, 7, 64, 128, 11, 2] * 8]  # 96 tokens: past llama3's 64
 FAMILIES = ["llama3", "gemma3_text", "qwen3", "gemma2", "phi3", "mistral"]
@@ -105,7 +101,7 @@ def test_transformers4_reads_what_we_write(family, pruned, tmp_path):
     if pruned:  # fewer heads: head_dim no longer hidden_size / heads
         from medprune.prune.engine import prune_model
 
-        from tiny_families import CALIB_TEXTS, small_prune_config
+        from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config
 
         cfg = small_prune_config(
             method="width", structured={"num_attention_heads": 2, "intermediate_size": 64}

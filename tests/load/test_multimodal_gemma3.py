@@ -1,19 +1,16 @@
 """A multimodal Gemma 3 checkpoint (MedGemma 4B's layout): its language model is pruned,
 the vision tower and projector are kept, and the saved checkpoint is multimodal again."""
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "prune"))
+from medprune.load.model import load_model, save_model
+from medprune.prune.engine import prune_model
 
-from medprune.load.model import load_model, save_model  # noqa: E402
-from medprune.prune.engine import prune_model  # noqa: E402
-
-from conftest import TINY_VOCAB, byte_tokenizer  # noqa: E402
-from tiny_families import CALIB_TEXTS, small_prune_config  # noqa: E402
+from tests.helpers.tiny import TINY_VOCAB, byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config
 
 IDS = torch.tensor([[5, 17, 99, 200, 3, 42, 250, 7, 64, 128, 11, 2] * 2])
 

@@ -12,7 +12,7 @@ from medprune.load.terms import copy_terms, terms_in
 from medprune.preflight import preflight_run
 from medprune.prune.stage import stage_prune
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def _with_gemma_terms(model_dir):

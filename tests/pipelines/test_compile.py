@@ -5,7 +5,7 @@ import yaml
 from medprune.cli import main
 from medprune.config import load_config
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def _compile(tmp_path, tiny_model_dir, **overrides):

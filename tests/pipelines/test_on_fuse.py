@@ -16,7 +16,7 @@ from medprune.recover.stage import stage_recover
 from medprune.register.local import LocalRegistry
 from medprune.register.stage import RunArtifacts, stage_register
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def test_each_stage_writes_its_artifacts_without_directory_renames(

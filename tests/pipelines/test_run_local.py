@@ -8,7 +8,7 @@ import pytest
 from medprune.cli import main
 from medprune.register.local import LocalRegistry
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 pytestmark = pytest.mark.slow
 

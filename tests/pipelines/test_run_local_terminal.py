@@ -6,7 +6,7 @@ import pytest
 from medprune.cli import main
 from medprune.runner import FAILED_FILE, LOG_FILE
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 pytestmark = pytest.mark.slow
 

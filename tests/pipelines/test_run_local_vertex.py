@@ -11,7 +11,7 @@ from medprune.cli import main
 from medprune.errors import MedpruneError
 from medprune.io.gcs import download_dir
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def _vertex_config(tmp_path, tiny_model_dir, vertex_env, **gate) -> Path:

@@ -11,7 +11,7 @@ from medprune.errors import DataError
 from medprune.io.jsonl import read_jsonl
 from medprune.preflight import PreflightError, preflight_run
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def _mcq(i, **over):

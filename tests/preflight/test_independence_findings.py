@@ -7,7 +7,7 @@ from medprune.config import load_config
 from medprune.data.cards import DataCard
 from medprune.preflight import preflight_run
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 def _card(path, source: str, role: str) -> None:

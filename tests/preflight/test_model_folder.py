@@ -13,7 +13,7 @@ from medprune.errors import ModelLoadError
 from medprune.load.model import load_model
 from medprune.preflight.model import inspect_model_folder
 
-from conftest import byte_tokenizer, save_tiny_model, tiny_llama
+from tests.helpers.tiny import byte_tokenizer, save_tiny_model, tiny_llama
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ def test_prune_settings_the_model_cannot_take(tmp_path, tiny_model_dir, prune, m
     from medprune.config import load_config
     from medprune.preflight import preflight_run
 
-    from conftest import write_run_config
+    from tests.helpers.fixture_data import write_run_config
 
     cfg = write_run_config(tmp_path, tiny_model_dir, prune=prune)
     [error] = preflight_run(load_config(cfg)).errors

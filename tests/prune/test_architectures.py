@@ -9,9 +9,10 @@ from medprune.prune.apply import prunable_linears
 from medprune.prune.arch import head_layout
 from medprune.prune.engine import prune_model
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, FAMILIES, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, FAMILIES, small_prune_config, tiny_family
 
+METHODS = ("magnitude", "wanda", "sparsegpt")
 IDS = torch.tensor([[5, 17, 99, 200, 3, 42, 250, 7, 64, 128, 11, 2]])
 
 
@@ -27,12 +28,16 @@ def _reload(model, tmp_path):
     return AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32).eval()
 
 
+#: (pattern, method): every method unstructured and 2:4; 4:8 once per family (SparseGPT)
+PATTERNS_AND_METHODS = [
+    *((pattern, method) for pattern in ("unstructured", "2:4") for method in METHODS),
+    ("4:8", "sparsegpt"),
+]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
-@pytest.mark.parametrize("pattern", ["unstructured", "2:4", "4:8"])
+@pytest.mark.parametrize(("pattern", "method"), PATTERNS_AND_METHODS)
 def test_unstructured_and_nm(family, method, pattern):
-    if pattern == "4:8" and method != "sparsegpt":
-        pytest.skip("4:8 exercised once per family")
     model = tiny_family(family)
     cfg = small_prune_config(method=method, sparsity=0.5, pattern=pattern)
     report = prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).report

@@ -8,8 +8,8 @@ from medprune.config import PruneConfig
 from medprune.errors import DataError, PruneError
 from medprune.prune.engine import prune_model
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 
 def _snapshot(model):

@@ -13,8 +13,14 @@ from medprune.prune.calibration import calibration_token_ids, capture_layer_inpu
 from medprune.prune.depth import block_influence
 from medprune.prune.engine import prune_model
 
-from conftest import byte_tokenizer
-from tiny_families import ALL_FAMILIES, CALIB_TEXTS, SLIDING, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import (
+    ALL_FAMILIES,
+    CALIB_TEXTS,
+    SLIDING,
+    small_prune_config,
+    tiny_family,
+)
 
 LAYERS = 4
 

@@ -6,8 +6,8 @@ import torch
 from medprune.errors import PruneError
 from medprune.prune import DenseCalibration, collect_dense_calibration, prune_model
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 CANDIDATES = [
     {

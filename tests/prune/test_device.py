@@ -5,8 +5,8 @@ import torch
 
 from medprune.prune.engine import prune_model
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 pytestmark = pytest.mark.gpu
 

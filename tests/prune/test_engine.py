@@ -6,8 +6,8 @@ from medprune.errors import PruneError
 from medprune.prune.apply import prunable_linears, sparsity_report
 from medprune.prune.engine import PruneResult, prune_model
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, small_prune_config
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config
 
 
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.7])
@@ -73,7 +73,7 @@ def test_calibrated_methods_need_texts(tiny_model, method):
 
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
 def test_deterministic_bit_identical(method):
-    from tiny_families import tiny_family
+    from tests.helpers.tiny_families import tiny_family
 
     weights = []
     for _ in range(2):
@@ -88,7 +88,7 @@ def test_deterministic_bit_identical(method):
 
 def test_calibrated_pruning_beats_magnitude_on_output_error():
     """Wanda and SparseGPT keep the layer outputs closer to the dense model than magnitude."""
-    from tiny_families import tiny_family
+    from tests.helpers.tiny_families import tiny_family
 
     tok = byte_tokenizer()
     ids = tok(CALIB_TEXTS[0], return_tensors="pt")["input_ids"][:, :64]
@@ -107,7 +107,7 @@ def test_calibrated_pruning_beats_magnitude_on_output_error():
 
 
 def test_owl_allocation_keeps_global_sparsity():
-    from tiny_families import tiny_family
+    from tests.helpers.tiny_families import tiny_family
 
     model = tiny_family("llama", seed=0, num_hidden_layers=4)
     cfg = small_prune_config(

@@ -14,8 +14,8 @@ from medprune.prune.engine import prune_model
 from medprune.recover.data import pack_text
 from medprune.recover.train import recover_model
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config, tiny_family
 
 NEW = ["gemma3_text", "qwen3", "llama3"]
 METHODS = {

@@ -13,8 +13,8 @@ from medprune.prune.sequential import prune_layer_sequentially
 from medprune.prune.stats import collect_input_stats
 from medprune.prune.wanda import wanda_scores
 
-from conftest import byte_tokenizer
-from tiny_families import CALIB_TEXTS, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import CALIB_TEXTS, tiny_family
 
 
 def _layer_and_inputs(family="llama", batches=3):

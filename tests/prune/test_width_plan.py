@@ -6,7 +6,7 @@ from medprune.errors import PruneError
 from medprune.prune.arch import HeadLayout
 from medprune.prune.width import WidthPlan, head_options, plan_width, select_heads, top_channels
 
-from tiny_families import tiny_family
+from tests.helpers.tiny_families import tiny_family
 
 
 def test_head_options_keep_gqa_valid():
@@ -137,8 +137,8 @@ def test_masked_layer_equals_sliced_layer(mode):
     from medprune.prune.calibration import calibration_token_ids, capture_layer_inputs, run_layer
     from medprune.prune.width import build_width_model, masked_layer_error
 
-    from conftest import byte_tokenizer
-    from tiny_families import CALIB_TEXTS
+    from tests.helpers.tiny import byte_tokenizer
+    from tests.helpers.tiny_families import CALIB_TEXTS
 
     model = _searchable_llama()
     layout = head_layout(model.config)
@@ -166,8 +166,8 @@ def test_masked_layer_equals_sliced_layer(mode):
 def test_width_search_keeps_the_lowest_error_split():
     from medprune.prune.engine import prune_model
 
-    from conftest import byte_tokenizer
-    from tiny_families import CALIB_TEXTS, small_prune_config
+    from tests.helpers.tiny import byte_tokenizer
+    from tests.helpers.tiny_families import CALIB_TEXTS, small_prune_config
 
     cfg = small_prune_config(method="width", sparsity=0.3, structured={"channel_multiple": 8})
     report = prune_model(_searchable_llama(), byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS).report

@@ -13,8 +13,8 @@ from medprune.errors import PruneError
 from medprune.prune.engine import prune_model
 from medprune.prune.width import candidate_plans
 
-from conftest import byte_tokenizer
-from tiny_families import ALL_FAMILIES, CALIB_TEXTS, small_prune_config, tiny_family
+from tests.helpers.tiny import byte_tokenizer
+from tests.helpers.tiny_families import ALL_FAMILIES, CALIB_TEXTS, small_prune_config, tiny_family
 
 HEADS = {"num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 8}
 

@@ -11,15 +11,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest
+from medprune.recover.train import load_trainable, trainable_snapshot
 
-from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
-from torch.distributed.fsdp import fully_shard  # noqa: E402
-
-from medprune.recover.train import load_trainable, trainable_snapshot  # noqa: E402
-
-from conftest import tiny_llama  # noqa: E402
+from tests.helpers.tiny import tiny_llama  # the repository root is on PYTHONPATH (the test)
 
 
 def main(out: str) -> None:

@@ -12,8 +12,8 @@ from medprune.recover.data import (
     split_eval,
 )
 
-from conftest import byte_tokenizer
-from recover_helpers import write_instruction_jsonl, write_text_jsonl
+from tests.helpers.recover import write_instruction_jsonl, write_text_jsonl
+from tests.helpers.tiny import byte_tokenizer
 
 
 def test_text_is_packed_into_full_blocks(tmp_path):

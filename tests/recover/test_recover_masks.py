@@ -8,8 +8,8 @@ from medprune.recover.data import pack_text
 from medprune.recover.masks import nm_violations, verify_against_reference
 from medprune.recover.train import recover_model
 
-from conftest import byte_tokenizer, tiny_llama
-from recover_helpers import clinical_texts, pruned_tiny
+from tests.helpers.recover import clinical_texts, pruned_tiny
+from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
 EXCLUDE = ["lm_head", "embed_tokens"]
 

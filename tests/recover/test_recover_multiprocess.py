@@ -14,8 +14,8 @@ from medprune.load.model import load_model, save_model
 from medprune.prune.apply import prunable_linears
 from medprune.recover.stage import stage_recover
 
-from conftest import byte_tokenizer
-from recover_helpers import pruned_tiny, write_text_jsonl
+from tests.helpers.recover import pruned_tiny, write_text_jsonl
+from tests.helpers.tiny import byte_tokenizer
 
 RECOVER = {
     "steps": 4,
@@ -119,7 +119,10 @@ def test_best_weights_snapshot_on_fsdp2_shards(tmp_path):
         str(worker),
         str(tmp_path),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    # the worker imports tests.helpers from the repository root
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": path}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -10,8 +10,8 @@ from medprune.prune.apply import sparsity_report
 from medprune.recover.__main__ import main as recover_main
 from medprune.recover.stage import recover_checkpoint_dir, stage_recover
 
-from conftest import byte_tokenizer, save_tiny_model
-from recover_helpers import pruned_tiny, write_instruction_jsonl, write_text_jsonl
+from tests.helpers.recover import pruned_tiny, write_instruction_jsonl, write_text_jsonl
+from tests.helpers.tiny import byte_tokenizer, save_tiny_model
 
 
 def _cfg(tmp_path, **recover):

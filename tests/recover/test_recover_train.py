@@ -11,8 +11,8 @@ from medprune.recover.data import pack_text
 from medprune.recover.distill import kl_distill_loss, lm_loss
 from medprune.recover.train import lr_at, recover_model
 
-from conftest import byte_tokenizer, tiny_llama
-from recover_helpers import clinical_texts, pruned_tiny
+from tests.helpers.recover import clinical_texts, pruned_tiny
+from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
 
 def _examples(seq_len=32):

@@ -24,8 +24,8 @@ from medprune.recover.teacher_data import (
     teacher_prompts,
 )
 
-from conftest import byte_tokenizer, save_tiny_model, tiny_llama
-from recover_helpers import pruned_tiny, write_text_jsonl
+from tests.helpers.recover import pruned_tiny, write_text_jsonl
+from tests.helpers.tiny import byte_tokenizer, save_tiny_model, tiny_llama
 
 
 def _domain(n: int = 10, seq_len: int = 32, offset: int = 0) -> TrainExamples:

@@ -270,14 +270,12 @@ def test_serving_container_is_pinned_sized_and_free_of_gguf(vertex_env, tmp_path
     serving_container_deployment_timeout=7200 (Model.upload in the SDK's models.py turns them
     into containerSpec.sharedMemorySizeMb / deploymentTimeout)."""
     import json as _json
-    import sys
 
     from medprune.config.vertex import DEFAULT_SERVING_IMAGE
     from medprune.export.bundle import with_serving_exports
     from medprune.load.model import save_model
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-    from variants import build_variant
+    from tests.helpers.variants import build_variant
 
     model_dir = save_model(*build_variant("dense"), tmp_path / "m")
     cfg = parse_config(

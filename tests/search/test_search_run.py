@@ -16,131 +16,8 @@ from medprune.cli import main
 from medprune.config import load_config
 from medprune.register.local import LocalRegistry
 
-from conftest import save_tiny_model
-
-RECOVERY = [
-    f"Patient {i} was seen in clinic today and reported feeling well after visit number {i}."
-    for i in range(40)
-]
-TERMS = ["hypertension", "tachycardia", "pneumonia", "anemia"]
-
-
-def _data(root: Path, n_per_category: int = 12) -> dict[str, Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    rec = root / "recovery.jsonl"
-    rec.write_text("".join(json.dumps({"text": t}) + "\n" for t in RECOVERY))
-    calib = root / "calibration.jsonl"
-    calib.write_text(
-        "".join(
-            json.dumps(
-                {"text": f"The blood pressure reading number {i} was taken at rest in the morning."}
-            )
-            + "\n"
-            for i in range(40)
-        )
-    )
-    items = []
-    for cat, src in (("cardio", "hpo"), ("lungs", "hpo"), ("codes", "icd")):
-        for i in range(n_per_category):
-            answer = (i * 7 + len(cat)) % 4
-            items.append(
-                {
-                    "id": f"{cat}-{i}",
-                    "question": f"Question {i} about {cat}: which term fits?\nAnswer:",
-                    "options": TERMS,
-                    "answer": answer,
-                    "category": cat,
-                    "source": src,
-                }
-            )
-    mcq = root / "mcq.jsonl"
-    mcq.write_text("".join(json.dumps(r) + "\n" for r in items))
-    return {"recovery": rec, "calibration": calib, "mcq": mcq}
-
-
-def _answer_as_dense(model_dir: Path, path: Path, wrong_every: int = 5) -> None:
-    """Make the dense model informative on ``path``: each item's options are rotated (so
-    the right answers are spread over the positions) and its answer is the option the dense
-    model prefers, except every ``wrong_every``-th item. A random tiny model is at chance on
-    any fixed answer key, and the gate refuses to certify on a source where the dense model
-    is no better than chance."""
-    from medprune.evaluate.formats import load_mcq
-    from medprune.evaluate.mcq import score_mcq
-    from medprune.load.model import load_model
-
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    for k, r in enumerate(records):
-        r["options"] = r["options"][k % 4 :] + r["options"][: k % 4]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    model, tokenizer = load_model(model_dir)
-    preds = score_mcq(model, tokenizer, load_mcq(path)).predictions
-    for k, (r, p) in enumerate(zip(records, preds, strict=True)):
-        r["answer"] = (p["pred"] + 1) % 4 if k % wrong_every == 0 else p["pred"]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-
-
-def _independent_items(root: Path, n: int = 40) -> Path:
-    """A second multiple-choice source in another wording than evaluate.mcq and the texts."""
-    path = root / "other.jsonl"
-    path.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "id": f"other-{i}",
-                    "question": f"Item {i}. Pick the word a nurse would write here:\nAnswer:",
-                    "options": ["fever", "cough", "rash", "sleep"],
-                    "answer": 0,
-                    "category": "other",
-                }
-            )
-            + "\n"
-            for i in range(n)
-        )
-    )
-    return path
-
-
-def _config(root: Path, model_dir: Path, search: dict | None = None, **sections) -> Path:
-    data = _data(root / "data")
-    other = _independent_items(root / "data")
-    if (model_dir / "config.json").is_file():
-        _answer_as_dense(model_dir, data["mcq"])
-        _answer_as_dense(model_dir, other)
-    cfg = {
-        "run_name": "search-test",
-        "output_dir": str(root / "runs"),
-        "model": {"source": str(model_dir), "name": "tiny-llama"},
-        "prune": {
-            "method": "wanda",
-            "calibration": {"data": str(data["calibration"]), "num_samples": 4, "seq_len": 32},
-        },
-        "recover": {"data": str(data["recovery"]), "seq_len": 32, "batch_size": 2, "lr": 1e-4},
-        "evaluate": {
-            "mcq": str(data["mcq"]),
-            "mcq_sources": [{"name": "other", "data": str(other)}],
-            "batch_size": 8,
-            "seq_len": 64,
-            "latency_repeats": 1,
-            "latency_seq_len": 16,
-        },
-        "gate": {"min_accuracy": 0.0, "non_inferiority": {"margin": 0.6, "min_items": 5}},
-        "registry": {"local": {"root": str(root / "registry")}, "aliases": ["candidate"]},
-        "search": {
-            "axes": [
-                {"kind": "width", "values": [0.2, 0.4]},
-                {"kind": "unstructured", "values": [0.3, 0.6, 0.9]},
-            ],
-            "rungs": [{"items": 10, "tolerance": 0.3}, {"items": 16, "recover_steps": 1}],
-            "kl": {"texts": 2, "seq_len": 32},
-            "certification": {"fraction": 0.5, "assumed_discordance": 0.3},
-            **(search or {}),
-        },
-    }
-    for key, value in sections.items():
-        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
-    path = root / "search.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+from tests.helpers.search import TERMS, write_search_config
+from tests.helpers.tiny import save_tiny_model
 
 
 def _summary(capsys) -> dict:
@@ -170,7 +47,7 @@ def _weights(model_dir: Path) -> dict:
 @pytest.mark.slow
 def test_search_in_process_certifies_registers_and_resumes(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir)
+    cfg_path = write_search_config(tmp_path, model_dir)
     assert main(["search", str(cfg_path), "--run-id", "s1", "--in-process"]) == 0
     s, log = _summary_and_log(capsys)
     # the dense statistics were collected once, in setup, for every candidate (OWL wanda
@@ -263,7 +140,7 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, capsys
     from medprune.search.space import build_space
 
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(
+    cfg_path = write_search_config(
         tmp_path,
         model_dir,
         search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False},
@@ -289,7 +166,7 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, capsys
 @pytest.mark.slow
 def test_search_pipeline_runs_with_kfp_local(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(
+    cfg_path = write_search_config(
         tmp_path,
         model_dir,
         search={"axes": [{"kind": "width", "values": [0.2, 0.4]}], "bisect": False},
@@ -316,7 +193,7 @@ def test_search_pipeline_runs_with_kfp_local(tmp_path, capsys):
 
 def test_one_item_category_exits_2_before_any_pruning(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir)
+    cfg_path = write_search_config(tmp_path, model_dir)
     mcq = tmp_path / "data" / "mcq.jsonl"
     with mcq.open("a") as fh:
         fh.write(
@@ -340,7 +217,7 @@ def test_one_item_category_exits_2_before_any_pruning(tmp_path, capsys):
 
 def test_too_small_certification_set_exits_2_naming_the_numbers(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(
+    cfg_path = write_search_config(
         tmp_path, model_dir, gate={"non_inferiority": {"margin": 0.05, "min_items": 5}}
     )
     assert main(["search", str(cfg_path), "--run-id", "b2"]) == 2
@@ -372,7 +249,7 @@ def test_nothing_passing_everywhere_names_the_smallest_step_per_source(tmp_path,
     on it: nothing is certified or registered, and the search names what each source alone
     would have certified."""
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(
+    cfg_path = write_search_config(
         tmp_path,
         model_dir,
         search={"axes": [{"kind": "width", "values": [0.2, 0.4]}]},
@@ -402,7 +279,7 @@ def test_the_built_in_set_alone_cannot_certify_a_search(tmp_path, capsys):
     """The built-in MCQ set and the recovery text come from the same generator: its
     evidence is not independent, so a search with no other source stops before any work."""
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir)
+    cfg_path = write_search_config(tmp_path, model_dir)
     cfg = yaml.safe_load(cfg_path.read_text())
     del cfg["evaluate"]["mcq_sources"]
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -422,7 +299,7 @@ def test_the_built_in_set_alone_cannot_certify_a_search(tmp_path, capsys):
 
 def test_a_declared_source_contradicting_its_card_or_an_empty_source_exits_2(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir)
+    cfg_path = write_search_config(tmp_path, model_dir)
     other = tmp_path / "data" / "other.jsonl"
     _card(other, "wordnet-medical", "evaluation")
     cfg = yaml.safe_load(cfg_path.read_text())
@@ -444,7 +321,7 @@ def test_a_declared_source_contradicting_its_card_or_an_empty_source_exits_2(tmp
 
 def test_leaking_recovery_text_exits_2(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir)
+    cfg_path = write_search_config(tmp_path, model_dir)
     rec = tmp_path / "data" / "recovery.jsonl"
     leaked = [
         f"Notes. Question {i} about cardio: which term fits? Answer: a term we trained on."
@@ -457,7 +334,7 @@ def test_leaking_recovery_text_exits_2(tmp_path, capsys):
 
 def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(
+    cfg_path = write_search_config(
         tmp_path,
         model_dir,
         pipeline={"base_image": "europe-west4-docker.pkg.dev/p/r/medprune-gpu:1"},
@@ -492,7 +369,7 @@ def test_a_running_candidates_recovery_stops_when_the_cpu_budget_left_runs_out(t
 
     model_dir = save_tiny_model(tmp_path / "model")
     cfg = load_config(
-        _config(
+        write_search_config(
             tmp_path,
             model_dir,
             search={
@@ -542,7 +419,7 @@ def test_gs_data_and_a_gs_workspace_on_cloud_storage_fuse(
 
     monkeypatch.setenv("MEDPRUNE_GCS_FUSE_ROOT", str(fuse_fs.root))
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(
+    cfg_path = write_search_config(
         tmp_path, model_dir, search={"axes": [{"kind": "width", "values": [0.2, 0.4]}]}
     )
     mounted = fuse_fs.root / "mounted" / "data"
@@ -594,7 +471,9 @@ def test_a_gs_workspace_without_the_fuse_mount_exits_2_before_any_work(
 ):
     monkeypatch.setenv("MEDPRUNE_GCS_FUSE_ROOT", str(tmp_path / "no-mount"))
     model_dir = save_tiny_model(tmp_path / "model")
-    cfg_path = _config(tmp_path, model_dir, search={"cache_dir": "gs://bkt/search-cache"})
+    cfg_path = write_search_config(
+        tmp_path, model_dir, search={"cache_dir": "gs://bkt/search-cache"}
+    )
     assert main(["search", str(cfg_path), "--run-id", "m1", "--in-process"]) == 2
     err = capsys.readouterr().err
     assert "search.cache_dir='gs://bkt/search-cache'" in err and "FUSE mount at" in err

@@ -8,7 +8,7 @@ import yaml
 
 from medprune.cli import main
 
-from conftest import write_run_config
+from tests.helpers.fixture_data import write_run_config
 
 
 @pytest.fixture

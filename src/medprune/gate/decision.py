@@ -11,8 +11,9 @@ completed, were run on identical items with identical settings, and every check 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from medprune.config import GateConfig, NonInferiorityConfig
 from medprune.config.gate import metric_direction
@@ -333,6 +334,216 @@ def _critical(ids: list[str], paired) -> GateCheck:
     return check
 
 
+@dataclass(frozen=True)
+class GateInputs:
+    """What every threshold check reads: the two evaluations (``results.json`` contents),
+    their per-item MCQ predictions and the gate's config."""
+
+    baseline: dict
+    candidate: dict
+    cfg: GateConfig
+    baseline_predictions: Sequence[dict] | None = None
+    candidate_predictions: Sequence[dict] | None = None
+
+    @cached_property
+    def baseline_metrics(self) -> dict[str, float]:
+        return metric_values(self.baseline)
+
+    @cached_property
+    def candidate_metrics(self) -> dict[str, float]:
+        return metric_values(self.candidate)
+
+    def both(self, metric: str) -> tuple[float, float] | None:
+        """The metric's (baseline, candidate) values, or None when either is missing."""
+        b, c = self.baseline_metrics.get(metric), self.candidate_metrics.get(metric)
+        return None if b is None or c is None else (b, c)
+
+
+def _completion(g: GateInputs) -> list[GateCheck]:
+    checks = []
+    for label, res in (("baseline", g.baseline), ("candidate", g.candidate)):
+        done = bool(res.get("complete"))
+        checks.append(
+            _flag(
+                f"{label}_complete",
+                f"{label} evaluation complete",
+                done,
+                f"{label} evaluation {'completed' if done else 'did not complete'}",
+            )
+        )
+    return checks
+
+
+def _judge_completion(g: GateInputs) -> list[GateCheck]:
+    """A configured clinical judge that did not finish cannot count as passed."""
+    checks = []
+    for label, res in (("baseline", g.baseline), ("candidate", g.candidate)):
+        if not ((res.get("settings") or {}).get("judge") or {}).get("enabled"):
+            continue
+        verdict = res.get("judge") or {}
+        ok = bool(verdict.get("complete"))
+        why = verdict.get("error") or "the judge did not run"
+        checks.append(
+            _flag(
+                f"{label}_judge_complete",
+                f"{label} clinical judge complete",
+                ok,
+                f"{label} judge rated {verdict.get('n', 0)} notes"
+                if ok
+                else f"{label} judge incomplete ({why}): the gate cannot count it as passed",
+                {"usage": verdict.get("usage"), "error": verdict.get("error")},
+            )
+        )
+    return checks
+
+
+def _same_evaluation(g: GateInputs) -> list[GateCheck]:
+    if "settings" not in g.baseline or "settings" not in g.candidate:
+        return []
+    diff = _settings_differences(g.baseline["settings"], g.candidate["settings"])
+    return [
+        _flag(
+            "same_evaluation",
+            "identical items and settings",
+            not diff,
+            "baseline and candidate evaluated on identical items and settings"
+            if not diff
+            else f"baseline and candidate evaluations differ in {diff}: they cannot be compared",
+            {"differs": diff},
+        )
+    ]
+
+
+def _min_accuracy(g: GateInputs) -> list[GateCheck]:
+    if g.cfg.min_accuracy is None:
+        return []
+    acc = g.candidate_metrics.get("accuracy")
+    return [_check("min_accuracy", "candidate accuracy", acc, g.cfg.min_accuracy, ">=")]
+
+
+def _max_accuracy_drop(g: GateInputs) -> list[GateCheck]:
+    if g.cfg.max_accuracy_drop is None:
+        return []
+    pair = g.both("accuracy")
+    drop = None if pair is None else pair[0] - pair[1]
+    return [
+        _check(
+            "max_accuracy_drop", "accuracy drop vs baseline", drop, g.cfg.max_accuracy_drop, "<="
+        )
+    ]
+
+
+def _max_perplexity_ratio(g: GateInputs) -> list[GateCheck]:
+    if g.cfg.max_perplexity_ratio is None:
+        return []
+    pair = g.both("perplexity")
+    ratio = None if pair is None else pair[1] / pair[0]
+    return [
+        _check(
+            "max_perplexity_ratio",
+            "perplexity ratio candidate/baseline",
+            ratio,
+            g.cfg.max_perplexity_ratio,
+            "<=",
+        )
+    ]
+
+
+def _floors(g: GateInputs) -> list[GateCheck]:
+    return [
+        _check(f"floor_{metric}", f"candidate {metric}", g.candidate_metrics.get(metric), v, ">=")
+        for metric, v in g.cfg.floors.items()
+    ]
+
+
+def _ceilings(g: GateInputs) -> list[GateCheck]:
+    return [
+        _check(f"ceiling_{metric}", f"candidate {metric}", g.candidate_metrics.get(metric), v, "<=")
+        for metric, v in g.cfg.ceilings.items()
+    ]
+
+
+def _max_drops(g: GateInputs) -> list[GateCheck]:
+    checks = []
+    for metric, value in g.cfg.max_drop.items():
+        pair = g.both(metric)
+        checks.append(
+            _check(
+                f"max_drop_{metric}",
+                f"{metric} drop (baseline - candidate)",
+                None if pair is None else pair[0] - pair[1],
+                value,
+                "<=",
+            )
+        )
+    return checks
+
+
+def _max_increases(g: GateInputs) -> list[GateCheck]:
+    checks = []
+    for metric, value in g.cfg.max_increase.items():
+        assert metric_direction(metric) is False
+        pair = g.both(metric)
+        checks.append(
+            _check(
+                f"max_increase_{metric}",
+                f"{metric} increase (candidate - baseline)",
+                None if pair is None else pair[1] - pair[0],
+                value,
+                "<=",
+            )
+        )
+    return checks
+
+
+def _category_floors(g: GateInputs) -> list[GateCheck]:
+    """``gate.category_floors``; ``"*"`` is every category the candidate was scored on."""
+    per_cat = (g.candidate.get("mcq") or {}).get("per_category", {})
+    checks = []
+    for cat, value in g.cfg.category_floors.items():
+        cats = sorted(per_cat) if cat == "*" else [cat]
+        if cat == "*" and not cats:
+            checks.append(
+                _check("category_floor_all", "candidate accuracy per category", None, value, ">=")
+            )
+        for name in cats:
+            checks.append(
+                _check(
+                    f"category_floor_{category_key(name)}",
+                    f"candidate accuracy on category {name!r}",
+                    per_cat.get(name, {}).get("acc"),
+                    value,
+                    ">=",
+                )
+            )
+    return checks
+
+
+def _critical_items(g: GateInputs) -> list[GateCheck]:
+    if not g.cfg.critical_items:
+        return []
+    paired = _paired(g.baseline_predictions, g.candidate_predictions, "correct")
+    return [_critical(g.cfg.critical_items, paired)]
+
+
+#: The gate's checks before the non-inferiority family, in the order a decision lists them;
+#: each returns its checks (none when its threshold is not configured).
+CHECKS: tuple[Callable[[GateInputs], list[GateCheck]], ...] = (
+    _completion,
+    _judge_completion,
+    _same_evaluation,
+    _min_accuracy,
+    _max_accuracy_drop,
+    _max_perplexity_ratio,
+    _floors,
+    _ceilings,
+    _max_drops,
+    _max_increases,
+    _category_floors,
+    _critical_items,
+)
+
+
 def decide(
     baseline: dict,
     candidate: dict,
@@ -351,138 +562,15 @@ def decide(
     ``gate.source_non_inferiority`` (an MCQ source name, or ``visit_notes``) to its per-item
     lines (``predictions-NAME.jsonl``, ``notes.jsonl``).
 
-    The built-in set and every source are one family of non-inferiority tests held at
-    :func:`family_alpha` by Holm; the candidate passes only if non-inferior on every
-    informative source. ``independent`` maps a source (``mcq`` for the built-in set) to
-    whether it is independent of the recovery / calibration text: evidence resting only on
-    dependent sources gets a warning (``dependent_evidence``), and with
-    ``require_independent`` (the search) it cannot pass."""
-    checks: list[GateCheck] = []
-    for label, res in (("baseline", baseline), ("candidate", candidate)):
-        done = bool(res.get("complete"))
-        checks.append(
-            _flag(
-                f"{label}_complete",
-                f"{label} evaluation complete",
-                done,
-                f"{label} evaluation {'completed' if done else 'did not complete'}",
-            )
-        )
-    for label, res in (("baseline", baseline), ("candidate", candidate)):
-        judged = ((res.get("settings") or {}).get("judge") or {}).get("enabled")
-        if judged:
-            verdict = res.get("judge") or {}
-            ok = bool(verdict.get("complete"))
-            why = verdict.get("error") or "the judge did not run"
-            checks.append(
-                _flag(
-                    f"{label}_judge_complete",
-                    f"{label} clinical judge complete",
-                    ok,
-                    f"{label} judge rated {verdict.get('n', 0)} notes"
-                    if ok
-                    else f"{label} judge incomplete ({why}): the gate cannot count it as passed",
-                    {"usage": verdict.get("usage"), "error": verdict.get("error")},
-                )
-            )
-    if "settings" in baseline and "settings" in candidate:
-        diff = _settings_differences(baseline["settings"], candidate["settings"])
-        checks.append(
-            _flag(
-                "same_evaluation",
-                "identical items and settings",
-                not diff,
-                "baseline and candidate evaluated on identical items and settings"
-                if not diff
-                else f"baseline and candidate evaluations differ in {diff}: they cannot be compared",
-                {"differs": diff},
-            )
-        )
-    base_m, cand_m = metric_values(baseline), metric_values(candidate)
-
-    # the original three thresholds
-    base_acc, cand_acc = base_m.get("accuracy"), cand_m.get("accuracy")
-    if cfg.min_accuracy is not None:
-        checks.append(
-            _check("min_accuracy", "candidate accuracy", cand_acc, cfg.min_accuracy, ">=")
-        )
-    if cfg.max_accuracy_drop is not None:
-        drop = None if base_acc is None or cand_acc is None else base_acc - cand_acc
-        checks.append(
-            _check(
-                "max_accuracy_drop", "accuracy drop vs baseline", drop, cfg.max_accuracy_drop, "<="
-            )
-        )
-    if cfg.max_perplexity_ratio is not None:
-        bp, cp = base_m.get("perplexity"), cand_m.get("perplexity")
-        ratio = None if bp is None or cp is None else cp / bp
-        checks.append(
-            _check(
-                "max_perplexity_ratio",
-                "perplexity ratio candidate/baseline",
-                ratio,
-                cfg.max_perplexity_ratio,
-                "<=",
-            )
-        )
-
-    for metric, value in cfg.floors.items():
-        checks.append(
-            _check(f"floor_{metric}", f"candidate {metric}", cand_m.get(metric), value, ">=")
-        )
-    for metric, value in cfg.ceilings.items():
-        checks.append(
-            _check(f"ceiling_{metric}", f"candidate {metric}", cand_m.get(metric), value, "<=")
-        )
-    for metric, value in cfg.max_drop.items():
-        b, c = base_m.get(metric), cand_m.get(metric)
-        checks.append(
-            _check(
-                f"max_drop_{metric}",
-                f"{metric} drop (baseline - candidate)",
-                None if b is None or c is None else b - c,
-                value,
-                "<=",
-            )
-        )
-    for metric, value in cfg.max_increase.items():
-        assert metric_direction(metric) is False
-        b, c = base_m.get(metric), cand_m.get(metric)
-        checks.append(
-            _check(
-                f"max_increase_{metric}",
-                f"{metric} increase (candidate - baseline)",
-                None if b is None or c is None else c - b,
-                value,
-                "<=",
-            )
-        )
-
-    per_cat = (candidate.get("mcq") or {}).get("per_category", {})
-    for cat, value in cfg.category_floors.items():
-        cats = sorted(per_cat) if cat == "*" else [cat]
-        if cat == "*" and not cats:
-            checks.append(
-                _check("category_floor_all", "candidate accuracy per category", None, value, ">=")
-            )
-        for name in cats:
-            acc = per_cat.get(name, {}).get("acc")
-            checks.append(
-                _check(
-                    f"category_floor_{category_key(name)}",
-                    f"candidate accuracy on category {name!r}",
-                    acc,
-                    value,
-                    ">=",
-                )
-            )
-
-    if cfg.critical_items:
-        checks.append(
-            _critical(
-                cfg.critical_items, _paired(baseline_predictions, candidate_predictions, "correct")
-            )
-        )
+    Every function of :data:`CHECKS` adds its checks, then the non-inferiority family: the
+    built-in set and every source are one family of tests held at :func:`family_alpha` by
+    Holm; the candidate passes only if non-inferior on every informative source.
+    ``independent`` maps a source (``mcq`` for the built-in set) to whether it is
+    independent of the recovery / calibration text: evidence resting only on dependent
+    sources gets a warning (``dependent_evidence``), and with ``require_independent`` (the
+    search) it cannot pass."""
+    inputs = GateInputs(baseline, candidate, cfg, baseline_predictions, candidate_predictions)
+    checks = [check for run in CHECKS for check in run(inputs)]
     items = {BUILTIN_SOURCE: (baseline_predictions, candidate_predictions)}
     for source in cfg.source_non_inferiority:
         items[source] = (

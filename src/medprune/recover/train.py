@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +26,13 @@ import torch
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
 from medprune.io.fuse import gcs_fuse_path
+from medprune.progress import Progress
 from medprune.recover import checkpoint as ckpt
 from medprune.recover.data import TrainExamples, batch_indices
 from medprune.recover.distill import lm_loss, recovery_loss
 from medprune.recover.masks import (
     capture_masks,
+    local_tensor,
     mask_gradients,
     merge_lora_through_masks,
     nm_violations,
@@ -39,8 +40,6 @@ from medprune.recover.masks import (
     verify_against_reference,
     verify_masks,
 )
-
-Progress = Callable[[str], None]
 
 
 def lr_at(step: int, cfg: RecoverConfig) -> float:
@@ -576,16 +575,11 @@ def _finish_recovery(
 BEST_FILE = "best_trainable-{shard}.safetensors"
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    """This process's part of a parameter (its shard of an FSDP2 DTensor, else the tensor)."""
-    return t.to_local() if hasattr(t, "to_local") else t
-
-
 def trainable_snapshot(model) -> dict[str, torch.Tensor]:
     """A CPU copy of the trainable parameters (LoRA: the adapters; full: every weight), of
     this process's shard under FSDP: no collective is needed to take or restore it."""
     return {
-        name: _local(p.detach()).to("cpu", copy=True)
+        name: local_tensor(p.detach()).to("cpu", copy=True)
         for name, p in model.named_parameters()
         if p.requires_grad
     }
@@ -599,7 +593,7 @@ def load_trainable(model, snapshot: dict[str, torch.Tensor]) -> None:
     if missing:
         raise RecoveryError(f"best weights do not fit the model: no parameter {missing[0]}")
     for name, t in snapshot.items():
-        _local(params[name].data).copy_(t)
+        local_tensor(params[name].data).copy_(t)
 
 
 def _best_shard(accelerator) -> int:

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from conftest import TEXTS, TINY_CONFIG
-from variants import CALIB, CLINICAL_TEXT, chat_tokenizer
+from tests.helpers.fixture_data import TEXTS
+from tests.helpers.tiny import TINY_CONFIG
+from tests.helpers.variants import CALIB, CLINICAL_TEXT, chat_tokenizer
 
 SP_VOCAB = 320
 

@@ -40,7 +40,7 @@ def pruned_tiny(seed: int = 0, pattern: str = "unstructured", sparsity: float = 
     from medprune.config import PruneConfig
     from medprune.prune.engine import prune_model
 
-    from conftest import tiny_llama
+    from tests.helpers.tiny import tiny_llama
 
     cfg = PruneConfig(method="magnitude", sparsity=sparsity, pattern=pattern)
     return prune_model(tiny_llama(seed), None, cfg).model

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import TINY_CONFIG, tiny_llama
+from tests.helpers.tiny import TINY_CONFIG, tiny_llama
 
 #: A byte-level BPE with a few real merges (GGUF's tokenizer needs merges), the specials
 #: after them; the tiny models get this vocabulary size.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import TINY_CONFIG
+from tests.helpers.tiny import TINY_CONFIG
 
 TINY = TINY_CONFIG
 
