@@ -35,6 +35,10 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the library is imported after the thread count is set
+    from medprune.search.state import SearchState, Workspace
 
 CACHE = Path(".cache/medprune")
 GATE = {  # examples/local.yaml's gate, with the exact McNemar interval for the guarantee
@@ -199,43 +203,41 @@ def hand_picked(results_dir: Path, objective: str) -> dict | None:
     return best
 
 
-def grid_estimate(summary: dict, state: dict, dense_eval_cpu: float) -> dict:
+def grid_estimate(summary: dict, state: SearchState, dense_eval_cpu: float) -> dict:
     """CPU seconds an exhaustive grid over the same axes would need, from this run's
     measured per-stage costs: prune every value, recover it with the full budget (rung 1 +
     final rung, as the search's final candidates were), evaluate it on all search items."""
     from medprune.search.candidate import cache_entry
 
-    cache = Path(state["workspace"]["cache_dir"])
+    ws = state.ws
     prune_cpu: dict[str, list[float]] = {}
     per_cand_prune = {}
     recover_cpu, eval_cpu = [], []
-    last = str(state["n_rungs"] - 1)
-    for cid, cand in state["candidates"].items():
-        meta = cache_entry(cache / cid / "pruned")
+    last = state.last_rung
+    for cid, cand in state.candidates.items():
+        meta = cache_entry(ws.candidate_dir(cid) / "pruned")
         if meta:
             per_cand_prune[cid] = meta["cpu_seconds"]
-            prune_cpu.setdefault(cand["chain"], []).append(meta["cpu_seconds"])
-        if last in cand["results"] and cand["results"][last].get("status") == "ok":
-            rec = [cache_entry(p) for p in (cache / cid).glob("recovered-*")]
+            prune_cpu.setdefault(cand.chain, []).append(meta["cpu_seconds"])
+        if last in cand.results and cand.results[last].get("status") == "ok":
+            rec = [cache_entry(p) for p in ws.candidate_dir(cid).glob("recovered-*")]
             recover_cpu.append(sum(m["cpu_seconds"] for m in rec if m))
-            evals = [cache_entry(p) for p in (cache / cid).glob("eval-*")]
+            evals = [cache_entry(p) for p in ws.candidate_dir(cid).glob("eval-*")]
             full = [
                 m
                 for m in evals
-                if m and m.get("model_dir", "").startswith(str(cache / cid / "recovered"))
+                if m and m.get("model_dir", "").startswith(str(ws.candidate_dir(cid) / "recovered"))
             ]
             if full:
                 eval_cpu.append(max(m["cpu_seconds"] for m in full))
     full_recover = statistics.mean(recover_cpu) if recover_cpu else None
     full_eval = statistics.mean(eval_cpu) if eval_cpu else dense_eval_cpu
     total = 0.0
-    for cid, cand in state["candidates"].items():
-        total += per_cand_prune.get(
-            cid, statistics.mean(prune_cpu.get(cand["chain"], [0.0]) or [0.0])
-        )
+    for cid, cand in state.candidates.items():
+        total += per_cand_prune.get(cid, statistics.mean(prune_cpu.get(cand.chain, [0.0]) or [0.0]))
         total += (full_recover or 0.0) + full_eval
     return {
-        "candidates": len(state["candidates"]),
+        "candidates": len(state.candidates),
         "cpu_seconds": total,
         "estimated": True,
         "prune_cpu_mean_by_axis": {k: statistics.mean(v) for k, v in prune_cpu.items()},
@@ -244,50 +246,51 @@ def grid_estimate(summary: dict, state: dict, dense_eval_cpu: float) -> dict:
     }
 
 
-def shared_cpu_seconds(ws: dict) -> dict[str, float]:
+def shared_cpu_seconds(ws: Workspace) -> dict[str, float]:
     """What the search's setup made once for every candidate (dense model, its evaluations
     and calibration statistics), at the CPU seconds each cost when made."""
     from medprune.search.candidate import cache_entry
 
     out = {}
+    paths = ws.to_dict()
     for key in ("dense_model", "dense_calibration"):
-        if ws.get(key):
-            meta = cache_entry(Path(ws[key]).parent)
+        if paths.get(key):
+            meta = cache_entry(Path(paths[key]).parent)
             out[key] = meta["cpu_seconds"] if meta else 0.0
     for key in ("baseline_search_eval", "baseline_certification_eval"):
-        meta = cache_entry(Path(ws[key]))
+        meta = cache_entry(Path(paths[key]))
         out[key] = meta["cpu_seconds"] if meta else 0.0
     return out
 
 
-def certification_cpu_seconds(state: dict) -> float:
+def certification_cpu_seconds(state: SearchState) -> float:
     """The certification evaluations of a (search or grid) state, at what they cost when made."""
     from medprune.search.candidate import cache_entry
 
     total = 0.0
-    for cand in state["candidates"].values():
-        cert = cand.get("certification") or {}
+    for cand in state.candidates.values():
+        cert = cand.certification or {}
         meta = cache_entry(Path(cert["eval_dir"])) if cert.get("eval_dir") else None
         total += meta["cpu_seconds"] if meta else 0.0
     return total
 
 
-def from_scratch_cpu_seconds(state: dict) -> float:
+def from_scratch_cpu_seconds(state: SearchState) -> float:
     """CPU seconds a search (or grid) state's work costs from scratch: every cache entry its
     candidates used, once (a later rung reuses an earlier rung's pruned model), the shared
     dense pieces and the certification evaluations."""
     pieces: dict[str, float] = {}
-    for cand in state["candidates"].values():
-        for res in cand["results"].values():
+    for cand in state.candidates.values():
+        for res in cand.results.values():
             pieces.update(res.get("pieces") or {})
     return (
         sum(pieces.values())
-        + sum(shared_cpu_seconds(state["workspace"]).values())
+        + sum(shared_cpu_seconds(state.ws).values())
         + certification_cpu_seconds(state)
     )
 
 
-def run_grid(cfg, state: dict, run_id: str, *, progress=print) -> dict:
+def run_grid(cfg, state: SearchState, run_id: str, *, progress=print) -> dict:
     """The exhaustive grid over the search's space, for real: every candidate pruned,
     recovered with the full budget (rung 1's recovery, then the final rung's continuing it:
     the search's finalists' treatment) and evaluated on all search items (the final rung's);
@@ -296,51 +299,51 @@ def run_grid(cfg, state: dict, run_id: str, *, progress=print) -> dict:
     (``state``: the search's final state) where the settings hash matches, counting each
     reused piece at what it cost when made. Writes its own state, summary and report into the
     run folder ``RUN_ID-grid``; the search's are left alone."""
-    import copy
-
     from medprune.search import plan as planner
     from medprune.search.candidate import run_candidate
     from medprune.search.stage import certify
     from medprune.search.workspace import run_dir
 
-    last = state["n_rungs"] - 1
-    grid = copy.deepcopy(state)
-    ws = grid["workspace"]
-    ws["run_dir"] = str(run_dir(cfg, f"{run_id}-grid"))
-    Path(ws["run_dir"]).mkdir(parents=True, exist_ok=True)
-    grid.update(error=None, certification=None, registered=None, phase="done")
-    grid["rung_counts"] = [0] * state["n_rungs"]
-    grid["budget"] = dict(grid["budget"], cpu_seconds=0.0, cpu_seconds_cached=0.0, cut_short=[])
+    last = state.n_rungs - 1
+    grid = state.model_copy(deep=True)
+    ws = grid.ws
+    ws.run_dir = str(run_dir(cfg, f"{run_id}-grid"))
+    Path(ws.run_dir).mkdir(parents=True, exist_ok=True)
+    grid.error, grid.certification, grid.registered, grid.phase = None, None, None, "done"
+    grid.rung_counts = [0] * state.n_rungs
+    grid.budget = grid.budget.model_copy(
+        update={"cpu_seconds": 0.0, "cpu_seconds_cached": 0.0, "cut_short": []}
+    )
     rows = []
-    for cid, cand in grid["candidates"].items():
-        cand.update(status="untried", stopped=None, results={}, certification=None)
-        cand.pop("cut_short", None)
-        cand.pop("recover_caps", None)
+    for cid, cand in grid.candidates.items():
+        cand.status, cand.stopped, cand.results, cand.certification = "untried", None, {}, None
+        cand.cut_short = None
+        cand.recover_caps = None
         task = {
             "kind": "candidate",
             "id": cid,
             "rung": last,
-            "steps": cand["steps"],
-            "label": cand["label"],
+            "steps": cand.steps,
+            "label": cand.label,
             "recover_caps": {},
         }
         res = run_candidate(cfg, task, ws, progress=progress)
-        cand["results"][str(last)] = res
-        grid["rung_counts"][last] += 1
-        grid["budget"]["cpu_seconds"] += res["cpu_seconds"]
-        grid["budget"]["cpu_seconds_cached"] += res.get("cpu_seconds_cached", 0.0)
+        cand.results[str(last)] = res
+        grid.rung_counts[last] += 1
+        grid.budget.cpu_seconds += res["cpu_seconds"]
+        grid.budget.cpu_seconds_cached += res.get("cpu_seconds_cached", 0.0)
         if res["status"] != "ok":
-            cand["status"], cand["stopped"] = "failed", f"failed: {res.get('error')}"
+            cand.status, cand.stopped = "failed", f"failed: {res.get('error')}"
         else:
-            cand["status"], cand["objective_value"] = f"rung{last}", res["objective_value"]
+            cand.status, cand.objective_value = f"rung{last}", res["objective_value"]
             if not planner.in_race(grid, cfg, res, last):
-                cand["stopped"] = (
+                cand.stopped = (
                     f"out: accuracy difference {res['difference']:+.3f} on {res['n_items']} "
                     "search items is below -(margin + the final rung's tolerance)"
                 )
         rows.append(
             {
-                "label": cand["label"],
+                "label": cand.label,
                 "status": res["status"],
                 "cpu_seconds": sum((res.get("pieces") or {}).values()),
                 "cpu_seconds_this_run": res["cpu_seconds"],
@@ -351,7 +354,7 @@ def run_grid(cfg, state: dict, run_id: str, *, progress=print) -> dict:
             }
         )
     cert = certify(cfg, grid, progress=progress)
-    certified = grid["candidates"][cert["certified"]] if cert.get("certified") else None
+    certified = grid.candidates[cert["certified"]] if cert.get("certified") else None
     shared = shared_cpu_seconds(ws)
     certification = certification_cpu_seconds(grid)
     total = sum(r["cpu_seconds"] for r in rows) + sum(shared.values()) + certification
@@ -359,20 +362,20 @@ def run_grid(cfg, state: dict, run_id: str, *, progress=print) -> dict:
         "candidates": len(rows),
         "estimated": False,
         "cpu_seconds": total,
-        "cpu_seconds_this_run": grid["budget"]["cpu_seconds"],
+        "cpu_seconds_this_run": grid.budget.cpu_seconds,
         "shared_cpu_seconds": shared,
         "certification_cpu_seconds": certification,
         "certified": None
         if certified is None
         else {
-            "label": certified["label"],
-            "objective_value": certified.get("objective_value"),
-            "certification_interval": (certified.get("certification") or {}).get("interval"),
+            "label": certified.label,
+            "objective_value": certified.objective_value,
+            "certification_interval": (certified.certification or {}).get("interval"),
         },
-        "certification_order": [grid["candidates"][c]["label"] for c in cert.get("order", [])],
+        "certification_order": [grid.candidates[c].label for c in cert.get("order", [])],
         "why_not_certified": cert.get("why"),
         "rows": rows,
-        "run_dir": ws["run_dir"],
+        "run_dir": ws.run_dir,
     }
 
 
@@ -483,7 +486,7 @@ def main() -> int:
     state = load_state(cfg, run_id)
     from medprune.search.candidate import cache_entry
 
-    dense_eval = [cache_entry(Path(state["workspace"]["baseline_search_eval"]))]
+    dense_eval = [cache_entry(Path(state.ws.baseline_search_eval))]
     search_scratch = from_scratch_cpu_seconds(state)
     if args.run_grid:
         grid = run_grid(cfg, state, run_id)
@@ -517,7 +520,7 @@ def main() -> int:
             },
         },
         "certification_order": [
-            state["candidates"][c]["label"] for c in summary["certification"].get("order", [])
+            state.candidates[c].label for c in summary["certification"].get("order", [])
         ],
         "error": summary.get("error"),
         "rung_counts": summary["rung_counts"],

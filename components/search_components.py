@@ -20,8 +20,7 @@ def search_setup_component(config_json: str, run_id: str) -> str:
     from medprune.search.stage import setup
 
     state, batch = setup(RunConfig.from_json(config_json), run_id)
-    state["next_batch"] = batch
-    return json.dumps(state)
+    return json.dumps(dict(state.to_dict(), next_batch=batch))
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -41,9 +40,11 @@ def search_candidate_component(config_json: str, task: str) -> str:
 
     from medprune.config import RunConfig
     from medprune.search.stage import step
+    from medprune.search.state import Workspace
 
     item = json.loads(task)
-    return json.dumps(step(RunConfig.from_json(config_json), item.pop("workspace"), item))
+    workspace = Workspace.model_validate(item.pop("workspace"))
+    return json.dumps(step(RunConfig.from_json(config_json), workspace, item))
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -53,28 +54,27 @@ def search_advance_component(config_json: str, state: str, results: List[str]) -
 
     from medprune.config import RunConfig
     from medprune.search.stage import advance
+    from medprune.search.state import SearchState
 
-    st = json.loads(state)
-    st["next_batch"] = advance(
-        RunConfig.from_json(config_json), st, [json.loads(r) for r in results]
-    )
-    return json.dumps(st)
+    st = SearchState.from_json(state)  # the state without the batch it handed on
+    batch = advance(RunConfig.from_json(config_json), st, [json.loads(r) for r in results])
+    return json.dumps(dict(st.to_dict(), next_batch=batch))
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def search_certify_component(config_json: str, state: str, report_html: Output[HTML]) -> bool:
     """Fixed-sequence certification on the certification set (the state, with its answer,
     is saved in the run's folder); the search report; returns whether one was certified."""
-    import json
     import shutil
     from pathlib import Path
 
     from medprune.config import RunConfig
     from medprune.search.stage import certify
+    from medprune.search.state import SearchState
 
-    st = json.loads(state)
+    st = SearchState.from_json(state)
     cert = certify(RunConfig.from_json(config_json), st)
-    shutil.copyfile(Path(st["workspace"]["run_dir"]) / "report.html", report_html.path)
+    shutil.copyfile(Path(st.ws.run_dir) / "report.html", report_html.path)
     return bool(cert.get("certified"))
 
 

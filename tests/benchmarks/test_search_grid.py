@@ -4,7 +4,6 @@ test, reuses the search's cache entries and counts them at what they cost when m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -33,9 +32,9 @@ def test_the_grid_runs_every_candidate_and_counts_reused_pieces_from_scratch(tmp
     said: list[str] = []
     run_search(cfg, "s", progress=said.append)
     state = load_state(cfg, "s")
-    last = str(state["n_rungs"] - 1)
-    (finalist,) = [c for c in state["candidates"].values() if last in c["results"]]
-    (other,) = [c for c in state["candidates"].values() if last not in c["results"]]
+    last = state.last_rung
+    (finalist,) = [c for c in state.candidates.values() if last in c.results]
+    (other,) = [c for c in state.candidates.values() if last not in c.results]
 
     said.clear()
     grid = run_grid(cfg, state, "s", progress=said.append)
@@ -45,18 +44,18 @@ def test_the_grid_runs_every_candidate_and_counts_reused_pieces_from_scratch(tmp
     # the final rung's evaluation
     assert all(r["status"] == "ok" and r["n_items"] == 16 for r in rows.values())
     # the search's finalist came entirely from the search's cache, counted at its making cost
-    search_pieces = finalist["results"][last]["pieces"]
+    search_pieces = finalist.results[last]["pieces"]
     for path in search_pieces:
         assert f"cache hit: {path}" in said
-    fin = rows[finalist["label"]]
+    fin = rows[finalist.label]
     assert fin["cpu_seconds"] == pytest.approx(sum(search_pieces.values()))
     assert fin["cpu_seconds"] == pytest.approx(
         sum(cache_entry(Path(p))["cpu_seconds"] for p in search_pieces)
     )
     assert fin["cpu_seconds_this_run"] < fin["cpu_seconds"]
     # the dropped one reused its pruned model and paid for its recoveries and evaluation
-    grid_state = json.loads((run_dir(cfg, "s-grid") / "state.json").read_text())
-    other_pieces = grid_state["candidates"][other["id"]]["results"][last]["pieces"]
+    grid_state = load_state(cfg, "s-grid")
+    other_pieces = grid_state.candidates[other.id].results[last]["pieces"]
     assert any("/pruned" in p and f"cache hit: {p}" in said for p in other_pieces)
     made = [p for p in other_pieces if "recovered-" in p]
     assert made and not any(f"cache hit: {p}" in said for p in made)
@@ -76,7 +75,7 @@ def test_the_grid_runs_every_candidate_and_counts_reused_pieces_from_scratch(tmp
     assert from_scratch_cpu_seconds(grid_state) == pytest.approx(grid["cpu_seconds"])
     # the same certification, on the grid's own chosen candidates; the search's files stay
     assert grid["certification_order"] and grid["certified"]["label"] in grid["certification_order"]
-    assert load_state(cfg, "s")["certification"] == state["certification"]
+    assert load_state(cfg, "s").certification == state.certification
     assert (run_dir(cfg, "s-grid") / "summary.json").is_file()
 
 

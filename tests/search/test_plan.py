@@ -215,7 +215,7 @@ def test_first_probe_of_a_structured_axis_removes_at_most_a_third():
 def _state(cfg):
     chains = build_space(cfg)
     split = {"n_search": 200, "n_certification": 400, "search_ids": [], "certification_ids": []}
-    return planner.initial_state(cfg, chains, workspace={}, split=split, baseline={})
+    return planner.initial_state(cfg, chains, workspace=None, split=split, baseline={})
 
 
 def _result(task, difference, objective, rung=None, status="ok"):
@@ -246,7 +246,7 @@ def _run(cfg, truth):
         steps.append([(t["label"], t["rung"]) for t in real])
         results = []
         for t in real:
-            share = state["candidates"][t["id"]]["first_value"] or 0
+            share = state.candidates[t["id"]].first_value or 0
             results.append(_result(t, truth(t["label"], t["rung"]), 1000 * (1 - share)))
         batch = planner.advance(state, cfg, results or [planner.NOOP])
     return state, steps
@@ -268,18 +268,16 @@ def test_bisection_finds_the_boundary_with_few_candidates():
     rung0 = [lab for step in steps for lab, r in step if r == 0]
     assert rung0[0] == "width 30%"  # the one-third prior, not the middle of [10%, 50%]
     assert len(rung0) <= 4  # a grid would prune all nine values
-    chain = state["chains"][0]
-    labels = [state["candidates"][i]["label"] for i in chain["ids"]]
-    assert labels[chain["lo"]] == "width 35%" and labels[chain["hi"]] == "width 40%"
-    assert state["rung_counts"][0] == len(rung0)
+    chain = state.chains[0]
+    labels = [state.candidates[i].label for i in chain.ids]
+    assert labels[chain.lo] == "width 35%" and labels[chain.hi] == "width 40%"
+    assert state.rung_counts[0] == len(rung0)
     skipped = [
-        c
-        for c in state["candidates"].values()
-        if (c["stopped"] or "").startswith("skipped by bisection")
+        c for c in state.candidates.values() if (c.stopped or "").startswith("skipped by bisection")
     ]
-    assert skipped and all(not c["results"] for c in skipped)
+    assert skipped and all(not c.results for c in skipped)
     order = planner.certification_order(state, cfg)
-    assert order and state["candidates"][order[-1]]["label"] == "width 35%"
+    assert order and state.candidates[order[-1]].label == "width 35%"
 
 
 def test_successive_halving_keeps_the_most_compressed_and_the_safest():
@@ -298,7 +296,7 @@ def test_successive_halving_keeps_the_most_compressed_and_the_safest():
         "width 10%",
         "width 60%",
     ]  # ceil(6/3) = 2: the most compressed + the most accurate
-    why = {c["label"]: c["stopped"] for c in state["candidates"].values()}
+    why = {c.label: c.stopped for c in state.candidates.values()}
     assert "successive halving" in why["width 30%"]
 
 
@@ -338,8 +336,8 @@ def test_a_failed_candidate_is_recorded_and_the_search_goes_on():
         for i, t in enumerate(batch)
     ]
     planner.advance(state, cfg, results)
-    failed = [c for c in state["candidates"].values() if c["status"] == "failed"]
-    assert len(failed) == 1 and "failed at rung 0: boom" in failed[0]["stopped"]
+    failed = [c for c in state.candidates.values() if c.status == "failed"]
+    assert len(failed) == 1 and "failed at rung 0: boom" in (failed[0].stopped or "")
     assert len(planner.certification_order(state, cfg)) == 2
 
 
@@ -358,9 +356,7 @@ def test_budget_stops_exploration_in_priority_order():
     state = _state(cfg)
     batch = planner.explore_batch(cfg, state)
     assert [t["label"] for t in batch] == ["width 10%", "width 20%", "depth 10%"]
-    assert (
-        "budget: 3 candidates used" in state["candidates"][state["chains"][1]["ids"][1]]["stopped"]
-    )
+    assert "budget: 3 candidates used" in (state.candidates[state.chains[1].ids[1]].stopped or "")
 
 
 def test_too_few_certification_items_for_the_observed_discordance_stops_the_search():
@@ -372,24 +368,50 @@ def test_too_few_certification_items_for_the_observed_discordance_stops_the_sear
         }
     )
     state = _state(cfg)
-    state["split"]["n_certification"] = 100
+    state.split["n_certification"] = 100
     batch = planner.explore_batch(cfg, state)
     results = [dict(_result(t, 0.0, 1.0), discordance=0.4) for t in batch]
     nxt = planner.advance(state, cfg, results)
     assert nxt == [planner.NOOP]
-    assert (
-        "certification set too small" in state["error"]
-        and "the certification set has 100" in state["error"]
-    )
-    assert state["sample_size"]["observed"] and state["sample_size"]["needed"] > 100
+    assert "certification set too small" in (
+        state.error or ""
+    ) and "the certification set has 100" in (state.error or "")
+    assert state.sample_size is not None
+    assert state.sample_size["observed"] and state.sample_size["needed"] > 100
 
 
-def test_state_is_plain_json():
+def test_state_is_plain_json(tmp_path):
     import json
+
+    from medprune.search.state import SearchState
 
     cfg = _cfg()
     state = _state(cfg)
-    assert json.loads(json.dumps(state)) == copy.deepcopy(state)
+    batch = planner.explore_batch(cfg, state)
+    planner.advance(state, cfg, [_result(t, 0.0, 1.0) for t in batch])
+    data = state.to_dict()
+    assert json.loads(json.dumps(data)) == copy.deepcopy(data)
+    state.save(tmp_path / "state.json")
+    assert json.loads((tmp_path / "state.json").read_text()) == data
+    assert SearchState.load(tmp_path / "state.json") == state
+
+
+def test_a_state_file_from_before_the_typed_state_still_loads():
+    from medprune.search.state import SearchState
+
+    cfg = _cfg()
+    old = _state(cfg).to_dict()
+    # the dict state left out what was not yet set, and a pipeline task added its batch
+    for key in ("rung", "independence", "registered"):
+        del old[key]
+    for cand in old["candidates"].values():
+        for key in ("objective_value", "recover_caps", "cap_reasons", "cut_short"):
+            del cand[key]
+        del cand["certification"]
+    old["next_batch"] = [planner.NOOP]
+    state = SearchState.from_dict(old)
+    assert state.rung is None and state.independence is None
+    assert state.to_dict() == _state(cfg).to_dict()
 
 
 def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_says_so():
@@ -415,8 +437,8 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
     results = [_result(t, 0.0, 100.0 * (6 - i)) for i, t in enumerate(batch)]
     batch = planner.advance(state, cfg, results)
     assert len(batch) == 2 and all(t["recover_caps"] == {"1": 0.5} for t in batch)
-    rung1 = [state["candidates"][t["id"]]["label"] for t in batch]
-    assert state["budget"]["cut_short"] == []  # not yet: only if the cap stops it
+    rung1 = [state.candidates[t["id"]].label for t in batch]
+    assert state.budget.cut_short == []  # not yet: only if the cap stops it
     # rung 1 used the rest: the cap stopped one recovery, the other finished its 50 steps;
     # the final rung gets no recovery
     results = [
@@ -429,12 +451,12 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
     ]
     batch = planner.advance(state, cfg, results)
     assert len(batch) == 1 and batch[0]["recover_caps"] == {"1": 0.5, "2": 0.0}
-    first, second = (state["candidates"][r["id"]] for r in results)
+    first, second = (state.candidates[r["id"]].to_dict() for r in results)
     (why,) = [w for w in first["cut_short"] if w.startswith("rung 1")]
     assert why.startswith("rung 1: recovery capped at 0.500 CPU minutes (rungs[1] asks 1 minutes)")
     assert "1.00 minutes left (1.00 of budget.cpu_minutes=2 used) shared by 2 candidate(s)" in why
     assert why.endswith("; its time ran out after 7 of 50 steps")
-    cand = state["candidates"][batch[0]["id"]]
+    cand = state.candidates[batch[0]["id"]].to_dict()
     assert cand["cut_short"][-1].startswith("rung 2: no recovery (rungs[2] asks 1 minutes)")
     assert "the CPU budget is spent (2.00 of budget.cpu_minutes=2 used)" in cand["cut_short"][-1]
     assert "rung 1" not in " ".join(second.get("cut_short") or [])  # finished within its cap
@@ -459,7 +481,7 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
     batch = planner.explore_batch(free, state)
     batch = planner.advance(state, free, [_result(t, 0.0, 1.0) for t in batch])
     assert batch and all(t["recover_caps"] == {} for t in batch)
-    assert state["budget"]["cut_short"] == []
+    assert state.budget.cut_short == []
 
 
 def test_search_uris_are_checked_before_submit():

@@ -382,14 +382,14 @@ def test_a_running_candidates_recovery_stops_when_the_cpu_budget_left_runs_out(t
     )
     quiet: list[str] = []
     state, batch = stage.setup(cfg, "cap", progress=quiet.append)
-    results = [stage.step(cfg, state["workspace"], t, progress=quiet.append) for t in batch]
+    results = [stage.step(cfg, state.ws, t, progress=quiet.append) for t in batch]
     # a budget that leaves 0.33 CPU seconds once rung 0 is paid (the cap, rounded down to
     # 0.001 minutes: 0.005); what rung 0 costs varies by machine, so the budget is set from
     # what it measured
-    state["budget"]["cpu_minutes"] = (sum(r["cpu_seconds"] for r in results) + 0.33) / 60
+    state.budget.cpu_minutes = (sum(r["cpu_seconds"] for r in results) + 0.33) / 60
     batch = stage.advance(cfg, state, results, progress=quiet.append)
     assert [t["recover_caps"] for t in batch] == [{"1": 0.005}]
-    res = stage.step(cfg, state["workspace"], batch[0], progress=quiet.append)
+    res = stage.step(cfg, state.ws, batch[0], progress=quiet.append)
     assert res["status"] == "ok"
     rep = res["recovery"][0]
     assert rep["rung"] == 1 and rep["budget_reached"] and 0 < rep["steps"] < 500

@@ -20,6 +20,7 @@ from medprune.config import RunConfig
 from medprune.evaluate.runner import evaluation_settings, read_predictions, read_results
 from medprune.io.atomic import atomic_write_json
 from medprune.progress import Progress
+from medprune.search.state import Workspace
 
 DONE = "medprune_cache.json"  # written last into every cache entry: its presence = complete
 
@@ -166,7 +167,7 @@ def uses_dense_statistics(prune_cfg) -> bool:
 
 
 def run_candidate(
-    cfg: RunConfig, task: dict, workspace: dict, *, progress: Progress = print
+    cfg: RunConfig, task: dict, workspace: Workspace, *, progress: Progress = print
 ) -> dict:
     """Run one task of a search batch; never raises for a candidate's own failure."""
     if task.get("kind") == "noop":
@@ -200,7 +201,7 @@ def run_candidate(
     }
 
 
-def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
+def _run(cfg: RunConfig, task: dict, ws: Workspace, progress: Progress) -> dict:
     from medprune.evaluate.stage import stage_evaluate
     from medprune.prune.stage import stage_prune
     from medprune.recover.stage import stage_recover
@@ -210,8 +211,8 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
     cfg = localize_data(cfg)  # gs:// data: through the FUSE mount, else downloaded
     sc = cfg.search
     assert sc is not None
-    cache = Path(ws["cache_dir"]) / task["id"]
-    dense = ws["dense_model"]
+    cache = ws.candidate_dir(task["id"])
+    dense = ws.dense_model
     rung = int(task["rung"])
     cached_cpu = 0.0
     pieces: dict[str, float] = {}  # every cache entry this task used: what it cost when made
@@ -219,7 +220,8 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
     last_prune = step_config(cfg, steps[-1])
 
     def prune(tmp: Path) -> dict:
-        src, reports = dense, []
+        src: str | Path = dense
+        reports: list[dict] = []
         for i, step in enumerate(steps):
             out = tmp / ("model" if i == len(steps) - 1 else f"step{i}")
             progress(f"pruning {task['label']}: step {i + 1}/{len(steps)}")
@@ -227,10 +229,10 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
             shared = (
                 None  # the dense statistics fit the first step only (later ones see a pruned model)
             )
-            if i == 0 and ws.get("dense_calibration") and uses_dense_statistics(pc):
+            if i == 0 and ws.dense_calibration and uses_dense_statistics(pc):
                 from medprune.prune import DenseCalibration
 
-                shared = DenseCalibration.load(ws["dense_calibration"])
+                shared = DenseCalibration.load(ws.dense_calibration)
             report = stage_prune(
                 with_sections(cfg, prune=json.loads(pc.model_dump_json())),
                 src,
@@ -309,7 +311,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         model_dir = entry / "model"
 
     rung_cfg = sc.rungs[rung]
-    ev = rung_eval_config(cfg, ws["slices"][rung], rung_cfg.ppl_texts)
+    ev = rung_eval_config(cfg, ws.slices[rung], rung_cfg.ppl_texts)
     ecfg = with_sections(cfg, evaluate=ev)
     model_key = model_dir.parent.name
     eval_entry = (
@@ -328,7 +330,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
     pieces[str(eval_entry)] = meta["cpu_seconds"]
     results = read_results(eval_entry)
     preds = read_predictions(eval_entry) or []
-    paired = paired_difference(read_predictions(ws["baseline_search_eval"]) or [], preds)
+    paired = paired_difference(read_predictions(ws.baseline_search_eval) or [], preds)
     out = {
         **paired,
         "model_dir": str(model_dir),
@@ -345,8 +347,9 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
         "cpu_seconds_cached": cached_cpu,
         "pieces": pieces,
     }
-    if rung == 0 and ws.get("kl_texts"):
-        kl_entry = cache / f"kl-{content_hash([sc.kl.texts, sc.kl.seq_len, ws['kl_texts']])}"
+    kl_texts = ws.kl_texts
+    if rung == 0 and kl_texts:
+        kl_entry = cache / f"kl-{content_hash([sc.kl.texts, sc.kl.seq_len, kl_texts])}"
 
         def kl(tmp: Path) -> dict:
             from medprune.io.jsonl import read_texts
@@ -356,7 +359,7 @@ def _run(cfg: RunConfig, task: dict, ws: dict, progress: Progress) -> dict:
                 "kl": kl_to_dense(
                     dense,
                     model_dir,
-                    read_texts(local_data_path(ws["kl_texts"])),
+                    read_texts(local_data_path(kl_texts)),
                     sc.kl.texts,
                     sc.kl.seq_len,
                 )

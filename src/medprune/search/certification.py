@@ -13,48 +13,49 @@ from medprune.search import plan as planner
 from medprune.search.candidate import cached, content_hash, with_sections
 from medprune.search.certify import certify_sequence, gate_on_certification, smallest_per_source
 from medprune.search.remote import localize_data
+from medprune.search.state import SearchState
 from medprune.search.workspace import evaluate_into
 
 
-def certify_candidates(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
+def certify_candidates(cfg: RunConfig, state: SearchState, *, progress: Progress = print) -> dict:
     """Fixed-sequence certification of the final rung's candidates; records the answer in
-    ``state['certification']`` and returns it (the caller saves the state)."""
+    ``state.certification`` and returns it (the caller saves the state)."""
     search = cfg.search
     assert search is not None  # only a config with a search section runs a search
-    ws = state["workspace"]
-    if state["error"]:
-        state["certification"] = {
+    ws = state.ws
+    if state.error:
+        state.certification = {
             "order": [],
             "certified": None,
             "decisions": {},
-            "why": state["error"],
+            "why": state.error,
         }
-        return state["certification"]
+        return state.certification
     order = planner.certification_order(state, cfg)
-    last = str(state["n_rungs"] - 1)
-    ecfg = localize_data(with_sections(cfg, evaluate=ws["certification_eval"]))
+    last = state.last_rung
+    ecfg = localize_data(with_sections(cfg, evaluate=ws.certification_eval))
     eval_hash = content_hash(evaluation_settings(ecfg.evaluate, cfg.model.dtype))
-    gate_root = Path(ws["run_dir"]) / "certification"
+    gate_root = Path(ws.run_dir) / "certification"
 
     def test(cid: str):
-        cand = state["candidates"][cid]
-        model_dir = Path(cand["results"][last]["model_dir"])
-        entry = Path(ws["cache_dir"]) / cid / f"certeval-{model_dir.parent.name}-{eval_hash}"
+        cand = state.candidates[cid]
+        model_dir = Path(cand.results[last]["model_dir"])
+        entry = ws.candidate_dir(cid) / f"certeval-{model_dir.parent.name}-{eval_hash}"
         cached(
             entry,
             lambda tmp: evaluate_into(
-                ecfg, model_dir, tmp, f"{cand['label']} (certification)", progress
+                ecfg, model_dir, tmp, f"{cand.label} (certification)", progress
             ),
             progress,
         )
         decision = gate_on_certification(
             cfg,
-            ws["baseline_certification_eval"],
+            ws.baseline_certification_eval,
             entry,
             gate_root / cid,
-            state.get("independence"),  # made by setup on the downloaded files
+            state.independence,  # made by setup on the downloaded files
         )
-        cand["certification"] = {
+        cand.certification = {
             "passed": decision.passed,
             "reasons": decision.reasons,
             "interval": decision.interval,
@@ -65,7 +66,7 @@ def certify_candidates(cfg: RunConfig, state: dict, *, progress: Progress = prin
             "gate_dir": str(gate_root / cid),
         }
         progress(
-            f"certification of {cand['label']}: {'PASSED' if decision.passed else 'FAILED'}"
+            f"certification of {cand.label}: {'PASSED' if decision.passed else 'FAILED'}"
             + ("" if decision.passed else ": " + "; ".join(decision.reasons))
         )
         return decision
@@ -81,28 +82,28 @@ def certify_candidates(cfg: RunConfig, state: dict, *, progress: Progress = prin
         for source, best in smallest_per_source(order, decisions, search.alpha).items():
             per_source[source] = {
                 "smallest": best,
-                "label": None if best is None else state["candidates"][best]["label"],
+                "label": None if best is None else state.candidates[best].label,
             }
             progress(
                 f"certification on {source} alone: "
                 + (
-                    f"{state['candidates'][best]['label']} (the most compressed it certifies)"
+                    f"{state.candidates[best].label} (the most compressed it certifies)"
                     if best
                     else "not even the least compressed candidate"
                 )
             )
     sequence = order[: index + 2] if index + 1 < len(order) else order  # what the sequence tested
     for i, cid in enumerate(order):
-        cand = state["candidates"][cid]
+        cand = state.candidates[cid]
         if cid not in decisions or cid not in sequence:
-            cand["stopped"] = (
+            cand.stopped = (
                 "not tested: an earlier candidate in the certification sequence failed"
                 + (" (evaluated only for the per-source report)" if cid in decisions else "")
             )
         elif not decisions[cid].passed:
-            cand["stopped"] = "failed certification: " + "; ".join(decisions[cid].reasons)
+            cand.stopped = "failed certification: " + "; ".join(decisions[cid].reasons)
         elif i < index:
-            cand["stopped"] = "certified, but a more compressed candidate was certified after it"
+            cand.stopped = "certified, but a more compressed candidate was certified after it"
     certified = order[index] if index >= 0 else None
     why = (
         None
@@ -110,12 +111,12 @@ def certify_candidates(cfg: RunConfig, state: dict, *, progress: Progress = prin
         else (
             "no candidate reached certification"
             if not order
-            else f"no candidate passed on every source: {state['candidates'][order[0]]['label']} "
+            else f"no candidate passed on every source: {state.candidates[order[0]].label} "
             "(first in the sequence) failed certification: "
             + "; ".join(decisions[order[0]].reasons)
         )
     )
-    state["certification"] = {
+    state.certification = {
         "order": order,
         "certified": certified,
         "why": why,
@@ -123,11 +124,13 @@ def certify_candidates(cfg: RunConfig, state: dict, *, progress: Progress = prin
         "method": search.certification.method,
         "sources": {cid: [v.to_dict() for v in d.sources] for cid, d in decisions.items()},
         "smallest_per_source": per_source,
-        "independence": state.get("independence", []),
+        "independence": state.independence if state.independence is not None else [],
     }
     if certified:
-        state["candidates"][certified]["stopped"] = (
+        state.candidates[
+            certified
+        ].stopped = (
             "CERTIFIED: the most compressed candidate that passed the gate on the certification set"
         )
-        state["candidates"][certified]["status"] = "certified"
-    return state["certification"]
+        state.candidates[certified].status = "certified"
+    return state.certification

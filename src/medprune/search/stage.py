@@ -22,11 +22,14 @@ from medprune.search.certification import certify_candidates
 from medprune.search.checks import SearchError, preflight_search, split_items
 from medprune.search.remote import localize_data
 from medprune.search.space import step_config
+from medprune.search.state import SEARCH_SUMMARY, SearchState, Workspace
 from medprune.search.summary import search_summary
-from medprune.search.workspace import SEARCH_SUMMARY, eval_brief, make_workspace, save
+from medprune.search.workspace import eval_brief, make_workspace, save
 
 
-def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[dict, list[dict]]:
+def setup(
+    cfg: RunConfig, run_id: str, *, progress: Progress = print
+) -> tuple[SearchState, list[dict]]:
     """Check, split, load the dense model and evaluate it on both sets (all cached); return
     the initial state and the first batch."""
     source, cfg = cfg, localize_data(cfg)  # the workspace records the configured paths
@@ -40,16 +43,16 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
         workspace=workspace,
         split=split.to_dict(),
         baseline={
-            "search": eval_brief(read_results(workspace["baseline_search_eval"])),
-            "certification": eval_brief(read_results(workspace["baseline_certification_eval"])),
+            "search": eval_brief(read_results(workspace.baseline_search_eval)),
+            "certification": eval_brief(read_results(workspace.baseline_certification_eval)),
         },
     )
-    state["sample_size"] = dict(
+    state.sample_size = dict(
         found["sample_size"].to_dict(), observed=False, message=found["sample_size"].message()
     )
-    state["independence"] = [r.to_dict() for r in found["independence"]]
+    state.independence = [r.to_dict() for r in found["independence"]]
     batch = planner.explore_batch(cfg, state)
-    save(cfg, state)
+    save(state)
     progress(
         f"search: {sum(len(c.candidates) for c in chains)} candidates in {len(chains)} chains; "
         f"{len(split.search_ids)} search items, {len(split.certification_ids)} certification items; "
@@ -58,39 +61,40 @@ def setup(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> tuple[d
     return state, batch
 
 
-def step(cfg: RunConfig, workspace: dict, task: dict, *, progress: Progress = print) -> dict:
+def step(cfg: RunConfig, workspace: Workspace, task: dict, *, progress: Progress = print) -> dict:
     """One candidate task of a batch (see :func:`medprune.search.candidate.run_candidate`)."""
     return run_candidate(cfg, task, workspace, progress=progress)
 
 
 def advance(
-    cfg: RunConfig, state: dict, results: list[dict], *, progress: Progress = print
+    cfg: RunConfig, state: SearchState, results: list[dict], *, progress: Progress = print
 ) -> list[dict]:
+    """Record a batch's results and save the state; return the next batch."""
     batch = planner.advance(state, cfg, results)
-    save(cfg, state)
+    save(state)
     real = [t for t in batch if t.get("kind") != "noop"]
     progress(
-        f"search step {state['step']}: {state['phase']}"
-        + (f" rung {state.get('rung')}" if state["phase"] == "rung" else "")
+        f"search step {state.step}: {state.phase}"
+        + (f" rung {state.rung}" if state.phase == "rung" else "")
         + f"; next: {[t['label'] for t in real] or 'nothing'}"
     )
-    if state["error"]:
-        progress(f"search stopped: {state['error']}")
+    if state.error:
+        progress(f"search stopped: {state.error}")
     return batch
 
 
-def certify(cfg: RunConfig, state: dict, *, progress: Progress = print) -> dict:
+def certify(cfg: RunConfig, state: SearchState, *, progress: Progress = print) -> dict:
     """Fixed-sequence certification of the final rung's candidates
     (:func:`medprune.search.certification.certify_candidates`); records the answer in
-    ``state['certification']``, saves the state and returns the answer."""
+    ``state.certification``, saves the state and returns the answer."""
     answer = certify_candidates(cfg, state, progress=progress)
-    save(cfg, state)
+    save(state)
     return answer
 
 
 def finish(
     cfg: RunConfig,
-    state: dict,
+    state: SearchState,
     summary_dir: str | Path,
     *,
     register: bool,
@@ -98,41 +102,42 @@ def finish(
 ) -> dict:
     """Register the certified candidate (``register``) through the register stage, or record
     why nothing was; write the search summary into ``summary_dir`` and the run directory."""
-    cert = state.get("certification") or {}
+    cert = state.certification or {}
     registered = None
     run_summary = None
     if register:
         cid = cert.get("certified")
         if not cid:
             raise SearchError("nothing was certified, so nothing can be registered")
-        cand = state["candidates"][cid]
-        last = str(state["n_rungs"] - 1)
-        steps = cand["steps"]
+        cand = state.candidates[cid]
+        ws = state.ws
+        cand_cert = cand.certification or {}
+        steps = cand.steps
         reg_cfg = with_sections(
             cfg, prune=json.loads(step_config(cfg, steps[-1]).model_dump_json())
         )
-        tmp = Path(state["workspace"]["run_dir"]) / "register"
+        tmp = Path(ws.run_dir) / "register"
         tmp.mkdir(parents=True, exist_ok=True)
         run_summary = stage_register(
             reg_cfg,
             RunArtifacts(
-                state["workspace"]["run_id"],
-                cand["results"][last]["model_dir"],
-                cand["certification"]["gate_dir"],
-                state["workspace"]["baseline_certification_eval"],
-                cand["certification"]["eval_dir"],
+                ws.run_id,
+                cand.results[state.last_rung]["model_dir"],
+                cand_cert["gate_dir"],
+                ws.baseline_certification_eval,
+                cand_cert["eval_dir"],
                 tmp,
             ),
             progress=progress,
         )
         registered = run_summary["registered"]
-    state["registered"] = registered
+    state.registered = registered
     summary = search_summary(state)
     if run_summary is not None:
         summary["certified_run"] = {k: v for k, v in run_summary.items() if k != "evaluation"}
     Path(summary_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(summary_dir) / SEARCH_SUMMARY, summary)
-    save(cfg, state, summary=summary)
+    save(state, summary=summary)
     return summary
 
 
@@ -141,13 +146,13 @@ def run_search(cfg: RunConfig, run_id: str, *, progress: Progress = print) -> di
     pipeline (which runs them as kfp tasks, each rung's candidates in parallel)."""
     state, batch = setup(cfg, run_id, progress=progress)
     for _ in range(planner.total_steps(state)):
-        results = [step(cfg, state["workspace"], task, progress=progress) for task in batch]
+        results = [step(cfg, state.ws, task, progress=progress) for task in batch]
         batch = advance(cfg, state, results, progress=progress)
     cert = certify(cfg, state, progress=progress)
     return finish(
         cfg,
         state,
-        Path(state["workspace"]["run_dir"]),
+        Path(state.ws.run_dir),
         register=bool(cert.get("certified")),
         progress=progress,
     )

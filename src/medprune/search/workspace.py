@@ -31,10 +31,21 @@ from medprune.search.candidate import (
 from medprune.search.remote import localize_data
 from medprune.search.space import Chain, step_config
 from medprune.search.split import Split, write_items
+from medprune.search.state import SEARCH_SUMMARY, STATE_FILE, SearchState, Workspace
 from medprune.search.summary import search_summary
 
-SEARCH_SUMMARY = "summary.json"
-STATE_FILE = "state.json"
+__all__ = [
+    "SEARCH_SUMMARY",
+    "STATE_FILE",
+    "dense_statistics",
+    "eval_brief",
+    "evaluate_into",
+    "load_state",
+    "make_workspace",
+    "run_dir",
+    "save",
+    "workspace_root",
+]
 
 
 def workspace_root(cfg: RunConfig) -> Path:
@@ -56,7 +67,7 @@ def make_workspace(
     cert_raw: list[dict],
     chains: list[Chain],
     progress: Progress,
-) -> dict:
+) -> Workspace:
     """The items (search, certification, each rung's slice), the dense model, its calibration
     statistics and its evaluations on both sets (all cached); returns the workspace's paths.
     ``cfg`` is ``source`` (the configured paths, which the workspace records) with its data
@@ -101,25 +112,30 @@ def make_workspace(
     cert_ev.update(mcq=str(cert_file), max_items=None)
     cert_eval = baseline("dense (certification set)", cert_ev)
     kl_texts = source.prune.calibration.data or source.evaluate.perplexity
-    return {
-        "root": str(root),
-        "run_dir": str(rdir),
-        "cache_dir": str(root / "candidates"),
-        "dense_model": str(dense),
-        "search_items": str(search_file),
-        "certification_items": str(cert_file),
-        "slices": slices,
-        "baseline_search_eval": search_eval,
-        "baseline_certification_eval": cert_eval,
-        "certification_eval": cert_ev,
-        "kl_texts": kl_texts,
-        "dense_calibration": dense_stats,
-        "run_id": run_id,
-    }
+    return Workspace(
+        root=str(root),
+        run_dir=str(rdir),
+        cache_dir=str(root / "candidates"),
+        dense_model=str(dense),
+        search_items=str(search_file),
+        certification_items=str(cert_file),
+        slices=slices,
+        baseline_search_eval=search_eval,
+        baseline_certification_eval=cert_eval,
+        certification_eval=cert_ev,
+        kl_texts=kl_texts,
+        dense_calibration=dense_stats,
+        run_id=run_id,
+    )
 
 
 def dense_statistics(
-    cfg: RunConfig, chains, root: Path, dense_key: str, dense: Path, progress: Progress
+    cfg: RunConfig,
+    chains: list[Chain],
+    root: Path,
+    dense_key: str,
+    dense: Path,
+    progress: Progress,
 ) -> str | None:
     """The dense model's calibration statistics, collected once per search (one pass over
     the dense layers) and cached under the model and the calibration settings; every
@@ -159,16 +175,16 @@ def eval_brief(results: dict) -> dict:
     return {k: v for k, v in metric_values(results).items() if not k.startswith("accuracy_")}
 
 
-def save(cfg: RunConfig, state: dict, *, summary: dict | None = None) -> None:
+def save(state: SearchState, *, summary: dict | None = None) -> None:
     """Write state.json, summary.json (while running: the candidates so far) and report.html."""
     from medprune.search.report import render_search_report  # matplotlib: only when saving
 
-    rdir = Path(state["workspace"]["run_dir"])
-    atomic_write_json(rdir / STATE_FILE, state)
+    ws = state.ws
+    state.save(ws.state_file)
     summary = summary or search_summary(state)
-    atomic_write_json(rdir / SEARCH_SUMMARY, summary)
-    render_search_report(summary, rdir)
+    atomic_write_json(ws.summary_file, summary)
+    render_search_report(summary, Path(ws.run_dir))
 
 
-def load_state(cfg: RunConfig, run_id: str) -> dict:
-    return json.loads((run_dir(cfg, run_id) / STATE_FILE).read_text())
+def load_state(cfg: RunConfig, run_id: str) -> SearchState:
+    return SearchState.load(run_dir(cfg, run_id) / STATE_FILE)
