@@ -21,7 +21,7 @@ from medprune.report.plots import accuracy_tradeoff, category_bars, confidence_i
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
 
-_CSS = """
+REPORT_CSS = """
 body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1100px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
@@ -67,7 +67,7 @@ def _img(png: bytes | None, alt: str) -> str:
 
 def render_html(data: ReportData) -> str:
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(data.title)}</title><style>{_CSS}</style></head><body>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(data.title)}</title><style>{REPORT_CSS}</style></head><body>"
     ]
     parts.append(f"<h1>{_e(data.title)}</h1>")
     verdict = (

@@ -14,7 +14,8 @@ from medprune.report.data import CHART_CATEGORIES, ReportData, most_changed
 BASE_COLOR, CAND_COLOR = "#7f8c8d", "#2471a3"
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes (for :func:`data_uri`)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
@@ -76,7 +77,7 @@ def category_figure(data: ReportData, top: int = CHART_CATEGORIES) -> Figure | N
 def category_bars(data: ReportData, top: int = CHART_CATEGORIES) -> bytes | None:
     """:func:`category_figure` as PNG."""
     fig = category_figure(data, top)
-    return _png(fig) if fig is not None else None
+    return png_bytes(fig) if fig is not None else None
 
 
 def tradeoff_figure(data: ReportData) -> Figure | None:
@@ -125,7 +126,7 @@ def tradeoff_figure(data: ReportData) -> Figure | None:
 def accuracy_tradeoff(data: ReportData) -> bytes | None:
     """:func:`tradeoff_figure` as PNG."""
     fig = tradeoff_figure(data)
-    return _png(fig) if fig is not None else None
+    return png_bytes(fig) if fig is not None else None
 
 
 def confidence_interval(data: ReportData) -> bytes | None:
@@ -148,4 +149,4 @@ def confidence_interval(data: ReportData) -> bytes | None:
     ax.set_xlabel(
         f"candidate - baseline {ci.get('metric', 'acc')} ({ci['confidence']:.0%} CI, {ci['method']}, n={ci['n']})"
     )
-    return _png(fig)
+    return png_bytes(fig)

@@ -11,8 +11,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from medprune.io.atomic import atomic_write_text
-from medprune.report.html import _CSS
-from medprune.report.plots import _png, data_uri
+from medprune.report.html import REPORT_CSS
+from medprune.report.plots import data_uri, png_bytes
 
 REPORT_FILE = "report.html"
 _RUNG_COLORS = ["#bdc3c7", "#85c1e9", "#2471a3", "#154360", "#0b2239"]
@@ -90,7 +90,7 @@ def pareto_plot(summary: dict) -> bytes | None:
     ax.set_ylabel("accuracy on search items")
     ax.set_title("Candidates: size vs clinical accuracy (dotted: dense - margin)")
     ax.legend(fontsize=8, loc="lower right")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _e(v) -> str:
@@ -112,7 +112,7 @@ def _fmt(v, kind: str = "f") -> str:
 def render_search_html(summary: dict) -> str:
     cert = summary.get("certified")
     parts = [
-        f"<html><head><meta charset='utf-8'><title>medprune search</title><style>{_CSS}</style></head><body>",
+        f"<html><head><meta charset='utf-8'><title>medprune search</title><style>{REPORT_CSS}</style></head><body>",
         "<h1>medprune search</h1>",
     ]
     if summary.get("error"):
