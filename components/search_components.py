@@ -2,7 +2,7 @@
 :mod:`medprune.search.stage` (setup, one candidate, advance, certify, finish)."""
 
 # No "from __future__ import annotations" here: kfp reads the real annotation objects.
-from typing import List  # noqa: UP035  kfp reads typing.List annotations
+from typing import List  # kfp reads typing.List annotations
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Output
@@ -24,7 +24,7 @@ def search_setup_component(config_json: str, run_id: str) -> str:
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def search_batch_component(state: str) -> List[str]:  # noqa: UP006
+def search_batch_component(state: str) -> List[str]:
     """The next batch of a state, as the list a dsl.ParallelFor loops over (each task
     carries the workspace's paths)."""
     import json
@@ -48,7 +48,7 @@ def search_candidate_component(config_json: str, task: str) -> str:
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def search_advance_component(config_json: str, state: str, results: List[str]) -> str:  # noqa: UP006
+def search_advance_component(config_json: str, state: str, results: List[str]) -> str:
     """Record a batch's results (survivors, bisection); the new state holds the next batch."""
     import json
 

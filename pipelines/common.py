@@ -35,7 +35,7 @@ def pipeline_image(cfg: RunConfig, local: bool) -> str:
         return component_image(cfg)
     try:
         return component_image(cfg)
-    except Exception:  # noqa: BLE001  (no image configured: irrelevant for kfp.local)
+    except Exception:  # no image configured: irrelevant for kfp.local
         return LOCAL_IMAGE
 
 

@@ -39,18 +39,17 @@ def two_steps():
 
 def test_terminal_gets_task_lines_progress_and_the_error(tmp_path):
     terminal = io.StringIO()
-    with RunLog(tmp_path / "run.log", terminal) as log:
-        with log.capture():
-            local.init(
-                runner=local.SubprocessRunner(use_venv=False),
-                pipeline_root=str(tmp_path / "root"),
-                raise_on_error=True,
-            )
-            try:
-                two_steps()
-                raised = False
-            except RuntimeError:
-                raised = True
+    with RunLog(tmp_path / "run.log", terminal) as log, log.capture():
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(tmp_path / "root"),
+            raise_on_error=True,
+        )
+        try:
+            two_steps()
+            raised = False
+        except RuntimeError:
+            raised = True
     assert raised
     lines = terminal.getvalue().splitlines()
     shown = [line.split("] ", 1)[-1] for line in lines]

@@ -29,7 +29,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # default_model_dir: the session fixture of tests/helpers/real_data.py (converted once).
 
 
-@pytest.fixture()
+@pytest.fixture
 def gguf_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "model" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     copy.parent.mkdir()

@@ -76,7 +76,7 @@ def tiny_gguf(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     return path, model
 
 
-@pytest.fixture()
+@pytest.fixture
 def chunked(tmp_path, monkeypatch, tiny_gguf, request) -> DefaultModel:
     site = tmp_path / "site"
     site.mkdir()

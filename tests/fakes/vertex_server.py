@@ -696,7 +696,7 @@ class FakeVertex:
         try:
             spec = yaml.safe_load(content)
             package = spec["pipelineInfo"]["name"]
-        except Exception:  # noqa: BLE001
+        except Exception:
             raise _HttpError(400, "content is not a compiled KFP pipeline") from None
         version = "sha256:" + hashlib.sha256(content).hexdigest()
         tags = [t for t in body["fields"].get("tags", "").split(",") if t]

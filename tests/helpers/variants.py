@@ -128,9 +128,9 @@ __all__ = [
     "CHATML",
     "CLINICAL_TEXT",
     "TINY_CONFIG",
+    "bpe_tokenizer",
     "build_variant",
     "chat_tokenizer",
     "save_variants",
-    "bpe_tokenizer",
     "variant_llama",
 ]

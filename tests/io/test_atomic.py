@@ -39,10 +39,9 @@ def test_marked_directory_works_without_directory_renames(fuse_fs):
 
 def test_interrupted_write_is_never_complete_and_is_cleared(tmp_path):
     out = tmp_path / "model"
-    with pytest.raises(RuntimeError):
-        with marked_directory(out) as d:
-            (d / "medprune_config.json").write_text("{}")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), marked_directory(out) as d:
+        (d / "medprune_config.json").write_text("{}")
+        raise RuntimeError("killed")
     assert list(out.iterdir()) == []
     # a writer killed without cleaning up (SIGKILL, preemption) leaves files but no marker
     (out / "medprune_config.json").write_text("{}")

@@ -159,7 +159,7 @@ class PruneConfig(_Strict):
                     f"prune.allocation.kind='owl' needs prune.pattern='unstructured', got {self.pattern!r}"
                 )
             lam = self.allocation.owl_lambda
-            if not (0.0 <= self.sparsity - lam and self.sparsity + lam < 1.0):
+            if not (self.sparsity - lam >= 0.0 and self.sparsity + lam < 1.0):
                 raise ValueError(
                     f"prune.allocation.owl_lambda={lam} takes layer sparsities outside [0, 1) around "
                     f"prune.sparsity={self.sparsity}; allowed: lambda <= min(sparsity, 1 - sparsity)"

@@ -408,7 +408,7 @@ def fetch_default_model(
     force: bool = False,
     progress: Callable[[str], None] = print,
     gguf_file: str | Path | None = None,
-    expected_sha256: str | None | Literal["pinned"] = "pinned",
+    expected_sha256: str | Literal["pinned"] | None = "pinned",
 ) -> Path:
     """Build (once) and return the Hugging Face directory of the registry model ``model``.
 

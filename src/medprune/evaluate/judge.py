@@ -187,7 +187,7 @@ def _secret_manager_key(cfg: JudgeConfig, where: str) -> str:
         ) from None
     except MedpruneError as exc:  # an endpoint refused before any request
         raise JudgeError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - any failure to read the secret stops the judge
+    except Exception as exc:  # any failure to read the secret stops the judge
         raise JudgeError(
             f"{where}.api_key_secret: cannot read {secret}: {type(exc).__name__}"
         ) from None

@@ -304,7 +304,6 @@ def read_predictions(eval_dir: str | Path, name: str = PREDICTIONS_FILE) -> list
 __all__ = [
     "GENERATIONS_FILE",
     "NOTES_FILE",
-    "source_predictions_file",
     "PREDICTIONS_FILE",
     "RESULTS_FILE",
     "category_key",
@@ -313,4 +312,5 @@ __all__ = [
     "metric_values",
     "read_predictions",
     "read_results",
+    "source_predictions_file",
 ]

@@ -279,7 +279,7 @@ class NoteResult:
     n: int
     rouge1: float
     rouge2: float
-    rougeLsum: float  # noqa: N815 (the metric's own name)
+    rougeLsum: float  # the metric's own name
     section_coverage: float
     hallucination_rate: float
     omission_rate: float

@@ -107,7 +107,7 @@ def detect_chat_format(tokenizer, model_name: str = "the model") -> ChatFormat:
     ]
     try:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # noqa: BLE001 - any template error means "not a format we know"
+    except Exception as exc:  # any template error means "not a format we know"
         raise ExportError(
             f"the chat template of {model_name} failed to render a conversation: {exc}"
         ) from None

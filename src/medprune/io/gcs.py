@@ -144,7 +144,7 @@ def _delete_quietly(bucket: storage.Bucket, names: list[str]) -> None:
     for name in names:
         try:
             bucket.blob(name).delete()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("could not delete gs://%s/%s during cleanup: %s", bucket.name, name, exc)
 
 

@@ -154,7 +154,7 @@ def prune_layer_sequentially(
             inputs.hidden[i] = out
         except _Abort:
             pass
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+        except BaseException as exc:  # re-raised by the caller
             worker.error = exc
         finally:
             worker.done = True

@@ -65,7 +65,7 @@ def config_error(model: nn.Module, **updates) -> str | None:
         if callable(validate):
             validate()
         type(cfg).from_dict(cfg.to_dict())
-    except Exception as exc:  # noqa: BLE001 - any failure means the config cannot round-trip
+    except Exception as exc:  # any failure means the config cannot round-trip
         return " ".join(str(exc).split())
     return None
 

@@ -164,7 +164,7 @@ def cancel_on_signals(
     holding its GPUs, after the pipeline was cancelled), then raises RecoveryError."""
     previous = {}
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         try:
             cancel()
         finally:

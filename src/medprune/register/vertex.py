@@ -300,7 +300,7 @@ def _delete_uploads(uris: list[str]) -> None:
     for uri in uris:
         try:
             delete_prefix(uri)
-        except Exception:  # noqa: BLE001 - the registration error is what matters
+        except Exception:  # the registration error is what matters
             log.warning("could not clean up %s after a failed registration", uri)
 
 

@@ -182,7 +182,7 @@ def run_candidate(
     try:
         out = _run(cfg, task, workspace, progress)
         status = {"status": "ok"}
-    except Exception as exc:  # noqa: BLE001  the search goes on; the error is recorded with the candidate
+    except Exception as exc:  # the search goes on; the error is recorded with the candidate
         progress(f"candidate {task['label']} failed at rung {task['rung']}: {exc}")
         out, status = (
             {},
