@@ -24,6 +24,7 @@ for SmolLM2) and the code imported while loading do not count against pruning.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -102,10 +103,8 @@ def _rss_kb(field: str = "VmRSS") -> int:
 
 
 def _reset_peak_rss() -> None:
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
 
 
 def calibration_ids(tokenizer, path: str, num_samples: int, seq_len: int):

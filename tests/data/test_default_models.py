@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _synthetic_packages(site: Path, blob: bytes, prefix: str) -> DefaultModel:
         gguf_filename="tiny.gguf",
         sha256=hashlib.sha256(blob).hexdigest(),
         parts=tuple(parts),
-        requirements=(f"{prefix}==1.0",) + tuple(f"{p.package}==1.0" for p in parts),
+        requirements=(f"{prefix}==1.0", *(f"{p.package}==1.0" for p in parts)),
         model_type="llama",
         weights_dtype="float32",
         terms=(TermsFile(prefix, "data/TERMS.txt", "TINY_TERMS.txt"),),
@@ -155,7 +156,9 @@ def test_missing_chunk_package_names_it_and_the_pip_command(chunked, tmp_path):
 
 def test_chunk_package_without_its_file_is_named(chunked, tmp_path):
     (Path(sys.path[0]) / chunked.parts[2].module / chunked.parts[2].filename).unlink()
-    with pytest.raises(ModelLoadError, match="has no data/tiny.gguf.part02; reinstall it with"):
+    with pytest.raises(
+        ModelLoadError, match=re.escape("has no data/tiny.gguf.part02; reinstall it with")
+    ):
         fetch_default_model(tmp_path / "cache", model=chunked, progress=lambda _: None)
 
 
@@ -177,7 +180,7 @@ def test_corrupt_chunk_fails_the_checksum_and_leaves_nothing(chunked, tmp_path):
 def test_a_truncated_chunk_fails_the_checksum_too(chunked, tmp_path):
     part = Path(sys.path[0]) / chunked.parts[2].module / chunked.parts[2].filename
     part.write_bytes(part.read_bytes()[:-100])
-    with pytest.raises(ModelLoadError, match="has sha256 .* a part is corrupt, missing bytes"):
+    with pytest.raises(ModelLoadError, match=r"has sha256 .* a part is corrupt, missing bytes"):
         fetch_default_model(tmp_path / "cache", model=chunked, progress=lambda _: None)
 
 
@@ -186,7 +189,9 @@ def test_wrong_architecture_is_refused(chunked, tmp_path):
 
     gemma_shaped = replace(chunked, model_type="gemma3_text")
     cache = tmp_path / "cache"
-    with pytest.raises(ModelLoadError, match="expected a gemma3_text architecture in tiny.gguf"):
+    with pytest.raises(
+        ModelLoadError, match=re.escape("expected a gemma3_text architecture in tiny.gguf")
+    ):
         fetch_default_model(cache, model=gemma_shaped, progress=lambda _: None)
     assert _leftovers(cache) == []
 

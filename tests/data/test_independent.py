@@ -8,6 +8,7 @@ import bz2
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_wordnet_bad_record_names_file_and_line(tmp_path: Path) -> None:
     path = _data_noun(tmp_path / "data.noun", extra=["30000000 26 n zz broken | gloss\n"])
     with pytest.raises(DataError, match=r"data\.noun:\d+: not a WordNet data\.noun record"):
         extract_medical_synsets(path)
-    with pytest.raises(DataError, match="WordNet data.noun not found"):
+    with pytest.raises(DataError, match=re.escape("WordNet data.noun not found")):
         extract_medical_synsets(tmp_path / "missing")
 
 

@@ -313,7 +313,7 @@ def test_secret_manager_endpoint_from_the_environment(fake, secret_manager, monk
         JudgeError, match=r"\$MEDPRUNE_SECRET_MANAGER_ENDPOINT: must be an https URL"
     ):
         resolve_api_key(cfg)
-    with pytest.raises(ConfigError, match="secret_manager_endpoint.*must be an https URL"):
+    with pytest.raises(ConfigError, match=r"secret_manager_endpoint.*must be an https URL"):
         parse_config(
             {
                 "model": {"source": "/m"},

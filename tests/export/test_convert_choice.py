@@ -22,7 +22,7 @@ BASE = dict(
 
 
 @pytest.mark.parametrize(
-    "config, message",
+    ("config", "message"),
     [
         ({"model_type": "gpt2"}, "architecture 'gpt2'"),
         (

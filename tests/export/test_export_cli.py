@@ -68,7 +68,7 @@ def test_export_of_a_version_folder_is_named_after_model_and_version(
 
 
 @pytest.mark.parametrize(
-    "ref, message",
+    ("ref", "message"),
     [
         ("clinical-tiny@staging", "has no alias 'staging'"),
         ("other-model@production", "'other-model' is not in the registry"),
@@ -105,7 +105,9 @@ def test_registry_export_failure_registers_nothing(tmp_path) -> None:
 
     model_dir = save_model(variant_llama(), bpe_tokenizer(), tmp_path / "no-template")
     reg = LocalRegistry(tmp_path / "registry")
-    with pytest.raises(ExportError, match="no chat template"):
-        with with_serving_exports(model_dir, ["gguf"], name="m") as staged:
-            reg.register("m", staged, {})
+    with (
+        pytest.raises(ExportError, match="no chat template"),
+        with_serving_exports(model_dir, ["gguf"], name="m") as staged,
+    ):
+        reg.register("m", staged, {})
     assert reg.versions("m") == []

@@ -89,7 +89,7 @@ def test_export_loads_back_with_matching_logits(exported, kind) -> None:
 
 def test_width_pruned_head_dim_is_not_hidden_over_heads(exported) -> None:
     """The case Ollama's own import gets wrong: head_dim != hidden_size / heads."""
-    model_dir, result = exported["width"]
+    _model_dir, result = exported["width"]
     md = read_gguf_metadata(result.gguf["f16"])
     heads, hidden = md["llama.attention.head_count"], md["llama.embedding_length"]
     assert hidden // heads != md["llama.attention.key_length"] == 16
@@ -98,7 +98,7 @@ def test_width_pruned_head_dim_is_not_hidden_over_heads(exported) -> None:
 
 
 def test_modelfile_and_manifest(exported) -> None:
-    model_dir, result = exported["dense"]
+    _model_dir, result = exported["dense"]
     text = result.modelfile.read_text()
     assert "FROM ./dense-q8_0.gguf\n" in text
     assert 'PARAMETER stop "<|im_start|>"' in text and 'PARAMETER stop "<|im_end|>"' in text

@@ -80,7 +80,7 @@ CASES = [(family, kind) for family in RUN_FAMILIES for kind in ("dense", "width"
 ]
 
 
-@pytest.mark.parametrize("family,kind", CASES)
+@pytest.mark.parametrize(("family", "kind"), CASES)
 def test_llama_cpp_logits_match_pytorch(family, kind, tmp_path, sp_model, text_file) -> None:
     from transformers import AutoModelForCausalLM
 

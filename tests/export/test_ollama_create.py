@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -122,7 +123,9 @@ def test_create_refuses_an_export_without_its_file(gemma_export, tmp_path, fake_
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "export.json").write_text((gemma_export / "export.json").read_text())
-    with pytest.raises(ExportError, match="medgemma-tiny-1-q8_0.gguf named by export.json"):
+    with pytest.raises(
+        ExportError, match=re.escape("medgemma-tiny-1-q8_0.gguf named by export.json")
+    ):
         create_in_ollama(broken, "x", host=fake_ollama.base_url)
     assert not [r for r in fake_ollama.requests if r[1] == "/api/create"]
 

@@ -119,7 +119,7 @@ def gcs_emulator(_gcs_emulator_server, monkeypatch: pytest.MonkeyPatch) -> Itera
     server, port = _gcs_emulator_server
     server.wipe()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    yield GcsEmulator("127.0.0.1", port, server)
+    return GcsEmulator("127.0.0.1", port, server)
 
 
 @pytest.fixture

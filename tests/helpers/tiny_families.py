@@ -13,7 +13,7 @@ TINY = TINY_CONFIG
 FAMILIES = ("llama", "mistral", "qwen2", "gemma", "phi3", "gemma3_text", "qwen3", "llama3")
 
 #: Every family the engine supports (``FAMILIES`` leaves out those covered by their own tests).
-ALL_FAMILIES = FAMILIES + ("gemma2",)
+ALL_FAMILIES = (*FAMILIES, "gemma2")
 
 LLAMA3_ROPE = {
     "rope_type": "llama3",

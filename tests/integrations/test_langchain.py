@@ -138,7 +138,7 @@ def test_vertex_alias_that_moves_loads_the_new_version(vertex_env, tmp_path) -> 
     # a download whose record names another version is refused, not loaded
     v2_record = next(r for r in records if json.loads(r.read_text())["source"].endswith("@2"))
     v2_record.write_text(json.dumps({"source": f"vertex://{name}@1", "fingerprint": "x"}))
-    with pytest.raises(ModelLoadError, match="resolves to .*@2, but the download"):
+    with pytest.raises(ModelLoadError, match=r"resolves to .*@2, but the download"):
         load_chat_model(uri, workdir=work, max_new_tokens=2)
 
 

@@ -12,7 +12,7 @@ def test_reads_records_with_line_numbers(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content,match",
+    ("content", "match"),
     [
         ("", "empty"),
         ('{"text": "a"}\n{"text": \n', r"b\.jsonl:2: invalid JSON"),

@@ -7,7 +7,7 @@ from medprune.io.uris import VertexModelRef, join_gcs, parse_gcs_uri, parse_vert
 
 
 @pytest.mark.parametrize(
-    "uri, expected",
+    ("uri", "expected"),
     [
         ("gs://my-bucket", ("my-bucket", "")),
         ("gs://my-bucket/", ("my-bucket", "")),
@@ -20,7 +20,7 @@ def test_parse_gcs(uri, expected) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri, message",
+    ("uri", "message"),
     [
         ("s3://bucket/x", "not a gs:// URI"),
         ("gs:/bucket/x", "not a gs:// URI"),

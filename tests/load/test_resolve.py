@@ -63,7 +63,7 @@ def test_gcs_source_missing_objects(tmp_path: Path, gcs_emulator) -> None:
     ],
 )
 def test_malformed_uris(tmp_path: Path, source: str) -> None:
-    with pytest.raises(UriError, match="expected|invalid bucket"):
+    with pytest.raises(UriError, match=r"expected|invalid bucket"):
         resolve_model_source(source, tmp_path)
 
 

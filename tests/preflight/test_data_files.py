@@ -175,7 +175,7 @@ def test_long_responses_are_reported_and_prompts_without_room_refused(tmp_path, 
 
 
 @pytest.mark.parametrize(
-    "field,value,match",
+    ("field", "value", "match"),
     [
         ("evaluate.mcq", "gs://Bad_Bucket/mcq.jsonl", "invalid bucket name 'Bad_Bucket'"),
         ("evaluate.mcq", "gs://bucket", "names a bucket, not a file"),

@@ -156,14 +156,14 @@ def test_bert_is_not_a_causal_lm(tmp_path):
     cfg = json.loads((model_dir / "config.json").read_text())
     cfg.pop("architectures")
     (model_dir / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match="model type .bert. is not supported for pruning"):
+    with pytest.raises(ModelLoadError, match=r"model type .bert. is not supported for pruning"):
         inspect_model_folder(model_dir)
     # the load stage checks too (a gs:// or vertex:// source reaches it unchecked)
     from medprune.config import parse_config
     from medprune.load.stage import stage_load
 
     cfg = parse_config({"model": {"source": str(model_dir)}, "evaluate": {"mcq": "/x.jsonl"}})
-    with pytest.raises(ModelLoadError, match="model type .bert. is not supported"):
+    with pytest.raises(ModelLoadError, match=r"model type .bert. is not supported"):
         stage_load(cfg, tmp_path / "out", progress=lambda _: None)
     assert not (tmp_path / "out").exists()
 
@@ -204,7 +204,7 @@ def test_non_finite_weights_refused_at_load(tiny_model_dir):
 
 
 @pytest.mark.parametrize(
-    "prune,match",
+    ("prune", "match"),
     [
         (
             {"method": "depth", "structured": {"layers_to_remove": [0, 5]}},

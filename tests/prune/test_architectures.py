@@ -115,7 +115,7 @@ def test_width_with_hidden_channels_reloads(family, tmp_path):
     torch.testing.assert_close(_logits(reloaded), _logits(new), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("family", FAMILIES + ("gemma2",))
+@pytest.mark.parametrize("family", [*FAMILIES, "gemma2"])
 def test_depth_removes_lowest_influence_layers(family, tmp_path):
     original = tiny_family(family, num_hidden_layers=4)
     model = copy.deepcopy(original)

@@ -41,7 +41,7 @@ def test_removing_every_layer():
     model = tiny_family("llama")
     snap = _snapshot(model)
     cfg = small_prune_config(method="depth", structured={"layers_to_remove": [0, 1]})
-    with pytest.raises(PruneError, match="remove all 2 layers.*at most 1"):
+    with pytest.raises(PruneError, match=r"remove all 2 layers.*at most 1"):
         prune_model(model, byte_tokenizer(), cfg, calib_texts=CALIB_TEXTS)
     assert _unchanged(model, snap)
 

@@ -45,7 +45,7 @@ def test_nm_mask_pattern_holds_everywhere():
     assert (keep.reshape(16, 4, 8).sum(-1) == 4).all()
 
 
-@pytest.mark.parametrize("n,m", [(4, 4), (0, 4), (5, 4)])
+@pytest.mark.parametrize(("n", "m"), [(4, 4), (0, 4), (5, 4)])
 def test_nm_mask_rejects_impossible(n, m):
     with pytest.raises(PruneError, match="N:M"):
         nm_mask(torch.ones(2, 8), n, m)

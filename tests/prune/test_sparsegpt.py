@@ -29,7 +29,7 @@ def test_exact_sparsity_and_lower_error_than_masks(sparsity):
     assert _err(w, new, x) < _err(w, wanda, x) < _err(w, mag, x)
 
 
-@pytest.mark.parametrize("n,m", [(2, 4), (4, 8)])
+@pytest.mark.parametrize(("n", "m"), [(2, 4), (4, 8)])
 def test_nm_pattern_in_every_group(n, m):
     w, x = _problem()
     new = sparsegpt_prune(w, x.T @ x, sparsity=0.0, nm=(n, m), blocksize=16)

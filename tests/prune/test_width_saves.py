@@ -50,7 +50,8 @@ def test_every_candidate_plan_saves(family, head_mode, tmp_path):
             plans = candidate_plans(model, cfg)
             break
         except PruneError as exc:
-            assert "cannot be reached" in str(exc)
+            if "cannot be reached" not in str(exc):
+                raise
     assert plans
     for i, plan in enumerate(plans):
         assert _saves(model, plan, tmp_path / str(i)), plan

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from medprune.config import parse_config
@@ -16,7 +18,7 @@ def test_defaults_are_full_finetune_with_distillation():
 
 
 @pytest.mark.parametrize(
-    "fields, where",
+    ("fields", "where"),
     [
         ({"mode": "qlora"}, "recover.mode"),
         ({"lora": {"r": 0}}, "recover.lora.r"),
@@ -40,7 +42,7 @@ def test_bad_recover_settings_name_the_field(fields, where):
 
 def test_eval_settings_message_names_fields():
     with pytest.raises(
-        ConfigError, match="eval_every needs recover.eval_data or recover.eval_fraction"
+        ConfigError, match=re.escape("eval_every needs recover.eval_data or recover.eval_fraction")
     ):
         _recover(eval_every=5)
 

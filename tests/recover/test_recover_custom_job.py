@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import yaml
@@ -174,9 +175,9 @@ def test_job_location_and_paths(tmp_path):
 
 
 def test_custom_job_validators_name_the_field(tmp_path):
-    with pytest.raises(ConfigError, match="recover.custom_job.machine_type"):
+    with pytest.raises(ConfigError, match=re.escape("recover.custom_job.machine_type")):
         _cfg(tmp_path, {**JOB, "machine_type": "A3 HIGH"})
-    with pytest.raises(ConfigError, match="recover.custom_job.replica_count"):
+    with pytest.raises(ConfigError, match=re.escape("recover.custom_job.replica_count")):
         _cfg(tmp_path, {**JOB, "replica_count": 0})
     with pytest.raises(ConfigError, match=r"recover.custom_job.*accelerator_count must be >= 1"):
         _cfg(tmp_path, {**JOB, "accelerator_count": 0})

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -47,12 +48,12 @@ def test_instruction_loss_only_on_response(tmp_path):
 def test_empty_file_names_the_file(tmp_path):
     p = tmp_path / "empty.jsonl"
     p.write_text("\n")
-    with pytest.raises(DataError, match="empty.jsonl.*empty"):
+    with pytest.raises(DataError, match=r"empty.jsonl.*empty"):
         load_examples(byte_tokenizer(), str(p), seq_len=32)
 
 
 @pytest.mark.parametrize(
-    "lines, message",
+    ("lines", "message"),
     [
         (['{"text": "ok text here"}', "{not json"], r"bad.jsonl:2: invalid JSON"),
         (['{"text": "ok text here"}', '{"txt": "x"}'], r"bad.jsonl:2: missing field 'text'"),
@@ -74,7 +75,7 @@ def test_malformed_lines_name_file_and_line(tmp_path, lines, message):
 def test_too_little_text_for_one_block(tmp_path):
     p = tmp_path / "short.jsonl"
     p.write_text(json.dumps({"text": "tiny"}) + "\n")
-    with pytest.raises(DataError, match="short.jsonl.*fewer than one block of recover.seq_len=64"):
+    with pytest.raises(DataError, match=r"short.jsonl.*fewer than one block of recover.seq_len=64"):
         load_examples(byte_tokenizer(), str(p), seq_len=64)
 
 
@@ -123,5 +124,7 @@ def test_gs_data_is_downloaded_when_no_fuse_mount(gcs_emulator, tmp_path):
         ex.fmt == "text"
         and len(ex) == (8 * len(json.loads(text.splitlines()[0])["text"]) + 8) // 32
     )
-    with pytest.raises(DataError, match="gs://clinical/data/missing.jsonl: data file not found"):
+    with pytest.raises(
+        DataError, match=re.escape("gs://clinical/data/missing.jsonl: data file not found")
+    ):
         load_examples(byte_tokenizer(), "gs://clinical/data/missing.jsonl", seq_len=32)

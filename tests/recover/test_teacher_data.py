@@ -236,7 +236,7 @@ def test_stage_recover_on_teacher_text_alone(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "recover, message",
+    ("recover", "message"),
     [
         ({"teacher_data": {"mix": 0}}, "recover.teacher_data.mix"),
         ({"teacher_data": {"mix": 1.5}}, "recover.teacher_data.mix"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -168,7 +169,7 @@ def test_upload_failing_midway_registers_nothing(vertex_env, tiny_model_dir, fai
 
 def test_not_a_model_dir(vertex_env, tmp_path) -> None:
     cfg = make_cfg(vertex_env.vertex_section())
-    with pytest.raises(RegistryError, match="no config.json"):
+    with pytest.raises(RegistryError, match=re.escape("no config.json")):
         register_vertex(tmp_path, cfg=cfg, metadata={}, gate_passed=True)
     assert vertex_env.vertex.requests == []
 
@@ -321,7 +322,7 @@ def test_serving_container_is_pinned_sized_and_free_of_gguf(vertex_env, tmp_path
 
 def test_unpinned_serving_image_is_refused(vertex_env) -> None:
     for image in ("us-docker.pkg.dev/p/r/vllm:latest", "us-docker.pkg.dev/p/r/vllm"):
-        with pytest.raises(ConfigError, match="vertex.serving_container_image_uri"):
+        with pytest.raises(ConfigError, match=re.escape("vertex.serving_container_image_uri")):
             make_cfg(vertex_env.vertex_section(serving_container_image_uri=image))
     pinned = "us-docker.pkg.dev/p/r/vllm@sha256:" + "a" * 64
     assert (

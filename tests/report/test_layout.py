@@ -166,7 +166,7 @@ def test_tradeoff_panels_and_labels_do_not_overlap(run):
     fig = tradeoff_figure(build_report_data(**run))
     left, right = fig.axes
     assert left.get_ylabel() == "accuracy" and right.get_ylabel() == ""  # one shared y axis
-    renderer, (a, b) = _boxes(fig)
+    _renderer, (a, b) = _boxes(fig)
     assert not a.overlaps(b), (a, b)
     page = fig.bbox
     for box in (a, b):  # nothing drawn outside the image

@@ -34,7 +34,7 @@ def _example(built_data_dir: Path, **more: object):
 
 def test_examples_search_yaml_splits_the_default_build(built_data_dir: Path) -> None:
     cfg = _example(built_data_dir)
-    split, raw, cert_raw = split_items(cfg)
+    split, raw, _cert_raw = split_items(cfg)
     n = len(raw)
     assert len(split.search_ids) + len(split.certification_ids) == n
     assert not set(split.search_ids) & set(split.certification_ids)

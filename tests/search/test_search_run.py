@@ -359,7 +359,7 @@ def test_search_pipeline_compiles_for_vertex(tmp_path, capsys):
     from medprune.errors import ConfigError
     from medprune.search.checks import check_search_for_vertex
 
-    with pytest.raises(ConfigError, match="search.cache_dir=None.*gs://"):
+    with pytest.raises(ConfigError, match=r"search.cache_dir=None.*gs://"):
         check_search_for_vertex(cfg)
 
 

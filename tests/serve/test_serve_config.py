@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from medprune.config import parse_config
@@ -21,7 +23,7 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "serve, message",
+    ("serve", "message"),
     [
         (
             {"endpoint": {"min_replica_count": 3, "max_replica_count": 2}},
@@ -71,7 +73,7 @@ def test_registry_export_accepts_gguf_only() -> None:
         {"model": {"source": "m"}, "evaluate": {"mcq": "x"}, "registry": {"export": ["gguf"]}}
     )
     assert ok.registry.export == ["gguf"]
-    with pytest.raises(ConfigError, match="registry.export"):
+    with pytest.raises(ConfigError, match=re.escape("registry.export")):
         parse_config(
             {"model": {"source": "m"}, "evaluate": {"mcq": "x"}, "registry": {"export": ["onnx"]}}
         )

@@ -3,6 +3,8 @@ loopback fake Vertex AI server; request bodies asserted."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from google.cloud.aiplatform_v1.types import AcceleratorType
 
@@ -90,7 +92,7 @@ def test_first_deploy_then_canary_then_promote_then_rollback(vertex_env) -> None
     assert fake.traffic(ep_id) == {prod_dm: 90, canary.deployed_model_id: 10}
     assert fake.deployed(ep_id)[canary.deployed_model_id] == f"{model_id}@3"
 
-    (promoted,) = promote(cfg, "clinical-llama@candidate")
+    (_promoted,) = promote(cfg, "clinical-llama@candidate")
     (patch,) = fake.find("PATCH", rf"/endpoints/{ep_id}$")
     assert patch.json["trafficSplit"] == {canary.deployed_model_id: 100}
     assert (
@@ -303,7 +305,7 @@ def test_private_service_connect_endpoint_is_found_again(vertex_env) -> None:
     does, so the SDK's own filter decides. The second deploy must be a canary on the same
     PSC endpoint, and promote / rollback must find it."""
     fake = vertex_env.vertex
-    _, model_id = seed_versions(fake, 2)
+    _, _model_id = seed_versions(fake, 2)
     network = "projects/123456/global/networks/clinical-vpc"
     cfg = make_cfg(vertex_env, network=network)
     (first,) = deploy(cfg, "clinical-llama@production")
@@ -321,7 +323,7 @@ def test_private_service_connect_endpoint_is_found_again(vertex_env) -> None:
     # a public endpoint of that name where the config asks for PSC is refused, naming the field
     public = make_cfg(vertex_env)
     with pytest.raises(
-        DeployError, match="Private Service Connect endpoint but serve.endpoint.network"
+        DeployError, match=re.escape("Private Service Connect endpoint but serve.endpoint.network")
     ):
         rollback(public, "clinical-llama")
 
@@ -414,7 +416,7 @@ def test_rollback_compares_model_ids_not_project_spellings(vertex_env) -> None:
     the strings finds nothing."""
     fake = vertex_env.vertex
     fake.project_numbers = {PROJECT: "123456789012"}
-    name, model_id = seed_unaliased(fake, 3)
+    name, _model_id = seed_unaliased(fake, 3)
     assert name.startswith(f"projects/{PROJECT}/")  # the id, as configured
     cfg = make_cfg(vertex_env)
     cfg.vertex.parent_model = name
@@ -422,10 +424,10 @@ def test_rollback_compares_model_ids_not_project_spellings(vertex_env) -> None:
     ep_id = only_endpoint(fake)
     dm = fake.endpoints[ep_id]["deployedModels"][0]
     assert dm["model"].startswith("projects/123456789012/")  # as Vertex returns it
-    (canary,) = deploy(cfg, "clinical-llama@candidate")
+    (_canary,) = deploy(cfg, "clinical-llama@candidate")
     rollback(cfg, "clinical-llama")  # the canary
     assert fake.traffic(ep_id) == {first.deployed_model_id: 100}
-    (again,) = deploy(cfg, "clinical-llama@candidate")
+    (_again,) = deploy(cfg, "clinical-llama@candidate")
     promote(cfg, "clinical-llama@candidate")
     deploys = len(fake.find("POST", r":deployModel$"))
     (back,) = rollback(cfg, "clinical-llama")  # after the promotion

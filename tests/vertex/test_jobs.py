@@ -2,6 +2,7 @@
 
 # no `from __future__ import annotations`: kfp reads the component annotations at runtime
 
+import re
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_submit_error_is_clear(vertex_env, template) -> None:
     vertex_env.vertex.fail_next(
         "POST", r"pipelineJobs$", status=403, message="permission denied on SA"
     )
-    with pytest.raises(VertexError, match="nightly-prune.*permission denied on SA"):
+    with pytest.raises(VertexError, match=r"nightly-prune.*permission denied on SA"):
         submit_pipeline(make_cfg(vertex_env.vertex_section()), template)
 
 
@@ -139,7 +140,7 @@ def test_schedule_sends_cron_and_limits(vertex_env, template) -> None:
 
 
 @pytest.mark.parametrize(
-    "cron, message",
+    ("cron", "message"),
     [
         ("0 3 * *", "expected 'TZ=Area/City"),
         ("TZ=Mars/Olympus 0 3 * * 1", "unknown time zone 'Mars/Olympus'"),
@@ -179,7 +180,7 @@ def test_upload_template_with_tags(fake_vertex, template) -> None:
 
 
 def test_upload_template_rejects_bad_host_and_file(fake_vertex, template, tmp_path) -> None:
-    with pytest.raises(ConfigError, match="kfp.pkg.dev"):
+    with pytest.raises(ConfigError, match=re.escape("kfp.pkg.dev")):
         upload_template(template, "https://example.com/repo", [])
     not_pipeline = tmp_path / "x.yaml"
     not_pipeline.write_text(yaml.safe_dump({"hello": 1}))

@@ -116,8 +116,10 @@ GEMMA3_270M = DefaultModel(
         )
         for i in range(4)
     ),
-    requirements=(f"{_GEMMA_PKG}==1.0.0",)
-    + tuple(f"{_GEMMA_PKG}-part{i}==1.0.0" for i in range(1, 5)),
+    requirements=(
+        f"{_GEMMA_PKG}==1.0.0",
+        *(f"{_GEMMA_PKG}-part{i}==1.0.0" for i in range(1, 5)),
+    ),
     model_type="gemma3_text",
     weights_dtype="float32",
     terms=(

@@ -125,8 +125,19 @@ def fetch(root: Path | None = None, python: str = sys.executable) -> LlamaCpp:
         with tempfile.TemporaryDirectory(dir=lc.root) as tmp:
             print(f"llama.cpp: downloading {SDIST_NAME} from the package index", flush=True)
             subprocess.run(
-                [python, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q"]
-                + [f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", tmp],
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "-q",
+                    f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
+                    "-d",
+                    tmp,
+                ],
                 check=True,
             )
             got = Path(tmp) / SDIST_NAME

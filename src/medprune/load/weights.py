@@ -58,7 +58,7 @@ def _read_header(path: Path) -> dict[str, HeaderTensor]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             out = {}
-            for name in fh.keys():
+            for name in fh.keys():  # noqa: SIM118  a safe_open handle is not iterable
                 piece = fh.get_slice(name)
                 out[name] = HeaderTensor(
                     tuple(piece.get_shape()), str(piece.get_dtype()), path.name
@@ -319,13 +319,14 @@ def check_tokenizer_files(model_dir: Path) -> None:
             f"{model_dir}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); save the tokenizer "
             "with the model: tokenizer.save_pretrained(dir)"
         )
-    if (model_dir / "vocab.json").is_file() and not any(
-        (model_dir / f).is_file() for f in TOKENIZER_FILES if f != "vocab.json"
+    if (
+        (model_dir / "vocab.json").is_file()
+        and not any((model_dir / f).is_file() for f in TOKENIZER_FILES if f != "vocab.json")
+        and not (model_dir / "merges.txt").is_file()
     ):
-        if not (model_dir / "merges.txt").is_file():
-            raise ModelLoadError(
-                f"{model_dir}: vocab.json without merges.txt (a BPE tokenizer needs both)"
-            )
+        raise ModelLoadError(
+            f"{model_dir}: vocab.json without merges.txt (a BPE tokenizer needs both)"
+        )
 
 
 def tokenizer_size(tokenizer) -> int:

@@ -16,6 +16,7 @@ than the window.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,10 +150,8 @@ def capture_layer_inputs(
     try:
         for start in range(0, token_ids.shape[0], batch_size):
             batch = token_ids[start : start + batch_size].to(device)
-            try:
+            with contextlib.suppress(_Captured):
                 inner(input_ids=batch, use_cache=False)
-            except _Captured:
-                pass
     finally:
         for layer, forward in zip(layers, saved, strict=True):
             if forward is None:

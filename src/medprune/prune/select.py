@@ -48,7 +48,7 @@ def per_row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Keep-mask that prunes the same count ``round(sparsity * in_features)`` in every row
     (output channel), as Wanda does; ties broken by position."""
     _check_sparsity(sparsity)
-    rows, cols = scores.shape
+    _rows, cols = scores.shape
     n_prune = int(round(sparsity * cols))
     return ~lowest_k(scores.float(), n_prune, dim=1)
 

@@ -109,7 +109,7 @@ def verify_against_reference(
     checked = zeros = 0
     for f in files:
         with safe_open(str(f), framework="pt") as fh:
-            for key in fh.keys():
+            for key in fh.keys():  # noqa: SIM118  a safe_open handle is not iterable
                 if (
                     not key.endswith(".weight")
                     or any(p in key for p in exclude)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 from pathlib import Path
@@ -45,10 +46,8 @@ def _remove_checkpoints(ckpt_dir: Path) -> None:
 
     for _, path in list_checkpoints(ckpt_dir):
         shutil.rmtree(path, ignore_errors=True)
-    try:
+    with contextlib.suppress(OSError):
         ckpt_dir.rmdir()  # only if nothing else is in it
-    except OSError:
-        pass
 
 
 def teacher_cache_dir(cfg: RunConfig) -> Path:

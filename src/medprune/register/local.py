@@ -131,7 +131,8 @@ class LocalRegistry:
         model_dir = self.root / model
         try:
             model_dir.mkdir(parents=True, exist_ok=True)
-            lock = open(model_dir / ".lock", "w")
+            # opened outside the with below so that only this names an unwritable root
+            lock = open(model_dir / ".lock", "w")  # noqa: SIM115  closed by the with below
         except OSError as exc:
             raise RegistryError(f"registry root {self.root} is not writable: {exc}") from None
         with lock:

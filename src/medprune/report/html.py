@@ -238,7 +238,7 @@ def render_html(data: ReportData) -> str:
         parts.append("<h2>Candidate confusion matrix (rows: right option, columns: predicted)</h2>")
         parts.append(
             _table(
-                [""] + data.confusion_labels,
+                ["", *data.confusion_labels],
                 [
                     [f"<b>{_e(lbl)}</b>"] + [str(v) for v in row]
                     for lbl, row in zip(data.confusion_labels, data.confusion_matrix, strict=True)

@@ -568,9 +568,11 @@ def rollback_in_region(cfg: RunConfig, name: str, v: VertexConfig) -> RegionResu
             endpoint.undeploy(deployed_model_id=c.id, traffic_split=split, sync=True)
             endpoint = _refresh(endpoint)
             traffic = _traffic(endpoint)
-        if model_key(serving.model) == model_key(model_resource):
-            if _alias_version(model_resource, PRODUCTION) != serving.version_id:
-                _move_alias(model_resource, serving.version_id, PRODUCTION)
+        if (
+            model_key(serving.model) == model_key(model_resource)
+            and _alias_version(model_resource, PRODUCTION) != serving.version_id
+        ):
+            _move_alias(model_resource, serving.version_id, PRODUCTION)
         return RegionResult(
             v.location,
             endpoint.resource_name,

@@ -169,7 +169,7 @@ def hpo_hierarchy(terms: dict[str, HpoTerm]) -> tuple[dict[str, str], dict[str, 
         out: set[str] = set()
         for p in terms[tid].parents if tid in terms else ():
             out.add(p)
-            out |= all_ancestors(p, stack + (tid,))
+            out |= all_ancestors(p, (*stack, tid))
         ancestors[tid] = frozenset(out)
         return ancestors[tid]
 
