@@ -174,6 +174,7 @@ def profile_model(name: str, path: str, args, variants: list[str], say) -> dict:
     ]
     del pruned
     config = teacher.config.get_text_config()
+    top_ks = sorted({d.top_k for d in (r.distill for r in runs) if d.top_k is not None})
     load_before = list(os.getloadavg())
     for step in range(args.warmup + args.steps):
         idx = batch_indices(len(examples), args.batch_size, 0, step * args.batch_size)
@@ -207,6 +208,7 @@ def profile_model(name: str, path: str, args, variants: list[str], say) -> dict:
                 "step_wall_s": sum(wall.values()),
                 "step_cpu_s": sum(cpu.values()),
                 "wall_share": shares(wall),
+                "cpu_share": shares(cpu),
                 "wall_s_per_step": [
                     sum(run.clock.wall[p][i] for p in PHASES) for i in range(args.steps)
                 ],
@@ -216,17 +218,90 @@ def profile_model(name: str, path: str, args, variants: list[str], say) -> dict:
                 "max_rss_mb_so_far": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
-    return {"rows": rows}
+    losses = None
+    if args.loss_repeats:
+        del runs, teacher  # free the models before the loss alone is timed
+        say(f"{name}: timing the loss alone ({args.loss_repeats} repeats)")
+        losses = loss_profile(
+            int(config.vocab_size), args.batch_size, args.seq_len, top_ks, args.loss_repeats
+        )
+    return {"rows": rows, "loss_alone": losses}
+
+
+def loss_profile(vocab: int, batch: int, seq_len: int, top_ks: list[int], repeats: int = 3):
+    """The loss alone, forward and backward, on random logits of one step's shape (the
+    teacher's ``* 3`` so its distribution is peaked like a trained model's): median process
+    CPU seconds over ``repeats`` of CE, the full KL, each top-k KL, and each KL + 0.5 x CE
+    (the product's default weights)."""
+    import torch
+
+    from medprune.recover.distill import kl_distill_loss, lm_loss, topk_kl_distill_loss
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(batch, seq_len, vocab, generator=g) * 3
+    student = torch.randn(batch, seq_len, vocab, generator=g) * 3
+    labels = torch.randint(0, vocab, (batch, seq_len), generator=g)
+    losses = {
+        "ce": lambda s: lm_loss(s, labels),
+        "full_kl": lambda s: kl_distill_loss(s, teacher, labels, 2.0),
+        "full_kl+0.5ce": lambda s: (
+            kl_distill_loss(s, teacher, labels, 2.0) + 0.5 * lm_loss(s, labels)
+        ),
+    }
+    for k in top_ks:
+        losses[f"top{k}_kl"] = lambda s, k=k: topk_kl_distill_loss(s, teacher, labels, 2.0, k)
+        losses[f"top{k}_kl+0.5ce"] = lambda s, k=k: (
+            topk_kl_distill_loss(s, teacher, labels, 2.0, k) + 0.5 * lm_loss(s, labels)
+        )
+    out = {}
+    for name, fn in losses.items():
+        fwd, bwd = [], []
+        for _ in range(repeats):
+            s = student.clone().requires_grad_(True)
+            c0 = time.process_time()
+            loss = fn(s)
+            c1 = time.process_time()
+            loss.backward()
+            fwd.append(c1 - c0)
+            bwd.append(time.process_time() - c1)
+            del s, loss
+        out[name] = {
+            "forward_cpu_s": statistics.median(fwd),
+            "backward_cpu_s": statistics.median(bwd),
+        }
+    return out
+
+
+def loss_table(name: str, losses: dict) -> str:
+    lines = [
+        f"| {name}: loss alone | forward CPU s | backward CPU s | total |",
+        "|---|---|---|---|",
+    ]
+    for k, v in losses.items():
+        total = v["forward_cpu_s"] + v["backward_cpu_s"]
+        lines.append(
+            f"| {k} | {v['forward_cpu_s']:.2f} | {v['backward_cpu_s']:.2f} | {total:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = "| model | variant | step s (wall) | " + " | ".join(PHASES) + " | load 1/5/15 min |"
-    lines = [head, "|" + "---|" * (4 + len(PHASES))]
+    """Per row: the step's median wall and CPU seconds, and each phase's median CPU seconds
+    and share of the step's CPU time (process CPU time is the steadier measure on a shared
+    machine: a one-thread step waiting for a core does not count)."""
+    head = (
+        "| model | variant | step s wall | step s CPU | "
+        + " | ".join(f"{p} CPU s" for p in PHASES)
+        + " | load 1/5/15 min after |"
+    )
+    lines = [head, "|" + "---|" * (5 + len(PHASES))]
     for r in rows:
-        cells = " | ".join(f"{r['wall_s'][p]:.2f} ({r['wall_share'][p]:.0%})" for p in PHASES)
+        cpu_share = shares(r["cpu_s"])
+        cells = " | ".join(f"{r['cpu_s'][p]:.2f} ({cpu_share[p]:.0%})" for p in PHASES)
         load = "/".join(f"{x:.2f}" for x in r["load_average_after"])
         lines.append(
-            f"| {r['model']} | {r['variant']} | {r['step_wall_s']:.2f} | {cells} | {load} |"
+            f"| {r['model']} | {r['variant']} | {r['step_wall_s']:.2f} | {r['step_cpu_s']:.2f} "
+            f"| {cells} | {load} |"
         )
     return "\n".join(lines)
 
@@ -253,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument(
+        "--loss-repeats",
+        type=int,
+        default=3,
+        help="Also time the loss alone on random logits of the step's shape, this many times "
+        "(0: skip).",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default).")
     p.add_argument(
         "--json", default=None, help="Write rows and run info to this file or folder (ending in /)."
@@ -290,17 +372,20 @@ def main(argv: list[str] | None = None) -> int:
     info = run_info(torch.get_num_threads())
     out = results_path(args.json, "recovery-step-profile", info) if args.json else None
     rows: list[dict] = []
+    loss_alone: dict[str, dict] = {}
 
     def write_json(final: bool) -> None:
         if out:
             run = {**info, "complete": final, "settings": {**vars(args), "variants": variants}}
-            atomic_write_json(out, {"run": run, "rows": rows})
+            atomic_write_json(out, {"run": run, "rows": rows, "loss_alone": loss_alone})
 
     for name, path in models:
-        rows.extend(
-            profile_model(name, path, args, variants, lambda m: print(m, flush=True))["rows"]
-        )
+        result = profile_model(name, path, args, variants, lambda m: print(m, flush=True))
+        rows.extend(result["rows"])
         print(markdown_table(rows), flush=True)
+        if result["loss_alone"] is not None:
+            loss_alone[name] = result["loss_alone"]
+            print(loss_table(name, result["loss_alone"]), flush=True)
         write_json(final=False)
     write_json(final=True)
     if out:

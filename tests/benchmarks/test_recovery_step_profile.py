@@ -50,3 +50,6 @@ def test_profile_runs_every_variant_on_a_tiny_model(tmp_path: Path) -> None:
     assert "hidden" in rows["top_k=8,hidden=1"]["losses"][0]
     assert rows["top_k=8"]["distill"]["top_k"] == 8 and rows["full"]["distill"]["top_k"] is None
     assert "| tiny | top_k=8 |" in proc.stdout
+    alone = result["loss_alone"]["tiny"]
+    assert set(alone) == {"ce", "full_kl", "full_kl+0.5ce", "top8_kl", "top8_kl+0.5ce"}
+    assert all(v["forward_cpu_s"] >= 0 and v["backward_cpu_s"] >= 0 for v in alone.values())

@@ -89,14 +89,17 @@ def topk_kl_distill_loss(
     keep = lb != IGNORE_INDEX
     if not bool(keep.any()):
         return student_logits.sum() * 0.0
-    s = s[keep].float() / temperature
+    # Every pass over the vocabulary runs on the (batch, time) views and only the small
+    # (positions, k) results are selected by ``keep``: a boolean index of the logits would
+    # copy them (and scatter back in the backward pass).
     with torch.no_grad():
-        t = t[keep].float() / temperature
+        t = t.float() / temperature
         k = min(k, t.shape[-1])
         t_top, index = torch.topk(t, k, dim=-1)
-        log_p = t_top - torch.logsumexp(t, dim=-1, keepdim=True)
+        log_p = (t_top - torch.logsumexp(t, dim=-1, keepdim=True))[keep]
         del t
-    log_q = s.gather(-1, index) - torch.logsumexp(s, dim=-1, keepdim=True)
+    s = s.float() / temperature
+    log_q = (s.gather(-1, index) - torch.logsumexp(s, dim=-1, keepdim=True))[keep]
     kl = (log_p.exp() * (log_p - log_q)).sum(-1)
     if k < s.shape[-1]:
         log_p_rest = log_rest_mass(log_p)
