@@ -12,7 +12,8 @@ import pytest
 
 from benchmarks.recovery_step_profile import PHASES, parse_variant, shares
 
-from conftest import save_tiny_model, write_fixture_data
+from tests.helpers.fixture_data import write_fixture_data
+from tests.helpers.tiny import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,8 +23,8 @@ from medprune.recover.distill import (
 from medprune.recover.layers import distilled_layers, hidden_state_pairs, teacher_layer_map
 from medprune.recover.train import recover_model
 
-from conftest import byte_tokenizer, tiny_llama
-from recover_helpers import clinical_texts, pruned_tiny
+from tests.helpers.recover import clinical_texts, pruned_tiny
+from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
 # ---------------------------------------------------------------- top-k KL
 
@@ -286,8 +286,8 @@ def test_stages_record_the_kept_layers_and_recovery_distils_from_them(tmp_path):
     from medprune.prune.stage import stage_prune
     from medprune.recover.stage import stage_recover
 
-    from conftest import save_tiny_model
-    from recover_helpers import write_text_jsonl
+    from tests.helpers.recover import write_text_jsonl
+    from tests.helpers.tiny import save_tiny_model
 
     save_tiny_model(tmp_path / "dense", seed=1, num_hidden_layers=6)
     data = write_text_jsonl(tmp_path / "t.jsonl")
