@@ -20,7 +20,10 @@ interval of chance is marked uninformative: no retained share is computed on it.
 Recipes (``--recipe``): ``none`` (pruned, not recovered), ``domain`` (distillation on
 recover.data, the product's default), ``teacher`` (distillation on text the dense teacher
 writes, ``recover.teacher_data`` with mix 1), ``mix`` (half and half), each optionally
-``lora-`` prefixed (LoRA adapters instead of full fine-tuning). The teacher's text is
+``lora-`` prefixed (LoRA adapters instead of full fine-tuning) and optionally ``+hidden``
+suffixed (intermediate-layer distillation too, ``recover.distill.hidden_weight`` =
+``--hidden-weight``, default 1.0; e.g. ``domain+hidden``, ``lora-mix+hidden``; each result row
+says its ``hidden_weight``). The teacher's text is
 generated once (cached by the product's cache) and its CPU time is reported apart: it is
 paid once per teacher, not per candidate::
 
@@ -151,11 +154,41 @@ def _predictions(eval_dir: Path) -> dict[str, tuple[list[dict], float | None]]:
     return out
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A ``--recipe``: ``[lora-]BASE[+hidden]``."""
+
+    base: str
+    lora: bool
+    hidden: bool
+
+
+def parse_recipe(recipe: str) -> Recipe:
+    """Split a recipe name; raises ValueError naming what is allowed."""
+    core, plus, suffix = recipe.partition("+")
+    lora = core.startswith("lora-")
+    base = core.removeprefix("lora-")
+    hidden = bool(plus)
+    if (
+        base not in RECIPES
+        or (plus and suffix != "hidden")
+        or (base == "none" and (lora or hidden))
+    ):
+        raise ValueError(
+            f"--recipe {recipe!r}: use one of {list(RECIPES)}, optionally lora- prefixed and "
+            "+hidden suffixed (none takes neither)"
+        )
+    return Recipe(base, lora, hidden)
+
+
 def _run_config(args, dense_dir: Path, method: str, sparsity: float, recipe: str):
     from medprune.config import RunConfig
 
-    lora = recipe.startswith("lora-")
-    base = recipe.removeprefix("lora-")
+    parsed = parse_recipe(recipe)
+    lora, base = parsed.lora, parsed.base
+    distill = {"enabled": True, "temperature": 2.0, "kl_weight": 1.0, "ce_weight": 0.5}
+    if parsed.hidden:
+        distill["hidden_weight"] = args.hidden_weight
     recover: dict = {
         "enabled": base != "none",
         "data": args.recovery_data,
@@ -168,7 +201,7 @@ def _run_config(args, dense_dir: Path, method: str, sparsity: float, recipe: str
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "mode": "lora" if lora else "full",
-        "distill": {"enabled": True, "temperature": 2.0, "kl_weight": 1.0, "ce_weight": 0.5},
+        "distill": distill,
         "log_every": 10,
     }
     if base in ("teacher", "mix"):
@@ -230,6 +263,7 @@ def run_cell(args, dense_dir: Path, row: str, spec: str, recipe: str, work: Path
         "row": row,
         "spec": spec,
         "recipe": recipe,
+        "hidden_weight": cfg.recover.distill.hidden_weight if cfg.recover.enabled else None,
         "recover_steps": report.get("steps", 0),
         "recover_cpu_s": cpu,
         "recover_wall_s": time.perf_counter() - t0,
@@ -278,7 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         "--recipe",
         action="append",
         dest="recipes",
-        help=f"one of {list(RECIPES)}, optionally lora- prefixed (default {DEFAULT_RECIPES})",
+        help=f"one of {list(RECIPES)}, optionally lora- prefixed and +hidden suffixed "
+        f"(default {DEFAULT_RECIPES})",
+    )
+    p.add_argument(
+        "--hidden-weight",
+        type=float,
+        default=1.0,
+        help="recover.distill.hidden_weight of the +hidden recipes (default 1.0).",
     )
     p.add_argument(
         "--budget-minutes", type=float, default=5.0, help="Recovery CPU minutes per cell."
@@ -304,8 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     recipes = args.recipes or DEFAULT_RECIPES
     for r in recipes:
-        if r.removeprefix("lora-") not in RECIPES or r == "lora-none":
-            p.error(f"--recipe {r!r}: use one of {list(RECIPES)}, optionally lora- prefixed")
+        try:
+            parse_recipe(r)
+        except ValueError as exc:
+            p.error(str(exc))
+    if args.hidden_weight <= 0:
+        p.error(f"--hidden-weight {args.hidden_weight}: must be > 0")
     rows = []
     for entry in args.rows or DEFAULT_ROWS:
         name, sep, spec = entry.partition("=")

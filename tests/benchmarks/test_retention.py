@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.retention import chance_rate, retained_share, score_source
+from benchmarks.retention import Recipe, chance_rate, parse_recipe, retained_share, score_source
 
 from tests.helpers.fixture_data import write_fixture_data
 from tests.helpers.tiny import save_tiny_model
@@ -46,6 +46,14 @@ def test_score_source_pairs_items_and_marks_uninformative_sources() -> None:
         score_source("x", dense, cand[:-1], None)
 
 
+def test_recipes_take_a_lora_prefix_and_a_hidden_suffix() -> None:
+    assert parse_recipe("domain") == Recipe("domain", lora=False, hidden=False)
+    assert parse_recipe("lora-mix+hidden") == Recipe("mix", lora=True, hidden=True)
+    for bad in ("none+hidden", "lora-none", "domain+deep", "everything"):
+        with pytest.raises(ValueError, match="optionally lora- prefixed and"):
+            parse_recipe(bad)
+
+
 @pytest.mark.slow
 def test_retention_benchmark_runs_each_recipe_on_a_tiny_model(tmp_path: Path) -> None:
     model = save_tiny_model(tmp_path / "dense", seed=1)
@@ -62,6 +70,7 @@ def test_retention_benchmark_runs_each_recipe_on_a_tiny_model(tmp_path: Path) ->
         "--drugs", str(data["mcq"]),
         "--row", "wanda-50=wanda:0.5",
         "--recipe", "none", "--recipe", "domain", "--recipe", "teacher", "--recipe", "lora-mix",
+        "--recipe", "domain+hidden", "--hidden-weight", "0.5",
         "--max-steps", "2", "--budget-minutes", "5", "--seq-len", "32", "--batch-size", "2",
         "--teacher-sequences", "4", "--calib-samples", "4", "--eval-seq-len", "128",
         "--threads", "1", "--work", str(tmp_path / "work"), "--json", str(out),
@@ -71,9 +80,13 @@ def test_retention_benchmark_runs_each_recipe_on_a_tiny_model(tmp_path: Path) ->
     result = json.loads(out.read_text())
     assert result["run"]["complete"] is True and result["run"]["commit"]
     cells = {c["recipe"]: c for c in result["rows"]}
-    assert set(cells) == {"none", "domain", "teacher", "lora-mix"}
+    assert set(cells) == {"none", "domain", "teacher", "lora-mix", "domain+hidden"}
     assert cells["none"]["recover_steps"] == 0
-    assert all(cells[r]["recover_steps"] == 2 for r in ("domain", "teacher", "lora-mix"))
+    assert all(
+        cells[r]["recover_steps"] == 2 for r in ("domain", "teacher", "lora-mix", "domain+hidden")
+    )
+    assert cells["domain+hidden"]["hidden_weight"] == 0.5 and cells["domain"]["hidden_weight"] == 0
+    assert cells["none"]["hidden_weight"] is None
     assert cells["teacher"]["data_shares"] == {next(iter(cells["teacher"]["data_shares"])): 1.0}
     assert set(cells["lora-mix"]["data_shares"]) == {"domain", "teacher"}
     # The teacher's text was written once and read from the cache by the second recipe.

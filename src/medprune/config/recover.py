@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from medprune.config._base import _Strict
 
@@ -48,11 +48,50 @@ class DistillConfig(_Strict):
         default=1.0, ge=0, description="Weight of KL(teacher || student) on the logits."
     )
     ce_weight: float = Field(default=0.5, ge=0, description="Weight of cross-entropy on the data.")
+    hidden_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Weight of intermediate-layer distillation (Minitron): the normalized MSE "
+        "between the student's and the teacher's hidden states after the layers of "
+        "hidden_layers, each student layer paired with the teacher layer it was pruned from. "
+        "0: off (logits only). Needs the same hidden size in both models.",
+    )
+    hidden_layers: (
+        Literal["all"]
+        | Annotated[str, StringConstraints(pattern=r"^every:[1-9][0-9]*$")]
+        | list[int]
+    ) = Field(
+        default="all",
+        description="Student layers whose outputs are distilled when hidden_weight > 0: 'all' "
+        "(every layer but the last, whose output the logit KL already distils), 'every:K' "
+        "(layers K-1, 2K-1, ... before the last) or a list of student layer indices (0-based, "
+        "not the last).",
+    )
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        description="Distil over the teacher's top_k tokens at each position plus one bucket "
+        "holding the rest of the probability mass (bounded work for large vocabularies); "
+        "None: KL over the full vocabulary.",
+    )
+
+    @field_validator("hidden_layers")
+    @classmethod
+    def _layers_listed(cls, v: str | list[int]) -> str | list[int]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("must name at least one layer, or be 'all' or 'every:K'")
+            if any(i < 0 for i in v) or len(set(v)) != len(v):
+                raise ValueError(f"layer indices must be distinct and >= 0, got {v}")
+            return sorted(v)
+        return v
 
     @model_validator(mode="after")
     def _some_loss(self) -> DistillConfig:
-        if self.kl_weight == 0 and self.ce_weight == 0:
-            raise ValueError("kl_weight and ce_weight are both 0: nothing to train on")
+        if self.kl_weight == 0 and self.ce_weight == 0 and self.hidden_weight == 0:
+            raise ValueError(
+                "kl_weight, ce_weight and hidden_weight are all 0: nothing to train on"
+            )
         return self
 
 

@@ -68,6 +68,24 @@ def depth_count(num_layers: int, sparsity: float, explicit: list[int] | None) ->
     return count
 
 
+def dense_layer_origin(
+    previous: list[int] | None, layers_before: int, removed: list[int] | None
+) -> list[int]:
+    """The dense model's index of each decoder layer after a pruning step: ``previous`` (the
+    input model's own record, ``None`` for a dense model of ``layers_before`` layers)
+    without the ``removed`` positions. Recorded beside every pruned model (lineage
+    ``dense_layers``) so that recovery can pair each layer with the teacher layer it came
+    from, through chained pruning steps too."""
+    origin = [int(i) for i in previous] if previous is not None else list(range(layers_before))
+    if len(origin) != layers_before:
+        raise PruneError(
+            f"the input model's lineage dense_layers has {len(origin)} entries for its "
+            f"{layers_before} layers"
+        )
+    gone = set(removed or ())
+    return [o for i, o in enumerate(origin) if i not in gone]
+
+
 @torch.no_grad()
 def build_depth_model(model: nn.Module, drop: list[int]) -> nn.Module:
     """A new model without the decoder layers ``drop``; kept layers are shared, not copied."""

@@ -11,6 +11,7 @@ from medprune.load.model import load_model
 from medprune.progress import Progress
 from medprune.prune.calibration import load_calibration_texts
 from medprune.prune.dense import DenseCalibration
+from medprune.prune.depth import dense_layer_origin
 from medprune.prune.engine import prune_model
 
 
@@ -26,6 +27,7 @@ def stage_prune(
     model's calibration statistics collected once (a search shares them between its
     candidates, :mod:`medprune.prune.dense`); they replace the calibration texts."""
     model, tokenizer = load_model(model_dir, dtype=cfg.model.dtype)
+    layers_before = model.config.get_text_config().num_hidden_layers
     t0 = time.perf_counter()
     texts = None
     if cfg.prune.calibration.data and dense is None:
@@ -37,6 +39,9 @@ def stage_prune(
     report["seconds"] = time.perf_counter() - t0
     lineage = read_lineage(model_dir)
     lineage["prune"] = report
+    lineage["dense_layers"] = dense_layer_origin(
+        lineage.get("dense_layers"), layers_before, report.get("removed_layers")
+    )
     save_with_lineage(model, tokenizer, out_dir, cfg, lineage, terms_from=model_dir)
     progress(
         f"pruned with {cfg.prune.method}: sparsity {report['sparsity']:.4f} over {len(report['layers'])} layers"

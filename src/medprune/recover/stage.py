@@ -102,6 +102,18 @@ def _with_teacher_text(
     return corpus, mixed
 
 
+def _checked_teacher_layers(cfg: RunConfig, model, teacher, model_dir: str | Path) -> list[int]:
+    """The teacher layer of each student layer, from the pruned model's lineage, checked
+    against both models before any teacher text is written or any step is trained."""
+    from medprune.recover.layers import hidden_state_pairs, teacher_layer_map
+
+    student_n = model.config.get_text_config().num_hidden_layers
+    teacher_n = teacher.config.get_text_config().num_hidden_layers
+    layers = teacher_layer_map(read_lineage(model_dir), student_n, teacher_n)
+    hidden_state_pairs(model, teacher, cfg.recover.distill.hidden_layers, layers)
+    return layers
+
+
 def stage_recover(
     cfg: RunConfig,
     model_dir: str | Path,
@@ -149,6 +161,9 @@ def stage_recover(
             "float32" if resolve_mixed_precision(rc.mixed_precision) == "no" else "bfloat16"
         )
         teacher, _ = load_model(teacher_dir, dtype=teacher_dtype)
+    teacher_layers = None
+    if teacher is not None and rc.distill.hidden_weight > 0:
+        teacher_layers = _checked_teacher_layers(cfg, model, teacher, model_dir)
     corpus = None
     if rc.teacher_data is not None:
         if teacher is None or teacher_dir is None:
@@ -177,6 +192,7 @@ def stage_recover(
         reference_dir=model_dir,
         keep_masks=not structured,
         progress=progress,
+        teacher_layers=teacher_layers,
     )
     report = result.report
     if not result.is_main_process:

@@ -2,7 +2,8 @@
 
 One loop for one CPU, one GPU or many (``accelerate launch`` / ``torchrun`` with DDP or
 FSDP2): :mod:`accelerate` places the model, wraps it, reduces gradients and saves state.
-The loss is distillation from the dense teacher (KL on logits plus optional cross-entropy)
+The loss is distillation from the dense teacher (KL on logits, over the full vocabulary or
+the teacher's top-k tokens, plus optional cross-entropy and intermediate-layer distillation)
 or, without a teacher, plain language-model loss. Full fine-tuning masks gradients and
 weights; LoRA trains adapters on the frozen sparse base and merges them through the masks::
 
@@ -29,7 +30,8 @@ from medprune.io.fuse import gcs_fuse_path
 from medprune.progress import Progress
 from medprune.recover import checkpoint as ckpt
 from medprune.recover.data import TrainExamples, batch_indices
-from medprune.recover.distill import lm_loss, recovery_loss
+from medprune.recover.distill import hidden_state_loss, lm_loss, recovery_loss
+from medprune.recover.layers import hidden_state_pairs
 from medprune.recover.masks import (
     capture_masks,
     local_tensor,
@@ -157,6 +159,7 @@ class _RecoveryRun:
     seed: int
     say: Progress
     use_teacher: bool
+    hidden_pairs: list[tuple[int, int]]  # hidden_states indices (student, teacher); [] when off
     base_masks: dict[str, torch.Tensor]  # whole weights, captured before wrapping
     masks: dict[str, torch.Tensor]  # this process's shard, held during full fine-tuning
     state: dict[str, Any]
@@ -194,10 +197,15 @@ def recover_model(
     keep_masks: bool = True,
     progress: Progress | None = None,
     accelerator=None,
+    teacher_layers: list[int] | None = None,
 ) -> RecoveryResult:
     """Fine-tune ``model`` on ``train`` with the masks of its pruned layers held.
 
     ``teacher`` (the dense model) turns on distillation when ``cfg.distill.enabled``.
+    With ``cfg.distill.hidden_weight`` > 0 the outputs of the student's layers are distilled
+    from the teacher layers they came from: ``teacher_layers`` (one teacher index per student
+    layer, :func:`medprune.recover.layers.teacher_layer_map`), the identity when None; a
+    mismatch raises :class:`ConfigError` before training.
     ``checkpoint_dir`` receives a checkpoint every ``cfg.checkpoint_every`` steps and, with
     ``cfg.resume``, training continues from the newest one there (a corrupt one raises
     :class:`RecoveryError`). ``reference_dir`` is the pruned model's folder: after training
@@ -221,6 +229,7 @@ def recover_model(
         keep_masks=keep_masks,
         progress=progress,
         accelerator=accelerator,
+        teacher_layers=teacher_layers,
     )
     _train_loop(run, stop_after)
     return _finish_recovery(run, exclude, nm, reference_dir, keep_masks)
@@ -242,6 +251,7 @@ def _setup_recovery(
     keep_masks: bool,
     progress: Progress | None,
     accelerator,
+    teacher_layers: list[int] | None = None,
 ) -> _RecoveryRun:
     """Place and wrap the model (and teacher), make the optimizer, capture the masks and
     continue from the newest checkpoint when there is one."""
@@ -266,6 +276,9 @@ def _setup_recovery(
         )
     set_seed(seed)
     use_teacher = teacher is not None and cfg.distill.enabled
+    hidden_pairs: list[tuple[int, int]] = []
+    if use_teacher and cfg.distill.hidden_weight > 0:  # checked before anything is wrapped
+        hidden_pairs = hidden_state_pairs(model, teacher, cfg.distill.hidden_layers, teacher_layers)
 
     base_masks = (
         capture_masks(model, exclude) if keep_masks else {}
@@ -301,6 +314,7 @@ def _setup_recovery(
         seed=seed,
         say=say,
         use_teacher=use_teacher,
+        hidden_pairs=hidden_pairs,
         base_masks=base_masks,
         masks=masks,
         state={
@@ -322,7 +336,7 @@ def _setup_recovery(
 
     if run.state["step"] == 0 and not run.state["losses"]:
         say(
-            f"recovery: {cfg.mode} fine-tuning, {'distillation' if use_teacher else 'language-model loss'}, "
+            f"recovery: {cfg.mode} fine-tuning, {_loss_name(cfg, use_teacher, hidden_pairs)}, "
             f"{len(train)} sequences of {train.input_ids.shape[1]} tokens, {cfg.steps} steps, "
             f"{len(masks) or len(base_masks)} masked layers, {run.world} process(es)"
         )
@@ -331,6 +345,15 @@ def _setup_recovery(
 
 def _silent(_msg: str) -> None:
     pass
+
+
+def _loss_name(cfg: RecoverConfig, use_teacher: bool, hidden_pairs: list) -> str:
+    if not use_teacher:
+        return "language-model loss"
+    d = cfg.distill
+    kl = "full-vocabulary KL" if d.top_k is None else f"top-{d.top_k} KL"
+    hidden = f" + hidden states of {len(hidden_pairs)} layers" if hidden_pairs else ""
+    return f"distillation ({kl}{hidden})"
 
 
 def _open_checkpoints(run: _RecoveryRun, checkpoint_dir: Path) -> None:
@@ -453,19 +476,7 @@ def _train_step(run: _RecoveryRun, step: int) -> tuple[float, dict[str, float]]:
         sync = micro == k - 1
         ctx = accelerator.no_sync(model) if not sync else nullcontext()
         with ctx:
-            logits = model(input_ids=ids, attention_mask=attn).logits
-            teacher_logits = None
-            if run.use_teacher:
-                with torch.no_grad():
-                    teacher_logits = run.teacher(input_ids=ids, attention_mask=attn).logits
-            loss, parts = recovery_loss(
-                logits,
-                labels,
-                teacher_logits,
-                temperature=cfg.distill.temperature,
-                kl_weight=cfg.distill.kl_weight,
-                ce_weight=cfg.distill.ce_weight,
-            )
+            loss, parts = _micro_batch_loss(run, ids, labels, attn)
             accelerator.backward(loss / k)
         loss_sum += float(loss.detach())
         for name, v in parts.items():
@@ -482,6 +493,36 @@ def _train_step(run: _RecoveryRun, step: int) -> tuple[float, dict[str, float]]:
         accelerator.reduce(torch.tensor(loss_sum / k, device=device), reduction="mean")
     )
     return step_loss, parts_sum
+
+
+def _micro_batch_loss(
+    run: _RecoveryRun, ids: torch.Tensor, labels: torch.Tensor, attn: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The student's (and teacher's) forward passes and the loss of one micro-batch."""
+    d = run.cfg.distill
+    with_hidden = bool(run.hidden_pairs)
+    kwargs = {"output_hidden_states": True} if with_hidden else {}
+    out = run.model(input_ids=ids, attention_mask=attn, **kwargs)
+    teacher_logits, hidden = None, None
+    if run.use_teacher:
+        with torch.no_grad():
+            t_out = run.teacher(input_ids=ids, attention_mask=attn, **kwargs)
+        teacher_logits = t_out.logits
+        if with_hidden:
+            hidden = hidden_state_loss(
+                out.hidden_states, t_out.hidden_states, run.hidden_pairs, attn
+            )
+    return recovery_loss(
+        out.logits,
+        labels,
+        teacher_logits,
+        temperature=d.temperature,
+        kl_weight=d.kl_weight,
+        ce_weight=d.ce_weight,
+        top_k=d.top_k,
+        hidden=hidden,
+        hidden_weight=d.hidden_weight,
+    )
 
 
 def _evaluate_step(run: _RecoveryRun, eval_examples: TrainExamples) -> None:
@@ -540,6 +581,7 @@ def _finish_recovery(
     report = {
         "mode": cfg.mode,
         "distill": run.use_teacher,
+        **_distill_report(cfg, run),
         "steps": state["step"],
         "steps_this_run": run.steps_this_run,
         "losses": state["losses"],
@@ -570,6 +612,16 @@ def _finish_recovery(
         else:
             _verify_in_memory(unwrapped, run.base_masks, nm)
     return RecoveryResult(unwrapped, report, state_dict, accelerator.is_main_process, accelerator)
+
+
+def _distill_report(cfg: RecoverConfig, run: _RecoveryRun) -> dict:
+    # Only the settings that are on, so a report of today's default loss reads as before.
+    extra: dict[str, Any] = {}
+    if run.use_teacher and cfg.distill.top_k is not None:
+        extra["distill_top_k"] = cfg.distill.top_k
+    if run.hidden_pairs:
+        extra["distill_hidden_pairs"] = [[s - 1, t - 1] for s, t in run.hidden_pairs]
+    return extra
 
 
 BEST_FILE = "best_trainable-{shard}.safetensors"
