@@ -301,6 +301,25 @@ def test_successive_halving_keeps_the_most_compressed_and_the_safest():
     assert "successive halving" in why["width 30%"]
 
 
+def test_with_room_for_one_survivor_the_safe_step_goes_on_beside_the_most_compressed():
+    """examples/search.yaml on SmolLM2: three candidates at rung 1, eta 3, room for one:
+    width 35% (-0.100) went on alone, failed certification, and width 25% (+0.008, the most
+    accurate) was never certified. The safe step now goes on beside it."""
+    cfg = _cfg(
+        {
+            "axes": [{"kind": "width", "values": [0.1, 0.2, 0.3]}],
+            "bisect": False,
+            "eta": 3,
+            "rungs": [{"items": 60, "tolerance": 0.5}, {"items": 100}],
+        }
+    )
+    truth = {"width 10%": -0.05, "width 20%": 0.01, "width 30%": -0.08}
+    state, steps = _run(cfg, lambda label, rung: truth[label])
+    assert sorted(lab for lab, r in steps[1]) == ["width 20%", "width 30%"]
+    why = {c.label: c.stopped for c in state.candidates.values()}
+    assert "successive halving" in why["width 10%"]
+
+
 def test_the_safe_step_is_the_least_compressed_of_equally_accurate_candidates():
     """benchmarks/search.py on SmolLM2: width 25% and 32% tied at rung 0; keeping 32% as the
     'safe' step left width 35% and 32% at rung 1 and no fallback when 32% failed
@@ -442,9 +461,11 @@ def test_the_cpu_budget_bounds_a_running_candidates_recovery_and_the_summary_say
     assert state.budget.cut_short == []  # not yet: only if the cap stops it
     # rung 1 used the rest: the cap stopped one recovery, the other finished its 50 steps;
     # the final rung gets no recovery
+    # (the most compressed is also the most accurate here, so it goes on alone)
+    widest = max(batch, key=lambda t: float(state.candidates[t["id"]].label.split()[1].rstrip("%")))
     results = [
         dict(
-            _result(t, 0.0, 100.0 * (2 - i)),
+            _result(t, 0.01 if t is widest else 0.0, 100.0 * (2 - i)),
             cpu_seconds=30.0,
             recovery=[{"rung": 1, "steps": 7 if i == 0 else 50, "budget_reached": i == 0}],
         )

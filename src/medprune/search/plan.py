@@ -256,7 +256,7 @@ def select_survivors(state: SearchState, cfg: RunConfig, rung: int) -> list[str]
     """Successive halving: of the candidates still in the race after ``rung``, keep
     ceil(n / eta) (n = candidates scored at that rung): the most compressed, with the most
     accurate one kept as well so that certification has a safe first step (on a tie in
-    accuracy, the less compressed one)."""
+    accuracy, the less compressed one); where that leaves room for one only, both go on."""
     sc = cfg.search
     assert sc is not None
     key = str(rung)
@@ -265,12 +265,19 @@ def select_survivors(state: SearchState, cfg: RunConfig, rung: int) -> list[str]
     keep = max(1, math.ceil(len(scored) / sc.eta))
     alive.sort(key=lambda c: (compression_key(state, c), -c.results[key]["difference"], c.id))
     chosen = alive[:keep]
-    if keep >= 2 and alive:
+    if alive:
         # the safe step: the most accurate, and of equally accurate ones the LEAST compressed
-        # (taking the more compressed one on a tie left certification without a fallback)
+        # (taking the more compressed one on a tie left certification without a fallback).
+        # With room for one survivor only, the safe step goes on beside the most compressed:
+        # keeping the most compressed alone left certification nothing to fall back on when
+        # it failed (examples/search.yaml: width 35% alone reached certification and failed
+        # while width 25% had tied dense at rung 1).
         safest = max(alive, key=lambda c: (c.results[key]["difference"], compression_key(state, c)))
         if safest not in chosen:
-            chosen[-1] = safest
+            if keep >= 2:
+                chosen[-1] = safest
+            else:
+                chosen.append(safest)
     chosen_ids = {c.id for c in chosen}
     for c in alive:
         if c.id not in chosen_ids:
