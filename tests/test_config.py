@@ -16,7 +16,7 @@ def minimal(**kw):
 
 def test_shipped_example_is_valid():
     cfg = load_config(REPO / "examples" / "local.yaml")
-    assert cfg.prune.sparsity == 0.5
+    assert cfg.prune.sparsity == 0.4
     assert cfg.registry.target == "local"
     assert Path(cfg.model.source).is_absolute()
 
