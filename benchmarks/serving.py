@@ -154,7 +154,9 @@ def model_record(model: str) -> dict:
     }
 
 
-def prepare_row(spec: str, args, work: Path, say, *, reuse: bool = False):
+def prepare_row(
+    spec: str, args, work: Path, say, *, reuse: bool = False, prepared_by: dict | None = None
+):
     """Prune (``spec``), save, export f16 / q8_0 GGUF into ``work/NAME/gguf`` and run the
     transformers-side checks; the row is saved as ``work/NAME/row.json``. ``reuse``: a row
     prepared earlier with the same settings is returned as it is."""
@@ -250,6 +252,7 @@ def prepare_row(spec: str, args, work: Path, say, *, reuse: bool = False):
         files={t: str(p.relative_to(work)) for t, p in out.gguf.items()},
         file_bytes={t: p.stat().st_size for t, p in out.gguf.items()},
         row=row,
+        prepared_by=prepared_by or {},
     )
     prepared.save(work)
     return prepared
@@ -360,7 +363,8 @@ def run_prepare(args, work: Path, info: dict, *, reuse: bool) -> list:
     window = TimingWindow()
     prepared: list = []
     for spec in args.rows:
-        prepared.append(prepare_row(spec, args, work, _say, reuse=reuse))
+        by = {k: info.get(k) for k in ("date", "commit", "commit_dirty", "command")}
+        prepared.append(prepare_row(spec, args, work, _say, reuse=reuse, prepared_by=by))
         run = {**info, "complete": len(prepared) == len(args.rows), "machine_load": window.stop()}
         Manifest(model_record(args.model), run, vars(args), prepared).save(work)
     return prepared
@@ -541,7 +545,8 @@ def _measure_main(p: argparse.ArgumentParser, args, work: Path) -> int:
     settings = {**manifest.settings, **measured}
     args.data = manifest.settings["data"]  # the held-out texts of the prepare run
     info = run_info(args.threads)
-    info.update(settings=settings, phase="measure", model=manifest.model, prepare=manifest.run)
+    prepare = {**manifest.run, "rows_prepared_by": {r.name: r.prepared_by for r in prepared}}
+    info.update(settings=settings, phase="measure", model=manifest.model, prepare=prepare)
     json_path = results_path(args.json, "serving", info) if args.json else None
 
     def write(rows: list[dict], timing: dict) -> None:

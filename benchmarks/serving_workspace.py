@@ -64,6 +64,9 @@ class PreparedRow:
     files: dict[str, str]
     file_bytes: dict[str, int]
     row: dict[str, Any] = field(default_factory=dict)
+    #: the run that prepared it (date, commit, command; a later prepare that reuses the row
+    #: keeps this)
+    prepared_by: dict[str, Any] = field(default_factory=dict)
 
     def paths(self, work: Path) -> dict[str, Path]:
         return {t: work / rel for t, rel in self.files.items()}

@@ -249,6 +249,9 @@ def test_prepare_then_measure_gives_the_rows_of_all(tmp_path) -> None:
     run = measured["run"]
     assert run["phase"] == "measure" and run["complete"] is True
     assert run["model"]["name"] == "tiny-llama" and run["prepare"]["phase"] == "prepare"
+    # the second prepare reused the rows: they name the first prepare's command and date
+    by = run["prepare"]["rows_prepared_by"]["depth-25"]
+    assert by["date"] <= run["prepare"]["date"] and "--phase prepare" in by["command"]
     load = run["machine_load"]
     assert len(load["load_average_at_start"]) == 3 and len(load["load_average_at_end"]) == 3
     assert isinstance(load["alone"], bool) and load["other_cpu_s"] >= 0
