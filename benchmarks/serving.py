@@ -355,19 +355,34 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_prepare(args, work: Path, info: dict, *, reuse: bool) -> list:
-    """``--phase prepare``: every row prepared (or reused) and the manifest written after each."""
+def run_prepare(args, work: Path, info: dict, *, reuse: bool) -> tuple[list, dict[str, str]]:
+    """``--phase prepare``: every row prepared (or reused) and the manifest written after each.
+    A row the library refuses (a pruning setting this model cannot reach, an export llama.cpp's
+    converter refuses) is reported, recorded in the manifest (``run.failed``: row -> error) and
+    skipped; the other rows go on."""
+    from medprune.errors import MedpruneError
+
     from run_info import TimingWindow
     from serving_workspace import Manifest
 
     window = TimingWindow()
     prepared: list = []
+    failed: dict[str, str] = {}
+    by = {k: info.get(k) for k in ("date", "commit", "commit_dirty", "command")}
     for spec in args.rows:
-        by = {k: info.get(k) for k in ("date", "commit", "commit_dirty", "command")}
-        prepared.append(prepare_row(spec, args, work, _say, reuse=reuse, prepared_by=by))
-        run = {**info, "complete": len(prepared) == len(args.rows), "machine_load": window.stop()}
+        try:
+            prepared.append(prepare_row(spec, args, work, _say, reuse=reuse, prepared_by=by))
+        except MedpruneError as exc:
+            failed[parse_row(spec)[0]] = f"{type(exc).__name__}: {exc}"
+            _say(f"[{parse_row(spec)[0]}] FAILED: {failed[parse_row(spec)[0]]}")
+        run = {
+            **info,
+            "complete": len(prepared) + len(failed) == len(args.rows),
+            "failed": failed,
+            "machine_load": window.stop(),
+        }
         Manifest(model_record(args.model), run, vars(args), prepared).save(work)
-    return prepared
+    return prepared, failed
 
 
 def measure_rows(prepared: list, args, work: Path, write) -> list[dict]:
@@ -473,13 +488,14 @@ def main(argv: list[str] | None = None) -> int:
     info["phase"] = args.phase
     info["model"] = model_record(args.model)
     if args.phase == "prepare":
-        prepared = run_prepare(args, work, info, reuse=True)
+        prepared, failed = run_prepare(args, work, info, reuse=True)
         _say(
-            f"prepared {len(prepared)} rows in {work}; now, alone on an idle machine: "
+            f"prepared {len(prepared)} rows in {work} ({len(failed)} failed: {sorted(failed)}); "
+            f"now, alone on an idle machine: "
             f"python benchmarks/serving.py --phase measure --work {work} --json DIR"
         )
         print(format_table([r.row for r in prepared]))
-        return 0
+        return 1 if failed else 0
     json_path = results_path(args.json, "serving", info) if args.json else None
     rows: list[dict] = []
     for spec in args.rows:

@@ -258,3 +258,22 @@ def test_prepare_then_measure_gives_the_rows_of_all(tmp_path) -> None:
     # transformers-side settings come from the prepare run, llama.cpp's from measure
     assert measured["args"]["seq_len"] == 32 and measured["args"]["llama_ctx"] == 64
     assert measured["args"]["phase"] == "measure"
+
+
+def test_prepare_records_a_refused_row_and_measure_says_nothing_was_prepared(tmp_path):
+    model_dir, data = _tiny_bench_inputs(tmp_path)
+    work = tmp_path / "w"
+    proc = _serving(
+        "--phase", "prepare", "--model", str(model_dir), "--data", str(data),
+        "--rows", "width-99=width:0.99", "--calib-samples", "4", "--seq-len", "32",
+        "--work", str(work),
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "[width-99] FAILED: PruneError: prune.sparsity=0.99" in proc.stderr
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["rows"] == [] and manifest["run"]["complete"] is True
+    assert manifest["run"]["failed"]["width-99"].startswith("PruneError: prune.sparsity=0.99")
+    measured = _serving("--phase", "measure", "--work", str(work))
+    assert measured.returncode == 2 and f"--work {work}: manifest.json lists no rows" in (
+        measured.stderr
+    )
