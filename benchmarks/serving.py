@@ -52,6 +52,7 @@ Rows are ``NAME=METHOD:SPARSITY[:PATTERN]`` (``dense`` alone for the unpruned mo
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -94,6 +95,45 @@ def _logit_stats(ref_model, gguf_model, tok, texts, seq_len):
         n += ids.shape[1]
         agree += (r.argmax(-1) == g.argmax(-1)).sum().item()
     return {"max_abs": max_diff, "mean_abs": sum_diff / n, "top1_agree": agree / n}
+
+
+def _gguf_sliding_pattern(path: Path) -> list[bool] | None:
+    """The per-layer sliding-window flags a GGUF file stores (``*.attention.
+    sliding_window_pattern``, written for Gemma 2 / 3 whose pattern no longer has the fixed
+    period, e.g. after depth pruning), or None."""
+    from gguf import GGUFReader
+
+    for key, f in GGUFReader(path).fields.items():
+        if key.endswith(".attention.sliding_window_pattern"):
+            return [bool(f.parts[i][0]) for i in f.data]
+    return None
+
+
+def load_gguf_with_transformers(path: Path):
+    """A GGUF file loaded back with transformers' ``gguf_file=``, with the file's own
+    sliding/full layer pattern: transformers' GGUF loader ignores the stored pattern and
+    assumes Gemma 3's period of 6, wrong for a depth-pruned Gemma (its logits then differ by
+    up to 7 from the same weights with the stored pattern; llama.cpp reads the pattern)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    ).eval()
+    pattern = _gguf_sliding_pattern(path)
+    layer_types = getattr(model.config, "layer_types", None)
+    if pattern is None or layer_types is None:
+        return model
+    stored = ["sliding_attention" if s else "full_attention" for s in pattern]
+    if stored == list(layer_types):
+        return model
+    config = copy.deepcopy(model.config)
+    config.layer_types = stored
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are already dequantized
+    rebuilt = type(model)(config).to(torch.float32).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
 
 
 def _hf_speed(model, tok, text: str, args) -> dict:
@@ -236,9 +276,7 @@ def prepare_row(
     row["hf_speed"] = _hf_speed(ref, tok, heldout[-1], args)
     row["logits"] = {}
     for outtype, path in out.gguf.items():
-        g = AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=torch.float32
-        ).eval()
+        g = load_gguf_with_transformers(path)
         row["logits"][outtype] = _logit_stats(ref, g, tok, logit_texts, args.seq_len)
         if outtype == "q8_0":
             row["ppl_q8_0"] = perplexity(g, tok, ppl_texts, max_length=args.seq_len).perplexity
