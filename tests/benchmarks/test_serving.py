@@ -277,3 +277,38 @@ def test_prepare_records_a_refused_row_and_measure_says_nothing_was_prepared(tmp
     assert measured.returncode == 2 and f"--work {work}: manifest.json lists no rows" in (
         measured.stderr
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LLAMA_CPP.has_source(), reason="llama.cpp is not fetched (make llama-cpp)")
+def test_a_depth_pruned_gemma3_file_is_read_back_with_its_own_layer_pattern(tmp_path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from benchmarks.serving import load_gguf_with_transformers
+    from medprune.export.gguf import write_gguf
+
+    from tests.helpers.families import save_family, sentencepiece_model
+
+    # 7 layers, layer 2 removed: the sliding/full pattern loses Gemma 3's period of 6
+    model_dir = save_family(tmp_path, "gemma3_text", "depth", sentencepiece_model())
+    path = write_gguf(
+        model_dir, tmp_path / "gguf", outtypes=("f16",), writer="llama.cpp",
+        llama_cpp_root=LLAMA_CPP.root,
+    ).files["f16"]  # fmt: skip
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    naive = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    ).eval()
+    loaded = load_gguf_with_transformers(path)
+    assert list(loaded.config.layer_types) == list(ref.config.layer_types)
+    assert list(naive.config.layer_types) != list(ref.config.layer_types)
+    # transformers' GGUF loader also takes query_pre_attn_scalar as 256 (Gemma 3 270M's, not
+    # this tiny model's 16): give both loaded models the reference's attention scaling
+    for model in (loaded, naive):
+        for layer in model.model.layers:
+            layer.self_attn.scaling = ref.model.layers[0].self_attn.scaling
+    ids = torch.arange(3, 3 + 48).unsqueeze(0)  # longer than the sliding window (16)
+    with torch.no_grad():
+        want, got, off = ref(ids).logits, loaded(ids).logits, naive(ids).logits
+    assert (got - want).abs().max().item() < 0.02 < (off - want).abs().max().item()
