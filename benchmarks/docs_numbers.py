@@ -87,9 +87,21 @@ def latest_recovery(match: Callable[[dict[str, Any]], bool], what: str) -> Row:
     raise LookupError(f"no recovery results file has {what}")
 
 
+def serving_model(data: dict[str, Any]) -> str:
+    """The model a serving results file measured: ``run.model.name`` where recorded, else the
+    folder of its ``--model`` (files from before the model was recorded: SmolLM2)."""
+    recorded = (data.get("run", {}).get("model") or {}).get("name")
+    model = data.get("args", {}).get("model") or "smollm2-135m-instruct"
+    return str(recorded or Path(model).name)
+
+
 def latest_serving(match: Callable[[dict[str, Any], dict[str, Any]], bool], what: str) -> Row:
+    """The first row ``match`` accepts in the latest SmolLM2 serving file (the guide is about
+    SmolLM2; a Gemma 3 file never supersedes it)."""
     for path in reversed(_files("serving")):
         data = _load(path)
+        if not serving_model(data).startswith("smollm2"):
+            continue
         for r in data["rows"]:
             if match(data, r):
                 return Row(path.name, {**r, "_args": data.get("args", {})})

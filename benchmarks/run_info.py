@@ -9,6 +9,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -112,3 +113,69 @@ def results_path(path: str, stem: str, info: dict) -> Path:
         n += 1
         name = f"{stem}-{when}-{commit}-{n}"
     return p / f"{name}.json"
+
+
+#: A timing ran alone when the other processes on the machine used at most this many cores
+#: on average while it ran (kernel threads and an idle shell use far less).
+ALONE_MAX_OTHER_CORES = 0.1
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    ticks = [int(x) for x in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """This process's CPU seconds plus those of its finished children (llama-bench etc.)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _load() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+class TimingWindow:
+    """Whether a timing had the machine to itself: the load average at its start and end,
+    and the CPU time every *other* process used meanwhile (the machine's busy time from
+    ``/proc/stat`` minus this process's and its children's), as average cores. The load
+    average is a slow, smoothed number (a job that ended a minute ago still shows); the CPU
+    share is what actually competed with the timing.
+
+        window = TimingWindow()
+        ...  # run llama-bench
+        record = window.stop()  # {"alone": True, "other_cores": 0.02, ...}
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.load_at_start = _load()
+        self.busy_at_start = _busy_cpu_seconds()
+        self.own_at_start = _own_cpu_seconds()
+
+    def stop(self) -> dict:
+        """The window so far (it may be stopped again later for a longer window)."""
+        wall = time.perf_counter() - self.started
+        busy = _busy_cpu_seconds()
+        own = _own_cpu_seconds() - self.own_at_start
+        other = None
+        if busy is not None and self.busy_at_start is not None:
+            other = max(0.0, busy - self.busy_at_start - own)
+        other_cores = other / wall if other is not None and wall > 0 else None
+        return {
+            "load_average_at_start": self.load_at_start,
+            "load_average_at_end": _load(),
+            "wall_s": round(wall, 2),
+            "own_cpu_s": round(own, 2),
+            "other_cpu_s": round(other, 2) if other is not None else None,
+            "other_cores": round(other_cores, 3) if other_cores is not None else None,
+            "alone_max_other_cores": ALONE_MAX_OTHER_CORES,
+            "alone": other_cores <= ALONE_MAX_OTHER_CORES if other_cores is not None else None,
+        }

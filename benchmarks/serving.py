@@ -1,8 +1,8 @@
 """Serving benchmark: GGUF export of dense and pruned models, checked and timed.
 
-For each row (dense, or a pruning setting) it prunes SmolLM2 (float32, calibration on the
-built-in clinical calibration text), exports f16 and q8_0 GGUF files with
-``medprune.export``, and measures:
+For each row (dense, or a pruning setting) it prunes the model (``--model``, SmolLM2 by
+default; float32, calibration on the built-in clinical calibration text), exports f16 and
+q8_0 GGUF files with ``medprune.export``, and measures:
 
 - file sizes;
 - logits of the GGUF files (loaded back with transformers' ``gguf_file=``) against the HF
@@ -19,7 +19,31 @@ built-in clinical calibration text), exports f16 and q8_0 GGUF files with
     make llama-cpp
     python benchmarks/serving.py --threads 2 --json benchmarks/results/
 
-Run it alone on an idle machine for numbers: the tokens/s are wall-clock rates.
+Run it alone on an idle machine for numbers: the tokens/s are wall-clock rates. The slow,
+CPU-heavy part (pruning, export, the transformers-side checks) and the short timing part can
+run apart, so that only the timing needs the idle machine::
+
+    python benchmarks/serving.py --phase prepare --work /work/bench/serve-smol
+    python benchmarks/serving.py --phase measure --work /work/bench/serve-smol --threads 2 \
+        --json benchmarks/results/
+
+``--phase prepare`` writes each row into ``--work`` (``NAME/gguf/``, ``NAME/row.json``) and a
+``manifest.json`` (``serving_workspace``); a second prepare with the same settings skips the
+rows already done. ``--phase measure`` reads the manifest and runs only llama-bench and
+llama-perplexity; its results file carries the prepare run (``run.prepare``) and, for the
+whole timing (``run.machine_load``) and each row (``llama_cpp_timing``), the load average at
+start and end and the CPU the other processes used meanwhile, ``alone`` when at most
+``run_info.ALONE_MAX_OTHER_CORES`` cores on average. The transformers tokens/s
+(``hf_speed``) are timed by prepare; under load, read their per-CPU-second rates.
+``--phase all`` (the default) does both per row, as before.
+
+The model's folder name is recorded (``run.model``, each row's ``model``). A model that
+carries terms (Gemma 3 270M: ``GEMMA_TERMS.html``) is refused unless ``--accept-terms gemma``;
+its terms files are copied beside the exported files. Ollama's Modelfile is written only for
+a model with a chat template (``modelfile`` in each row)::
+
+    python benchmarks/serving.py --phase prepare --model .cache/medprune/models/gemma3-270m \
+        --accept-terms gemma --work /work/bench/serve-gemma
 
 Rows are ``NAME=METHOD:SPARSITY[:PATTERN]`` (``dense`` alone for the unpruned model;
 ``wanda-2of4=wanda:0.5:2:4`` for 2:4 semi-structured sparsity).
@@ -28,6 +52,7 @@ Rows are ``NAME=METHOD:SPARSITY[:PATTERN]`` (``dense`` alone for the unpruned mo
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -72,6 +97,45 @@ def _logit_stats(ref_model, gguf_model, tok, texts, seq_len):
     return {"max_abs": max_diff, "mean_abs": sum_diff / n, "top1_agree": agree / n}
 
 
+def _gguf_sliding_pattern(path: Path) -> list[bool] | None:
+    """The per-layer sliding-window flags a GGUF file stores (``*.attention.
+    sliding_window_pattern``, written for Gemma 2 / 3 whose pattern no longer has the fixed
+    period, e.g. after depth pruning), or None."""
+    from gguf import GGUFReader
+
+    for key, f in GGUFReader(path).fields.items():
+        if key.endswith(".attention.sliding_window_pattern"):
+            return [bool(f.parts[i][0]) for i in f.data]
+    return None
+
+
+def load_gguf_with_transformers(path: Path):
+    """A GGUF file loaded back with transformers' ``gguf_file=``, with the file's own
+    sliding/full layer pattern: transformers' GGUF loader ignores the stored pattern and
+    assumes Gemma 3's period of 6, wrong for a depth-pruned Gemma (its logits then differ by
+    up to 7 from the same weights with the stored pattern; llama.cpp reads the pattern)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    ).eval()
+    pattern = _gguf_sliding_pattern(path)
+    layer_types = getattr(model.config, "layer_types", None)
+    if pattern is None or layer_types is None:
+        return model
+    stored = ["sliding_attention" if s else "full_attention" for s in pattern]
+    if stored == list(layer_types):
+        return model
+    config = copy.deepcopy(model.config)
+    config.layer_types = stored
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are already dequantized
+    rebuilt = type(model)(config).to(torch.float32).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
+
+
 def _hf_speed(model, tok, text: str, args) -> dict:
     """transformers (PyTorch, float32) prompt and greedy-generation tokens/s, median of repeats,
     per wall second and per CPU second of this process (the CPU rate does not depend on how
@@ -113,7 +177,29 @@ def _hf_speed(model, tok, text: str, args) -> dict:
     }
 
 
-def run_row(spec: str, args, work: Path, say) -> dict:
+def model_record(model: str) -> dict:
+    """What the results say about the model: its folder name (``smollm2-135m-instruct``,
+    ``gemma3-270m``), its ``model_type`` and the terms it carries (``gemma``)."""
+    from medprune.load.terms import terms_in
+
+    model_dir = Path(model)
+    config = model_dir / "config.json"
+    model_type = None
+    if config.is_file():
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    return {
+        "name": model_dir.resolve().name,
+        "model_type": model_type,
+        "terms": terms_in(model_dir),
+    }
+
+
+def prepare_row(
+    spec: str, args, work: Path, say, *, reuse: bool = False, prepared_by: dict | None = None
+):
+    """Prune (``spec``), save, export f16 / q8_0 GGUF into ``work/NAME/gguf`` and run the
+    transformers-side checks; the row is saved as ``work/NAME/row.json``. ``reuse``: a row
+    prepared earlier with the same settings is returned as it is."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -122,10 +208,25 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     from medprune.export.bundle import export_for_ollama
     from medprune.io.jsonl import read_texts
     from medprune.load.model import load_model, save_model
+    from medprune.load.terms import copy_terms
     from medprune.prune.engine import prune_model
 
+    from serving_workspace import ROW_SETTINGS, PreparedRow, row_settings
+
     name, method, sparsity, pattern = parse_row(spec)
-    row: dict = {"row": name}
+    settings = row_settings(
+        spec,
+        args.model,
+        args.data,
+        args.threads,
+        **{k: getattr(args, k) for k in ROW_SETTINGS},
+    )
+    if reuse:
+        done = PreparedRow.done(work, name, settings)
+        if done is not None:
+            say(f"[{name}] prepared earlier with the same settings: skipped")
+            return done
+    row: dict = {"row": name, "model": Path(args.model).resolve().name}
     model, tok = load_model(args.model, dtype="float32")
     if method is not None:
         row.update(method=method, sparsity=sparsity, pattern=pattern)
@@ -151,13 +252,21 @@ def run_row(spec: str, args, work: Path, say) -> dict:
         "mlp": cfg.intermediate_size,
     }
     row["params"] = sum(p.numel() for p in model.parameters())
-    hf_dir = work / name / "hf"
-    if hf_dir.exists():
-        shutil.rmtree(hf_dir)
+    hf_dir, gguf_dir = work / name / "hf", work / name / "gguf"
+    for d in (hf_dir, gguf_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    (work / name / "row.json").unlink(missing_ok=True)
     save_model(model, tok, hf_dir)
+    # A model under its own terms (Gemma) keeps them beside everything derived from it.
+    copy_terms(args.model, hf_dir)
+    del model
+    # Ollama's Modelfile needs a chat template; a pretrained model (Gemma 3 270M) has none.
+    row["modelfile"] = bool(getattr(tok, "chat_template", None))
     t0 = time.perf_counter()
-    out = export_for_ollama(hf_dir, work / name / "gguf", name=name)
+    out = export_for_ollama(hf_dir, gguf_dir, name=name, modelfile=row["modelfile"])
     row["export_s"] = round(time.perf_counter() - t0, 1)
+    copy_terms(args.model, gguf_dir)
     row["writer"] = json.loads(out.manifest.read_text())["writer"]
     row["files_mb"] = {t: round(p.stat().st_size / 1e6, 1) for t, p in out.gguf.items()}
     heldout = read_texts(Path(args.data) / "heldout.jsonl")
@@ -167,20 +276,24 @@ def run_row(spec: str, args, work: Path, say) -> dict:
     row["hf_speed"] = _hf_speed(ref, tok, heldout[-1], args)
     row["logits"] = {}
     for outtype, path in out.gguf.items():
-        g = AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=torch.float32
-        ).eval()
+        g = load_gguf_with_transformers(path)
         row["logits"][outtype] = _logit_stats(ref, g, tok, logit_texts, args.seq_len)
         if outtype == "q8_0":
             row["ppl_q8_0"] = perplexity(g, tok, ppl_texts, max_length=args.seq_len).perplexity
         del g
-    say(f"[{name}] {json.dumps({k: row[k] for k in ('files_mb', 'ppl_hf', 'ppl_q8_0')})}")
-    if args.llama_cpp:
-        run_llama_cpp(row, out.gguf, args, say)
+    del ref
     shutil.rmtree(hf_dir)
-    if not args.keep:
-        shutil.rmtree(work / name / "gguf")
-    return row
+    say(f"[{name}] {json.dumps({k: row[k] for k in ('files_mb', 'ppl_hf', 'ppl_q8_0')})}")
+    prepared = PreparedRow(
+        name=name,
+        settings=settings,
+        files={t: str(p.relative_to(work)) for t, p in out.gguf.items()},
+        file_bytes={t: p.stat().st_size for t, p in out.gguf.items()},
+        row=row,
+        prepared_by=prepared_by or {},
+    )
+    prepared.save(work)
+    return prepared
 
 
 def heldout_text_file(args, work: Path) -> Path:
@@ -276,13 +389,85 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_prepare(args, work: Path, info: dict, *, reuse: bool) -> tuple[list, dict[str, str]]:
+    """``--phase prepare``: every row prepared (or reused) and the manifest written after each.
+    A row the library refuses (a pruning setting this model cannot reach, an export llama.cpp's
+    converter refuses) is reported, recorded in the manifest (``run.failed``: row -> error) and
+    skipped; the other rows go on."""
+    from medprune.errors import MedpruneError
+
+    from run_info import TimingWindow
+    from serving_workspace import Manifest
+
+    window = TimingWindow()
+    prepared: list = []
+    failed: dict[str, str] = {}
+    by = {k: info.get(k) for k in ("date", "commit", "commit_dirty", "command")}
+    for spec in args.rows:
+        try:
+            prepared.append(prepare_row(spec, args, work, _say, reuse=reuse, prepared_by=by))
+        except MedpruneError as exc:
+            failed[parse_row(spec)[0]] = f"{type(exc).__name__}: {exc}"
+            _say(f"[{parse_row(spec)[0]}] FAILED: {failed[parse_row(spec)[0]]}")
+        run = {
+            **info,
+            "complete": len(prepared) + len(failed) == len(args.rows),
+            "failed": failed,
+            "machine_load": window.stop(),
+        }
+        Manifest(model_record(args.model), run, vars(args), prepared).save(work)
+    return prepared, failed
+
+
+def measure_rows(prepared: list, args, work: Path, write) -> list[dict]:
+    """llama.cpp's numbers for each prepared row, with the machine's load around each row's
+    timing (``llama_cpp_timing``); ``write(rows, timing)`` after every row."""
+    from run_info import TimingWindow
+
+    window = TimingWindow()
+    rows: list[dict] = []
+    for p in prepared:
+        row = dict(p.row)
+        row_window = TimingWindow()
+        run_llama_cpp(row, p.paths(work), args, _say)
+        row["llama_cpp_timing"] = row_window.stop()
+        rows.append(row)
+        write(rows, window.stop())
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument(
+        "--phase",
+        choices=("all", "prepare", "measure"),
+        default="all",
+        help="all: prepare and time each row in one go (default); prepare: prune, export and "
+        "check into --work, timing nothing in llama.cpp; measure: only llama-bench and "
+        "llama-perplexity on what --work holds (run it alone on an idle machine)",
+    )
     p.add_argument("--model", default=str(CACHE / "models/smollm2-135m-instruct"))
     p.add_argument("--data", default=str(CACHE / "data"))
-    p.add_argument("--rows", nargs="*", default=DEFAULT_ROWS)
+    p.add_argument(
+        "--rows",
+        nargs="*",
+        default=None,
+        help=f"row specs (default {' '.join(DEFAULT_ROWS)}); with --phase measure, names of "
+        "prepared rows (default: all of them)",
+    )
+    p.add_argument(
+        "--accept-terms",
+        nargs="*",
+        default=[],
+        help="terms the model carries that this run accepts (gemma for Gemma 3 270M); a model "
+        "that carries terms not listed is refused before any work",
+    )
     p.add_argument("--calib-samples", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--ppl-texts", type=int, default=20)
@@ -301,7 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llama-reps", type=int, default=5, help="llama-bench -r")
     p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--work", default="/tmp/medprune-serving-bench")
+    p.add_argument(
+        "--work",
+        default="/tmp/medprune-serving-bench",
+        help="work folder: the rows' GGUF files and, for --phase prepare / measure, the "
+        "manifest that measure reads",
+    )
     p.add_argument("--keep", action="store_true", help="keep the GGUF files under --work")
     p.add_argument("--json", help="write the rows here (after every row)")
     args = p.parse_args(argv)
@@ -310,33 +500,118 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
+    if args.phase == "measure":
+        return _measure_main(p, args, work)
+    if args.rows is None:
+        args.rows = list(DEFAULT_ROWS)
 
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+    from medprune.load.terms import terms_errors
 
-    if args.no_llama_cpp:
+    refused = terms_errors(args.model, args.accept_terms)
+    if refused:
+        p.error("; ".join(m.replace("model.accept_terms", "--accept-terms") for m in refused))
+    if args.phase == "prepare" or args.no_llama_cpp:
         args.llama_cpp = None
     elif args.llama_cpp:
         from medprune.export.llama_cpp import LlamaCpp
 
         LlamaCpp(Path(args.llama_cpp)).require_built()  # before any work
+    work.mkdir(parents=True, exist_ok=True)
     from medprune.io.atomic import atomic_write_text
 
-    from run_info import results_path, run_info
+    from run_info import TimingWindow, results_path, run_info
 
     info = run_info(args.threads)
     info["settings"] = vars(args)
+    info["phase"] = args.phase
+    info["model"] = model_record(args.model)
+    if args.phase == "prepare":
+        prepared, failed = run_prepare(args, work, info, reuse=True)
+        _say(
+            f"prepared {len(prepared)} rows in {work} ({len(failed)} failed: {sorted(failed)}); "
+            f"now, alone on an idle machine: "
+            f"python benchmarks/serving.py --phase measure --work {work} --json DIR"
+        )
+        print(format_table([r.row for r in prepared]))
+        return 1 if failed else 0
     json_path = results_path(args.json, "serving", info) if args.json else None
     rows: list[dict] = []
     for spec in args.rows:
-        rows.append(run_row(spec, args, work, say))
+        prepared_row = prepare_row(spec, args, work, _say)
+        row = dict(prepared_row.row)
+        if args.llama_cpp:
+            window = TimingWindow()
+            run_llama_cpp(row, prepared_row.paths(work), args, _say)
+            row["llama_cpp_timing"] = window.stop()
+        if not args.keep:
+            shutil.rmtree(work / prepared_row.name)
+        rows.append(row)
         if json_path:
             done = len(rows) == len(args.rows)
             doc = {"run": {**info, "complete": done}, "args": vars(args), "rows": rows}
             atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
     if json_path:
-        say(f"results: {json_path}")
+        _say(f"results: {json_path}")
+    print(format_table(rows))
+    return 0
+
+
+#: Settings that belong to the measure phase; every other setting in the results comes from
+#: the prepare run that made the files.
+MEASURE_SETTINGS = (
+    "phase",
+    "rows",
+    "threads",
+    "llama_cpp",
+    "no_llama_cpp",
+    "llama_ppl_texts",
+    "llama_ctx",
+    "llama_prompt",
+    "llama_gen",
+    "llama_reps",
+    "work",
+    "json",
+)
+
+
+def _measure_main(p: argparse.ArgumentParser, args, work: Path) -> int:
+    """``--phase measure``: llama-bench and llama-perplexity on the rows ``--work`` holds."""
+    from medprune.export.llama_cpp import LlamaCpp
+    from medprune.io.atomic import atomic_write_text
+
+    from run_info import results_path, run_info
+    from serving_workspace import Manifest, WorkspaceError
+
+    if args.no_llama_cpp or not args.llama_cpp:
+        p.error("--phase measure runs llama.cpp; --no-llama-cpp leaves nothing to measure")
+    try:
+        manifest = Manifest.load(work)
+    except WorkspaceError as exc:
+        p.error(str(exc))
+    names = [r.name for r in manifest.rows]
+    wanted = [parse_row(r)[0] for r in args.rows] if args.rows else names
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        p.error(f"--rows {unknown}: not prepared in --work {work} (it holds {names})")
+    prepared = [next(r for r in manifest.rows if r.name == n) for n in wanted]
+    LlamaCpp(Path(args.llama_cpp)).require_built()
+    measured = {k: getattr(args, k) for k in MEASURE_SETTINGS}
+    settings = {**manifest.settings, **measured}
+    args.data = manifest.settings["data"]  # the held-out texts of the prepare run
+    info = run_info(args.threads)
+    prepare = {**manifest.run, "rows_prepared_by": {r.name: r.prepared_by for r in prepared}}
+    info.update(settings=settings, phase="measure", model=manifest.model, prepare=prepare)
+    json_path = results_path(args.json, "serving", info) if args.json else None
+
+    def write(rows: list[dict], timing: dict) -> None:
+        if json_path:
+            run = {**info, "complete": len(rows) == len(prepared), "machine_load": timing}
+            doc = {"run": run, "args": settings, "rows": rows}
+            atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
+
+    rows = measure_rows(prepared, args, work, write)
+    if json_path:
+        _say(f"results: {json_path}")
     print(format_table(rows))
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,20 @@ def test_every_linked_results_file_exists() -> None:
 def test_a_placeholder_without_a_value_is_an_error() -> None:
     with pytest.raises(KeyError, match="no value for"):
         docs_numbers.render("{{nowhere}}", {})
+
+
+def test_a_gemma_serving_file_does_not_supersede_the_smollm2_numbers(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    shutil.copytree(docs_numbers.RESULTS, results)
+    latest = sorted(results.glob("serving-2*.json"))[-1]
+    doc = json.loads(latest.read_text())
+    doc["run"]["model"] = {"name": "gemma3-270m", "model_type": "gemma3_text", "terms": ["gemma"]}
+    doc["args"]["ppl_texts"] = 20
+    (results / "serving-29991231T2359Z-0000000.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(docs_numbers, "RESULTS", results)
+    assert docs_numbers.serving_model(doc) == "gemma3-270m"
+    assert docs_numbers.serving_model({"args": {"model": "m/smollm2-135m-instruct"}}) == (
+        "smollm2-135m-instruct"
+    )
+    sv = docs_numbers.latest_serving(lambda d, r: r["row"] == "dense", "a dense row")
+    assert sv.file != "serving-29991231T2359Z-0000000.json"

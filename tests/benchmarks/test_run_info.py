@@ -87,3 +87,27 @@ def test_result_files_in_the_repository_record_what_produced_them():
             assert run["note"] and run["date_committed"] and path.stem.endswith("-unknown"), path
         else:
             assert run["date"] and run["commit"] and run["commit"][:7] in path.name, path
+
+
+BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\n"
+
+
+def test_timing_window_counts_its_own_children_apart_from_other_processes():
+    from benchmarks.run_info import TimingWindow
+
+    window = TimingWindow()
+    subprocess.run([sys.executable, "-c", BUSY], check=True)  # a child: this run's own CPU
+    own = window.stop()
+    assert own["own_cpu_s"] >= 0.5 and len(own["load_average_at_start"]) == 3
+    assert len(own["load_average_at_end"]) == 3 and own["wall_s"] > 0
+
+    window = TimingWindow()
+    # a detached process (its parent shell exits at once): someone else's CPU
+    detached = f"{shlex.quote(sys.executable)} -c {shlex.quote(BUSY)} &"
+    subprocess.run(["sh", "-c", detached], check=True)
+    import time
+
+    time.sleep(2.0)
+    other = window.stop()
+    assert other["other_cpu_s"] >= 0.4 and other["own_cpu_s"] < 0.4
+    assert other["other_cores"] > other["alone_max_other_cores"] and other["alone"] is False
