@@ -159,24 +159,16 @@ def test_manifest_round_trip_and_a_row_whose_files_are_gone(tmp_path):
 def _tiny_bench_inputs(root: Path) -> tuple[Path, Path]:
     """A 4-layer SentencePiece Llama (llama.cpp's converter reads it; no chat template) and a
     data folder with calibration and held-out clinical texts."""
-    from tests.helpers.families import build_family, sentencepiece_model
+    from tests.helpers.families import (
+        build_family,
+        sentencepiece_model,
+        write_sentencepiece_tokenizer,
+    )
     from tests.helpers.variants import CALIB
 
     model_dir = root / "tiny-llama"
     build_family("llama", num_hidden_layers=4).save_pretrained(model_dir)
-    (model_dir / "tokenizer.model").write_bytes(sentencepiece_model())
-    (model_dir / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "unk_token": "<unk>",
-                "add_bos_token": True,
-                "add_eos_token": False,
-                "tokenizer_class": "LlamaTokenizer",
-            }
-        )
-    )
+    write_sentencepiece_tokenizer(model_dir, sentencepiece_model())
     data = root / "data"
     data.mkdir()
     text = "Chest pain radiating to the left arm; troponin elevated, ST elevation on the ECG. "

@@ -172,8 +172,14 @@ def save_family(root: Path, family: str, kind: str, sp_model: bytes) -> Path:
         raise ValueError(kind)
     out = root / f"{family}-{kind}"
     model.save_pretrained(out)
-    (out / "tokenizer.model").write_bytes(sp_model)
-    (out / "tokenizer_config.json").write_text(
+    write_sentencepiece_tokenizer(out, sp_model)
+    return out
+
+
+def write_sentencepiece_tokenizer(model_dir: Path, sp_model: bytes) -> None:
+    """``tokenizer.model`` and a LlamaTokenizer ``tokenizer_config.json`` (no chat template)."""
+    (model_dir / "tokenizer.model").write_bytes(sp_model)
+    (model_dir / "tokenizer_config.json").write_text(
         json.dumps(
             {
                 "bos_token": "<s>",
@@ -185,4 +191,3 @@ def save_family(root: Path, family: str, kind: str, sp_model: bytes) -> Path:
             }
         )
     )
-    return out

@@ -35,6 +35,20 @@ def write_instruction_jsonl(path: Path, n: int = 12) -> Path:
     return path
 
 
+def packed_examples(seq_len: int = 32):
+    """:func:`clinical_texts` packed by the byte tokenizer into ``seq_len``-token sequences."""
+    from medprune.recover.data import pack_text
+
+    from tests.helpers.tiny import byte_tokenizer
+
+    return pack_text(
+        byte_tokenizer(),
+        "mem",
+        list(enumerate(({"text": t} for t in clinical_texts()), 1)),
+        seq_len,
+    )
+
+
 def pruned_tiny(seed: int = 0, pattern: str = "unstructured", sparsity: float = 0.5):
     """A tiny Llama pruned by magnitude with the pruning engine."""
     from medprune.config import PruneConfig

@@ -23,7 +23,7 @@ from medprune.recover.distill import (
 from medprune.recover.layers import distilled_layers, hidden_state_pairs, teacher_layer_map
 from medprune.recover.train import recover_model
 
-from tests.helpers.recover import clinical_texts, pruned_tiny
+from tests.helpers.recover import clinical_texts, packed_examples, pruned_tiny
 from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
 # ---------------------------------------------------------------- top-k KL
@@ -219,25 +219,14 @@ def test_a_different_hidden_size_is_refused_before_training():
     with pytest.raises(
         ConfigError, match=r"recover\.distill\.hidden_weight: the student's hidden size \(64\)"
     ):
-        recover_model(pruned_tiny(), byte_tokenizer(), _examples(), cfg, teacher=teacher)
+        recover_model(pruned_tiny(), byte_tokenizer(), packed_examples(), cfg, teacher=teacher)
     # without hidden states the same teacher is fine for logits-only distillation
     ok = RecoverConfig(steps=1, batch_size=2, seq_len=32, log_every=100)
-    result = recover_model(pruned_tiny(), byte_tokenizer(), _examples(), ok, teacher=teacher)
+    result = recover_model(pruned_tiny(), byte_tokenizer(), packed_examples(), ok, teacher=teacher)
     assert result.report["distill"] is True
 
 
 # ---------------------------------------------------------------- training
-
-
-def _examples(seq_len=32):
-    from medprune.recover.data import pack_text
-
-    return pack_text(
-        byte_tokenizer(),
-        "mem",
-        list(enumerate(({"text": t} for t in clinical_texts()), 1)),
-        seq_len,
-    )
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -255,7 +244,7 @@ def test_recovery_with_hidden_states_and_top_k(mode):
     )
     messages = []
     result = recover_model(
-        student, byte_tokenizer(), _examples(), cfg, teacher=teacher, progress=messages.append
+        student, byte_tokenizer(), packed_examples(), cfg, teacher=teacher, progress=messages.append
     )
     report = result.report
     assert report["distill"] and report["distill_top_k"] == 8
@@ -274,7 +263,7 @@ def pruned_tiny_with_layers(n):
 def test_default_distillation_reports_no_new_keys():
     cfg = RecoverConfig(steps=2, batch_size=2, seq_len=32, log_every=100)
     report = recover_model(
-        pruned_tiny(), byte_tokenizer(), _examples(), cfg, teacher=tiny_llama(seed=1)
+        pruned_tiny(), byte_tokenizer(), packed_examples(), cfg, teacher=tiny_llama(seed=1)
     ).report
     assert "distill_top_k" not in report and "distill_hidden_pairs" not in report
 

@@ -4,23 +4,13 @@ import torch
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
 from medprune.prune.apply import prunable_linears
-from medprune.recover.data import pack_text
 from medprune.recover.masks import nm_violations, verify_against_reference
 from medprune.recover.train import recover_model
 
-from tests.helpers.recover import clinical_texts, pruned_tiny
+from tests.helpers.recover import packed_examples, pruned_tiny
 from tests.helpers.tiny import byte_tokenizer, tiny_llama
 
 EXCLUDE = ["lm_head", "embed_tokens"]
-
-
-def _examples(seq_len=32):
-    return pack_text(
-        byte_tokenizer(),
-        "mem",
-        list(enumerate(({"text": t} for t in clinical_texts()), 1)),
-        seq_len,
-    )
 
 
 def _zeros(model):
@@ -50,7 +40,7 @@ def test_full_training_keeps_exact_zeros_and_nm(pattern):
         grad_accum=2 if pattern == "2:4" else 1,
     )
     result = recover_model(
-        model, byte_tokenizer(), _examples(), cfg, nm=(2, 4) if pattern == "2:4" else None
+        model, byte_tokenizer(), packed_examples(), cfg, nm=(2, 4) if pattern == "2:4" else None
     )
     moved = 0
     for name, m in prunable_linears(result.model, EXCLUDE).items():
@@ -82,7 +72,7 @@ def test_lora_merge_keeps_zeros_and_returns_plain_model():
             "target_modules": ["q_proj", "v_proj", "down_proj"],
         },
     )
-    result = recover_model(model, byte_tokenizer(), _examples(), cfg, nm=(2, 4))
+    result = recover_model(model, byte_tokenizer(), packed_examples(), cfg, nm=(2, 4))
     assert type(result.model) is LlamaForCausalLM
     assert not any("lora" in k for k in result.model.state_dict())
     changed = []
@@ -127,7 +117,7 @@ def test_structured_models_train_every_weight():
     model = pruned_tiny()
     zeros = _zeros(model)
     cfg = RecoverConfig(steps=2, lr=5e-2, batch_size=2, seq_len=32, log_every=100)
-    result = recover_model(model, byte_tokenizer(), _examples(), cfg, keep_masks=False)
+    result = recover_model(model, byte_tokenizer(), packed_examples(), cfg, keep_masks=False)
     revived = sum(
         int((m.weight.detach()[zeros[n]] != 0).sum())
         for n, m in prunable_linears(result.model, EXCLUDE).items()

@@ -7,22 +7,11 @@ import torch
 from medprune.config import RecoverConfig
 from medprune.errors import RecoveryError
 from medprune.recover.checkpoint import MANIFEST, SAVING, latest_checkpoint, list_checkpoints
-from medprune.recover.data import pack_text
 from medprune.recover.distill import kl_distill_loss, lm_loss
 from medprune.recover.train import lr_at, recover_model
 
-from tests.helpers.recover import clinical_texts, pruned_tiny
+from tests.helpers.recover import packed_examples, pruned_tiny
 from tests.helpers.tiny import byte_tokenizer, tiny_llama
-
-
-def _examples(seq_len=32):
-    return pack_text(
-        byte_tokenizer(),
-        "mem",
-        list(enumerate(({"text": t} for t in clinical_texts()), 1)),
-        seq_len,
-    )
-
 
 CKPT_CFG = {
     "steps": 6,
@@ -38,7 +27,7 @@ CKPT_CFG = {
 
 def _run(tmp, **kw):
     cfg = RecoverConfig(**{**CKPT_CFG, **kw.pop("cfg", {})})
-    return recover_model(pruned_tiny(), byte_tokenizer(), _examples(), cfg, seed=7, **kw)
+    return recover_model(pruned_tiny(), byte_tokenizer(), packed_examples(), cfg, seed=7, **kw)
 
 
 def test_lr_schedule_warmup_then_decay():
@@ -147,7 +136,7 @@ def test_distillation_loss_decreases():
         distill={"temperature": 2.0, "kl_weight": 1.0, "ce_weight": 0.0},
     )
     result = recover_model(
-        pruned_tiny(), byte_tokenizer(), _examples(), cfg, teacher=teacher, seed=0
+        pruned_tiny(), byte_tokenizer(), packed_examples(), cfg, teacher=teacher, seed=0
     )
     losses = result.report["losses"]
     assert result.report["distill"] is True
@@ -155,7 +144,7 @@ def test_distillation_loss_decreases():
 
 
 def test_eval_and_early_stopping(tmp_path):
-    ex = _examples()
+    ex = packed_examples()
     cfg = RecoverConfig(
         steps=40,
         lr=0.5,
@@ -201,7 +190,7 @@ BEST_CFG = {
 
 
 def _split():
-    ex = _examples()
+    ex = packed_examples()
     return ex.subset(torch.arange(len(ex) - 4)), ex.subset(torch.arange(len(ex) - 4, len(ex)))
 
 
